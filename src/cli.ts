@@ -1,0 +1,125 @@
+#!/usr/bin/env node
+/**
+ * banking-es command line:
+ *   start                 run the daemon (roles from config; --roles a,b overrides)
+ *   migrate               apply database migrations and exit
+ *   config                print the effective configuration, secrets redacted
+ *   stack up|down|status  the embedded local stack (Postgres, Kafka mock, Redis)
+ */
+import { loadConfig, type LoadedConfig } from './config';
+import { ConfigError, coerceError } from './errors';
+import { createLogger } from './logger';
+import { Lifecycle } from './lifecycle';
+import { runDaemon } from './daemon';
+import { createPool } from './db/pool';
+import { migrate } from './db/migrate';
+import { stackUp, stackDown, stackStatus } from './stack/stack';
+
+interface Args { cmd: string; positional: string[]; flags: Map<string, string | true> }
+
+export function parseArgs(argv: string[]): Args {
+  const positional: string[] = [];
+  const flags = new Map<string, string | true>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a.startsWith('--')) {
+      const eq = a.indexOf('=');
+      if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
+      else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) flags.set(a.slice(2), argv[++i]);
+      else flags.set(a.slice(2), true);
+    } else positional.push(a);
+  }
+  return { cmd: positional.shift() ?? 'help', positional, flags };
+}
+
+function load(args: Args): LoadedConfig {
+  const files = typeof args.flags.get('config') === 'string' ? [args.flags.get('config') as string] : [];
+  const env = { ...process.env };
+  const roles = args.flags.get('roles');
+  if (typeof roles === 'string') env.ROLES = roles;
+  return loadConfig({ files, env });
+}
+
+const HELP = `usage: banking-es <command>
+  start [--roles commands,projections,relay] [--config file.json]
+  migrate                 apply database migrations
+  config                  print the effective configuration (secrets redacted)
+  stack up|down|status    embedded local stack: Postgres, Kafka mock cluster, Redis
+Environment variables override config files; see docs/configuration.md.`;
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv);
+  switch (args.cmd) {
+    case 'start': {
+      const { config, sources } = load(args);
+      const log = createLogger({ level: config.log.level });
+      log.info({ sources }, 'configuration loaded');
+      const lifecycle = new Lifecycle(log, config.shutdown.timeoutMs);
+      lifecycle.installSignalHandlers();
+      const code = await runDaemon(config, log, lifecycle);
+      log.flush();
+      return code;
+    }
+    case 'migrate': {
+      const { config } = load(args);
+      const log = createLogger({ level: config.log.level });
+      const pool = createPool({ url: config.db.url, max: 1 }, log);
+      try {
+        const applied = await migrate(pool);
+        process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : 'schema up to date\n');
+      } finally {
+        await pool.end();
+      }
+      return 0;
+    }
+    case 'config': {
+      process.stdout.write(load(args).redacted() + '\n');
+      return 0;
+    }
+    case 'stack': {
+      const dir = typeof args.flags.get('dir') === 'string' ? (args.flags.get('dir') as string) : loadConfig({ ignoreStack: true }).config.stack.dir;
+      const say = (l: string) => process.stdout.write(`${l}\n`);
+      const sub = args.positional[0] ?? 'status';
+      if (sub === 'up') {
+        const s = await stackUp(dir, say);
+        say(`stack up; connection settings in ${s.dir}/config.json (banking-es commands pick them up)`);
+        return 0;
+      }
+      if (sub === 'down') {
+        await stackDown(dir, say);
+        return 0;
+      }
+      if (sub === 'status') {
+        const st = stackStatus(dir);
+        if (!st.state) say('stack is not up');
+        for (const p of st.processes) say(`${p.name.padEnd(10)} pid ${p.pid} ${p.alive ? 'running' : 'GONE'}`);
+        if (st.state) say(`kafka ${st.state.kafka.brokers}\npostgres 127.0.0.1:${st.state.postgres.port}${st.state.redis ? `\nredis 127.0.0.1:${st.state.redis.port}` : ''}`);
+        return st.up ? 0 : 1;
+      }
+      process.stderr.write(`unknown stack command "${sub}"; use up, down or status\n`);
+      return 2;
+    }
+    case 'help':
+    case '--help':
+      process.stdout.write(HELP + '\n');
+      return 0;
+    default:
+      process.stderr.write(`unknown command "${args.cmd}"\n${HELP}\n`);
+      return 2;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => { process.exitCode = code; },
+    (e: unknown) => {
+      if (e instanceof ConfigError) {
+        process.stderr.write(`banking-es: ${e.message}\n`);
+        process.exitCode = 2;
+        return;
+      }
+      process.stderr.write(`banking-es: ${coerceError(e).stack ?? coerceError(e).message}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,198 @@
+/**
+ * Configuration: one convict schema, validated strictly once at start and
+ * passed down. Precedence (lowest first): schema defaults, config/default.json,
+ * config/<NODE_ENV>.json, the local stack's generated connection file (when
+ * `banking-es stack up` has run), files named by --config / BANKING_ES_CONFIG,
+ * then environment variables.
+ */
+import convict from 'convict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ConfigError } from './errors';
+import { packageRoot } from './paths';
+
+const ROLES = ['commands', 'projections', 'relay'] as const;
+export type Role = (typeof ROLES)[number];
+
+convict.addFormat({
+  name: 'roles',
+  validate(val: unknown) {
+    if (!Array.isArray(val)) throw new Error('must be a list of roles');
+    for (const r of val) {
+      if (!(ROLES as readonly string[]).includes(r)) throw new Error(`unknown role "${String(r)}"; roles are ${ROLES.join(', ')}`);
+    }
+  },
+  coerce: (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean),
+});
+
+convict.addFormat({
+  name: 'brokers',
+  validate(val: unknown) {
+    if (typeof val !== 'string' || val.trim() === '') throw new Error('must be a comma-separated host:port list');
+    for (const b of val.split(',')) {
+      if (!/^[^\s:,]+:\d{1,5}$/.test(b.trim())) throw new Error(`"${b}" is not host:port`);
+    }
+  },
+});
+
+convict.addFormat({
+  name: 'postgres-url',
+  validate(val: unknown) {
+    if (typeof val !== 'string' || !/^postgres(ql)?:\/\//.test(val)) throw new Error('must be a postgres:// URL');
+    new URL(val);
+  },
+});
+
+convict.addFormat({
+  name: 'optional-redis-url',
+  validate(val: unknown) {
+    if (val === '') return;
+    if (typeof val !== 'string' || !/^rediss?:\/\//.test(val)) throw new Error('must be empty (Redis off) or a redis:// or rediss:// URL');
+    new URL(val);
+  },
+});
+
+convict.addFormat({
+  name: 'positive-int',
+  validate(val: unknown) {
+    if (typeof val !== 'number' || !Number.isSafeInteger(val) || val < 1) throw new Error('must be an integer >= 1');
+  },
+  coerce: (v: string) => Number(v),
+});
+
+convict.addFormat({
+  name: 'non-negative-int',
+  validate(val: unknown) {
+    if (typeof val !== 'number' || !Number.isSafeInteger(val) || val < 0) throw new Error('must be an integer >= 0');
+  },
+  coerce: (v: string) => Number(v),
+});
+
+const schema = {
+  env: { doc: 'Runtime environment; selects config/<env>.json.', format: ['production', 'development', 'test'], default: 'development', env: 'NODE_ENV' },
+  roles: { doc: 'Roles this process runs: commands, projections, relay.', format: 'roles', default: ['commands', 'projections', 'relay'] as string[], env: 'ROLES' },
+  log: {
+    level: { doc: 'pino log level.', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', env: 'LOG_LEVEL' },
+  },
+  kafka: {
+    brokers: { doc: 'Kafka bootstrap servers, host:port[,host:port].', format: 'brokers', default: '127.0.0.1:9092', env: 'KAFKA_BROKERS' },
+    clientId: { doc: 'Kafka client.id prefix.', format: String, default: 'banking-es', env: 'KAFKA_CLIENT_ID' },
+    groupId: { doc: 'Consumer group of the command pipeline; also the consumer name in consumer_offsets.', format: String, default: 'banking-es-commands', env: 'KAFKA_GROUP_ID' },
+    projectionGroupId: { doc: 'Consumer group of the projection pipeline.', format: String, default: 'banking-es-projections', env: 'KAFKA_PROJECTION_GROUP_ID' },
+    autoOffsetReset: { doc: 'Where a partition with NO stored offset starts. A stored offset Kafka no longer has is never reset (DESIGN §4).', format: ['earliest', 'latest'], default: 'earliest', env: 'KAFKA_AUTO_OFFSET_RESET' },
+    securityProtocol: { doc: 'librdkafka security.protocol.', format: ['plaintext', 'ssl', 'sasl_plaintext', 'sasl_ssl'], default: 'plaintext', env: 'KAFKA_SECURITY_PROTOCOL' },
+    sasl: {
+      mechanism: { doc: 'SASL mechanism (with sasl_* protocols).', format: ['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512'], default: 'PLAIN', env: 'KAFKA_SASL_MECHANISM' },
+      username: { doc: 'SASL username.', format: String, default: '', env: 'KAFKA_SASL_USERNAME' },
+      password: { doc: 'SASL password.', format: String, default: '', env: 'KAFKA_SASL_PASSWORD', sensitive: true },
+    },
+    ssl: {
+      caLocation: { doc: 'CA bundle path for TLS (ssl.ca.location).', format: String, default: '', env: 'KAFKA_SSL_CA_LOCATION' },
+      certificateLocation: { doc: 'Client certificate path for mutual TLS.', format: String, default: '', env: 'KAFKA_SSL_CERTIFICATE_LOCATION' },
+      keyLocation: { doc: 'Client key path for mutual TLS.', format: String, default: '', env: 'KAFKA_SSL_KEY_LOCATION' },
+      keyPassword: { doc: 'Client key password.', format: String, default: '', env: 'KAFKA_SSL_KEY_PASSWORD', sensitive: true },
+    },
+    queuedMaxMessagesKbytes: { doc: 'librdkafka queued.max.messages.kbytes per partition: bounds prefetch memory.', format: 'positive-int', default: 16384, env: 'KAFKA_QUEUED_MAX_KBYTES' },
+    fetchMaxBytes: { doc: 'librdkafka fetch.max.bytes.', format: 'positive-int', default: 16777216, env: 'KAFKA_FETCH_MAX_BYTES' },
+    statisticsIntervalMs: { doc: 'librdkafka statistics.interval.ms feeding metrics; 0 disables.', format: 'non-negative-int', default: 5000, env: 'KAFKA_STATISTICS_INTERVAL_MS' },
+    topics: {
+      commands: { doc: 'Command topic.', format: String, default: 'bank.commands', env: 'KAFKA_TOPIC_COMMANDS' },
+      results: { doc: 'Command outcome topic.', format: String, default: 'bank.command-results', env: 'KAFKA_TOPIC_RESULTS' },
+      commandsDlq: { doc: 'Dead letters of the command topic.', format: String, default: 'bank.commands.dlq', env: 'KAFKA_TOPIC_COMMANDS_DLQ' },
+      events: { doc: 'Event topic fed by CDC.', format: String, default: 'bank.events', env: 'KAFKA_TOPIC_EVENTS' },
+      eventsDlq: { doc: 'Dead letters of the event topic.', format: String, default: 'bank.events.dlq', env: 'KAFKA_TOPIC_EVENTS_DLQ' },
+    },
+  },
+  db: {
+    url: { doc: 'PostgreSQL URL; sslmode etc. go in its query string.', format: 'postgres-url', default: 'postgres://postgres:postgres@127.0.0.1:5432/banking', env: 'DATABASE_URL', sensitive: true },
+    poolSize: { doc: 'Postgres connections per pool.', format: 'positive-int', default: 8, env: 'DB_POOL_SIZE' },
+    migrate: { doc: 'Apply migrations at start-up.', format: Boolean, default: true, env: 'DB_MIGRATE' },
+    statementTimeoutMs: { doc: 'statement_timeout for daemon connections; 0 = none.', format: 'non-negative-int', default: 60000, env: 'DB_STATEMENT_TIMEOUT_MS' },
+  },
+  redis: {
+    url: { doc: 'Redis URL; empty disables Redis (correctness never depends on it).', format: 'optional-redis-url', default: '', env: 'REDIS_URL', sensitive: true },
+    dedupWindowMs: { doc: 'How long a commandId stays in the Redis dedup filter.', format: 'positive-int', default: 600000, env: 'REDIS_DEDUP_WINDOW_MS' },
+    stateTtlMs: { doc: 'TTL of cached account state in Redis.', format: 'positive-int', default: 3600000, env: 'REDIS_STATE_TTL_MS' },
+  },
+  pipeline: {
+    batchSize: { doc: 'Max messages per batch (bufferCount bound).', format: 'positive-int', default: 5000, env: 'PIPELINE_BATCH_SIZE' },
+    batchTimeMs: { doc: 'Max time a message waits for its batch (bufferTime).', format: 'positive-int', default: 10, env: 'PIPELINE_BATCH_TIME_MS' },
+    workers: { doc: 'piscina worker threads; 0 runs the same code inline on the main thread.', format: 'non-negative-int', default: 1, env: 'PIPELINE_WORKERS' },
+    shards: { doc: 'Shards per batch (tasks sent to the pool).', format: 'positive-int', default: 2, env: 'PIPELINE_SHARDS' },
+    maxInFlight: { doc: 'Messages consumed but not yet committed before the consumer pauses (backpressure).', format: 'positive-int', default: 50000, env: 'PIPELINE_MAX_IN_FLIGHT' },
+    stateCacheSize: { doc: 'Accounts kept in the in-process state cache.', format: 'positive-int', default: 200000, env: 'PIPELINE_STATE_CACHE_SIZE' },
+  },
+  limits: {
+    maxMessageBytes: { doc: 'Larger command messages go to the DLQ.', format: 'positive-int', default: 65536, env: 'LIMITS_MAX_MESSAGE_BYTES' },
+  },
+  cdc: {
+    mode: { doc: 'How events reach bank.events: relay (logical replication), poller, or debezium (external).', format: ['relay', 'poller', 'debezium'], default: 'relay', env: 'CDC_MODE' },
+  },
+  metrics: {
+    host: { doc: 'Bind address of the metrics/health server.', format: String, default: '127.0.0.1', env: 'METRICS_HOST' },
+    port: { doc: 'Port of the metrics/health server; 0 picks a free port.', format: 'port', default: 9464, env: 'METRICS_PORT' },
+  },
+  shutdown: {
+    timeoutMs: { doc: 'Graceful shutdown budget before a forced exit.', format: 'positive-int', default: 15000, env: 'SHUTDOWN_TIMEOUT_MS' },
+  },
+  stack: {
+    dir: { doc: 'Directory of the embedded local stack state (connection file, logs).', format: String, default: '.banking-es', env: 'BANKING_ES_STACK_DIR' },
+  },
+};
+
+type Schema = typeof schema;
+type Leaf<T> = T extends { default: infer D } ? (D extends readonly string[] ? string[] : D extends string ? string : D) : never;
+type Shape<S> = { [K in keyof S]: S[K] extends { doc: string } ? Leaf<S[K]> : Shape<S[K]> };
+export type Config = Shape<Schema> & { roles: Role[] };
+
+export interface LoadOptions {
+  /** Extra config files, applied after the standard ones. */
+  files?: string[];
+  /** Environment to read; defaults to process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Skip the stack connection file (tests that want defaults only). */
+  ignoreStack?: boolean;
+}
+
+export interface LoadedConfig {
+  config: Config;
+  /** Files that were applied, in order. */
+  sources: string[];
+  /** The effective config as JSON with sensitive values redacted. */
+  redacted(): string;
+}
+
+export function stackConnectionFile(stackDir: string): string {
+  return path.join(path.resolve(packageRoot(), stackDir), 'stack', 'config.json');
+}
+
+/** Loads, merges and strictly validates config; throws ConfigError naming the key and the rule. */
+export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
+  const env = opts.env ?? process.env;
+  const conf = convict(schema, { env: env as Record<string, string> });
+  const sources: string[] = [];
+  const root = packageRoot();
+  const candidates = [path.join(root, 'config', 'default.json'), path.join(root, 'config', `${conf.get('env')}.json`)];
+  if (!opts.ignoreStack) candidates.push(stackConnectionFile(conf.get('stack.dir')));
+  const extra = [...(opts.files ?? [])];
+  if (env.BANKING_ES_CONFIG) extra.push(...env.BANKING_ES_CONFIG.split(',').filter(Boolean));
+  try {
+    for (const f of candidates) {
+      if (fs.existsSync(f)) {
+        conf.loadFile(f);
+        sources.push(f);
+      }
+    }
+    for (const f of extra) {
+      if (!fs.existsSync(f)) throw new ConfigError(`config file ${f} does not exist`);
+      conf.loadFile(f);
+      sources.push(f);
+    }
+    conf.validate({ allowed: 'strict' });
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    throw new ConfigError(`invalid configuration: ${(e as Error).message}`);
+  }
+  const config = conf.getProperties() as Config;
+  return { config, sources, redacted: () => conf.toString() };
+}

@@ -1,0 +1,24 @@
+import type { Config } from '../config';
+
+/** librdkafka settings shared by every client: brokers, identity, TLS/SASL. */
+export function baseKafkaConfig(config: Config, role: string): Record<string, string | number | boolean> {
+  const k = config.kafka;
+  const c: Record<string, string | number | boolean> = {
+    'bootstrap.servers': k.brokers,
+    'client.id': `${k.clientId}-${role}`,
+    'security.protocol': k.securityProtocol,
+    'socket.keepalive.enable': true,
+    'log.connection.close': false,
+  };
+  if (k.statisticsIntervalMs > 0) c['statistics.interval.ms'] = k.statisticsIntervalMs;
+  if (k.securityProtocol.startsWith('sasl')) {
+    c['sasl.mechanisms'] = k.sasl.mechanism;
+    c['sasl.username'] = k.sasl.username;
+    c['sasl.password'] = k.sasl.password;
+  }
+  if (k.ssl.caLocation) c['ssl.ca.location'] = k.ssl.caLocation;
+  if (k.ssl.certificateLocation) c['ssl.certificate.location'] = k.ssl.certificateLocation;
+  if (k.ssl.keyLocation) c['ssl.key.location'] = k.ssl.keyLocation;
+  if (k.ssl.keyPassword) c['ssl.key.password'] = k.ssl.keyPassword;
+  return c;
+}

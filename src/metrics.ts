@@ -1,0 +1,53 @@
+/**
+ * Every metric banking-es exports, defined in one place on an injected
+ * registry (tests use a fresh one). Names follow Prometheus conventions:
+ * banking_es_<thing>_<unit>, counters end in _total.
+ */
+import { Registry, Counter, Gauge, Histogram, collectDefaultMetrics } from 'prom-client';
+
+const BATCH_BUCKETS = [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000];
+const SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export function createMetrics(registry: Registry = new Registry(), opts: { defaultMetrics?: boolean } = {}) {
+  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'banking_es_' });
+  const r = [registry];
+  return {
+    registry,
+    commands: new Counter({ name: 'banking_es_commands_total', help: 'Commands processed, by type and outcome status.', labelNames: ['type', 'status'] as const, registers: r }),
+    rejections: new Counter({ name: 'banking_es_command_rejections_total', help: 'Rejected commands by reason code.', labelNames: ['reason'] as const, registers: r }),
+    eventsAppended: new Counter({ name: 'banking_es_events_appended_total', help: 'Events committed to the event store.', registers: r }),
+    batchSize: new Histogram({ name: 'banking_es_batch_size', help: 'Messages per flushed batch, per sink.', labelNames: ['sink'] as const, buckets: BATCH_BUCKETS, registers: r }),
+    flushDuration: new Histogram({ name: 'banking_es_flush_duration_seconds', help: 'Time to process and commit one batch, per sink.', labelNames: ['sink'] as const, buckets: SECONDS_BUCKETS, registers: r }),
+    consumerLag: new Gauge({ name: 'banking_es_consumer_lag_messages', help: 'High watermark minus next offset, per consumed partition.', labelNames: ['group', 'topic', 'partition'] as const, registers: r }),
+    dlq: new Counter({ name: 'banking_es_dlq_messages_total', help: 'Messages sent to a dead-letter topic, by reason code.', labelNames: ['topic', 'reason'] as const, registers: r }),
+    occConflicts: new Counter({ name: 'banking_es_occ_conflicts_total', help: 'Batches retried because another writer held an event key (or a duplicate surfaced at commit).', registers: r }),
+    inFlight: new Gauge({ name: 'banking_es_in_flight_messages', help: 'Messages consumed but not yet committed, per pipeline.', labelNames: ['pipeline'] as const, registers: r }),
+    paused: new Gauge({ name: 'banking_es_consumer_paused', help: '1 while backpressure has paused consumption, per pipeline.', labelNames: ['pipeline'] as const, registers: r }),
+    workerUtilization: new Gauge({ name: 'banking_es_worker_pool_utilization_ratio', help: 'piscina pool utilization (0..1) since the last scrape.', registers: r }),
+    workerQueue: new Gauge({ name: 'banking_es_worker_pool_queue_size', help: 'Tasks waiting for a worker thread.', registers: r }),
+    redisUp: new Gauge({ name: 'banking_es_redis_up', help: '1 when Redis is configured and reachable, 0 when configured and down.', registers: r }),
+    dependencyUp: new Gauge({ name: 'banking_es_dependency_up', help: '1 when a dependency answered its last readiness probe.', labelNames: ['dependency'] as const, registers: r }),
+    retries: new Counter({ name: 'banking_es_retries_total', help: 'Transient failures retried with backoff, by component and SQLSTATE or code.', labelNames: ['component', 'code'] as const, registers: r }),
+    partitionsStopped: new Gauge({ name: 'banking_es_partitions_stopped', help: 'Partitions stopped because their stored offset is out of range (commands lost upstream).', labelNames: ['topic'] as const, registers: r }),
+    errors: new Counter({ name: 'banking_es_errors_total', help: 'Errors by component and code.', labelNames: ['component', 'code'] as const, registers: r }),
+    outcomesPublished: new Counter({ name: 'banking_es_outcomes_published_total', help: 'Outcomes acknowledged by Kafka.', registers: r }),
+    rdkafkaStat: new Gauge({ name: 'banking_es_rdkafka', help: 'librdkafka statistics (statistics.interval.ms), by client and stat name.', labelNames: ['client', 'stat'] as const, registers: r }),
+    projectionLagSeconds: new Gauge({ name: 'banking_es_projection_lag_seconds', help: 'Age of the newest projected event when it was committed.', registers: r }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Feeds the scalar parts of a librdkafka statistics JSON blob into gauges. */
+export function recordRdkafkaStats(metrics: Metrics, client: string, statsJson: string): void {
+  let s: Record<string, unknown>;
+  try {
+    s = JSON.parse(statsJson) as Record<string, unknown>;
+  } catch {
+    return;
+  }
+  for (const key of ['replyq', 'msg_cnt', 'msg_size', 'tx', 'rx', 'txmsgs', 'rxmsgs', 'tx_bytes', 'rx_bytes']) {
+    const v = s[key];
+    if (typeof v === 'number') metrics.rdkafkaStat.set({ client, stat: key }, v);
+  }
+}

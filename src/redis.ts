@@ -1,0 +1,44 @@
+/**
+ * Optional Redis (DESIGN §6). Correctness never depends on it: every caller
+ * treats a Redis failure as "no information" and falls back to Postgres. The
+ * client never queues commands while disconnected (that would grow memory
+ * without bound) and reconnects forever in the background.
+ */
+import Redis from 'ioredis';
+import type { Logger } from './logger';
+import type { Metrics } from './metrics';
+import { redactUrl } from './logger';
+
+export type RedisClient = Redis;
+
+export function createRedis(url: string, log: Logger, metrics: Metrics): Redis {
+  const client = new Redis(url, {
+    lazyConnect: false,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2000,
+    commandTimeout: 2000,
+    retryStrategy: (times) => Math.min(100 * times, 2000),
+  });
+  let up = false;
+  metrics.redisUp.set(0);
+  client.on('ready', () => {
+    if (!up) log.info({ redis: redactUrl(url) }, 'redis available');
+    up = true;
+    metrics.redisUp.set(1);
+  });
+  client.on('error', (err) => {
+    if (up) log.warn({ err }, 'redis unavailable: continuing without it (dedup falls back to Postgres)');
+    up = false;
+    metrics.redisUp.set(0);
+  });
+  client.on('end', () => {
+    up = false;
+    metrics.redisUp.set(0);
+  });
+  return client;
+}
+
+export function redisIsReady(client: Redis | undefined): boolean {
+  return client !== undefined && client.status === 'ready';
+}

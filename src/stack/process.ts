@@ -1,0 +1,35 @@
+import { spawn, type SpawnOptions } from 'node:child_process';
+import * as fs from 'node:fs';
+
+/** True when a process with this PID exists (signal 0 probes without killing). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Sends `signal`, waits up to timeoutMs for the PID to vanish, then SIGKILLs it. */
+export async function stopPid(pid: number, signal: NodeJS.Signals, timeoutMs: number): Promise<'stopped' | 'killed' | 'absent'> {
+  if (!isAlive(pid)) return 'absent';
+  try { process.kill(pid, signal); } catch { return 'absent'; }
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!isAlive(pid)) return 'stopped';
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  try { process.kill(pid, 'SIGKILL'); } catch { /* gone meanwhile */ }
+  return 'killed';
+}
+
+/** Starts a long-lived process detached from us, output appended to logFile. Returns its PID. */
+export function spawnDetached(cmd: string, args: string[], logFile: string, opts: SpawnOptions = {}): number {
+  const out = fs.openSync(logFile, 'a');
+  const child = spawn(cmd, args, { ...opts, detached: true, stdio: ['ignore', out, out] });
+  fs.closeSync(out);
+  if (child.pid === undefined) throw new Error(`could not start ${cmd}`);
+  child.unref();
+  return child.pid;
+}
