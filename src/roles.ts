@@ -1,16 +1,23 @@
 /**
  * Starts the roles named in config.roles. Each role registers its own
- * closers on the lifecycle, so shutdown drains them newest-first.
+ * closer on the lifecycle, so shutdown drains them newest-first.
  */
 import type { DaemonContext } from './daemon';
+import { CommandPipeline } from './pipeline/command-pipeline';
 
 export async function startRoles(ctx: DaemonContext): Promise<void> {
   for (const role of ctx.config.roles) {
     switch (role) {
-      case 'commands':
+      case 'commands': {
+        const p = new CommandPipeline(ctx);
+        ctx.lifecycle.defer('command-pipeline', () => p.stop());
+        await p.start();
+        ctx.log.info({ topic: ctx.config.kafka.topics.commands, workers: ctx.config.pipeline.workers }, 'command pipeline started');
+        break;
+      }
       case 'projections':
       case 'relay':
-        ctx.log.warn({ role }, 'role is not built in this version yet; skipping it');
+        ctx.log.warn({ role }, 'role is not built in this version yet (tracked in issue #4); skipping it');
         break;
     }
   }

@@ -38,7 +38,7 @@ export class ProducerClient {
     } as Kafka.ProducerGlobalConfig);
     this.raw.on('delivery-report', (err, report) => {
       const p = report.opaque as Pending | undefined;
-      if (!p) return;
+      if (!p || typeof p.resolve !== 'function') return; // other trackers (outcome batches) listen too
       if (err) p.reject(new Error(`delivery failed: ${err.message}`));
       else p.resolve();
     });

@@ -1,0 +1,44 @@
+import type { PoolClient } from 'pg';
+import type { KnownOutcome } from '../../pipeline/decide-shard';
+import { fractionDigits } from '../../domain/currency';
+import { formatMoney, parseMinor } from '../../domain/money';
+
+/**
+ * Outcomes Postgres already holds for these (account, command) pairs: the
+ * authority for idempotency (DESIGN §4). Arrays are Postgres array literals
+ * built by the workers, so the main thread does no per-command work here.
+ */
+export async function findKnownOutcomes(client: PoolClient, accounts: string, commands: string): Promise<Record<string, KnownOutcome>> {
+  const known: Record<string, KnownOutcome> = {};
+  const ev = await client.query<{ account_id: string; command_id: string; event_type: string; version: string; balance_after: string; currency: string }>(
+    `SELECT e.account_id, e.command_id, e.event_type, e.version, e.payload->'data'->>'balanceAfter' AS balance_after, e.payload->'data'->>'currency' AS currency
+       FROM unnest($1::uuid[], $2::uuid[]) AS c(a, k)
+       JOIN events e ON e.account_id = c.a AND e.command_id = c.k`,
+    [accounts, commands],
+  );
+  for (const r of ev.rows) {
+    const minor = parseMinor(r.balance_after) ?? 0;
+    known[`${r.account_id}/${r.command_id}`] = { status: 'accepted', type: COMMAND_OF[r.event_type] ?? r.event_type, version: Number(r.version), balance: formatMoney(minor, fractionDigits(r.currency) ?? 2) };
+  }
+  const rej = await client.query<{ account_id: string; command_id: string; command_type: string; reason: string }>(
+    `SELECT r.account_id, r.command_id, r.command_type, r.reason
+       FROM unnest($1::uuid[], $2::uuid[]) AS c(a, k)
+       JOIN command_rejections r ON r.account_id = c.a AND r.command_id = c.k`,
+    [accounts, commands],
+  );
+  for (const r of rej.rows) known[`${r.account_id}/${r.command_id}`] = { status: 'rejected', type: r.command_type, reason: r.reason };
+  return known;
+}
+
+/** True when any pair already has a row in `table` (a command decided now that was decided before). */
+export async function anyAlreadyIn(client: PoolClient, table: 'events' | 'command_rejections', accounts: string, commands: string): Promise<boolean> {
+  if (accounts === '{}') return false;
+  const { rows } = await client.query(
+    `SELECT 1 FROM unnest($1::uuid[], $2::uuid[]) AS c(a, k)
+      WHERE EXISTS (SELECT 1 FROM ${table === 'events' ? 'events' : 'command_rejections'} t WHERE t.account_id = c.a AND t.command_id = c.k) LIMIT 1`,
+    [accounts, commands],
+  );
+  return rows.length > 0;
+}
+
+const COMMAND_OF: Record<string, string> = { AccountCreated: 'OpenAccount', MoneyDeposited: 'Deposit', MoneyWithdrawn: 'Withdraw', AccountClosed: 'CloseAccount' };

@@ -1,0 +1,242 @@
+/**
+ * A node-rdkafka KafkaConsumer in a consumer group with manual offsets.
+ * Where each partition starts is decided by the owner (`resolveStart`, which
+ * reads the offsets stored in Postgres) before the partition is assigned; a
+ * partition whose stored offset Kafka no longer holds is assigned paused and
+ * reported, never reset (DESIGN §4). Rebalances wait for the owner to drain
+ * (`onRevoke`) before giving partitions up.
+ */
+import Kafka from 'node-rdkafka';
+import type { Config } from '../config';
+import type { Logger } from '../logger';
+import type { Metrics } from '../metrics';
+import { recordRdkafkaStats } from '../metrics';
+import { backoffMs, coerceError } from '../errors';
+import { baseKafkaConfig } from './client-config';
+
+export type Message = Kafka.Message;
+export interface Tp { topic: string; partition: number }
+export interface StartOffset extends Tp { offset: number | 'beginning' | 'end'; stored: boolean }
+
+export interface ConsumerHooks {
+  resolveStart(tps: Tp[]): Promise<StartOffset[]>;
+  onAssigned(tps: StartOffset[]): void;
+  onRevoke(tps: Tp[]): Promise<void>;
+  onMessages(msgs: Message[]): void;
+}
+
+const ERR_ASSIGN = -175;
+const ERR_REVOKE = -174;
+const ERR_AUTO_OFFSET_RESET = -140;
+const OFFSET_BEGINNING = -2; // librdkafka logical offsets
+const OFFSET_END = -1;
+
+export class GroupConsumer {
+  readonly raw: Kafka.KafkaConsumer;
+  private running = false;
+  private loopDone: Promise<void> = Promise.resolve();
+  private assigned: Tp[] = [];
+  private readonly stopped = new Set<string>(); // "topic/partition" stopped for OFFSET_OUT_OF_RANGE
+  private pausedAll = false;
+  private rebalancing: Promise<void> = Promise.resolve();
+  private closing = false;
+
+  constructor(
+    private readonly config: Config,
+    private readonly log: Logger,
+    private readonly metrics: Metrics,
+    private readonly opts: { groupId: string; topic: string; name: string; consumeBatch?: number },
+    private readonly hooks: ConsumerHooks,
+  ) {
+    this.raw = new Kafka.KafkaConsumer(
+      {
+        ...baseKafkaConfig(config, opts.name),
+        'group.id': opts.groupId,
+        'enable.auto.commit': false,
+        'enable.auto.offset.store': false,
+        'enable.partition.eof': false,
+        'queued.max.messages.kbytes': config.kafka.queuedMaxMessagesKbytes,
+        'queued.min.messages': 10000,
+        'fetch.max.bytes': config.kafka.fetchMaxBytes,
+        'fetch.wait.max.ms': 10,
+        // a crashed owner's partitions move after 6 s instead of librdkafka's 45 s default
+        'session.timeout.ms': 6000,
+        'heartbeat.interval.ms': 500,
+        'partition.assignment.strategy': 'range,roundrobin',
+        'rebalance_cb': (err: Kafka.LibrdKafkaError, assignment: Kafka.Assignment[]) => this.onRebalance(err, assignment),
+      } as unknown as Kafka.ConsumerGlobalConfig,
+      { 'auto.offset.reset': 'error' },
+    );
+    this.raw.on('event.error', (err) => {
+      if (err.code === ERR_AUTO_OFFSET_RESET) void this.checkRanges('consume reported an offset out of range');
+      else log.warn({ err, consumer: opts.name }, 'kafka consumer error');
+    });
+    this.raw.on('event.stats', (s) => recordRdkafkaStats(metrics, opts.name, s.message));
+  }
+
+  get assignment(): Tp[] {
+    return this.assigned;
+  }
+
+  connect(timeoutMs = 15000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.raw.connect({ timeout: timeoutMs }, (err) => (err ? reject(new Error(`kafka consumer could not connect: ${err.message}`)) : resolve()));
+    });
+  }
+
+  private onRebalance(err: Kafka.LibrdKafkaError, assignment: Kafka.Assignment[]): void {
+    const tps = assignment.map((a) => ({ topic: a.topic, partition: a.partition }));
+    this.rebalancing = this.rebalancing.then(async () => {
+      if (err.code === ERR_ASSIGN) await this.assign(tps);
+      else if (err.code === ERR_REVOKE) await this.revoke(tps);
+      else this.log.error({ err }, 'rebalance error');
+    });
+  }
+
+  private async assign(tps: Tp[]): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const starts = await this.hooks.resolveStart(tps);
+        const checked = await this.checkStoredInRange(starts);
+        this.raw.assign(checked.map((s) => ({ topic: s.topic, partition: s.partition, offset: s.offset === 'beginning' ? OFFSET_BEGINNING : s.offset === 'end' ? OFFSET_END : s.offset })));
+        const bad = checked.filter((s) => this.stopped.has(`${s.topic}/${s.partition}`));
+        if (bad.length) this.raw.pause(bad.map((s) => ({ topic: s.topic, partition: s.partition })));
+        if (this.pausedAll) this.raw.pause(checked.map((s) => ({ topic: s.topic, partition: s.partition })));
+        this.assigned = tps;
+        this.hooks.onAssigned(checked);
+        this.log.info({ consumer: this.opts.name, partitions: checked.map((s) => `${s.partition}@${s.offset}${s.stored ? '' : ' (no stored offset)'}`) }, 'partitions assigned');
+        return;
+      } catch (e) {
+        if (this.closing) return;
+        const wait = Math.max(100, backoffMs(attempt, 200, 5000));
+        this.log.warn({ err: coerceError(e), retryInMs: wait }, 'could not resolve start offsets; retrying');
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
+  }
+
+  private async revoke(tps: Tp[]): Promise<void> {
+    try {
+      await this.hooks.onRevoke(tps);
+    } catch (e) {
+      this.log.error({ err: coerceError(e) }, 'draining before revoke failed');
+    }
+    this.assigned = [];
+    try { this.raw.unassign(); } catch (e) { this.log.warn({ err: coerceError(e) }, 'unassign failed'); }
+    this.log.info({ consumer: this.opts.name, partitions: tps.map((t) => t.partition) }, 'partitions revoked');
+  }
+
+  /** A stored offset below the log start or past its end means commands were lost before we read them: stop that partition. */
+  private async checkStoredInRange(starts: StartOffset[]): Promise<StartOffset[]> {
+    for (const s of starts) {
+      if (!s.stored || typeof s.offset !== 'number') continue;
+      const wm = await this.watermarks(s.topic, s.partition);
+      if (s.offset < wm.lowOffset || s.offset > wm.highOffset) this.stopPartition(s, wm);
+      else this.stopped.delete(`${s.topic}/${s.partition}`);
+    }
+    return starts;
+  }
+
+  private stopPartition(s: Tp & { offset?: unknown }, wm: { lowOffset: number; highOffset: number }): void {
+    const key = `${s.topic}/${s.partition}`;
+    if (!this.stopped.has(key)) {
+      this.stopped.add(key);
+      this.metrics.partitionsStopped.inc({ topic: s.topic });
+      this.metrics.errors.inc({ component: this.opts.name, code: 'OFFSET_OUT_OF_RANGE' });
+    }
+    this.log.error({ topic: s.topic, partition: s.partition, storedOffset: s.offset, logStart: wm.lowOffset, logEnd: wm.highOffset },
+      'OFFSET_OUT_OF_RANGE: the stored offset is no longer in Kafka, so commands were lost before banking-es read them; this partition is stopped and will not be reset');
+  }
+
+  private async checkRanges(why: string): Promise<void> {
+    this.log.warn({ why }, 'checking assigned partitions against the log');
+    for (const tp of this.assigned) {
+      try {
+        const pos = this.raw.position([tp])[0]?.offset;
+        const wm = await this.watermarks(tp.topic, tp.partition);
+        if (typeof pos === 'number' && pos >= 0 && (pos < wm.lowOffset || pos > wm.highOffset)) {
+          this.stopPartition({ ...tp, offset: pos }, wm);
+          this.raw.pause([tp]);
+        }
+      } catch (e) {
+        this.log.warn({ err: coerceError(e) }, 'watermark check failed');
+      }
+    }
+  }
+
+  watermarks(topic: string, partition: number, timeoutMs = 5000): Promise<{ lowOffset: number; highOffset: number }> {
+    return new Promise((resolve, reject) => {
+      this.raw.queryWatermarkOffsets(topic, partition, timeoutMs, (err, o) => (err ? reject(err) : resolve(o)));
+    });
+  }
+
+  /** Cached high watermark from librdkafka statistics; undefined until stats arrive. */
+  cachedHighWatermark(topic: string, partition: number): number | undefined {
+    try {
+      const o = this.raw.getWatermarkOffsets(topic, partition);
+      return o.highOffset >= 0 ? o.highOffset : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Backpressure: stop fetching every assigned partition (memory stays bounded), or resume. */
+  setPaused(paused: boolean): void {
+    if (paused === this.pausedAll) return;
+    this.pausedAll = paused;
+    const tps = this.assigned.filter((tp) => !this.stopped.has(`${tp.topic}/${tp.partition}`));
+    if (tps.length === 0) return;
+    try {
+      if (paused) this.raw.pause(tps);
+      else this.raw.resume(tps);
+    } catch (e) {
+      this.log.warn({ err: coerceError(e) }, 'pause/resume failed');
+    }
+  }
+
+  /** Commits offsets to Kafka too, only for lag tooling: Postgres holds the truth. */
+  commitToKafka(offsets: Array<Tp & { offset: number }>): void {
+    if (offsets.length === 0 || !this.raw.isConnected()) return;
+    try { this.raw.commit(offsets); } catch { /* informational only */ }
+  }
+
+  start(): void {
+    this.raw.subscribe([this.opts.topic]);
+    this.running = true;
+    const batch = this.opts.consumeBatch ?? 2000;
+    this.raw.setDefaultConsumeTimeout(20);
+    this.loopDone = new Promise<void>((resolve) => {
+      const next = () => {
+        if (!this.running) return resolve();
+        this.raw.consume(batch, (err, msgs) => {
+          if (err && err.code !== Kafka.CODES.ERRORS.ERR__TIMED_OUT) {
+            if (err.code === ERR_AUTO_OFFSET_RESET) void this.checkRanges(err.message);
+            else if (this.running) this.log.warn({ err }, 'consume failed');
+          }
+          if (msgs && msgs.length) {
+            try { this.hooks.onMessages(msgs); } catch (e) { this.log.error({ err: coerceError(e) }, 'message handler failed'); }
+          }
+          if (!this.running) return resolve();
+          setImmediate(next);
+        });
+      };
+      next();
+    });
+  }
+
+  /** Stops consuming; resolves once the in-flight consume call returned. */
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loopDone;
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    await this.stop();
+    if (!this.raw.isConnected()) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 5000);
+      this.raw.disconnect(() => { clearTimeout(t); resolve(); });
+    });
+  }
+}

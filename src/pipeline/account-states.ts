@@ -1,0 +1,76 @@
+/**
+ * Account state for deciding: an in-process LRU, then Redis (shared by
+ * instances, so a partition's new owner starts warm), then Postgres (the
+ * authority). A state from a cache can be stale; a stale version hits the
+ * events primary key at commit, and the batch is retried from Postgres.
+ */
+import type { Pool, PoolClient } from 'pg';
+import type { AccountState } from '../domain/types';
+import { loadLatestStates } from '../db/sql/load-latest-states';
+import type { RedisClient } from '../redis';
+import { redisIsReady } from '../redis';
+import type { Logger } from '../logger';
+
+const redisKey = (id: string) => `bes:acct:${id}`;
+
+export class AccountStates {
+  private readonly lru = new Map<string, AccountState>();
+
+  constructor(private readonly maxSize: number, private readonly log: Logger, private readonly redis?: RedisClient, private readonly ttlMs = 3_600_000) {}
+
+  /** States of `ids` that exist (absent = account does not exist). `fresh` skips the caches. */
+  async load(db: Pool | PoolClient, ids: string[], fresh = false): Promise<Map<string, AccountState>> {
+    const out = new Map<string, AccountState>();
+    let missing: string[] = [];
+    if (fresh) missing = ids;
+    else {
+      for (const id of ids) {
+        const s = this.lru.get(id);
+        if (s) out.set(id, s);
+        else missing.push(id);
+      }
+    }
+    if (missing.length && !fresh && redisIsReady(this.redis)) {
+      try {
+        const vals = await this.redis!.mget(missing.map(redisKey));
+        const still: string[] = [];
+        vals.forEach((v, i) => {
+          if (v) out.set(missing[i], JSON.parse(v) as AccountState);
+          else still.push(missing[i]);
+        });
+        missing = still;
+      } catch (e) {
+        this.log.debug({ err: e }, 'redis state read failed; reading Postgres');
+      }
+    }
+    if (missing.length) {
+      const loaded = await loadLatestStates(db, missing);
+      for (const [id, s] of loaded) {
+        out.set(id, s);
+        this.remember(id, s);
+      }
+    }
+    return out;
+  }
+
+  /** After a commit: the new states become the cached truth (write-through to Redis, best effort). */
+  committed(states: Record<string, AccountState>): void {
+    const ids = Object.keys(states);
+    for (const id of ids) this.remember(id, states[id]);
+    if (ids.length && redisIsReady(this.redis)) {
+      const p = this.redis!.pipeline();
+      for (const id of ids) p.set(redisKey(id), JSON.stringify(states[id]), 'PX', this.ttlMs);
+      p.exec().catch((e: unknown) => this.log.debug({ err: e }, 'redis state write failed'));
+    }
+  }
+
+  forget(ids: Iterable<string>): void {
+    for (const id of ids) this.lru.delete(id);
+  }
+
+  private remember(id: string, s: AccountState): void {
+    this.lru.delete(id);
+    this.lru.set(id, s);
+    if (this.lru.size > this.maxSize) this.lru.delete(this.lru.keys().next().value as string);
+  }
+}

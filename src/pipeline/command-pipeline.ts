@@ -1,0 +1,323 @@
+/**
+ * The command pipeline (DESIGN §1): consume bank.commands, batch, shard by
+ * account, decide in workers, then ONE Postgres transaction per batch (events,
+ * rejections, consumer offsets), then outcomes to bank.command-results.
+ *
+ * A batch is first decided optimistically from cached state. It is redone
+ * "carefully" (state and known outcomes read from Postgres) when the commit
+ * meets a key another writer or an earlier delivery already holds, when Redis
+ * has seen one of its commands, or when it replays offsets whose outcomes may
+ * not have been published before a crash.
+ */
+import type { PoolClient } from 'pg';
+import type { DaemonContext } from '../daemon';
+import { GroupConsumer, type Message, type StartOffset, type Tp } from '../kafka/consumer';
+import { readOffsets, upsertOffsets } from '../db/sql/consumer-offsets';
+import { copyIn } from '../db/sql/copy-in';
+import { anyAlreadyIn, findKnownOutcomes } from '../db/sql/find-known-outcomes';
+import { isUuid } from '../codec/command';
+import { backoffMs, coerceError, isRetryablePgError, isUniqueViolation } from '../errors';
+import { redisIsReady } from '../redis';
+import { AccountStates } from './account-states';
+import { BatchSink } from './batch-sink';
+import type { KnownOutcome, ShardResult } from './decide-shard';
+import { Packer, forEachRecord } from './pack';
+import { createShardPool, type ShardPool } from './shard-pool';
+import { OutcomePublisher } from './outcome-publisher';
+
+const EVENT_COLUMNS = 'account_id, version, event_id, event_type, payload, command_id, recorded_at';
+const REJECTION_COLUMNS = 'account_id, command_id, command_type, reason, detail, rejected_at';
+
+class RedoCarefully extends Error {}
+
+function hash(s: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+function mergeArrays(parts: string[]): string {
+  const inner = parts.map((p) => p.slice(1, -1)).filter((p) => p.length > 0);
+  return `{${inner.join(',')}}`;
+}
+
+function accountOf(m: Message): string {
+  if (m.key !== null && m.key !== undefined && m.key.length > 0) return m.key.toString().toLowerCase();
+  try {
+    const v = JSON.parse(m.value?.toString() ?? 'null') as { accountId?: unknown };
+    if (typeof v?.accountId === 'string') return v.accountId.toLowerCase();
+  } catch { /* unreadable: any shard will dead-letter it */ }
+  return '';
+}
+
+export class CommandPipeline {
+  private readonly consumer: GroupConsumer;
+  private readonly sink: BatchSink<Message>;
+  private readonly pool: ShardPool;
+  private readonly states: AccountStates;
+  private readonly publisher: OutcomePublisher;
+  private readonly topic: string;
+  private readonly group: string;
+  /** partition -> first offset not yet committed in Postgres (as stored when assigned, then as we commit). */
+  private readonly committedNext = new Map<number, number>();
+  private inFlight = 0;
+  private stopping = false;
+  private readonly utilTimer: NodeJS.Timeout;
+
+  constructor(private readonly ctx: DaemonContext) {
+    const { config, log, metrics, redis } = ctx;
+    this.topic = config.kafka.topics.commands;
+    this.group = config.kafka.groupId;
+    this.pool = createShardPool(config.pipeline.workers);
+    this.states = new AccountStates(config.pipeline.stateCacheSize, log, redis, config.redis.stateTtlMs);
+    this.publisher = new OutcomePublisher(ctx.producer, config.kafka.topics.results, metrics, log);
+    this.sink = new BatchSink<Message>(config.pipeline.batchTimeMs, config.pipeline.batchSize, (b) => this.handleBatch(b));
+    this.consumer = new GroupConsumer(config, log, metrics, { groupId: this.group, topic: this.topic, name: 'commands' }, {
+      resolveStart: (tps) => this.resolveStart(tps),
+      onAssigned: (starts) => this.onAssigned(starts),
+      onRevoke: () => this.drain(30_000),
+      onMessages: (msgs) => this.onMessages(msgs),
+    });
+    this.utilTimer = setInterval(() => {
+      metrics.workerUtilization.set(this.pool.utilization());
+      metrics.workerQueue.set(this.pool.queueSize());
+      this.updateLag();
+    }, 1000);
+    this.utilTimer.unref();
+  }
+
+  async start(): Promise<void> {
+    await this.consumer.connect();
+    this.ctx.health.add('commands-consumer', async () => {
+      if (!this.consumer.raw.isConnected()) throw new Error('consumer disconnected');
+      return `${this.consumer.assignment.length} partitions assigned`;
+    });
+    this.consumer.start();
+  }
+
+  /** Stop consuming, let every consumed message commit, publish outcomes, record what was published. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.utilTimer);
+    await this.consumer.stop();
+    await this.drain(this.ctx.config.shutdown.timeoutMs);
+    this.sink.close();
+    await this.publisher.flushed(this.ctx.config.shutdown.timeoutMs / 2);
+    await this.recordPublished().catch((e) => this.ctx.log.warn({ err: coerceError(e) }, 'could not record published offsets at shutdown'));
+    await this.consumer.close();
+    await this.pool.close();
+  }
+
+  private async drain(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.inFlight > 0 && Date.now() < deadline) await this.sink.idle(this.ctx.config.pipeline.batchTimeMs);
+  }
+
+  private async resolveStart(tps: Tp[]): Promise<StartOffset[]> {
+    const stored = await readOffsets(this.ctx.pool, this.group, this.topic, tps.map((t) => t.partition));
+    return tps.map((tp) => {
+      const s = stored.get(tp.partition);
+      if (!s) return { ...tp, offset: this.ctx.config.kafka.autoOffsetReset === 'earliest' ? 'beginning' : 'end', stored: false };
+      // outcomes between published and next may never have reached Kafka: start there and re-publish them
+      const from = s.publishedOffset !== null && s.publishedOffset < s.nextOffset ? s.publishedOffset : s.nextOffset;
+      return { ...tp, offset: from, stored: true };
+    });
+  }
+
+  private onAssigned(starts: StartOffset[]): void {
+    this.committedNext.clear();
+    for (const s of starts) if (typeof s.offset === 'number') this.committedNext.set(s.partition, s.offset);
+    void readOffsets(this.ctx.pool, this.group, this.topic, starts.map((s) => s.partition)).then((stored) => {
+      for (const [p, s] of stored) this.committedNext.set(p, s.nextOffset);
+    }).catch(() => undefined);
+  }
+
+  private onMessages(msgs: Message[]): void {
+    this.inFlight += msgs.length;
+    this.ctx.metrics.inFlight.set({ pipeline: 'commands' }, this.inFlight);
+    if (this.inFlight >= this.ctx.config.pipeline.maxInFlight) {
+      this.consumer.setPaused(true);
+      this.ctx.metrics.paused.set({ pipeline: 'commands' }, 1);
+    }
+    for (const m of msgs) this.sink.push(m);
+  }
+
+  private async handleBatch(msgs: Message[]): Promise<void> {
+    const { metrics, log } = this.ctx;
+    const started = process.hrtime.bigint();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.processBatch(msgs, attempt);
+        break;
+      } catch (e) {
+        if (e instanceof RedoCarefully) continue;
+        if (this.stopping && attempt > 3) {
+          log.error({ err: coerceError(e) }, 'giving up on a batch at shutdown; its offsets were not committed, so it is redone on restart');
+          break;
+        }
+        const code = (e as { code?: string }).code ?? 'UNKNOWN';
+        metrics.retries.inc({ component: 'commands', code });
+        const wait = backoffMs(attempt, 100, 5000);
+        if (isRetryablePgError(e)) log.warn({ err: coerceError(e), attempt, retryInMs: wait }, 'postgres unavailable; retrying the batch');
+        else log.error({ err: coerceError(e), attempt, retryInMs: wait }, 'batch failed; retrying (nothing was committed)');
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
+    this.inFlight -= msgs.length;
+    metrics.inFlight.set({ pipeline: 'commands' }, this.inFlight);
+    metrics.batchSize.observe({ sink: 'commands' }, msgs.length);
+    metrics.flushDuration.observe({ sink: 'commands' }, Number(process.hrtime.bigint() - started) / 1e9);
+    if (this.inFlight <= this.ctx.config.pipeline.maxInFlight / 2) {
+      this.consumer.setPaused(false);
+      metrics.paused.set({ pipeline: 'commands' }, 0);
+    }
+  }
+
+  private careful = new WeakMap<Message[], { known: Record<string, KnownOutcome> }>();
+
+  private async processBatch(msgs: Message[], attempt: number): Promise<void> {
+    const { config, metrics, pool } = this.ctx;
+    const shardCount = Math.max(1, config.pipeline.shards);
+    const packers = Array.from({ length: shardCount }, () => new Packer(64 * 1024));
+    const slices: Message[][] = Array.from({ length: shardCount }, () => []);
+    const accountsByShard: Array<Set<string>> = Array.from({ length: shardCount }, () => new Set());
+    const next = new Map<number, number>();
+    let replay = false;
+    for (const m of msgs) {
+      const acct = accountOf(m);
+      const s = acct ? hash(acct) % shardCount : 0;
+      packers[s].message(m.partition, m.offset, m.key ?? null, m.value);
+      slices[s].push(m);
+      if (acct && isUuid(acct)) accountsByShard[s].add(acct);
+      if ((next.get(m.partition) ?? -1) < m.offset + 1) next.set(m.partition, m.offset + 1);
+      const committed = this.committedNext.get(m.partition);
+      if (committed !== undefined && m.offset < committed) replay = true;
+    }
+    const carefulState = this.careful.get(msgs);
+    const fresh = carefulState !== undefined;
+    const allIds = accountsByShard.flatMap((s) => [...s]);
+    const states = await this.states.load(pool, allIds, fresh);
+    const replayBelow = replay ? Object.fromEntries(this.committedNext) : null;
+    const known = carefulState ? JSON.stringify(carefulState.known) : null;
+    const nowMs = Date.now();
+    const results: ShardResult[] = await Promise.all(packers.map((p, i) => {
+      const st: Record<string, unknown> = {};
+      for (const id of accountsByShard[i]) { const v = states.get(id); if (v) st[id] = v; }
+      return this.pool.run({ msgs: p.finish(), states: JSON.stringify(st), known, replayBelow, maxMessageBytes: config.limits.maxMessageBytes, nowMs });
+    }));
+    const accA = mergeArrays(results.map((r) => r.acceptedAccounts));
+    const accC = mergeArrays(results.map((r) => r.acceptedCommands));
+    const rejA = mergeArrays(results.map((r) => r.rejectedAccounts));
+    const rejC = mergeArrays(results.map((r) => r.rejectedCommands));
+
+    if (!fresh) {
+      let suspicious = replay;
+      if (!suspicious && redisIsReady(this.ctx.redis)) suspicious = await this.seenByRedis(accA, accC, rejA, rejC);
+      if (suspicious) return this.redoCarefully(msgs, accA, accC, rejA, rejC, allIds);
+    }
+
+    // dead letters are acknowledged before their offsets commit, so none is lost
+    const dlqSends: Promise<void>[] = [];
+    results.forEach((r, i) => {
+      for (const d of r.dlq) {
+        const m = slices[i][d.index];
+        dlqSends.push(this.ctx.producer.send({
+          topic: config.kafka.topics.commandsDlq, key: m.key ?? null, value: m.value ?? null,
+          headers: [...((m.headers as Array<Record<string, string | Buffer>> | undefined) ?? []),
+            { 'error.code': d.code }, { 'error.message': d.message }, { 'source.topic': m.topic }, { 'source.partition': String(m.partition) }, { 'source.offset': String(m.offset) }],
+        }));
+        metrics.dlq.inc({ topic: config.kafka.topics.commandsDlq, reason: d.code });
+      }
+    });
+    await Promise.all(dlqSends);
+
+    const client: PoolClient = await pool.connect();
+    let eventCount = 0;
+    try {
+      await client.query('BEGIN');
+      eventCount = results.reduce((s, r) => s + r.eventCount, 0);
+      const rejectionCount = results.reduce((s, r) => s + r.rejectionCount, 0);
+      if (eventCount) await copyIn(client, 'events', EVENT_COLUMNS, results.map((r) => r.events));
+      if (rejectionCount) await copyIn(client, 'command_rejections', REJECTION_COLUMNS, results.map((r) => r.rejections));
+      if (!fresh && ((await anyAlreadyIn(client, 'command_rejections', accA, accC)) || (await anyAlreadyIn(client, 'events', rejA, rejC)))) {
+        throw new RedoCarefully();
+      }
+      const published = this.publisher.publishedOffsets();
+      await upsertOffsets(client, this.group, this.topic, [...next].map(([partition, n]) => ({ partition, next: n, published: published.get(partition) ?? null })));
+      await client.query('COMMIT');
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      if (e instanceof RedoCarefully || isUniqueViolation(e)) {
+        metrics.occConflicts.inc();
+        client.release();
+        return this.redoCarefully(msgs, accA, accC, rejA, rejC, allIds);
+      }
+      client.release(isRetryablePgError(e) ? (e as Error) : undefined);
+      throw e;
+    }
+    client.release();
+    this.careful.delete(msgs);
+
+    // committed: caches, metrics, outcomes, lag tooling
+    const changed = Object.assign({}, ...results.map((r) => JSON.parse(r.states) as object));
+    this.states.committed(changed);
+    for (const [p, n] of next) this.committedNext.set(p, Math.max(n, this.committedNext.get(p) ?? 0));
+    metrics.eventsAppended.inc(eventCount);
+    for (const r of results) {
+      for (const [k, v] of Object.entries(r.counts)) { const [type, status] = k.split('|'); metrics.commands.inc({ type, status }, v); }
+      for (const [reason, v] of Object.entries(r.rejectReasons)) metrics.rejections.inc({ reason }, v);
+    }
+    const batchOutcomes = this.publisher.beginBatch(next);
+    for (const r of results) forEachRecord(r.outcomes, (key, value) => batchOutcomes.add(key, value));
+    batchOutcomes.end();
+    this.consumer.commitToKafka([...next].map(([partition, offset]) => ({ topic: this.topic, partition, offset })));
+    void attempt;
+  }
+
+  private async redoCarefully(msgs: Message[], accA: string, accC: string, rejA: string, rejC: string, ids: string[]): Promise<never> {
+    const client = await this.ctx.pool.connect();
+    try {
+      const known = await findKnownOutcomes(client, mergeArrays([accA, rejA]), mergeArrays([accC, rejC]));
+      this.careful.set(msgs, { known });
+    } finally {
+      client.release();
+    }
+    this.states.forget(ids);
+    throw new RedoCarefully();
+  }
+
+  /** Redis as a fast filter: a command it has seen inside the window is checked against Postgres before commit. */
+  private async seenByRedis(accA: string, accC: string, rejA: string, rejC: string): Promise<boolean> {
+    const accounts = mergeArrays([accA, rejA]).slice(1, -1).split(',');
+    const commands = mergeArrays([accC, rejC]).slice(1, -1).split(',');
+    if (commands.length === 0 || commands[0] === '') return false;
+    try {
+      const p = this.ctx.redis!.pipeline();
+      for (let i = 0; i < commands.length; i++) p.set(`bes:cmd:${accounts[i]}:${commands[i]}`, '1', 'PX', this.ctx.config.redis.dedupWindowMs, 'NX');
+      const res = await p.exec();
+      return (res ?? []).some(([err, v]) => !err && v === null);
+    } catch {
+      return false; // Redis is only a filter; Postgres still decides at commit
+    }
+  }
+
+  private async recordPublished(): Promise<void> {
+    const published = this.publisher.publishedOffsets();
+    if (published.size === 0) return;
+    const client = await this.ctx.pool.connect();
+    try {
+      const rows = [...published].map(([partition, p]) => ({ partition, next: this.committedNext.get(partition) ?? p, published: p }));
+      await upsertOffsets(client, this.group, this.topic, rows);
+    } finally {
+      client.release();
+    }
+  }
+
+  private updateLag(): void {
+    for (const tp of this.consumer.assignment) {
+      const hi = this.consumer.cachedHighWatermark(tp.topic, tp.partition);
+      const nx = this.committedNext.get(tp.partition);
+      if (hi !== undefined && nx !== undefined) this.ctx.metrics.consumerLag.set({ group: this.group, topic: tp.topic, partition: String(tp.partition) }, Math.max(0, hi - nx));
+    }
+  }
+}

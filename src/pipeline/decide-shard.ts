@@ -1,0 +1,166 @@
+/**
+ * The pure heart of the command pipeline, run in a piscina worker (or inline
+ * with pool size 0): parse, validate, decide and encode one shard's slice of
+ * a batch, in offset order. Everything the task needs travels with it (the
+ * accounts' current states and, on a careful retry, the outcomes Postgres
+ * already holds), so any thread can run any shard.
+ */
+import { decodeCommand } from '../codec/command';
+import { CopyWriter } from '../codec/pgcopy';
+import { encodeEnvelope, newEventId } from '../codec/envelope';
+import { decide } from '../domain/decider';
+import { fractionDigits } from '../domain/currency';
+import { formatMoney } from '../domain/money';
+import type { AccountState, RejectReason } from '../domain/types';
+import { Packer, unpackMessages } from './pack';
+
+/** What Postgres says an already-processed command produced. */
+export type KnownOutcome =
+  | { status: 'accepted'; type: string; version: number; balance: string }
+  | { status: 'rejected'; type: string; reason: string };
+
+export interface ShardTask {
+  msgs: Uint8Array;
+  /** JSON Record<accountId, AccountState> for the accounts of this slice that exist. */
+  states: string;
+  /** JSON Record<"accountId/commandId", KnownOutcome>, set on a careful retry. */
+  known: string | null;
+  /** partition -> next offset already committed: messages below it are replays whose outcomes are re-published as they were. */
+  replayBelow: Record<number, number> | null;
+  maxMessageBytes: number;
+  nowMs: number;
+}
+
+export interface DlqEntry { index: number; code: string; message: string }
+
+export interface ShardResult {
+  events: Uint8Array;        // COPY rows for events (no header/trailer)
+  eventCount: number;
+  rejections: Uint8Array;    // COPY rows for command_rejections
+  rejectionCount: number;
+  outcomes: Uint8Array;      // packed key/value records for bank.command-results
+  outcomeCount: number;
+  /** JSON Record<accountId, AccountState> of the accounts this slice changed. */
+  states: string;
+  /** Postgres array literals of the commands decided now (not known before), for the duplicate check at commit. */
+  acceptedAccounts: string;
+  acceptedCommands: string;
+  rejectedAccounts: string;
+  rejectedCommands: string;
+  dlq: DlqEntry[];
+  /** "type|status" -> count, for metrics. */
+  counts: Record<string, number>;
+  rejectReasons: Record<string, number>;
+}
+
+const BATCH_EVENT_COLUMNS = 7; // account_id, version, event_id, event_type, payload, command_id, recorded_at
+const REJECTION_COLUMNS = 6;   // account_id, command_id, command_type, reason, detail, rejected_at
+
+const EVENT_OF = { OpenAccount: 'AccountCreated', Deposit: 'MoneyDeposited', Withdraw: 'MoneyWithdrawn', CloseAccount: 'AccountClosed' } as const;
+
+function outcomeJson(o: Record<string, unknown>): string {
+  return JSON.stringify(o);
+}
+
+export function decideShard(task: ShardTask): ShardResult {
+  const states = JSON.parse(task.states) as Record<string, AccountState>;
+  const known = task.known ? (JSON.parse(task.known) as Record<string, KnownOutcome>) : null;
+  const events = new CopyWriter(task.msgs.byteLength * 3 + 1024);
+  const rejections = new CopyWriter(1024);
+  const outcomes = new Packer(task.msgs.byteLength * 2 + 1024);
+  const changed: Record<string, AccountState> = {};
+  const seen = new Map<string, KnownOutcome>();
+  const accA: string[] = [], accC: string[] = [], rejA: string[] = [], rejC: string[] = [];
+  const dlq: DlqEntry[] = [];
+  const counts: Record<string, number> = {};
+  const reasons: Record<string, number> = {};
+  const processedAt = new Date(task.nowMs).toISOString();
+  let eventCount = 0, rejectionCount = 0, index = -1;
+
+  const count = (type: string, status: string) => {
+    const k = `${type}|${status}`;
+    counts[k] = (counts[k] ?? 0) + 1;
+  };
+  const balanceText = (s: AccountState) => formatMoney(s.balance, fractionDigits(s.currency) ?? 2);
+  const emitKnown = (accountId: string, commandId: string, type: string, k: KnownOutcome, replay: boolean) => {
+    const status = replay ? k.status : 'duplicate';
+    const o: Record<string, unknown> = { commandId, accountId, type, status };
+    if (!replay) o.originalStatus = k.status;
+    if (k.status === 'accepted') { o.version = k.version; o.balance = k.balance; } else o.reason = k.reason;
+    o.processedAt = processedAt;
+    outcomes.record(accountId, outcomeJson(o));
+    count(type, status);
+  };
+  const reject = (accountId: string, commandId: string, type: string, reason: RejectReason, detail: string | undefined) => {
+    rejections.row(REJECTION_COLUMNS).uuid(accountId).uuid(commandId).text(type).text(reason);
+    if (detail === undefined) rejections.null(); else rejections.text(detail);
+    rejections.timestamptz(task.nowMs);
+    rejectionCount++;
+    rejA.push(accountId); rejC.push(commandId);
+    const o: Record<string, unknown> = { commandId, accountId, type, status: 'rejected', reason };
+    if (detail !== undefined) o.detail = detail;
+    o.processedAt = processedAt;
+    outcomes.record(accountId, outcomeJson(o));
+    seen.set(`${accountId}/${commandId}`, { status: 'rejected', type, reason });
+    count(type, 'rejected');
+    reasons[reason] = (reasons[reason] ?? 0) + 1;
+  };
+
+  for (const m of unpackMessages(task.msgs)) {
+    index++;
+    const replay = task.replayBelow !== null && task.replayBelow[m.partition] !== undefined && m.offset < task.replayBelow[m.partition];
+    const d = decodeCommand(m.key, m.value, task.maxMessageBytes);
+    if (d.kind === 'dlq') {
+      if (!replay) dlq.push({ index, code: d.code, message: d.message }); // a replayed one was dead-lettered before its offset committed
+      continue;
+    }
+    const accountId = d.kind === 'ok' ? d.command.accountId : d.accountId;
+    const commandId = d.kind === 'ok' ? d.command.commandId : d.commandId;
+    const type = d.kind === 'ok' ? d.command.type : d.type;
+    const id = `${accountId}/${commandId}`;
+    const prior = seen.get(id) ?? known?.[id];
+    if (prior) {
+      emitKnown(accountId, commandId, type, prior, replay && !seen.has(id));
+      continue;
+    }
+    if (d.kind === 'invalid') {
+      reject(accountId, commandId, type, 'INVALID_COMMAND', d.message);
+      continue;
+    }
+    const cmd = d.command;
+    const state = changed[accountId] ?? states[accountId] ?? null;
+    const decision = decide(state, cmd);
+    if (!decision.accepted) {
+      reject(accountId, commandId, type, decision.rejected, decision.detail);
+      continue;
+    }
+    const ev = decision.event;
+    const eventId = newEventId();
+    const payload = encodeEnvelope({ eventId, accountId, version: ev.version, type: ev.type, data: ev.data as unknown as Record<string, unknown>, commandId, recordedAt: processedAt });
+    events.row(BATCH_EVENT_COLUMNS).uuid(accountId).int8(ev.version).uuid(eventId).text(EVENT_OF[cmd.type]).jsonb(payload).uuid(commandId).timestamptz(task.nowMs);
+    eventCount++;
+    changed[accountId] = decision.state;
+    accA.push(accountId); accC.push(commandId);
+    const balance = balanceText(decision.state);
+    outcomes.record(accountId, outcomeJson({ commandId, accountId, type, status: 'accepted', version: ev.version, balance, processedAt }));
+    seen.set(id, { status: 'accepted', type, version: ev.version, balance });
+    count(type, 'accepted');
+  }
+
+  return {
+    events: events.finish(),
+    eventCount,
+    rejections: rejections.finish(),
+    rejectionCount,
+    outcomes: outcomes.finish(),
+    outcomeCount: outcomes.count,
+    states: JSON.stringify(changed),
+    acceptedAccounts: `{${accA.join(',')}}`,
+    acceptedCommands: `{${accC.join(',')}}`,
+    rejectedAccounts: `{${rejA.join(',')}}`,
+    rejectedCommands: `{${rejC.join(',')}}`,
+    dlq,
+    counts,
+    rejectReasons: reasons,
+  };
+}

@@ -1,0 +1,89 @@
+/**
+ * Publishes a committed batch's outcomes to bank.command-results and tracks,
+ * per partition, the offset below which every outcome was acknowledged by
+ * Kafka ("published"). That offset is stored with the next batch's commit, so
+ * after a crash only the unacknowledged tail is re-published (at-least-once,
+ * DESIGN §2.2) and nothing is re-published twice in the normal case.
+ */
+import type { ProducerClient } from '../kafka/producer';
+import type { Metrics } from '../metrics';
+import type { Logger } from '../logger';
+
+interface BatchTrack { next: Map<number, number>; remaining: number; ended: boolean; failed: boolean }
+
+export class OutcomePublisher {
+  private readonly inOrder: BatchTrack[] = [];
+  private readonly published = new Map<number, number>();
+  private waiters: Array<() => void> = [];
+
+  constructor(private readonly producer: ProducerClient, private readonly topic: string, private readonly metrics: Metrics, private readonly log: Logger) {
+    producer.raw.on('delivery-report', (err, report) => {
+      const t = report.opaque as BatchTrack | undefined;
+      if (!t || !('remaining' in t)) return;
+      if (err) {
+        t.failed = true;
+        this.log.error({ err }, 'outcome delivery failed; it is re-published after restart');
+      } else this.metrics.outcomesPublished.inc();
+      t.remaining--;
+      this.settle();
+    });
+  }
+
+  beginBatch(next: Map<number, number>) {
+    const t: BatchTrack = { next, remaining: 0, ended: false, failed: false };
+    this.inOrder.push(t);
+    return {
+      add: (key: Buffer | null, value: Buffer | null) => {
+        t.remaining++;
+        this.produce(key, value, t);
+      },
+      end: () => {
+        t.ended = true;
+        this.settle();
+      },
+    };
+  }
+
+  private produce(key: Buffer | null, value: Buffer | null, t: BatchTrack): void {
+    for (let i = 0; ; i++) {
+      try {
+        this.producer.raw.produce(this.topic, null, value, key ?? undefined, Date.now(), t);
+        return;
+      } catch (e) {
+        // local queue full: serve delivery reports and try again (the queue bound keeps memory bounded)
+        if (i > 10000) throw e;
+        this.producer.raw.poll();
+        const until = Date.now() + 1;
+        while (Date.now() < until) { /* spin 1 ms while librdkafka drains */ }
+      }
+    }
+  }
+
+  private settle(): void {
+    while (this.inOrder.length && this.inOrder[0].ended && this.inOrder[0].remaining === 0) {
+      const t = this.inOrder.shift()!;
+      if (t.failed) { this.inOrder.length = 0; break; } // stop advancing: a restart re-publishes from here
+      for (const [p, n] of t.next) this.published.set(p, Math.max(n, this.published.get(p) ?? 0));
+    }
+    if (this.inOrder.length === 0) {
+      const w = this.waiters;
+      this.waiters = [];
+      for (const f of w) f();
+    }
+  }
+
+  publishedOffsets(): Map<number, number> {
+    return new Map(this.published);
+  }
+
+  /** Resolves when every outcome handed over so far was acknowledged (or after timeoutMs). */
+  async flushed(timeoutMs: number): Promise<void> {
+    if (this.inOrder.length === 0) return;
+    await this.producer.flush(timeoutMs).catch(() => undefined);
+    if (this.inOrder.length === 0) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, timeoutMs);
+      this.waiters.push(() => { clearTimeout(t); resolve(); });
+    });
+  }
+}

@@ -1,0 +1,17 @@
+/**
+ * piscina worker entry for the command pipeline. Pure: it imports only the
+ * domain, the codec and the shard function. The three result buffers are
+ * transferred back to the main thread (piscina's Transferable protocol), not
+ * copied; each sits in its own ArrayBuffer.
+ */
+import Piscina from 'piscina';
+import { decideShard, type ShardTask } from '../src/pipeline/decide-shard';
+
+export default function run(task: ShardTask) {
+  const r = decideShard(task);
+  // Piscina.move marks our Transferable as movable; without the mark the wrapper itself would be cloned
+  return Piscina.move({
+    [Piscina.transferableSymbol]: [r.events.buffer, r.rejections.buffer, r.outcomes.buffer],
+    [Piscina.valueSymbol]: r,
+  } as never);
+}
