@@ -5,6 +5,8 @@
  *   migrate               apply database migrations and exit
  *   config                print the effective configuration, secrets redacted
  *   stack up|down|status  the embedded local stack (Postgres, Kafka mock, Redis)
+ *   send <Type> --account …  produce one command (or NDJSON from stdin) and print its outcome
+ *   demo                  stack + daemon + load generator, then a checked summary
  */
 import { loadConfig, type LoadedConfig } from './config';
 import { ConfigError, coerceError } from './errors';
@@ -14,6 +16,8 @@ import { runDaemon } from './daemon';
 import { createPool } from './db/pool';
 import { migrate } from './db/migrate';
 import { stackUp, stackDown, stackStatus } from './stack/stack';
+import { commandFromFlags, send } from './send';
+import { runDemo } from './demo';
 
 interface Args { cmd: string; positional: string[]; flags: Map<string, string | true> }
 
@@ -45,6 +49,11 @@ const HELP = `usage: banking-es <command>
   migrate                 apply database migrations
   config                  print the effective configuration (secrets redacted)
   stack up|down|status    embedded local stack: Postgres, Kafka mock cluster, Redis
+  send <OpenAccount|Deposit|Withdraw|CloseAccount> [--account id] [--amount 10.00]
+       [--owner name] [--currency USD] [--initial-balance 0] [--reason text]
+       [--expected-version n] [--command-id id]      print the command's outcome
+  send -                  NDJSON commands from stdin, one outcome per line
+  demo [--commands 100000] [--accounts 2000] [--rate 0] [--workers 1] [--keep-stack]
 Environment variables override config files; see docs/configuration.md.`;
 
 async function main(argv: string[]): Promise<number> {
@@ -53,9 +62,9 @@ async function main(argv: string[]): Promise<number> {
     case 'start': {
       const { config, sources } = load(args);
       const log = createLogger({ level: config.log.level });
-      log.info({ sources }, 'configuration loaded');
       const lifecycle = new Lifecycle(log, config.shutdown.timeoutMs);
       lifecycle.installSignalHandlers();
+      log.info({ sources }, 'configuration loaded');
       const code = await runDaemon(config, log, lifecycle);
       log.flush();
       return code;
@@ -98,6 +107,19 @@ async function main(argv: string[]): Promise<number> {
       }
       process.stderr.write(`unknown stack command "${sub}"; use up, down or status\n`);
       return 2;
+    }
+    case 'send': {
+      const { config } = load(args);
+      const type = args.positional[0];
+      const timeout = Number(args.flags.get('timeout') ?? 30000);
+      const print = (l: string) => process.stdout.write(`${l}\n`);
+      if (!type || type === '-') return send(config, 'stdin', timeout, print);
+      return send(config, [commandFromFlags(type, args.flags)], timeout, print);
+    }
+    case 'demo': {
+      const num = (k: string, d: number) => (typeof args.flags.get(k) === 'string' ? Number(args.flags.get(k)) : d);
+      const dir = loadConfig({ ignoreStack: true }).config.stack.dir;
+      return runDemo({ dir, accounts: num('accounts', 2000), commands: num('commands', 100000), rate: num('rate', 0), workers: num('workers', 1), keepStack: args.flags.has('keep-stack') }, (l) => process.stdout.write(`${l}\n`));
     }
     case 'help':
     case '--help':

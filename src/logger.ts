@@ -8,7 +8,8 @@ import pino, { type Logger, type DestinationStream } from 'pino';
 
 export type { Logger };
 
-const URL_CREDENTIALS = /([a-z][a-z0-9+.-]*:\/\/)([^:/@\s]*):([^@\s]*)@/gi;
+// the password runs to the LAST '@' before the host, so a raw '@' inside it is censored too
+const URL_CREDENTIALS = /([a-z][a-z0-9+.-]*:\/\/)([^:/@\s]*):(\S*)@(?=[^@\s]*(\s|$|["',;)]))/gi;
 
 /** Replaces the password of every URL in `s` with ***. */
 export function redactUrl(s: string): string {
@@ -21,9 +22,12 @@ const REDACT_PATHS = [
   'sasl.password', "['sasl.password']", "['ssl.key.password']", '*["sasl.password"]', '*["ssl.key.password"]',
 ];
 
+// any key that names a secret is censored wherever it sits (librdkafka's 'sasl.password', env-style KAFKA_SASL_PASSWORD, …)
+const SECRET_KEY = /pass(word)?$|passwd|secret|token|api[_-]?key/i;
+
 function scrub(value: unknown, depth = 0): unknown {
   if (typeof value === 'string') return value.includes('@') ? redactUrl(value) : value;
-  if (depth > 4 || value === null || typeof value !== 'object') return value;
+  if (depth > 12 || value === null || typeof value !== 'object') return value;
   if (value instanceof Error) {
     const out: Record<string, unknown> = { type: value.name, message: redactUrl(value.message), stack: value.stack ? redactUrl(value.stack) : undefined };
     const code = (value as { code?: unknown }).code;
@@ -32,7 +36,7 @@ function scrub(value: unknown, depth = 0): unknown {
   }
   if (Array.isArray(value)) return value.map((v) => scrub(v, depth + 1));
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) out[k] = scrub(v, depth + 1);
+  for (const [k, v] of Object.entries(value)) out[k] = SECRET_KEY.test(k) && v !== '' ? '***' : scrub(v, depth + 1);
   return out;
 }
 
@@ -43,7 +47,7 @@ export interface LoggerOptions {
 }
 
 export function createLogger(opts: LoggerOptions): Logger {
-  return pino(
+  const logger = pino(
     {
       name: opts.name ?? 'banking-es',
       level: opts.level,
@@ -58,4 +62,10 @@ export function createLogger(opts: LoggerOptions): Logger {
     },
     opts.destination ?? pino.destination({ dest: 1, sync: false }),
   );
+  // child bindings bypass hooks and formatters; children inherit this override through pino's prototype chain
+  const child = logger.child;
+  logger.child = function (this: Logger, bindings: Record<string, unknown>, options?: object) {
+    return child.call(this, scrub(bindings) as Record<string, unknown>, options as never);
+  } as typeof logger.child;
+  return logger;
 }
