@@ -33,3 +33,12 @@ export function spawnDetached(cmd: string, args: string[], logFile: string, opts
   child.unref();
   return child.pid;
 }
+
+/** Waits for a child we spawned to exit; SIGKILLs it after timeoutMs. Resolves with its exit code (or signal name). */
+export function waitForExitCode(child: import('node:child_process').ChildProcess, timeoutMs: number): Promise<number | string> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode ?? child.signalCode ?? -1);
+    const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('exit', (code, signal) => { clearTimeout(t); resolve(code ?? signal ?? -1); });
+  });
+}

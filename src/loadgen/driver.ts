@@ -1,0 +1,144 @@
+/**
+ * Drives a Workload through Kafka: produces commands (at a fixed rate or as
+ * fast as a bounded window allows, so the mock cluster's small retention is
+ * never outrun) and reads outcomes, measuring produce→outcome latency.
+ */
+import Kafka from 'node-rdkafka';
+import type { Workload, GenCommand } from './generator';
+
+export interface DriveOptions {
+  brokers: string;
+  commandsTopic: string;
+  resultsTopic: string;
+  /** commands per second; 0 = as fast as the window allows */
+  rate: number;
+  /** max commands sent but not yet answered */
+  window: number;
+  timeoutMs: number;
+  onProgress?: (p: Progress) => void;
+}
+
+export interface Progress { sent: number; answered: number; total: number; elapsedMs: number }
+
+export interface DriveResult {
+  sent: number;
+  answered: number;
+  byStatus: Record<string, number>;
+  expectedByStatus: Record<string, number>;
+  mismatches: number;
+  elapsedMs: number;
+  latenciesMs: Float64Array;
+  timedOut: boolean;
+  /** [seconds since start, outcomes in that second] for charts */
+  perSecond: number[];
+}
+
+export function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+function metadata(client: Kafka.Producer | Kafka.KafkaConsumer, topic: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    client.getMetadata({ topic, timeout: 10000 }, (err, md) => {
+      if (err) return reject(err);
+      const t = md.topics.find((x) => x.name === topic);
+      resolve(t?.partitions.length ?? 0);
+    });
+  });
+}
+
+/** Asks for the topics' metadata until the (auto-creating) cluster has them. */
+export async function ensureTopics(brokers: string, topics: string[]): Promise<void> {
+  const p = new Kafka.Producer({ 'bootstrap.servers': brokers, 'allow.auto.create.topics': true } as Kafka.ProducerGlobalConfig);
+  await new Promise<void>((res, rej) => p.connect({ timeout: 10000 }, (e) => (e ? rej(e) : res())));
+  try {
+    for (const t of topics) {
+      for (let i = 0; i < 50 && (await metadata(p, t).catch(() => 0)) === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    await new Promise<void>((r) => p.disconnect(() => r()));
+  }
+}
+
+export async function drive(w: Workload, o: DriveOptions): Promise<DriveResult> {
+  const producer = new Kafka.Producer({ 'bootstrap.servers': o.brokers, 'linger.ms': 2, 'batch.num.messages': 10000, 'queue.buffering.max.messages': 1_000_000, 'compression.type': 'lz4', 'partitioner': 'murmur2_random' } as Kafka.ProducerGlobalConfig);
+  const consumer = new Kafka.KafkaConsumer({ 'bootstrap.servers': o.brokers, 'group.id': `loadgen-${process.pid}-${Date.now()}`, 'enable.auto.commit': false, 'fetch.wait.max.ms': 5 } as Kafka.ConsumerGlobalConfig, {});
+  await new Promise<void>((res, rej) => producer.connect({ timeout: 10000 }, (e) => (e ? rej(e) : res())));
+  await new Promise<void>((res, rej) => consumer.connect({ timeout: 10000 }, (e) => (e ? rej(e) : res())));
+  producer.setPollInterval(10);
+  const partitions = await metadata(consumer, o.resultsTopic);
+  const starts = await Promise.all(Array.from({ length: partitions }, (_, p) => new Promise<number>((res, rej) =>
+    consumer.queryWatermarkOffsets(o.resultsTopic, p, 10000, (e, wm) => (e ? rej(e) : res(wm.highOffset))))));
+  consumer.assign(starts.map((offset, partition) => ({ topic: o.resultsTopic, partition, offset })));
+
+  const pendingAt = new Map<string, number[]>();
+  const expectedByStatus: Record<string, number> = {};
+  const byStatus: Record<string, number> = {};
+  const lat: number[] = [];
+  const perSecond: number[] = [];
+  let sent = 0, answered = 0, mismatches = 0;
+  const expectOf = new Map<string, GenCommand['expect'][]>();
+  const t0 = performance.now();
+  let running = true;
+
+  const consumeLoop = (async () => {
+    consumer.setDefaultConsumeTimeout(20);
+    while (running) {
+      const msgs = await new Promise<Kafka.Message[]>((res) => consumer.consume(5000, (_e, m) => res(m ?? [])));
+      const now = performance.now();
+      for (const m of msgs) {
+        const out = JSON.parse(m.value!.toString()) as { commandId: string; status: string };
+        const times = pendingAt.get(out.commandId);
+        if (!times || times.length === 0) continue; // a re-published outcome we already counted
+        lat.push(now - times.shift()!);
+        if (times.length === 0) pendingAt.delete(out.commandId);
+        const exp = expectOf.get(out.commandId)!.shift()!;
+        if (exp !== out.status) mismatches++;
+        byStatus[out.status] = (byStatus[out.status] ?? 0) + 1;
+        answered++;
+        const sec = Math.floor((now - t0) / 1000);
+        perSecond[sec] = (perSecond[sec] ?? 0) + 1;
+      }
+    }
+  })();
+
+  const deadline = Date.now() + o.timeoutMs;
+  const progressTimer = setInterval(() => o.onProgress?.({ sent, answered, total: w.total, elapsedMs: performance.now() - t0 }), 200);
+  try {
+    while (!w.done && Date.now() < deadline) {
+      const now = performance.now();
+      const allowedByRate = o.rate > 0 ? Math.floor(((now - t0) / 1000) * o.rate) - sent : Infinity;
+      const allowedByWindow = o.window - (sent - answered);
+      let n = Math.min(allowedByRate, allowedByWindow, 2000);
+      if (n <= 0) { await new Promise((r) => setTimeout(r, o.rate > 0 ? 1 : 2)); continue; }
+      const ts = performance.now();
+      while (n-- > 0) {
+        const c = w.next();
+        if (!c) break;
+        expectedByStatus[c.expect] = (expectedByStatus[c.expect] ?? 0) + 1;
+        const list = pendingAt.get(c.commandId);
+        if (list) list.push(ts); else pendingAt.set(c.commandId, [ts]);
+        const el = expectOf.get(c.commandId);
+        if (el) el.push(c.expect); else expectOf.set(c.commandId, [c.expect]);
+        for (;;) {
+          try { producer.produce(o.commandsTopic, null, Buffer.from(c.value), c.key, Date.now()); break; }
+          catch { producer.poll(); await new Promise((r) => setTimeout(r, 1)); }
+        }
+        sent++;
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+    while (answered < sent && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  } finally {
+    clearInterval(progressTimer);
+    o.onProgress?.({ sent, answered, total: w.total, elapsedMs: performance.now() - t0 });
+    running = false;
+    await consumeLoop;
+    await new Promise<void>((r) => producer.flush(5000, () => r()));
+    await new Promise<void>((r) => producer.disconnect(() => r()));
+    await new Promise<void>((r) => consumer.disconnect(() => r()));
+  }
+  const latencies = Float64Array.from(lat).sort();
+  return { sent, answered, byStatus, expectedByStatus, mismatches, elapsedMs: performance.now() - t0, latenciesMs: latencies, timedOut: answered < sent, perSecond: Array.from(perSecond, (x) => x ?? 0) };
+}
