@@ -140,6 +140,8 @@ const schema = {
   },
 };
 
+/** The schema itself, for generated docs (docs/configuration.md). */
+export const configSchema = schema;
 type Schema = typeof schema;
 type Leaf<T> = T extends { default: infer D } ? (D extends readonly string[] ? string[] : D extends string ? string : D) : never;
 type Shape<S> = { [K in keyof S]: S[K] extends { doc: string } ? Leaf<S[K]> : Shape<S[K]> };
