@@ -21,6 +21,7 @@ export function createRedis(url: string, log: Logger, metrics: Metrics): Redis {
     retryStrategy: (times) => Math.min(100 * times, 2000),
   });
   let up = false;
+  let reported = false; // say it once even when Redis was never up, then only on transitions
   metrics.redisUp.set(0);
   client.on('ready', () => {
     if (!up) log.info({ redis: redactUrl(url) }, 'redis available');
@@ -28,7 +29,8 @@ export function createRedis(url: string, log: Logger, metrics: Metrics): Redis {
     metrics.redisUp.set(1);
   });
   client.on('error', (err) => {
-    if (up) log.warn({ err }, 'redis unavailable: continuing without it (dedup falls back to Postgres)');
+    if (up || !reported) log.warn({ err }, 'redis unavailable: continuing without it (dedup falls back to Postgres)');
+    reported = true;
     up = false;
     metrics.redisUp.set(0);
   });

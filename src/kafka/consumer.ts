@@ -57,6 +57,9 @@ export class GroupConsumer {
         'enable.partition.eof': false,
         'queued.max.messages.kbytes': config.kafka.queuedMaxMessagesKbytes,
         'queued.min.messages': 10000,
+        // librdkafka waits this long after its prefetch queue was full before fetching again (default
+        // 1000 ms): with a bounded queue that stalled the pipeline for a second per cycle
+        'fetch.queue.backoff.ms': 5,
         'fetch.max.bytes': config.kafka.fetchMaxBytes,
         'fetch.wait.max.ms': 10,
         // a crashed owner's partitions move after 6 s instead of librdkafka's 45 s default
