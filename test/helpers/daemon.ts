@@ -1,0 +1,92 @@
+/**
+ * `banking-es start` as a child process for integration tests: waits for its
+ * partitions, reads its pino lines, finds its metrics port, samples its RSS,
+ * and stops it (SIGTERM, graceful) or kills it (SIGKILL, a crash).
+ */
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import { spawnCli, waitForExit, waitForOutput } from './stack';
+
+type Cli = ReturnType<typeof spawnCli>;
+
+export interface LogLine { msg?: string; level?: number; [k: string]: unknown }
+
+export class Daemon {
+  private constructor(readonly child: Cli) {}
+
+  static start(env: Record<string, string | undefined>): Daemon {
+    return new Daemon(spawnCli(['start'], { BANKING_ES_STACK_DIR: process.env.BANKING_ES_STACK_DIR, ...env }));
+  }
+
+  get pid(): number { return this.child.pid!; }
+  get alive(): boolean { return this.child.exitCode === null && this.child.signalCode === null; }
+  output(): string { return this.child.output(); }
+
+  logs(): LogLine[] {
+    return this.child.output().split('\n').flatMap((l) => {
+      if (!l.startsWith('{')) return [];
+      try { return [JSON.parse(l) as LogLine]; } catch { return []; }
+    });
+  }
+
+  /** Resolves once a log line says it owns `partitions` partitions (a new owner after a SIGKILL waits out the 6 s session timeout). */
+  async assigned(partitions = 4, timeoutMs = 30000): Promise<void> {
+    const owns = () => this.logs().some((l) => l.msg === 'partitions assigned' && Array.isArray(l.partitions) && l.partitions.length === partitions);
+    await waitForOutput(this.child, (out) => {
+      if (!this.alive) throw new Error(`daemon exited (${this.child.exitCode ?? this.child.signalCode}):\n${out}`);
+      return out.includes('partitions assigned') && owns();
+    }, timeoutMs);
+  }
+
+  metricsPort(): number {
+    const l = this.logs().find((x) => x.msg === 'metrics and health server listening');
+    if (!l || typeof l.port !== 'number') throw new Error(`no metrics port logged yet:\n${this.output()}`);
+    return l.port;
+  }
+
+  /** GET on the metrics/health server: status and body. */
+  get(path: string): Promise<{ status: number; body: string }> {
+    const port = this.metricsPort();
+    return new Promise((resolve, reject) => {
+      const req = http.get({ host: '127.0.0.1', port, path, timeout: 5000 }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => { body += d; });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('timeout', () => req.destroy(new Error(`GET ${path} timed out`)));
+      req.on('error', reject);
+    });
+  }
+
+  /** Value of one sample of the Prometheus text, e.g. metric('banking_es_consumer_paused{pipeline="commands"}'). */
+  async metric(sample: string): Promise<number | undefined> {
+    const { body } = await this.get('/metrics');
+    for (const line of body.split('\n')) {
+      if (line.startsWith(sample + ' ')) return Number(line.slice(sample.length + 1));
+    }
+    return undefined;
+  }
+
+  /** Resident set size in bytes, from /proc. */
+  rssBytes(): number {
+    const status = fs.readFileSync(`/proc/${this.pid}/status`, 'utf8');
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+    if (!m) throw new Error('no VmRSS in /proc status');
+    return Number(m[1]) * 1024;
+  }
+
+  /** Graceful stop: SIGTERM, then the exit code (the caller asserts it). */
+  async stop(timeoutMs = 20000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (!this.alive) return { code: this.child.exitCode, signal: this.child.signalCode };
+    this.child.kill('SIGTERM');
+    return waitForExit(this.child, timeoutMs);
+  }
+
+  /** A crash: SIGKILL, nothing drained. */
+  async kill(): Promise<void> {
+    if (!this.alive) return;
+    this.child.kill('SIGKILL');
+    await waitForExit(this.child, 10000).catch(() => undefined);
+  }
+}
