@@ -1,0 +1,233 @@
+/**
+ * `npm run bench` (quick, < 5 min) and `npm run bench -- --full`.
+ * Runs banking-es's command pipeline end to end next to the physical limits
+ * (binary COPY of the same rows, Kafka produce/consume/round trip of the same
+ * messages) and a naive baseline, all in the same run on the same machine.
+ * Each benchmark runs several times; results are medians with min/max, CPU
+ * and peak RSS per process, ratios to the limit and to the baseline. Every
+ * run is checked: outcomes against the generator's model and balances in
+ * Postgres; a fast wrong answer is a failed run. Writes bench/results/
+ * <stamp>.json, .md and .svg. Options: --full, --runs N, --only a,b.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Client } from 'pg';
+import { randomUUID } from 'node:crypto';
+import { stackUp, stackDown, readStack, stackStatus } from '../src/stack/stack';
+import { loadConfig } from '../src/config';
+import { packageRoot } from '../src/paths';
+import { Workload } from '../src/loadgen/generator';
+import { drive, ensureTopics, percentile, type DriveResult } from '../src/loadgen/driver';
+import { createPool } from '../src/db/pool';
+import { migrate } from '../src/db/migrate';
+import { createLogger } from '../src/logger';
+import { summarize, round, ProcessMeter, pidsMatching, type Summary, type ProcUsage } from './lib/stats';
+import { encodedEventBatches, copyLimit, produceLimit, consumeLimit, commandMessages } from './lib/limits';
+import { startService, cli, benchEntry, type Service } from './lib/service';
+import { lineChart } from './lib/svg';
+
+const argv = process.argv.slice(2);
+const full = argv.includes('--full');
+const runs = Number(argv[argv.indexOf('--runs') + 1]) || (full ? 5 : 3);
+const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1].split(',') : null;
+const want = (name: string) => !only || only.some((o) => name.startsWith(o));
+const size = full ? { cmds: 300_000, baseline: 20_000, latencySecs: 20, copyRows: 300_000 } : { cmds: 100_000, baseline: 6_000, latencySecs: 8, copyRows: 100_000 };
+
+interface Result { name: string; unit: string; value: Summary; limit?: string; ofLimit?: number; vsBaseline?: number; latencyMs?: { p50: Summary; p95: Summary; p99: Summary }; procs?: Record<string, ProcUsage>; ok: boolean; notes?: string }
+const results: Result[] = [];
+const timelines: Record<string, Array<[number, number]>> = {};
+const say = (s: string) => process.stderr.write(`${s}\n`);
+const progress = (s: string) => process.stderr.write(process.stderr.isTTY ? `\r${s.padEnd(100)}` : '');
+
+async function main() {
+  const root = packageRoot();
+  const external = process.env.BENCH_EXTERNAL === '1';
+  const dir = '.banking-es-bench';
+  let brokers: string, dbUrl: string;
+  const wasUp = stackStatus(dir).up;
+  if (external) {
+    const { config } = loadConfig();
+    brokers = config.kafka.brokers;
+    dbUrl = config.db.url;
+    say(`external Kafka ${brokers} and Postgres (from config)`);
+  } else {
+    say('starting the embedded stack for the benchmark…');
+    const s = wasUp ? readStack(dir)! : await stackUp(dir);
+    brokers = s.kafka.brokers;
+    const admin = new Client({ connectionString: s.postgres.adminUrl });
+    await admin.connect();
+    const name = `bench_${Date.now()}`;
+    await admin.query(`CREATE DATABASE ${name}`);
+    await admin.end();
+    dbUrl = s.postgres.adminUrl.replace(/\/postgres$/, `/${name}`);
+  }
+  const log = createLogger({ level: 'warn' });
+  const pool = createPool({ url: dbUrl, max: 2 }, log);
+  await migrate(pool);
+  const logs = path.join(root, dir, 'logs');
+  const pgPids = () => pidsMatching('postgres:');
+  const mockPids = () => pidsMatching('kafka-mock-host');
+  const started = Date.now();
+  try {
+    // ── limits ──────────────────────────────────────────────────────────────
+    if (want('limit.copy')) {
+      say('limit: binary COPY of the pipeline\'s own event rows (durable commits, 4000-row transactions)');
+      const batches = encodedEventBatches(size.copyRows, 4000);
+      const xs: number[] = [];
+      for (let i = 0; i < runs; i++) { xs.push(await copyLimit(dbUrl, batches)); progress(`  run ${i + 1}/${runs}: ${Math.round(xs[i])} rows/s`); }
+      results.push({ name: 'limit.copy', unit: 'rows/s', value: summarize(xs), ok: true });
+      await pool.query('TRUNCATE events, command_rejections, consumer_offsets');
+    }
+    const msgs = commandMessages(60_000);
+    if (want('limit.produce')) {
+      say('\nlimit: Kafka produce (acknowledged) of 60k command messages');
+      const xs: number[] = [];
+      for (let i = 0; i < runs; i++) xs.push(await produceLimit(brokers, `bench.produce.${randomUUID().slice(0, 8)}`, msgs));
+      results.push({ name: 'limit.produce', unit: 'msgs/s', value: summarize(xs), ok: true });
+    }
+    if (want('limit.consume')) {
+      say('limit: Kafka consume into JavaScript of 60k preloaded command messages (a fresh topic per run: the mock keeps ~5 MB per partition)');
+      const xs: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        const t = `bench.consume.${randomUUID().slice(0, 8)}`;
+        await produceLimit(brokers, t, msgs);
+        xs.push(await consumeLimit(brokers, t, msgs.length));
+      }
+      results.push({ name: 'limit.consume', unit: 'msgs/s', value: summarize(xs), ok: true });
+    }
+    const driveRun = async (svc: Service, topics: { cmd: string; res: string }, commands: number, rate: number, window = 20_000): Promise<{ r: DriveResult; procs: Record<string, ProcUsage>; w: Workload }> => {
+      const w = new Workload({ accounts: Math.max(100, Math.floor(commands / 40)), commands, seed: Math.floor(Math.random() * 1e9) });
+      const meter = new ProcessMeter({ service: () => [svc.pid], postgres: pgPids, 'kafka-mock': mockPids, driver: () => [process.pid] });
+      meter.begin();
+      const r = await drive(w, { brokers, commandsTopic: topics.cmd, resultsTopic: topics.res, rate, window, timeoutMs: 600_000,
+        onProgress: (p) => progress(`  ${svc.name}: ${p.answered}/${p.total} answered, ${Math.round(p.answered / (p.elapsedMs / 1000))}/s`) });
+      return { r, procs: meter.end(), w };
+    };
+    const balancesOk = async (w: Workload): Promise<number> => {
+      const { rows } = await pool.query<{ account_id: string; b: string }>(`SELECT DISTINCT ON (account_id) account_id, payload->'data'->>'balanceAfter' AS b FROM events WHERE account_id = ANY($1::uuid[]) ORDER BY account_id, version DESC`, [w.accountIds]);
+      const got = new Map(rows.map((x) => [x.account_id, Number(x.b)]));
+      return w.accountIds.filter((id) => got.get(id) !== w.expected.get(id)).length;
+    };
+    const topicsFor = async (tag: string) => {
+      const t = { cmd: `bench.${tag}.cmd.${randomUUID().slice(0, 6)}`, res: `bench.${tag}.res.${randomUUID().slice(0, 6)}` };
+      await ensureTopics(brokers, [t.cmd, t.res, `${t.cmd}.dlq`]);
+      return t;
+    };
+
+    if (want('limit.roundtrip')) {
+      say('\nlimit: Kafka round trip (an echo service answers every command, no Postgres) with the same driver');
+      const t = await topicsFor('echo');
+      const svc = await startService('echo', [benchEntry('echo-service.js'), brokers, t.cmd, t.res], {}, path.join(logs, 'bench-echo.log'));
+      const xs: number[] = [];
+      let procs: Record<string, ProcUsage> | undefined;
+      try {
+        for (let i = 0; i < runs; i++) {
+          const { r, procs: p } = await driveRun(svc, t, size.cmds, 0);
+          xs.push(r.answered / (r.elapsedMs / 1000));
+          procs = p;
+          if (i === 0) timelines['Kafka round trip (echo)'] = r.perSecond.map((v, s) => [s, v]);
+        }
+      } finally { await svc.stop(); }
+      results.push({ name: 'limit.roundtrip', unit: 'commands/s', value: summarize(xs), procs, ok: true });
+    }
+
+    const daemonEnv = (t: { cmd: string; res: string }, extra: Record<string, string> = {}) => ({
+      NODE_ENV: 'production', BANKING_ES_STACK_DIR: dir, KAFKA_BROKERS: brokers, DATABASE_URL: dbUrl, ROLES: 'commands', METRICS_PORT: '0', METRICS_HOST: '127.0.0.1', LOG_LEVEL: 'info',
+      KAFKA_TOPIC_COMMANDS: t.cmd, KAFKA_TOPIC_RESULTS: t.res, KAFKA_TOPIC_COMMANDS_DLQ: `${t.cmd}.dlq`, KAFKA_GROUP_ID: `bench-${randomUUID().slice(0, 8)}`, REDIS_URL: '', ...extra,
+    });
+
+    const runDaemonCase = async (name: string, extra: Record<string, string>, commands: number, rates: number[]) => {
+      say(`\n${name}: banking-es end to end (${Object.entries(extra).map(([k, v]) => `${k}=${v}`).join(' ') || 'defaults'})`);
+      const t = await topicsFor(name.replace(/[^a-z0-9]/gi, ''));
+      const svc = await startService('banking-es', [cli(), 'start'], daemonEnv(t, extra), path.join(logs, `bench-${name}.log`));
+      try {
+        for (const rate of rates) {
+          const xs: number[] = [], p50: number[] = [], p95: number[] = [], p99: number[] = [];
+          let procs: Record<string, ProcUsage> | undefined;
+          let ok = true, notes = '';
+          for (let i = 0; i < runs; i++) {
+            const n = rate ? Math.round(rate * size.latencySecs) : commands;
+            const { r, procs: p, w } = await driveRun(svc, t, n, rate);
+            const wrong = await balancesOk(w);
+            if (r.mismatches || r.timedOut || wrong) { ok = false; notes += `run ${i + 1}: ${r.mismatches} outcome mismatches, ${r.sent - r.answered} unanswered, ${wrong} wrong balances. `; }
+            xs.push(r.answered / (r.elapsedMs / 1000));
+            p50.push(percentile(r.latenciesMs, 50)); p95.push(percentile(r.latenciesMs, 95)); p99.push(percentile(r.latenciesMs, 99));
+            procs = p;
+            if (i === 0 && !rate && name === 'commands.max') timelines['banking-es'] = r.perSecond.map((v, s) => [s, v]);
+          }
+          results.push({ name: rate ? `${name}@${rate}/s` : name, unit: 'commands/s', value: summarize(xs), latencyMs: { p50: summarize(p50), p95: summarize(p95), p99: summarize(p99) }, procs, ok, notes: notes || undefined, limit: 'limit.roundtrip' });
+        }
+      } finally { await svc.stop(); }
+    };
+
+    if (want('commands.max')) await runDaemonCase('commands.max', {}, size.cmds, [0]);
+    if (want('commands.latency')) await runDaemonCase('commands.latency', {}, 0, full ? [1000, 10000, 30000] : [1000, 10000]);
+    if (full && want('commands.workers')) for (const n of [0, 1, 2, 4]) await runDaemonCase(`commands.workers=${n}`, { PIPELINE_WORKERS: String(n) }, size.cmds, [0]);
+    if (full && want('commands.batch')) for (const [b, tms] of [[1000, 5], [5000, 10], [10000, 20]]) await runDaemonCase(`commands.batch=${b}/${tms}ms`, { PIPELINE_BATCH_SIZE: String(b), PIPELINE_BATCH_TIME_MS: String(tms) }, size.cmds, [0]);
+    if (full && want('commands.redis')) {
+      const s = readStack(dir);
+      if (s?.redis) await runDaemonCase('commands.redis=on', { REDIS_URL: s.redis.url }, size.cmds, [0]);
+    }
+
+    if (want('baseline')) {
+      say('\nbaseline: naive one-message-at-a-time service on the same workload');
+      const t = await topicsFor('baseline');
+      const svc = await startService('baseline', [benchEntry('baseline-service.js'), brokers, t.cmd, t.res, dbUrl, `baseline-${randomUUID().slice(0, 8)}`], {}, path.join(logs, 'bench-baseline.log'));
+      const xs: number[] = [];
+      let procs: Record<string, ProcUsage> | undefined;
+      let ok = true, notes = '';
+      try {
+        for (let i = 0; i < runs; i++) {
+          const { r, procs: p, w } = await driveRun(svc, t, size.baseline, 0, 2000);
+          const wrong = await balancesOk(w);
+          if (r.mismatches || r.timedOut || wrong) { ok = false; notes += `run ${i + 1}: ${r.mismatches} mismatches, ${wrong} wrong balances. `; }
+          xs.push(r.answered / (r.elapsedMs / 1000));
+          procs = p;
+          if (i === 0) timelines['baseline'] = r.perSecond.map((v, s) => [s, v]);
+        }
+      } finally { await svc.stop(); }
+      results.push({ name: 'baseline', unit: 'commands/s', value: summarize(xs), procs, ok, notes: notes || undefined });
+    }
+  } finally {
+    await pool.end();
+    if (!external && !wasUp) await stackDown(dir);
+  }
+
+  // ratios
+  const byName = new Map(results.map((r) => [r.name, r]));
+  const base = byName.get('baseline')?.value.median;
+  for (const r of results) {
+    if (r.name.startsWith('commands')) {
+      const lim = byName.get('limit.roundtrip')?.value.median;
+      if (lim) r.ofLimit = round(r.value.median / lim, 2);
+      if (base) r.vsBaseline = round(r.value.median / base, 1);
+    }
+  }
+  writeReport(results, timelines, (Date.now() - started) / 1000);
+  if (results.some((r) => !r.ok)) process.exitCode = 1;
+}
+
+function writeReport(rs: Result[], tl: Record<string, Array<[number, number]>>, seconds: number) {
+  const dir = path.join(packageRoot(), 'bench', 'results');
+  fs.mkdirSync(dir, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const meta = { when: new Date().toISOString(), suite: full ? 'full' : 'quick', runs, node: process.version, cpus: require('node:os').cpus().length, seconds: round(seconds) };
+  fs.writeFileSync(path.join(dir, `${stamp}.json`), JSON.stringify({ meta, results: rs, timelines: tl }, null, 2));
+  const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+  const lines = [
+    `# banking-es benchmark (${meta.suite}, ${meta.when})`, '',
+    `${meta.cpus} CPUs, Node ${meta.node}, ${runs} runs each; medians with [min–max]. Everything (daemon, Postgres, Kafka mock, load driver) shares the machine.`, '',
+    '| benchmark | median | [min–max] | unit | p50 / p95 / p99 ms | of limit | × baseline | CPU cores (svc / pg / kafka / driver) | peak RSS MB (svc) | ok |',
+    '|---|---:|---|---|---|---:|---:|---|---:|---|',
+    ...rs.map((r) => `| ${r.name} | ${fmt(r.value.median)} | ${fmt(r.value.min)}–${fmt(r.value.max)} | ${r.unit} | ${r.latencyMs ? `${r.latencyMs.p50.median.toFixed(0)} / ${r.latencyMs.p95.median.toFixed(0)} / ${r.latencyMs.p99.median.toFixed(0)}` : ''} | ${r.ofLimit ?? ''} | ${r.vsBaseline ?? ''} | ${r.procs ? `${r.procs.service?.cpuCores} / ${r.procs.postgres?.cpuCores} / ${r.procs['kafka-mock']?.cpuCores} / ${r.procs.driver?.cpuCores}` : ''} | ${r.procs?.service?.peakRssMb ?? ''} | ${r.ok ? 'yes' : `NO: ${r.notes}`} |`),
+    '', `![throughput over time](${stamp}.svg)`, '', `Total ${round(seconds)} s. JSON: ${stamp}.json`,
+  ];
+  fs.writeFileSync(path.join(dir, `${stamp}.md`), lines.join('\n') + '\n');
+  const colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd'];
+  fs.writeFileSync(path.join(dir, `${stamp}.svg`), lineChart('Outcomes per second (first run of each)', 'seconds', 'outcomes/s', Object.entries(tl).map(([name, points], i) => ({ name, points, color: colors[i % colors.length] }))));
+  process.stderr.write('\n');
+  process.stdout.write(lines.join('\n') + '\n');
+  process.stderr.write(`\nwritten: bench/results/${stamp}.{json,md,svg}\n`);
+}
+
+main().catch((e) => { process.stderr.write(`${(e as Error).stack}\n`); process.exit(1); });
