@@ -10,6 +10,7 @@
  * <stamp>.json, .md and .svg. Options: --full, --runs N, --only a,b.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client } from 'pg';
 import { randomUUID } from 'node:crypto';
@@ -211,7 +212,7 @@ function writeReport(rs: Result[], tl: Record<string, Array<[number, number]>>, 
   const dir = path.join(packageRoot(), 'bench', 'results');
   fs.mkdirSync(dir, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  const meta = { when: new Date().toISOString(), suite: full ? 'full' : 'quick', runs, node: process.version, cpus: require('node:os').cpus().length, seconds: round(seconds) };
+  const meta = { when: new Date().toISOString(), suite: full ? 'full' : 'quick', runs, node: process.version, cpus: os.cpus().length, seconds: round(seconds) };
   fs.writeFileSync(path.join(dir, `${stamp}.json`), JSON.stringify({ meta, results: rs, timelines: tl }, null, 2));
   const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
   const lines = [
