@@ -21,6 +21,7 @@ import { redisIsReady } from '../redis';
 import { AccountStates } from './account-states';
 import { BatchSink } from './batch-sink';
 import type { KnownOutcome, ShardResult } from './decide-shard';
+import type { AccountState } from '../domain/types';
 import { Packer, forEachRecord } from './pack';
 import { createShardPool, type ShardPool } from './shard-pool';
 import { OutcomePublisher } from './outcome-publisher';
@@ -29,6 +30,19 @@ const EVENT_COLUMNS = 'account_id, version, event_id, event_type, payload, comma
 const REJECTION_COLUMNS = 'account_id, command_id, command_type, reason, detail, rejected_at';
 
 class RedoCarefully extends Error {}
+
+interface Prepared {
+  epoch: number;
+  msgs: Message[];
+  slices: Message[][];
+  results: ShardResult[];
+  next: Map<number, number>;
+  replay: boolean;
+  fresh: boolean;
+  allIds: string[];
+  changed: Record<string, AccountState>;
+  accA: string; accC: string; rejA: string; rejC: string;
+}
 
 function hash(s: string): number {
   let h = 2166136261;
@@ -142,14 +156,41 @@ export class CommandPipeline {
     for (const m of msgs) this.sink.push(m);
   }
 
+  /**
+   * Two stages: `prepare` (pack, load state, decide in the workers) and
+   * `commit` (one transaction, then outcomes). Batch N+1 is prepared while
+   * batch N commits, on top of N's decided-but-uncommitted states (the
+   * overlay). Any failure of a commit bumps the epoch: decisions prepared on
+   * top of it are stale and are prepared again before they commit.
+   */
+  private epoch = 0;
+  private readonly overlay = new Map<string, AccountState>();
+  private commitChain: Promise<void> = Promise.resolve();
+  private careful = new WeakMap<Message[], { known: Record<string, KnownOutcome> }>();
+
   private async handleBatch(msgs: Message[]): Promise<void> {
-    const { metrics, log } = this.ctx;
     const started = process.hrtime.bigint();
+    let prepared: Prepared | undefined;
+    try {
+      prepared = await this.prepare(msgs);
+    } catch (e) {
+      this.ctx.log.debug({ err: coerceError(e) }, 'prepare failed; the commit stage prepares again');
+    }
+    const previous = this.commitChain;
+    this.commitChain = previous.then(() => this.commitWithRetries(msgs, prepared, started));
+    await previous; // at most one batch commits while the next one is prepared
+  }
+
+  private async commitWithRetries(msgs: Message[], prepared: Prepared | undefined, started: bigint): Promise<void> {
+    const { metrics, log } = this.ctx;
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.processBatch(msgs, attempt);
+        if (!prepared || prepared.epoch !== this.epoch) prepared = await this.prepare(msgs);
+        await this.commit(prepared);
         break;
       } catch (e) {
+        this.invalidate(prepared);
+        prepared = undefined;
         if (e instanceof RedoCarefully) continue;
         if (this.stopping && attempt > 3) {
           log.error({ err: coerceError(e) }, 'giving up on a batch at shutdown; its offsets were not committed, so it is redone on restart');
@@ -173,10 +214,16 @@ export class CommandPipeline {
     }
   }
 
-  private careful = new WeakMap<Message[], { known: Record<string, KnownOutcome> }>();
+  /** Something failed: every uncommitted decision may rest on a wrong state. */
+  private invalidate(p: Prepared | undefined): void {
+    this.epoch++;
+    this.overlay.clear();
+    if (p) this.states.forget(p.allIds);
+  }
 
-  private async processBatch(msgs: Message[], attempt: number): Promise<void> {
-    const { config, metrics, pool } = this.ctx;
+  private async prepare(msgs: Message[]): Promise<Prepared> {
+    const { config, pool } = this.ctx;
+    const epoch = this.epoch;
     const shardCount = Math.max(1, config.pipeline.shards);
     const packers = Array.from({ length: shardCount }, () => new Packer(64 * 1024));
     const slices: Message[][] = Array.from({ length: shardCount }, () => []);
@@ -197,6 +244,7 @@ export class CommandPipeline {
     const fresh = carefulState !== undefined;
     const allIds = accountsByShard.flatMap((s) => [...s]);
     const states = await this.states.load(pool, allIds, fresh);
+    if (!fresh) for (const id of allIds) { const o = this.overlay.get(id); if (o) states.set(id, o); }
     const replayBelow = replay ? Object.fromEntries(this.committedNext) : null;
     const known = carefulState ? JSON.stringify(carefulState.known) : null;
     const nowMs = Date.now();
@@ -205,15 +253,24 @@ export class CommandPipeline {
       for (const id of accountsByShard[i]) { const v = states.get(id); if (v) st[id] = v; }
       return this.pool.run({ msgs: p.finish(), states: JSON.stringify(st), known, replayBelow, maxMessageBytes: config.limits.maxMessageBytes, nowMs });
     }));
-    const accA = mergeArrays(results.map((r) => r.acceptedAccounts));
-    const accC = mergeArrays(results.map((r) => r.acceptedCommands));
-    const rejA = mergeArrays(results.map((r) => r.rejectedAccounts));
-    const rejC = mergeArrays(results.map((r) => r.rejectedCommands));
+    const changed: Record<string, AccountState> = Object.assign({}, ...results.map((r) => JSON.parse(r.states) as object));
+    if (epoch === this.epoch) for (const id of Object.keys(changed)) this.overlay.set(id, changed[id]);
+    return {
+      epoch, msgs, slices, results, next, replay, fresh, allIds, changed,
+      accA: mergeArrays(results.map((r) => r.acceptedAccounts)),
+      accC: mergeArrays(results.map((r) => r.acceptedCommands)),
+      rejA: mergeArrays(results.map((r) => r.rejectedAccounts)),
+      rejC: mergeArrays(results.map((r) => r.rejectedCommands)),
+    };
+  }
 
-    if (!fresh) {
-      let suspicious = replay;
-      if (!suspicious && redisIsReady(this.ctx.redis)) suspicious = await this.seenByRedis(accA, accC, rejA, rejC);
-      if (suspicious) return this.redoCarefully(msgs, accA, accC, rejA, rejC, allIds);
+  private async commit(p: Prepared): Promise<void> {
+    const { config, metrics, pool } = this.ctx;
+    const { results, slices, next } = p;
+    if (!p.fresh) {
+      let suspicious = p.replay;
+      if (!suspicious && redisIsReady(this.ctx.redis)) suspicious = await this.seenByRedis(p.accA, p.accC, p.rejA, p.rejC);
+      if (suspicious) return this.redoCarefully(p);
     }
 
     // dead letters are acknowledged before their offsets commit, so none is lost
@@ -232,14 +289,14 @@ export class CommandPipeline {
     await Promise.all(dlqSends);
 
     const client: PoolClient = await pool.connect();
-    let eventCount = 0;
+    const eventCount = results.reduce((s, r) => s + r.eventCount, 0);
     try {
       await client.query('BEGIN');
-      eventCount = results.reduce((s, r) => s + r.eventCount, 0);
       const rejectionCount = results.reduce((s, r) => s + r.rejectionCount, 0);
       if (eventCount) await copyIn(client, 'events', EVENT_COLUMNS, results.map((r) => r.events));
       if (rejectionCount) await copyIn(client, 'command_rejections', REJECTION_COLUMNS, results.map((r) => r.rejections));
-      if (!fresh && ((await anyAlreadyIn(client, 'command_rejections', accA, accC)) || (await anyAlreadyIn(client, 'events', rejA, rejC)))) {
+      // decided now, decided before: accepted now but rejected earlier, or the reverse (the unique keys catch the rest)
+      if ((await anyAlreadyIn(client, 'command_rejections', p.accA, p.accC)) || (await anyAlreadyIn(client, 'events', p.rejA, p.rejC))) {
         throw new RedoCarefully();
       }
       const published = this.publisher.publishedOffsets();
@@ -250,18 +307,18 @@ export class CommandPipeline {
       if (e instanceof RedoCarefully || isUniqueViolation(e)) {
         metrics.occConflicts.inc();
         client.release();
-        return this.redoCarefully(msgs, accA, accC, rejA, rejC, allIds);
+        return this.redoCarefully(p);
       }
       client.release(isRetryablePgError(e) ? (e as Error) : undefined);
       throw e;
     }
     client.release();
-    this.careful.delete(msgs);
+    this.careful.delete(p.msgs);
 
     // committed: caches, metrics, outcomes, lag tooling
-    const changed = Object.assign({}, ...results.map((r) => JSON.parse(r.states) as object));
-    this.states.committed(changed);
-    for (const [p, n] of next) this.committedNext.set(p, Math.max(n, this.committedNext.get(p) ?? 0));
+    this.states.committed(p.changed);
+    for (const id of Object.keys(p.changed)) if (this.overlay.get(id) === p.changed[id]) this.overlay.delete(id);
+    for (const [part, n] of next) this.committedNext.set(part, Math.max(n, this.committedNext.get(part) ?? 0));
     metrics.eventsAppended.inc(eventCount);
     for (const r of results) {
       for (const [k, v] of Object.entries(r.counts)) { const [type, status] = k.split('|'); metrics.commands.inc({ type, status }, v); }
@@ -271,18 +328,18 @@ export class CommandPipeline {
     for (const r of results) forEachRecord(r.outcomes, (key, value) => batchOutcomes.add(key, value));
     batchOutcomes.end();
     this.consumer.commitToKafka([...next].map(([partition, offset]) => ({ topic: this.topic, partition, offset })));
-    void attempt;
   }
 
-  private async redoCarefully(msgs: Message[], accA: string, accC: string, rejA: string, rejC: string, ids: string[]): Promise<never> {
+  /** Reads what Postgres already holds for this batch's commands; the batch is then decided again from Postgres state. */
+  private async redoCarefully(p: Prepared): Promise<never> {
     const client = await this.ctx.pool.connect();
     try {
-      const known = await findKnownOutcomes(client, mergeArrays([accA, rejA]), mergeArrays([accC, rejC]));
-      this.careful.set(msgs, { known });
+      const known = await findKnownOutcomes(client, mergeArrays([p.accA, p.rejA]), mergeArrays([p.accC, p.rejC]));
+      const prev = this.careful.get(p.msgs)?.known;
+      this.careful.set(p.msgs, { known: prev ? { ...prev, ...known } : known });
     } finally {
       client.release();
     }
-    this.states.forget(ids);
     throw new RedoCarefully();
   }
 
