@@ -25,6 +25,7 @@ import type { AccountState } from '../domain/types';
 import { Packer, forEachRecord } from './pack';
 import { createShardPool, type ShardPool } from './shard-pool';
 import { OutcomePublisher } from './outcome-publisher';
+import { RecentCommands, scanCommandId } from './recent-commands';
 
 const EVENT_COLUMNS = 'account_id, version, event_id, event_type, payload, command_id, recorded_at';
 const REJECTION_COLUMNS = 'account_id, command_id, command_type, reason, detail, rejected_at';
@@ -32,7 +33,6 @@ const REJECTION_COLUMNS = 'account_id, command_id, command_type, reason, detail,
 class RedoCarefully extends Error {}
 
 interface Prepared {
-  epoch: number;
   msgs: Message[];
   slices: Message[][];
   results: ShardResult[];
@@ -42,6 +42,8 @@ interface Prepared {
   allIds: string[];
   changed: Record<string, AccountState>;
   accA: string; accC: string; rejA: string; rejC: string;
+  /** every (account, command) pair found by the scan, known or not */
+  pairAccounts: string[]; pairCommands: string[];
 }
 
 function hash(s: string): number {
@@ -70,6 +72,7 @@ export class CommandPipeline {
   private readonly pool: ShardPool;
   private readonly states: AccountStates;
   private readonly publisher: OutcomePublisher;
+  private readonly recent = new RecentCommands();
   private readonly topic: string;
   private readonly group: string;
   /** partition -> first offset not yet committed in Postgres (as stored when assigned, then as we commit). */
@@ -157,39 +160,24 @@ export class CommandPipeline {
   }
 
   /**
-   * Two stages: `prepare` (pack, load state, decide in the workers) and
-   * `commit` (one transaction, then outcomes). Batch N+1 is prepared while
-   * batch N commits, on top of N's decided-but-uncommitted states (the
-   * overlay). Any failure of a commit bumps the epoch: decisions prepared on
-   * top of it are stale and are prepared again before they commit.
+   * Batches are handled strictly one after another: each is decided on the
+   * state its predecessor committed. (Deciding the next batch while one
+   * commits was tried: a rejection decided on not-yet-final state writes no
+   * event, so no key would fence it.)
    */
-  private epoch = 0;
-  private readonly overlay = new Map<string, AccountState>();
-  private commitChain: Promise<void> = Promise.resolve();
   private careful = new WeakMap<Message[], { known: Record<string, KnownOutcome> }>();
 
   private async handleBatch(msgs: Message[]): Promise<void> {
+    const { metrics, log } = this.ctx;
     const started = process.hrtime.bigint();
     let prepared: Prepared | undefined;
-    try {
-      prepared = await this.prepare(msgs);
-    } catch (e) {
-      this.ctx.log.debug({ err: coerceError(e) }, 'prepare failed; the commit stage prepares again');
-    }
-    const previous = this.commitChain;
-    this.commitChain = previous.then(() => this.commitWithRetries(msgs, prepared, started));
-    await previous; // at most one batch commits while the next one is prepared
-  }
-
-  private async commitWithRetries(msgs: Message[], prepared: Prepared | undefined, started: bigint): Promise<void> {
-    const { metrics, log } = this.ctx;
     for (let attempt = 0; ; attempt++) {
       try {
-        if (!prepared || prepared.epoch !== this.epoch) prepared = await this.prepare(msgs);
+        prepared = await this.prepare(msgs);
         await this.commit(prepared);
         break;
       } catch (e) {
-        this.invalidate(prepared);
+        if (prepared) this.states.forget(prepared.allIds);
         prepared = undefined;
         if (e instanceof RedoCarefully) continue;
         if (this.stopping && attempt > 3) {
@@ -214,24 +202,27 @@ export class CommandPipeline {
     }
   }
 
-  /** Something failed: every uncommitted decision may rest on a wrong state. */
-  private invalidate(p: Prepared | undefined): void {
-    this.epoch++;
-    this.overlay.clear();
-    if (p) this.states.forget(p.allIds);
-  }
-
   private async prepare(msgs: Message[]): Promise<Prepared> {
     const { config, pool } = this.ctx;
-    const epoch = this.epoch;
     const shardCount = Math.max(1, config.pipeline.shards);
     const packers = Array.from({ length: shardCount }, () => new Packer(64 * 1024));
     const slices: Message[][] = Array.from({ length: shardCount }, () => []);
     const accountsByShard: Array<Set<string>> = Array.from({ length: shardCount }, () => new Set());
     const next = new Map<number, number>();
     let replay = false;
+    const carefulState = this.careful.get(msgs);
+    const fresh = carefulState !== undefined;
+    const pairAccounts: string[] = [], pairCommands: string[] = [], bloomHits: number[] = [];
     for (const m of msgs) {
       const acct = accountOf(m);
+      const cmdId = acct ? scanCommandId(m.value) : null;
+      if (cmdId) {
+        const key = `${acct}/${cmdId}`;
+        if (!fresh && this.recent.mightHave(key)) bloomHits.push(pairAccounts.length);
+        this.recent.add(key);
+        pairAccounts.push(acct);
+        pairCommands.push(cmdId);
+      }
       const s = acct ? hash(acct) % shardCount : 0;
       packers[s].message(m.partition, m.offset, m.key ?? null, m.value);
       slices[s].push(m);
@@ -240,13 +231,14 @@ export class CommandPipeline {
       const committed = this.committedNext.get(m.partition);
       if (committed !== undefined && m.offset < committed) replay = true;
     }
-    const carefulState = this.careful.get(msgs);
-    const fresh = carefulState !== undefined;
     const allIds = accountsByShard.flatMap((s) => [...s]);
-    const states = await this.states.load(pool, allIds, fresh);
-    if (!fresh) for (const id of allIds) { const o = this.overlay.get(id); if (o) states.set(id, o); }
+    const [states, early] = await Promise.all([
+      this.states.load(pool, allIds, fresh),
+      fresh ? Promise.resolve(null) : this.knownBeforeDeciding(pairAccounts, pairCommands, bloomHits),
+    ]);
     const replayBelow = replay ? Object.fromEntries(this.committedNext) : null;
-    const known = carefulState ? JSON.stringify(carefulState.known) : null;
+    const knownMap = carefulState?.known ?? early;
+    const known = knownMap && Object.keys(knownMap).length ? JSON.stringify(knownMap) : null;
     const nowMs = Date.now();
     const results: ShardResult[] = await Promise.all(packers.map((p, i) => {
       const st: Record<string, unknown> = {};
@@ -254,9 +246,8 @@ export class CommandPipeline {
       return this.pool.run({ msgs: p.finish(), states: JSON.stringify(st), known, replayBelow, maxMessageBytes: config.limits.maxMessageBytes, nowMs });
     }));
     const changed: Record<string, AccountState> = Object.assign({}, ...results.map((r) => JSON.parse(r.states) as object));
-    if (epoch === this.epoch) for (const id of Object.keys(changed)) this.overlay.set(id, changed[id]);
     return {
-      epoch, msgs, slices, results, next, replay, fresh, allIds, changed,
+      msgs, slices, results, next, replay, fresh, allIds, changed, pairAccounts, pairCommands,
       accA: mergeArrays(results.map((r) => r.acceptedAccounts)),
       accC: mergeArrays(results.map((r) => r.acceptedCommands)),
       rejA: mergeArrays(results.map((r) => r.rejectedAccounts)),
@@ -267,11 +258,8 @@ export class CommandPipeline {
   private async commit(p: Prepared): Promise<void> {
     const { config, metrics, pool } = this.ctx;
     const { results, slices, next } = p;
-    if (!p.fresh) {
-      let suspicious = p.replay;
-      if (!suspicious && redisIsReady(this.ctx.redis)) suspicious = await this.seenByRedis(p.accA, p.accC, p.rejA, p.rejC);
-      if (suspicious) return this.redoCarefully(p);
-    }
+    // replayed offsets: their outcomes are re-published as Postgres has them
+    if (!p.fresh && p.replay) return this.redoCarefully(p);
 
     // dead letters are acknowledged before their offsets commit, so none is lost
     const dlqSends: Promise<void>[] = [];
@@ -317,7 +305,6 @@ export class CommandPipeline {
 
     // committed: caches, metrics, outcomes, lag tooling
     this.states.committed(p.changed);
-    for (const id of Object.keys(p.changed)) if (this.overlay.get(id) === p.changed[id]) this.overlay.delete(id);
     for (const [part, n] of next) this.committedNext.set(part, Math.max(n, this.committedNext.get(part) ?? 0));
     metrics.eventsAppended.inc(eventCount);
     for (const r of results) {
@@ -334,7 +321,8 @@ export class CommandPipeline {
   private async redoCarefully(p: Prepared): Promise<never> {
     const client = await this.ctx.pool.connect();
     try {
-      const known = await findKnownOutcomes(client, mergeArrays([p.accA, p.rejA]), mergeArrays([p.accC, p.rejC]));
+      const scanned = [`{${p.pairAccounts.join(',')}}`, `{${p.pairCommands.join(',')}}`];
+      const known = await findKnownOutcomes(client, mergeArrays([p.accA, p.rejA, scanned[0]]), mergeArrays([p.accC, p.rejC, scanned[1]]));
       const prev = this.careful.get(p.msgs)?.known;
       this.careful.set(p.msgs, { known: prev ? { ...prev, ...known } : known });
     } finally {
@@ -343,19 +331,27 @@ export class CommandPipeline {
     throw new RedoCarefully();
   }
 
-  /** Redis as a fast filter: a command it has seen inside the window is checked against Postgres before commit. */
-  private async seenByRedis(accA: string, accC: string, rejA: string, rejC: string): Promise<boolean> {
-    const accounts = mergeArrays([accA, rejA]).slice(1, -1).split(',');
-    const commands = mergeArrays([accC, rejC]).slice(1, -1).split(',');
-    if (commands.length === 0 || commands[0] === '') return false;
-    try {
-      const p = this.ctx.redis!.pipeline();
-      for (let i = 0; i < commands.length; i++) p.set(`bes:cmd:${accounts[i]}:${commands[i]}`, '1', 'PX', this.ctx.config.redis.dedupWindowMs, 'NX');
-      const res = await p.exec();
-      return (res ?? []).some(([err, v]) => !err && v === null);
-    } catch {
-      return false; // Redis is only a filter; Postgres still decides at commit
+  /**
+   * Outcomes Postgres already holds for the commands that look re-sent: the
+   * in-process filter's hits plus, when Redis is up, the commands its shared
+   * SET NX window has seen (so a re-send that reaches another instance after
+   * a rebalance is recognised too). Only those pairs are probed.
+   */
+  private async knownBeforeDeciding(accounts: string[], commands: string[], bloomHits: number[]): Promise<Record<string, KnownOutcome> | null> {
+    const suspects = new Set(bloomHits);
+    if (redisIsReady(this.ctx.redis) && commands.length) {
+      try {
+        const p = this.ctx.redis!.pipeline();
+        for (let i = 0; i < commands.length; i++) p.set(`bes:cmd:${accounts[i]}:${commands[i]}`, '1', 'PX', this.ctx.config.redis.dedupWindowMs, 'NX');
+        const res = await p.exec();
+        (res ?? []).forEach(([err, v], i) => { if (!err && v === null) suspects.add(i); });
+      } catch {
+        // Redis is only a filter: the unique keys still decide at commit
+      }
     }
+    if (suspects.size === 0) return null;
+    const idx = [...suspects];
+    return findKnownOutcomes(this.ctx.pool, `{${idx.map((i) => accounts[i]).join(',')}}`, `{${idx.map((i) => commands[i]).join(',')}}`);
   }
 
   private async recordPublished(): Promise<void> {

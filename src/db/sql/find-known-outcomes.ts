@@ -1,4 +1,4 @@
-import type { PoolClient } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 import type { KnownOutcome } from '../../pipeline/decide-shard';
 import { fractionDigits } from '../../domain/currency';
 import { formatMoney, parseMinor } from '../../domain/money';
@@ -8,7 +8,7 @@ import { formatMoney, parseMinor } from '../../domain/money';
  * authority for idempotency (DESIGN §4). Arrays are Postgres array literals
  * built by the workers, so the main thread does no per-command work here.
  */
-export async function findKnownOutcomes(client: PoolClient, accounts: string, commands: string): Promise<Record<string, KnownOutcome>> {
+export async function findKnownOutcomes(client: Pool | PoolClient, accounts: string, commands: string): Promise<Record<string, KnownOutcome>> {
   const known: Record<string, KnownOutcome> = {};
   const ev = await client.query<{ account_id: string; command_id: string; event_type: string; version: string; balance_after: string; currency: string }>(
     `SELECT e.account_id, e.command_id, e.event_type, e.version, e.payload->'data'->>'balanceAfter' AS balance_after, e.payload->'data'->>'currency' AS currency
