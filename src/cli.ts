@@ -7,6 +7,8 @@
  *   stack up|down|status  the embedded local stack (Postgres, Kafka mock, Redis)
  *   send <Type> --account …  produce one command (or NDJSON from stdin) and print its outcome
  *   demo                  stack + daemon + load generator, then a checked summary
+ *   rebuild-projections   rebuild the read models from the event store (resumable, one at a time)
+ *   account <id>          an account's projection and its latest transactions
  */
 import { loadConfig, type LoadedConfig } from './config';
 import { ConfigError, coerceError } from './errors';
@@ -18,6 +20,7 @@ import { migrate } from './db/migrate';
 import { stackUp, stackDown, stackStatus } from './stack/stack';
 import { commandFromFlags, send } from './send';
 import { runDemo } from './demo';
+import { runRebuildCommand, runAccountCommand } from './projections/cli-commands';
 
 interface Args { cmd: string; positional: string[]; flags: Map<string, string | true> }
 
@@ -53,6 +56,8 @@ const HELP = `usage: banking-es <command>
        [--owner name] [--currency USD] [--initial-balance 0] [--reason text]
        [--expected-version n] [--command-id id]      print the command's outcome
   send -                  NDJSON commands from stdin, one outcome per line
+  rebuild-projections [--batch-size 5000]   rebuild read models from the event store
+  account <id> [--limit 20]                 an account's projection and latest transactions
   demo [--commands 100000] [--accounts 2000] [--rate 0] [--workers 1] [--keep-stack]
 Environment variables override config files; see docs/configuration.md.`;
 
@@ -120,6 +125,17 @@ async function main(argv: string[]): Promise<number> {
       const num = (k: string, d: number) => (typeof args.flags.get(k) === 'string' ? Number(args.flags.get(k)) : d);
       const dir = loadConfig({ ignoreStack: true }).config.stack.dir;
       return runDemo({ dir, accounts: num('accounts', 2000), commands: num('commands', 100000), rate: num('rate', 0), workers: num('workers', 1), keepStack: args.flags.has('keep-stack') }, (l) => process.stdout.write(`${l}\n`));
+    }
+    case 'rebuild-projections': {
+      // handles SIGINT/SIGTERM itself: the first stops after the current page (resumable), the second exits
+      const { config } = load(args);
+      const log = createLogger({ level: config.log.level });
+      const bs = args.flags.get('batch-size');
+      return runRebuildCommand(config, log, { batchSize: typeof bs === 'string' ? Number(bs) : undefined });
+    }
+    case 'account': {
+      const { config } = load(args);
+      return runAccountCommand(config, args.positional[0], process.stdout, { limit: Number(args.flags.get('limit') ?? 20) });
     }
     case 'help':
     case '--help':

@@ -33,6 +33,10 @@ export function createMetrics(registry: Registry = new Registry(), opts: { defau
     outcomesPublished: new Counter({ name: 'banking_es_outcomes_published_total', help: 'Outcomes acknowledged by Kafka.', registers: r }),
     rdkafkaStat: new Gauge({ name: 'banking_es_rdkafka', help: 'librdkafka statistics (statistics.interval.ms), by client and stat name.', labelNames: ['client', 'stat'] as const, registers: r }),
     projectionLagSeconds: new Gauge({ name: 'banking_es_projection_lag_seconds', help: 'Age of the newest projected event when it was committed.', registers: r }),
+    eventsProjected: new Counter({ name: 'banking_es_projection_events_total', help: 'Events consumed by the projection pipeline, by result: applied, stale (already projected, dropped), tombstone (Debezium delete, skipped), dlq.', labelNames: ['result'] as const, registers: r }),
+    projectionGaps: new Counter({ name: 'banking_es_projection_gaps_total', help: 'Events projected although earlier versions of their account never reached the projector (history started mid-stream).', registers: r }),
+    relayEventsPublished: new Counter({ name: 'banking_es_relay_events_published_total', help: 'Events the CDC relay published to the event topic and Kafka acknowledged, by relay mode.', labelNames: ['mode'] as const, registers: r }),
+    relaySlotLagBytes: new Gauge({ name: 'banking_es_relay_slot_lag_bytes', help: 'WAL the logical-replication relay has not confirmed yet: pg_current_wal_lsn() - confirmed_flush_lsn of its slot.', labelNames: ['slot'] as const, registers: r }),
   };
 }
 

@@ -4,6 +4,7 @@
  */
 import type { DaemonContext } from './daemon';
 import { CommandPipeline } from './pipeline/command-pipeline';
+import { ProjectionPipeline } from './projections/projection-pipeline';
 
 export async function startRoles(ctx: DaemonContext): Promise<void> {
   for (const role of ctx.config.roles) {
@@ -15,7 +16,13 @@ export async function startRoles(ctx: DaemonContext): Promise<void> {
         ctx.log.info({ topic: ctx.config.kafka.topics.commands, workers: ctx.config.pipeline.workers }, 'command pipeline started');
         break;
       }
-      case 'projections':
+      case 'projections': {
+        const p = new ProjectionPipeline(ctx);
+        ctx.lifecycle.defer('projection-pipeline', () => p.stop());
+        await p.start();
+        ctx.log.info({ topic: ctx.config.kafka.topics.events, group: ctx.config.kafka.projectionGroupId }, 'projection pipeline started');
+        break;
+      }
       case 'relay':
         ctx.log.warn({ role }, 'role is not built in this version yet (tracked in issue #4); skipping it');
         break;

@@ -1,0 +1,77 @@
+import type { Pool, PoolClient } from 'pg';
+
+/**
+ * Advisory lock keys (arbitrary constants, next to migrate's 7_403_112_001).
+ * PROJECTION_WRITE: every projector flush holds it shared for its
+ * transaction; a rebuild holds it exclusively for its whole run, so the two
+ * never write the read models at once. REBUILD: one rebuild at a time.
+ */
+export const LOCK_PROJECTION_WRITE = 7_403_112_010;
+export const LOCK_PROJECTION_REBUILD = 7_403_112_011;
+
+export interface RebuildCheckpoint {
+  id: number;
+  state: 'running' | 'done';
+  lastAccountId: string | null;
+  lastVersion: number | null;
+  eventsDone: number;
+  eventsTotal: number;
+  runs: number;
+}
+
+export type WriteGate = 'open' | 'rebuild-running' | 'rebuild-interrupted';
+
+/**
+ * Inside a projector's flush transaction: may it write the read models?
+ * 'rebuild-running' when a rebuild holds the write lock now;
+ * 'rebuild-interrupted' when a rebuild stopped half-way (its row is still
+ * 'running') and must be resumed first. Two statements on purpose: the state
+ * is read after the lock is held, with a snapshot that sees every rebuild
+ * that committed before.
+ */
+export async function projectorWriteGate(client: PoolClient): Promise<WriteGate> {
+  const { rows: [l] } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock_shared($1) AS ok', [LOCK_PROJECTION_WRITE]);
+  if (!l.ok) return 'rebuild-running';
+  const { rows } = await client.query("SELECT 1 FROM projection_rebuilds WHERE state = 'running'");
+  return rows.length ? 'rebuild-interrupted' : 'open';
+}
+
+function toCheckpoint(r: Record<string, unknown>): RebuildCheckpoint {
+  return {
+    id: Number(r.id), state: r.state as RebuildCheckpoint['state'],
+    lastAccountId: (r.last_account_id as string | null) ?? null,
+    lastVersion: r.last_version === null ? null : Number(r.last_version),
+    eventsDone: Number(r.events_done), eventsTotal: Number(r.events_total), runs: Number(r.runs),
+  };
+}
+
+/** The unfinished rebuild, if any. */
+export async function findRunningRebuild(db: Pool | PoolClient): Promise<RebuildCheckpoint | null> {
+  const { rows } = await db.query("SELECT * FROM projection_rebuilds WHERE state = 'running'");
+  return rows.length ? toCheckpoint(rows[0]) : null;
+}
+
+/** Starts over: empties both read models and records a new running rebuild, atomically. */
+export async function beginRebuild(client: PoolClient, eventsTotal: number): Promise<RebuildCheckpoint> {
+  await client.query('TRUNCATE account_projections, transaction_projections');
+  const { rows } = await client.query("INSERT INTO projection_rebuilds (state, events_total) VALUES ('running', $1) RETURNING *", [eventsTotal]);
+  return toCheckpoint(rows[0]);
+}
+
+/** A resume: counts the run and refreshes the total (events may have been appended meanwhile). */
+export async function resumeRebuild(client: PoolClient, id: number, eventsTotal: number): Promise<RebuildCheckpoint> {
+  const { rows } = await client.query('UPDATE projection_rebuilds SET runs = runs + 1, events_total = $2, updated_at = now() WHERE id = $1 RETURNING *', [id, eventsTotal]);
+  return toCheckpoint(rows[0]);
+}
+
+/** In the same transaction as the page it covers. */
+export async function advanceRebuild(client: PoolClient, id: number, lastAccountId: string, lastVersion: number, events: number): Promise<void> {
+  await client.query(
+    'UPDATE projection_rebuilds SET last_account_id = $2, last_version = $3, events_done = events_done + $4, updated_at = now() WHERE id = $1',
+    [id, lastAccountId, lastVersion, events],
+  );
+}
+
+export async function finishRebuild(client: PoolClient, id: number): Promise<void> {
+  await client.query("UPDATE projection_rebuilds SET state = 'done', finished_at = now(), updated_at = now() WHERE id = $1", [id]);
+}

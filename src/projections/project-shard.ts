@@ -1,0 +1,224 @@
+/**
+ * The pure heart of the projection pipeline, run in a piscina worker (or
+ * inline with pool size 0), and by the rebuild: parse one shard's slice of
+ * events in offset order, drop what the read models already hold, fold each
+ * account's events into ONE account row, and encode binary COPY rows.
+ *
+ * Per account the fold keeps a cursor, starting at the projected version the
+ * main thread loaded: an event at or below the cursor is stale (a re-send) and
+ * dropped; an event above cursor + 1 is a gap, applied and reported (the
+ * relay is ordered per account, so a gap means history started mid-stream).
+ *
+ * Rows (no COPY header/trailer; copyIn frames them):
+ *   transactions: one per money movement. AccountCreated is the first
+ *     movement (its initial balance), MoneyDeposited positive, MoneyWithdrawn
+ *     negative; AccountClosed moves no money and has no row.
+ *   accounts: the folded state, for the staging table of the upsert. An
+ *     account whose AccountCreated is not in this slice gets owner_name ''
+ *     and opened_at of its first event here; the upsert keeps the stored
+ *     owner_name and opened_at whenever the row already exists.
+ */
+import { parseEnvelope, type EventEnvelope } from '../codec/envelope';
+import { CopyWriter } from '../codec/pgcopy';
+import { isUuid } from '../codec/command';
+import { fractionDigits } from '../domain/currency';
+import { parseMinor, parseMoney } from '../domain/money';
+import { unpackMessages } from '../pipeline/pack';
+
+export const TRANSACTION_COLUMNS = 'account_id, version, event_id, event_type, amount, balance_after, currency, command_id, recorded_at';
+export const ACCOUNT_STAGING_COLUMNS = 'account_id, owner_name, currency, balance, status, version, opened_at, updated_at, closed_at';
+const TRANSACTION_FIELDS = 9;
+const ACCOUNT_FIELDS = 9;
+/** Gaps reported per task, at most: enough to log, bounded for a history that starts mid-stream everywhere. */
+const MAX_GAPS_REPORTED = 100;
+
+export type EventDlqCode = 'NOT_UTF8' | 'NOT_JSON' | 'INVALID_ENVELOPE' | 'INVALID_DATA' | 'KEY_MISMATCH';
+
+export interface ProjectTask {
+  /**
+   * Packed messages (src/pipeline/pack.ts). The key is the account the main
+   * thread sharded the message by ('' when it could not tell); the event's
+   * own accountId must equal it, so one account never lands in two shards.
+   */
+  msgs: Uint8Array;
+  /** JSON Record<accountId, projected version> for this slice's accounts (absent = not projected). */
+  projected: string;
+}
+
+export interface ProjectDlq { index: number; code: EventDlqCode; message: string }
+export interface ProjectGap { accountId: string; projected: number; version: number }
+
+export interface ProjectResult {
+  transactions: Uint8Array;
+  transactionCount: number;
+  accounts: Uint8Array;
+  accountCount: number;
+  /** JSON Record<accountId, version> of the accounts this slice advanced. */
+  versions: string;
+  applied: number;
+  /** Events at or below the projected version: re-sends, dropped. */
+  stale: number;
+  /** Deletes and tombstones from Debezium: skipped silently. */
+  tombstones: number;
+  dlq: ProjectDlq[];
+  gaps: ProjectGap[];
+  gapCount: number;
+  /** recordedAt (ms) of the newest applied event, 0 when none. */
+  newestRecordedAtMs: number;
+}
+
+interface Folded {
+  accountId: string;
+  ownerName: string | null;
+  openedAtMs: number;
+  currency: string;
+  balance: number;
+  closed: boolean;
+  version: number;
+  updatedAtMs: number;
+  closedAtMs: number;
+}
+
+function dlqCode(error: string): EventDlqCode {
+  if (error === 'not valid UTF-8') return 'NOT_UTF8';
+  if (error.startsWith('not JSON')) return 'NOT_JSON';
+  return 'INVALID_ENVELOPE';
+}
+
+/** The signed movement of an event in minor units, null for AccountClosed, or an error text. */
+function movement(e: EventEnvelope, balanceAfter: number, digits: number): number | null | string {
+  const d = e.data;
+  switch (e.type) {
+    case 'AccountCreated': {
+      const v = parseMoney(d.initialBalance, digits, { allowZero: true });
+      if (typeof v !== 'number') return `data.initialBalance: ${v}`;
+      if (v !== balanceAfter) return 'data.initialBalance differs from data.balanceAfter';
+      if (typeof d.ownerName !== 'string') return 'data.ownerName must be a string';
+      return v;
+    }
+    case 'MoneyDeposited':
+    case 'MoneyWithdrawn': {
+      const v = parseMoney(d.amount, digits, { allowZero: false });
+      if (typeof v !== 'number') return `data.amount: ${v}`;
+      return e.type === 'MoneyDeposited' ? v : -v;
+    }
+    case 'AccountClosed':
+      return null;
+  }
+}
+
+export function projectShard(task: ProjectTask): ProjectResult {
+  const projected = JSON.parse(task.projected) as Record<string, number>;
+  const tx = new CopyWriter(task.msgs.byteLength + 1024);
+  const folded = new Map<string, Folded>();
+  const dlq: ProjectDlq[] = [];
+  const gaps: ProjectGap[] = [];
+  let transactionCount = 0, applied = 0, stale = 0, tombstones = 0, gapCount = 0, newest = 0, index = -1;
+
+  for (const m of unpackMessages(task.msgs)) {
+    index++;
+    if (m.value === null || m.value.length === 0) { tombstones++; continue; } // Kafka tombstone after a Debezium delete
+    const e = parseEnvelope(m.value);
+    if ('error' in e) {
+      if (e.error === 'DELETE') tombstones++;
+      else dlq.push({ index, code: dlqCode(e.error), message: e.error });
+      continue;
+    }
+    const key = m.key === null ? '' : m.key.toString('latin1');
+    if (key !== e.accountId) {
+      dlq.push({ index, code: 'KEY_MISMATCH', message: `message key ${key || '(none)'} is not the event's accountId ${e.accountId}` });
+      continue;
+    }
+    const balance = parseMinor(e.data.balanceAfter);
+    const currency = e.data.currency;
+    const digits = typeof currency === 'string' ? fractionDigits(currency) : undefined;
+    if (balance === undefined || digits === undefined) {
+      dlq.push({ index, code: 'INVALID_DATA', message: balance === undefined ? 'data.balanceAfter must be minor units as a string' : 'data.currency must be an ISO 4217 code' });
+      continue;
+    }
+    const amount = movement(e, balance, digits);
+    if (typeof amount === 'string') {
+      dlq.push({ index, code: 'INVALID_DATA', message: amount });
+      continue;
+    }
+
+    const f = folded.get(e.accountId);
+    const cursor = f ? f.version : projected[e.accountId] ?? 0;
+    if (e.version <= cursor) { stale++; continue; }
+    if (e.version !== cursor + 1) {
+      gapCount++;
+      if (gaps.length < MAX_GAPS_REPORTED) gaps.push({ accountId: e.accountId, projected: cursor, version: e.version });
+    }
+    const at = Date.parse(e.recordedAt);
+    const created = e.type === 'AccountCreated';
+    if (f) {
+      if (created) { f.ownerName = e.data.ownerName as string; f.openedAtMs = at; }
+      f.currency = currency as string;
+      f.balance = balance;
+      f.closed = e.type === 'AccountClosed';
+      f.version = e.version;
+      f.updatedAtMs = at;
+      f.closedAtMs = f.closed ? at : 0;
+    } else {
+      folded.set(e.accountId, {
+        accountId: e.accountId, ownerName: created ? (e.data.ownerName as string) : null, openedAtMs: at,
+        currency: currency as string, balance, closed: e.type === 'AccountClosed', version: e.version, updatedAtMs: at,
+        closedAtMs: e.type === 'AccountClosed' ? at : 0,
+      });
+    }
+    if (amount !== null) {
+      tx.row(TRANSACTION_FIELDS).uuid(e.accountId).int8(e.version).uuid(e.eventId).text(e.type)
+        .int8(amount).int8(balance).text(currency as string).uuid(e.commandId).timestamptz(at);
+      transactionCount++;
+    }
+    applied++;
+    if (at > newest) newest = at;
+  }
+
+  const acc = new CopyWriter(folded.size * 128 + 64);
+  const versions: Record<string, number> = {};
+  for (const f of folded.values()) {
+    acc.row(ACCOUNT_FIELDS).uuid(f.accountId).text(f.ownerName ?? '').text(f.currency).int8(f.balance)
+      .text(f.closed ? 'closed' : 'open').int8(f.version).timestamptz(f.openedAtMs).timestamptz(f.updatedAtMs);
+    if (f.closed) acc.timestamptz(f.closedAtMs); else acc.null();
+    versions[f.accountId] = f.version;
+  }
+
+  return {
+    transactions: tx.finish(), transactionCount,
+    accounts: acc.finish(), accountCount: folded.size,
+    versions: JSON.stringify(versions),
+    applied, stale, tombstones, dlq, gaps, gapCount, newestRecordedAtMs: newest,
+  };
+}
+
+/** FNV-1a over the account id: the shard of an account, identical on every thread. */
+export function shardOf(accountId: string, shards: number): number {
+  let h = 2166136261;
+  for (let i = 0; i < accountId.length; i++) h = Math.imul(h ^ accountId.charCodeAt(i), 16777619);
+  return (h >>> 0) % shards;
+}
+
+/**
+ * The account a consumed event belongs to, for sharding, without a full
+ * parse when the key says it: the key itself (outbox router, built-in
+ * relays), or a Debezium key struct `{account_id}` / `{schema, payload:{account_id}}`
+ * (message.key.columns), else the parsed value. '' when none can be found;
+ * the worker dead-letters such a message.
+ */
+export function accountOfEvent(key: Buffer | string | null | undefined, value: Buffer | null | undefined): string {
+  if (key !== null && key !== undefined && key.length > 0) {
+    const k = key.toString();
+    if (k.length === 36 && isUuid(k)) return k.toLowerCase();
+    if (k.charCodeAt(0) === 123 /* { */) {
+      try {
+        const o = JSON.parse(k) as { account_id?: unknown; payload?: { account_id?: unknown } };
+        const id = o.payload?.account_id ?? o.account_id;
+        if (typeof id === 'string' && isUuid(id)) return id.toLowerCase();
+      } catch { /* not a key struct */ }
+    }
+  }
+  if (value === null || value === undefined || value.length === 0) return '';
+  const e = parseEnvelope(value);
+  return 'error' in e ? '' : e.accountId;
+}

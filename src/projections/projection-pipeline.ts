@@ -1,0 +1,273 @@
+/**
+ * The projection pipeline (DESIGN §1, role "projections"): consume
+ * bank.events, batch (RxJS), shard by account, and in workers parse, drop
+ * what is already projected, fold and encode; then ONE Postgres transaction
+ * per flush: COPY transaction_projections, upsert account_projections
+ * through a staging table, upsert this consumer's offsets.
+ *
+ * Exactly-once in the read models: the offsets commit with the rows, and on
+ * assignment the consumer seeks to them. Re-sent events (a relay's
+ * at-least-once, a replay) are dropped by version. A flush whose rows meet a
+ * key another writer already holds is redone with versions read from
+ * Postgres. While a projection rebuild runs (or one was interrupted) the
+ * flush waits and retries; backpressure pauses consumption meanwhile.
+ */
+import type { PoolClient } from 'pg';
+import type { DaemonContext } from '../daemon';
+import { GroupConsumer, type Message, type StartOffset, type Tp } from '../kafka/consumer';
+import { readOffsets, upsertOffsets } from '../db/sql/consumer-offsets';
+import { copyIn } from '../db/sql/copy-in';
+import { upsertAccountProjections } from '../db/sql/upsert-account-projections';
+import { projectorWriteGate, type WriteGate } from '../db/sql/projection-rebuilds';
+import { backoffMs, coerceError, isRetryablePgError, isUniqueViolation } from '../errors';
+import { BatchSink } from '../pipeline/batch-sink';
+import { Packer } from '../pipeline/pack';
+import { accountOfEvent, shardOf, TRANSACTION_COLUMNS, type ProjectResult } from './project-shard';
+import { createProjectionPool, type ProjectionPool } from './projection-pool';
+import { ProjectedVersions } from './projected-versions';
+
+const SINK = 'projections';
+
+/** A flush met rows another writer holds: redo it with versions from Postgres. */
+class RedoFresh extends Error {
+  constructor() {
+    super('transaction_projections already holds rows of this flush (unique violation)');
+  }
+}
+
+/** A rebuild owns the read models: wait, then redo fresh. */
+class RebuildGate extends Error {
+  constructor(readonly gate: Exclude<WriteGate, 'open'>) {
+    super(gate === 'rebuild-running'
+      ? 'a projection rebuild is running; projections wait for it'
+      : 'a projection rebuild was interrupted; projections wait until `banking-es rebuild-projections` completes it');
+  }
+}
+
+export class ProjectionPipeline {
+  private readonly consumer: GroupConsumer;
+  private readonly sink: BatchSink<Message>;
+  private readonly pool: ProjectionPool;
+  private readonly versions: ProjectedVersions;
+  private readonly topic: string;
+  private readonly group: string;
+  /** partition -> next offset committed in Postgres. */
+  private readonly committedNext = new Map<number, number>();
+  /** Messages already acknowledged by the DLQ, so a retried flush does not dead-letter them twice. */
+  private readonly deadLettered = new WeakSet<Message>();
+  private inFlight = 0;
+  private stopping = false;
+  private gateLogged: string | null = null;
+  private readonly utilTimer: NodeJS.Timeout;
+
+  constructor(private readonly ctx: DaemonContext) {
+    const { config, log, metrics } = ctx;
+    this.topic = config.kafka.topics.events;
+    this.group = config.kafka.projectionGroupId;
+    this.pool = createProjectionPool(config.pipeline.workers);
+    this.versions = new ProjectedVersions(config.pipeline.stateCacheSize);
+    this.sink = new BatchSink<Message>(config.pipeline.batchTimeMs, config.pipeline.batchSize, (b) => this.handleBatch(b));
+    this.consumer = new GroupConsumer(config, log, metrics, { groupId: this.group, topic: this.topic, name: SINK }, {
+      resolveStart: (tps) => this.resolveStart(tps),
+      onAssigned: (starts) => this.onAssigned(starts),
+      onRevoke: () => this.drain(30_000),
+      onMessages: (msgs) => this.onMessages(msgs),
+    });
+    this.utilTimer = setInterval(() => {
+      metrics.workerUtilization.set(this.pool.utilization());
+      metrics.workerQueue.set(this.pool.queueSize());
+      this.updateLag();
+    }, 1000);
+    this.utilTimer.unref();
+  }
+
+  async start(): Promise<void> {
+    await this.consumer.connect();
+    this.ctx.health.add('projections-consumer', async () => {
+      if (!this.consumer.raw.isConnected()) throw new Error('consumer disconnected');
+      return `${this.consumer.assignment.length} partitions assigned`;
+    });
+    this.consumer.start();
+  }
+
+  /** Stop consuming, let every consumed message commit, release the consumer and the workers. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.utilTimer);
+    await this.consumer.stop();
+    await this.drain(this.ctx.config.shutdown.timeoutMs);
+    this.sink.close();
+    await this.consumer.close();
+    await this.pool.close();
+    this.ctx.health.remove('projections-consumer');
+  }
+
+  private async drain(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.inFlight > 0 && Date.now() < deadline) await this.sink.idle(this.ctx.config.pipeline.batchTimeMs);
+  }
+
+  private async resolveStart(tps: Tp[]): Promise<StartOffset[]> {
+    const stored = await readOffsets(this.ctx.pool, this.group, this.topic, tps.map((t) => t.partition));
+    return tps.map((tp) => {
+      const s = stored.get(tp.partition);
+      if (!s) return { ...tp, offset: this.ctx.config.kafka.autoOffsetReset === 'earliest' ? 'beginning' : 'end', stored: false };
+      return { ...tp, offset: s.nextOffset, stored: true };
+    });
+  }
+
+  private onAssigned(starts: StartOffset[]): void {
+    this.committedNext.clear();
+    for (const s of starts) if (typeof s.offset === 'number') this.committedNext.set(s.partition, s.offset);
+    // a new owner may follow a writer whose commits this process never saw
+    this.versions.clear();
+  }
+
+  private onMessages(msgs: Message[]): void {
+    this.inFlight += msgs.length;
+    this.ctx.metrics.inFlight.set({ pipeline: SINK }, this.inFlight);
+    if (this.inFlight >= this.ctx.config.pipeline.maxInFlight) {
+      this.consumer.setPaused(true);
+      this.ctx.metrics.paused.set({ pipeline: SINK }, 1);
+    }
+    for (const m of msgs) this.sink.push(m);
+  }
+
+  private async handleBatch(msgs: Message[]): Promise<void> {
+    const { metrics, log } = this.ctx;
+    const started = process.hrtime.bigint();
+    let fresh = false;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.processBatch(msgs, fresh);
+        if (this.gateLogged) log.info('projection rebuild finished; projections continue');
+        this.gateLogged = null;
+        break;
+      } catch (e) {
+        // redone once with versions from Postgres; a conflict that survives that is a real fault, retried with backoff
+        if (e instanceof RedoFresh && !fresh) { fresh = true; continue; }
+        if (this.stopping && attempt > 3) {
+          log.error({ err: coerceError(e) }, 'giving up on a flush at shutdown; its offsets were not committed, so it is redone on restart');
+          break;
+        }
+        if (e instanceof RebuildGate) {
+          // the rebuild rewrites every projection: forget what we knew, and wait without counting it as a failure
+          fresh = true;
+          this.versions.clear();
+          if (this.gateLogged !== e.gate) log.warn({ gate: e.gate }, e.message);
+          this.gateLogged = e.gate;
+          metrics.retries.inc({ component: SINK, code: e.gate });
+          await new Promise((r) => setTimeout(r, 250 + backoffMs(Math.min(attempt, 4), 100, 2000)));
+          attempt = Math.min(attempt, 4);
+          continue;
+        }
+        const code = (e as { code?: string }).code ?? 'UNKNOWN';
+        metrics.retries.inc({ component: SINK, code });
+        const wait = backoffMs(attempt, 100, 5000);
+        if (isRetryablePgError(e)) log.warn({ err: coerceError(e), attempt, retryInMs: wait }, 'postgres unavailable; retrying the flush');
+        else log.error({ err: coerceError(e), attempt, retryInMs: wait }, 'flush failed; retrying (nothing was committed)');
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
+    this.inFlight -= msgs.length;
+    metrics.inFlight.set({ pipeline: SINK }, this.inFlight);
+    metrics.batchSize.observe({ sink: SINK }, msgs.length);
+    metrics.flushDuration.observe({ sink: SINK }, Number(process.hrtime.bigint() - started) / 1e9);
+    if (this.inFlight <= this.ctx.config.pipeline.maxInFlight / 2) {
+      this.consumer.setPaused(false);
+      metrics.paused.set({ pipeline: SINK }, 0);
+    }
+  }
+
+  private async processBatch(msgs: Message[], fresh: boolean): Promise<void> {
+    const { config, metrics, pool, log } = this.ctx;
+    const shardCount = Math.max(1, config.pipeline.shards);
+    const packers = Array.from({ length: shardCount }, () => new Packer(64 * 1024));
+    const slices: Message[][] = Array.from({ length: shardCount }, () => []);
+    const accountsByShard: Array<Set<string>> = Array.from({ length: shardCount }, () => new Set());
+    const next = new Map<number, number>();
+    for (const m of msgs) {
+      const acct = accountOfEvent(m.key, m.value);
+      const s = acct ? shardOf(acct, shardCount) : 0;
+      packers[s].message(m.partition, m.offset, acct || null, m.value);
+      slices[s].push(m);
+      if (acct) accountsByShard[s].add(acct);
+      if ((next.get(m.partition) ?? -1) < m.offset + 1) next.set(m.partition, m.offset + 1);
+    }
+    const versions = await this.versions.load(pool, accountsByShard.flatMap((s) => [...s]), fresh);
+    const results: ProjectResult[] = await Promise.all(packers.map((p, i) => {
+      const projected: Record<string, number> = {};
+      for (const id of accountsByShard[i]) { const v = versions.get(id); if (v) projected[id] = v; }
+      return this.pool.run({ msgs: p.finish(), projected: JSON.stringify(projected) });
+    }));
+
+    // dead letters are acknowledged before their offsets commit, so none is lost
+    const dlqSends: Promise<void>[] = [];
+    results.forEach((r, i) => {
+      for (const d of r.dlq) {
+        const m = slices[i][d.index];
+        if (this.deadLettered.has(m)) continue;
+        dlqSends.push(this.ctx.producer.send({
+          topic: config.kafka.topics.eventsDlq, key: m.key ?? null, value: m.value ?? null,
+          headers: [...((m.headers as Array<Record<string, string | Buffer>> | undefined) ?? []),
+            { 'error.code': d.code }, { 'error.message': d.message }, { 'source.topic': m.topic }, { 'source.partition': String(m.partition) }, { 'source.offset': String(m.offset) }],
+        }).then(() => {
+          this.deadLettered.add(m);
+          metrics.dlq.inc({ topic: config.kafka.topics.eventsDlq, reason: d.code });
+        }));
+      }
+    });
+    await Promise.all(dlqSends);
+
+    const txCount = results.reduce((s, r) => s + r.transactionCount, 0);
+    const accountCount = results.reduce((s, r) => s + r.accountCount, 0);
+    const client: PoolClient = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      const gate = await projectorWriteGate(client);
+      if (gate !== 'open') throw new RebuildGate(gate);
+      if (txCount) await copyIn(client, 'transaction_projections', TRANSACTION_COLUMNS, results.map((r) => r.transactions));
+      if (accountCount) await upsertAccountProjections(client, results.map((r) => r.accounts));
+      await upsertOffsets(client, this.group, this.topic, [...next].map(([partition, n]) => ({ partition, next: n, published: null })));
+      await client.query('COMMIT');
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      if (isUniqueViolation(e)) {
+        client.release();
+        metrics.occConflicts.inc();
+        log.info({ err: coerceError(e) }, 'projected rows already written by another writer; redoing the flush with versions from postgres');
+        throw new RedoFresh();
+      }
+      client.release(isRetryablePgError(e) ? (e as Error) : undefined);
+      throw e;
+    }
+    client.release();
+
+    // committed: caches, metrics, lag tooling
+    let newest = 0;
+    for (const r of results) {
+      this.versions.committed(JSON.parse(r.versions) as Record<string, number>);
+      metrics.eventsProjected.inc({ result: 'applied' }, r.applied);
+      metrics.eventsProjected.inc({ result: 'stale' }, r.stale);
+      metrics.eventsProjected.inc({ result: 'tombstone' }, r.tombstones);
+      metrics.eventsProjected.inc({ result: 'dlq' }, r.dlq.length);
+      if (r.gapCount) {
+        metrics.projectionGaps.inc(r.gapCount);
+        log.warn({ gaps: r.gaps, count: r.gapCount }, 'events with a version gap projected: history started mid-stream for these accounts (earlier versions never reached this consumer)');
+      }
+      if (r.newestRecordedAtMs > newest) newest = r.newestRecordedAtMs;
+    }
+    if (newest > 0) metrics.projectionLagSeconds.set(Math.max(0, (Date.now() - newest) / 1000));
+    for (const [p, n] of next) this.committedNext.set(p, Math.max(n, this.committedNext.get(p) ?? 0));
+    this.updateLag();
+    this.consumer.commitToKafka([...next].map(([partition, offset]) => ({ topic: this.topic, partition, offset })));
+  }
+
+  private updateLag(): void {
+    for (const tp of this.consumer.assignment) {
+      const hi = this.consumer.cachedHighWatermark(tp.topic, tp.partition);
+      const nx = this.committedNext.get(tp.partition);
+      if (hi !== undefined && nx !== undefined) this.ctx.metrics.consumerLag.set({ group: this.group, topic: tp.topic, partition: String(tp.partition) }, Math.max(0, hi - nx));
+    }
+  }
+}
