@@ -5,6 +5,7 @@
 import type { DaemonContext } from './daemon';
 import { CommandPipeline } from './pipeline/command-pipeline';
 import { ProjectionPipeline } from './projections/projection-pipeline';
+import { createRelay } from './relay';
 
 export async function startRoles(ctx: DaemonContext): Promise<void> {
   for (const role of ctx.config.roles) {
@@ -23,9 +24,18 @@ export async function startRoles(ctx: DaemonContext): Promise<void> {
         ctx.log.info({ topic: ctx.config.kafka.topics.events, group: ctx.config.kafka.projectionGroupId }, 'projection pipeline started');
         break;
       }
-      case 'relay':
-        ctx.log.warn({ role }, 'role is not built in this version yet (tracked in issue #4); skipping it');
+      case 'relay': {
+        const relay = createRelay(ctx);
+        if (!relay) {
+          ctx.log.info('cdc.mode is debezium: Debezium publishes bank.events, the relay role has nothing to run');
+          break;
+        }
+        // deferred after the producer, so it stops (and drains its deliveries) before the producer closes
+        ctx.lifecycle.defer('relay', () => relay.stop());
+        await relay.start();
+        ctx.log.info({ mode: ctx.config.cdc.mode, topic: ctx.config.kafka.topics.events }, 'relay started');
         break;
+      }
     }
   }
 }
