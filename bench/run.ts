@@ -26,6 +26,8 @@ import { summarize, round, ProcessMeter, pidsMatching, type Summary, type ProcUs
 import { encodedEventBatches, copyLimit, produceLimit, consumeLimit, commandMessages } from './lib/limits';
 import { startService, cli, benchEntry, type Service } from './lib/service';
 import { lineChart } from './lib/svg';
+import { eventHistory } from './lib/events';
+import Kafka from 'node-rdkafka';
 
 const argv = process.argv.slice(2);
 const full = argv.includes('--full');
@@ -170,6 +172,50 @@ async function main() {
       if (s?.redis) await runDaemonCase('commands.redis=on', { REDIS_URL: s.redis.url }, size.cmds, [0]);
     }
 
+    if (want('projections')) {
+      say('\nprojections: bank.events → committed read models (banking-es, role projections)');
+      const t = await topicsFor('proj');
+      const svc = await startService('projector', [cli(), 'start'], { ...daemonEnv(t), ROLES: 'projections', KAFKA_TOPIC_EVENTS: t.cmd, KAFKA_TOPIC_EVENTS_DLQ: `${t.cmd}.dlq`, KAFKA_PROJECTION_GROUP_ID: `bench-proj-${randomUUID().slice(0, 8)}` }, path.join(logs, 'bench-projections.log'));
+      const xs: number[] = [];
+      let procs: Record<string, ProcUsage> | undefined;
+      let ok = true, notes = '';
+      const producer = new Kafka.Producer({ 'bootstrap.servers': brokers, 'linger.ms': 5, 'batch.num.messages': 10000, 'queue.buffering.max.messages': 1_000_000, 'compression.type': 'lz4', 'dr_cb': true } as Kafka.ProducerGlobalConfig);
+      await new Promise<void>((res, rej) => producer.connect({}, (e) => (e ? rej(e) : res())));
+      producer.setPollInterval(5);
+      try {
+        for (let i = 0; i < runs; i++) {
+          const h = eventHistory(full ? 300_000 : 100_000, full ? 5000 : 2000, 1000 + i);
+          const ids = [...h.expected.keys()];
+          const meter = new ProcessMeter({ service: () => [svc.pid], postgres: pgPids, 'kafka-mock': mockPids, driver: () => [process.pid] });
+          meter.begin();
+          const t0 = performance.now();
+          // stream: never more than ~40k events ahead of the projector (the mock keeps ~5 MB per partition)
+          let sent = 0, done = 0;
+          const projected = async () => Number((await pool.query<{ n: string }>('SELECT coalesce(sum(version),0) AS n FROM account_projections WHERE account_id = ANY($1::uuid[])', [ids])).rows[0].n);
+          while (done < h.events.length) {
+            while (sent < h.events.length && sent - done < 40_000) {
+              const e = h.events[sent];
+              try { producer.produce(t.cmd, null, e.value, e.key); sent++; } catch { producer.poll(); break; }
+            }
+            await new Promise((r) => setTimeout(r, 50));
+            done = await projected();
+            progress(`  projector: ${done}/${h.events.length} events projected`);
+            if (performance.now() - t0 > 300_000) break;
+          }
+          const secs = (performance.now() - t0) / 1000;
+          procs = meter.end();
+          xs.push(done / secs);
+          const { rows } = await pool.query<{ account_id: string; balance: string; version: string }>('SELECT account_id, balance, version FROM account_projections WHERE account_id = ANY($1::uuid[])', [ids]);
+          const wrong = ids.length - rows.filter((r) => { const x = h.expected.get(r.account_id)!; return Number(r.balance) === x.balance && Number(r.version) === x.version; }).length;
+          if (wrong || done !== h.events.length) { ok = false; notes += `run ${i + 1}: ${wrong} accounts differ, ${h.events.length - done} events missing. `; }
+        }
+      } finally {
+        await new Promise<void>((r) => producer.disconnect(() => r()));
+        await svc.stop();
+      }
+      results.push({ name: 'projections.max', unit: 'events/s', value: summarize(xs), procs, ok, notes: notes || undefined, limit: 'limit.consume' });
+    }
+
     if (want('baseline')) {
       say('\nbaseline: naive one-message-at-a-time service on the same workload');
       const t = await topicsFor('baseline');
@@ -198,6 +244,10 @@ async function main() {
   const byName = new Map(results.map((r) => [r.name, r]));
   const base = byName.get('baseline')?.value.median;
   for (const r of results) {
+    if (r.name.startsWith('projections')) {
+      const lim = byName.get('limit.consume')?.value.median;
+      if (lim) r.ofLimit = round(r.value.median / lim, 2);
+    }
     if (r.name.startsWith('commands')) {
       const lim = byName.get('limit.roundtrip')?.value.median;
       if (lim) r.ofLimit = round(r.value.median / lim, 2);

@@ -27,20 +27,21 @@ function bar(p: Progress): string {
 export async function runDemo(o: DemoOptions, say: (s: string) => void): Promise<number> {
   const wasUp = stackStatus(o.dir).up;
   const stack = wasUp ? readStack(o.dir)! : await stackUp(o.dir, (l) => say(`  ${l}`));
-  const topics = { commands: 'bank.commands', results: 'bank.command-results', dlq: 'bank.commands.dlq' };
+  const topics = { commands: 'bank.commands', results: 'bank.command-results', dlq: 'bank.commands.dlq', events: 'bank.events', eventsDlq: 'bank.events.dlq' };
   await ensureTopics(stack.kafka.brokers, Object.values(topics));
   const logFile = path.join(stackPaths(o.dir).logs, 'demo-daemon.log');
   say(`starting the daemon (logs: ${logFile})`);
   const out = fs.openSync(logFile, 'a');
   const daemon = spawn(process.execPath, [path.join(distDir(), 'src', 'cli.js'), 'start'], {
-    env: { ...process.env, BANKING_ES_STACK_DIR: o.dir, ROLES: 'commands', METRICS_PORT: '0', LOG_LEVEL: 'info', PIPELINE_WORKERS: String(o.workers), NODE_ENV: 'development' },
+    env: { ...process.env, BANKING_ES_STACK_DIR: o.dir, ROLES: 'commands,relay,projections', CDC_MODE: 'relay', METRICS_PORT: '0', LOG_LEVEL: 'info', PIPELINE_WORKERS: String(o.workers), NODE_ENV: 'development' },
     stdio: ['ignore', out, out],
   });
   fs.closeSync(out);
   let code = 0;
   try {
     const deadline = Date.now() + 60_000;
-    while (!fs.readFileSync(logFile, 'utf8').includes('partitions assigned')) {
+    // both consumer groups (commands and projections) own their partitions
+    while ((fs.readFileSync(logFile, 'utf8').match(/partitions assigned/g) ?? []).length < 2) {
       if (daemon.exitCode !== null) throw new Error(`the daemon exited with ${daemon.exitCode}; see ${logFile}`);
       if (Date.now() > deadline) throw new Error(`the daemon did not get its partitions within 60 s; see ${logFile}`);
       await new Promise((r) => setTimeout(r, 100));
@@ -65,18 +66,30 @@ export async function runDemo(o: DemoOptions, say: (s: string) => void): Promise
     const db = new Client({ connectionString: stack.postgres.url });
     await db.connect();
     let wrong = 0;
+    let projWrong = 0;
     try {
       const { rows } = await db.query<{ account_id: string; balance: string }>(
         `SELECT DISTINCT ON (account_id) account_id, payload->'data'->>'balanceAfter' AS balance FROM events WHERE account_id = ANY($1::uuid[]) ORDER BY account_id, version DESC`, [w.accountIds]);
       const got = new Map(rows.map((x) => [x.account_id, Number(x.balance)]));
       for (const id of w.accountIds) if (got.get(id) !== w.expected.get(id)) wrong++;
       const sample = w.accountIds.slice(0, 3).map((id) => `${id.slice(0, 8)}… ${((got.get(id) ?? NaN) / 100).toFixed(2)} (expected ${((w.expected.get(id) ?? NaN) / 100).toFixed(2)})`);
-      say(`balances     ${w.accountIds.length - wrong}/${w.accountIds.length} accounts match the generator's model; e.g. ${sample.join(', ')}`);
+      say(`balances     ${w.accountIds.length - wrong}/${w.accountIds.length} accounts in the event store match the generator's model; e.g. ${sample.join(', ')}`);
+      // the read model trails the event store by the relay and the projector: wait for it to catch up
+      const projDeadline = Date.now() + 60_000;
+      const t0 = Date.now();
+      for (;;) {
+        const pr = await db.query<{ account_id: string; balance: string }>('SELECT account_id, balance FROM account_projections WHERE account_id = ANY($1::uuid[])', [w.accountIds]);
+        const pg = new Map(pr.rows.map((x) => [x.account_id, Number(x.balance)]));
+        projWrong = w.accountIds.filter((id) => pg.get(id) !== w.expected.get(id)).length;
+        if (projWrong === 0 || Date.now() > projDeadline) break;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      say(`projections  ${w.accountIds.length - projWrong}/${w.accountIds.length} accounts in account_projections match too (caught up ${((Date.now() - t0) / 1000).toFixed(1)} s after the last outcome; relay → bank.events → projector)`);
     } finally {
       await db.end();
     }
-    if (r.timedOut || r.mismatches || wrong) {
-      say(`PROBLEM: ${r.timedOut ? `${r.sent - r.answered} commands unanswered; ` : ''}${r.mismatches} outcomes differ from the model; ${wrong} balances differ`);
+    if (r.timedOut || r.mismatches || wrong || projWrong) {
+      say(`PROBLEM: ${r.timedOut ? `${r.sent - r.answered} commands unanswered; ` : ''}${r.mismatches} outcomes differ from the model; ${wrong} event-store balances and ${projWrong} projected balances differ`);
       code = 1;
     } else say('all outcomes and balances as expected');
   } finally {
