@@ -29,16 +29,25 @@ export interface EventEnvelope {
 
 export type EnvelopeError = { error: string };
 
+/** A JSON string literal; strings that need no escaping (UUIDs, codes, timestamps) skip JSON.stringify. */
+export function jsonString(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x22 || c === 0x5c || c > 0x7e) return JSON.stringify(s);
+  }
+  return '"' + s + '"';
+}
+
 /** Serializes with the fields in contract order, so stored and relayed bytes are identical. */
 export function encodeEnvelope(e: EventEnvelope): string {
   return (
-    '{"eventId":' + JSON.stringify(e.eventId) +
-    ',"accountId":' + JSON.stringify(e.accountId) +
+    '{"eventId":' + jsonString(e.eventId) +
+    ',"accountId":' + jsonString(e.accountId) +
     ',"version":' + JSON.stringify(e.version) +
-    ',"type":' + JSON.stringify(e.type) +
+    ',"type":' + jsonString(e.type) +
     ',"data":' + JSON.stringify(e.data) +
-    ',"commandId":' + JSON.stringify(e.commandId) +
-    ',"recordedAt":' + JSON.stringify(e.recordedAt) +
+    ',"commandId":' + jsonString(e.commandId) +
+    ',"recordedAt":' + jsonString(e.recordedAt) +
     '}'
   );
 }
