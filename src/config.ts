@@ -122,6 +122,12 @@ const schema = {
     maxInFlight: { doc: 'Messages consumed but not yet committed before the consumer pauses (backpressure).', format: 'positive-int', default: 50000, env: 'PIPELINE_MAX_IN_FLIGHT' },
     stateCacheSize: { doc: 'Accounts kept in the in-process state cache.', format: 'positive-int', default: 200000, env: 'PIPELINE_STATE_CACHE_SIZE' },
   },
+  projections: {
+    batchSize: { doc: 'Max events per projection flush. Read models favour throughput: bigger than the command batches.', format: 'positive-int', default: 20000, env: 'PROJECTIONS_BATCH_SIZE' },
+    batchTimeMs: { doc: 'Max time an event waits for its projection flush.', format: 'positive-int', default: 50, env: 'PROJECTIONS_BATCH_TIME_MS' },
+    shards: { doc: 'Shards per projection flush (tasks sent to the worker pool).', format: 'positive-int', default: 4, env: 'PROJECTIONS_SHARDS' },
+    maxInFlight: { doc: 'Events consumed but not yet committed before the projector pauses.', format: 'positive-int', default: 100000, env: 'PROJECTIONS_MAX_IN_FLIGHT' },
+  },
   limits: {
     maxMessageBytes: { doc: 'Larger command messages go to the DLQ.', format: 'positive-int', default: 65536, env: 'LIMITS_MAX_MESSAGE_BYTES' },
   },

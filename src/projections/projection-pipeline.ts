@@ -66,7 +66,7 @@ export class ProjectionPipeline {
     this.group = config.kafka.projectionGroupId;
     this.pool = createProjectionPool(config.pipeline.workers);
     this.versions = new ProjectedVersions(config.pipeline.stateCacheSize);
-    this.sink = new BatchSink<Message>(config.pipeline.batchTimeMs, config.pipeline.batchSize, (b) => this.handleBatch(b));
+    this.sink = new BatchSink<Message>(config.projections.batchTimeMs, config.projections.batchSize, (b) => this.handleBatch(b));
     this.consumer = new GroupConsumer(config, log, metrics, { groupId: this.group, topic: this.topic, name: SINK }, {
       resolveStart: (tps) => this.resolveStart(tps),
       onAssigned: (starts) => this.onAssigned(starts),
@@ -104,7 +104,7 @@ export class ProjectionPipeline {
 
   private async drain(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (this.inFlight > 0 && Date.now() < deadline) await this.sink.idle(this.ctx.config.pipeline.batchTimeMs);
+    while (this.inFlight > 0 && Date.now() < deadline) await this.sink.idle(this.ctx.config.projections.batchTimeMs);
   }
 
   private async resolveStart(tps: Tp[]): Promise<StartOffset[]> {
@@ -126,7 +126,7 @@ export class ProjectionPipeline {
   private onMessages(msgs: Message[]): void {
     this.inFlight += msgs.length;
     this.ctx.metrics.inFlight.set({ pipeline: SINK }, this.inFlight);
-    if (this.inFlight >= this.ctx.config.pipeline.maxInFlight) {
+    if (this.inFlight >= this.ctx.config.projections.maxInFlight) {
       this.consumer.setPaused(true);
       this.ctx.metrics.paused.set({ pipeline: SINK }, 1);
     }
@@ -173,7 +173,7 @@ export class ProjectionPipeline {
     metrics.inFlight.set({ pipeline: SINK }, this.inFlight);
     metrics.batchSize.observe({ sink: SINK }, msgs.length);
     metrics.flushDuration.observe({ sink: SINK }, Number(process.hrtime.bigint() - started) / 1e9);
-    if (this.inFlight <= this.ctx.config.pipeline.maxInFlight / 2) {
+    if (this.inFlight <= this.ctx.config.projections.maxInFlight / 2) {
       this.consumer.setPaused(false);
       metrics.paused.set({ pipeline: SINK }, 0);
     }
@@ -181,7 +181,7 @@ export class ProjectionPipeline {
 
   private async processBatch(msgs: Message[], fresh: boolean): Promise<void> {
     const { config, metrics, pool, log } = this.ctx;
-    const shardCount = Math.max(1, config.pipeline.shards);
+    const shardCount = Math.max(1, config.projections.shards);
     const packers = Array.from({ length: shardCount }, () => new Packer(64 * 1024));
     const slices: Message[][] = Array.from({ length: shardCount }, () => []);
     const accountsByShard: Array<Set<string>> = Array.from({ length: shardCount }, () => new Set());

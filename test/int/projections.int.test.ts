@@ -180,7 +180,7 @@ test('(e) SIGKILL mid-stream, twice: nothing lost or duplicated after restarts',
   const h = generateHistory({ accounts: 300, commands: 24000, seed: 15 });
   await f.insertEvents(h.map((e) => e.envelope));
   const start = await f.committedTotal();
-  let child = await f.spawnChild({ PIPELINE_BATCH_SIZE: '500' });
+  let child = await f.spawnChild({ PROJECTIONS_BATCH_SIZE: '500' });
   let sent = 0;
   const produce = (async () => {
     for (let i = 0; i < h.length; i += 500) {
@@ -201,7 +201,7 @@ test('(e) SIGKILL mid-stream, twice: nothing lost or duplicated after restarts',
   const sentAtKill = sent;
   const committedAtKill = (await f.committedTotal()) - start;
   assert.ok(sentAtKill < h.length, `killed after the whole stream was sent (${sentAtKill})`);
-  child = await f.spawnChild({ PIPELINE_BATCH_SIZE: '500' }, 45000);
+  child = await f.spawnChild({ PROJECTIONS_BATCH_SIZE: '500' }, 45000);
   await poll(committedAtKill + 4000);
   await f.kill(child);
   const committedAtSecond = (await f.committedTotal()) - start;
