@@ -203,19 +203,28 @@ export class GroupConsumer {
     try { this.raw.commit(offsets); } catch { /* informational only */ }
   }
 
+  /**
+   * The consume loop. node-rdkafka's consume(n) keeps collecting until n
+   * messages arrived or ONE wait timed out, so under a steady trickle it
+   * holds messages until n arrive (2 s at 1,000/s for n = 2000). Instead:
+   * wait (≤ 50 ms) for one message, then drain what librdkafka has already
+   * queued with a zero timeout. Latency no longer depends on the arrival rate.
+   */
   start(): void {
     this.raw.subscribe([this.opts.topic]);
     this.running = true;
     const batch = this.opts.consumeBatch ?? 2000;
-    this.raw.setDefaultConsumeTimeout(20);
+    let idle = true;
     this.loopDone = new Promise<void>((resolve) => {
       const next = () => {
         if (!this.running) return resolve();
-        this.raw.consume(batch, (err, msgs) => {
+        this.raw.setDefaultConsumeTimeout(idle ? 50 : 0);
+        this.raw.consume(idle ? 1 : batch, (err, msgs) => {
           if (err && err.code !== Kafka.CODES.ERRORS.ERR__TIMED_OUT) {
             if (err.code === ERR_AUTO_OFFSET_RESET) void this.checkRanges(err.message);
             else if (this.running) this.log.warn({ err }, 'consume failed');
           }
+          idle = !msgs || msgs.length === 0;
           if (msgs && msgs.length) {
             try { this.hooks.onMessages(msgs); } catch (e) { this.log.error({ err: coerceError(e) }, 'message handler failed'); }
           }

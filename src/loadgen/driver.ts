@@ -83,9 +83,12 @@ export async function drive(w: Workload, o: DriveOptions): Promise<DriveResult> 
   let running = true;
 
   const consumeLoop = (async () => {
-    consumer.setDefaultConsumeTimeout(20);
+    let idle = true;
     while (running) {
-      const msgs = await new Promise<Kafka.Message[]>((res) => consumer.consume(5000, (_e, m) => res(m ?? [])));
+      // wait for one outcome, then drain what is queued (consume(n) would otherwise hold a trickle until n arrive)
+      consumer.setDefaultConsumeTimeout(idle ? 20 : 0);
+      const msgs = await new Promise<Kafka.Message[]>((res) => consumer.consume(idle ? 1 : 5000, (_e, m) => res(m ?? [])));
+      idle = msgs.length === 0;
       const now = performance.now();
       for (const m of msgs) {
         const out = JSON.parse(m.value!.toString()) as { commandId: string; status: string };
