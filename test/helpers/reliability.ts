@@ -1,0 +1,219 @@
+/**
+ * The rig of the reliability scenarios (docs/reliability.md): one command
+ * pipeline with its own database, topics and consumer group, like
+ * PipelineFixture, but pointable at private brokers or a private Postgres,
+ * able to run several daemons at once, and built for long streams: outcomes go
+ * straight into a CommandOracle instead of being kept, and the producer never
+ * runs more than `maxAhead` commands ahead of the outcomes (the mock cluster
+ * keeps only a few MB per partition).
+ */
+import { randomUUID } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import Kafka from 'node-rdkafka';
+import { Client } from 'pg';
+import { createTestDatabase, testStack, uniqueTopic, type TestDb } from './stack';
+import { producer, TopicReader, type TestProducer } from './kafka';
+import { Daemon } from './daemon';
+import type { CommandOracle, OutcomeJson } from './oracle';
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Reads every partition of a topic from the beginning and hands each parsed value to `sink`; keeps nothing. */
+export class OutcomeTap {
+  private running = true;
+  private loop: Promise<void> = Promise.resolve();
+  count = 0;
+
+  private constructor(private readonly raw: Kafka.KafkaConsumer) {}
+
+  static async open(brokers: string, topic: string, partitions: number, sink: (o: OutcomeJson | undefined) => void): Promise<OutcomeTap> {
+    const raw = new Kafka.KafkaConsumer({
+      'bootstrap.servers': brokers,
+      'client.id': 'banking-es-test-tap',
+      'group.id': `test-tap-${randomUUID()}`,
+      'enable.auto.commit': false,
+      'enable.partition.eof': false,
+      'fetch.wait.max.ms': 10,
+      'log.connection.close': false,
+    } as Kafka.ConsumerGlobalConfig, { 'auto.offset.reset': 'earliest' });
+    raw.on('event.error', () => undefined);
+    await new Promise<void>((resolve, reject) => raw.connect({ timeout: 15000 }, (err) => (err ? reject(new Error(`tap: ${err.message}`)) : resolve())));
+    raw.assign(Array.from({ length: partitions }, (_, partition) => ({ topic, partition, offset: 0 })));
+    const tap = new OutcomeTap(raw);
+    raw.setDefaultConsumeTimeout(50);
+    tap.loop = new Promise<void>((resolve) => {
+      const next = () => {
+        if (!tap.running) return resolve();
+        raw.consume(5000, (_err, msgs) => {
+          for (const m of msgs ?? []) {
+            tap.count++;
+            let v: OutcomeJson | undefined;
+            try { v = m.value ? (JSON.parse(m.value.toString('utf8')) as OutcomeJson) : undefined; } catch { v = undefined; }
+            sink(v);
+          }
+          if (!tap.running) return resolve();
+          setImmediate(next);
+        });
+      };
+      next();
+    });
+    return tap;
+  }
+
+  async close(): Promise<void> {
+    this.running = false;
+    await Promise.race([this.loop, sleep(2000)]);
+    if (!this.raw.isConnected()) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 5000);
+      this.raw.disconnect(() => { clearTimeout(t); resolve(); });
+    });
+  }
+}
+
+export interface RigOptions {
+  name: string;
+  /** Brokers of a private mock cluster; default the test stack's. */
+  brokers?: string;
+  /** A private Postgres database URL; default a fresh database on the test stack's Postgres. */
+  dbUrl?: string;
+  /** Env of every daemon started by this rig (over the defaults below). */
+  env?: Record<string, string>;
+  partitions?: number;
+}
+
+export class Rig {
+  readonly daemons: Daemon[] = [];
+  private taps: OutcomeTap[] = [];
+  private released = false;
+  private dlqReader: TopicReader | undefined;
+
+  private constructor(
+    readonly brokers: string,
+    readonly dbUrl: string,
+    readonly pg: Client,
+    readonly producer: TestProducer,
+    readonly topics: { commands: string; results: string; dlq: string },
+    readonly env: Record<string, string>,
+    readonly partitions: number,
+    private readonly db: TestDb | undefined,
+  ) {}
+
+  static async create(opts: RigOptions): Promise<Rig> {
+    const brokers = opts.brokers ?? testStack().kafka.brokers;
+    const partitions = opts.partitions ?? 4;
+    const topics = { commands: uniqueTopic(`${opts.name}.commands`), results: uniqueTopic(`${opts.name}.results`), dlq: uniqueTopic(`${opts.name}.dlq`) };
+    const cleanup: Array<() => Promise<unknown>> = [];
+    try {
+      const db = opts.dbUrl ? undefined : await createTestDatabase(opts.name);
+      if (db) cleanup.push(() => db.drop());
+      const dbUrl = opts.dbUrl ?? db!.url;
+      const pg = new Client({ connectionString: dbUrl });
+      pg.on('error', () => undefined);
+      await pg.connect();
+      cleanup.push(() => pg.end());
+      const prod = await producer(brokers);
+      cleanup.push(() => prod.close());
+      await prod.ensureTopics([topics.commands, topics.results, topics.dlq], partitions);
+      const env = {
+        BANKING_ES_STACK_DIR: process.env.BANKING_ES_STACK_DIR ?? '',
+        DATABASE_URL: dbUrl,
+        KAFKA_BROKERS: brokers,
+        ROLES: 'commands',
+        METRICS_PORT: '0',
+        LOG_LEVEL: 'info',
+        PIPELINE_WORKERS: '1',
+        KAFKA_TOPIC_COMMANDS: topics.commands,
+        KAFKA_TOPIC_RESULTS: topics.results,
+        KAFKA_TOPIC_COMMANDS_DLQ: topics.dlq,
+        KAFKA_GROUP_ID: `${opts.name}-${randomUUID().slice(0, 8)}`,
+        SHUTDOWN_TIMEOUT_MS: '10000',
+        ...opts.env,
+      };
+      return new Rig(brokers, dbUrl, pg, prod, topics, env, partitions, db);
+    } catch (e) {
+      for (const c of cleanup.reverse()) await c().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /** Feeds every outcome on the results topic to the oracle. */
+  async tap(oracle: CommandOracle): Promise<OutcomeTap> {
+    const t = await OutcomeTap.open(this.brokers, this.topics.results, this.partitions, (o) => oracle.observe(o));
+    this.taps.push(t);
+    return t;
+  }
+
+  async dlq(): Promise<TopicReader> {
+    this.dlqReader ??= await TopicReader.open(this.brokers, this.topics.dlq, this.partitions);
+    return this.dlqReader;
+  }
+
+  /** Starts a daemon; with `partitions` set, waits until it logs owning that many. */
+  async start(env: Record<string, string> = {}, opts: { partitions?: number | null; timeoutMs?: number } = {}): Promise<Daemon> {
+    const d = Daemon.start({ ...this.env, ...env });
+    this.daemons.push(d);
+    const partitions = opts.partitions === undefined ? this.partitions : opts.partitions;
+    if (partitions !== null) await d.assigned(partitions, opts.timeoutMs ?? 45000);
+    return d;
+  }
+
+  /**
+   * Sends the oracle's stream in chunks until `stop()` says so or `total` were
+   * sent, never more than `maxAhead` commands ahead of the outcomes.
+   */
+  async stream(oracle: CommandOracle, opts: { total?: number; stop?: () => boolean; chunk?: number; pauseMs?: number; maxAhead?: number }): Promise<number> {
+    const chunk = opts.chunk ?? 200;
+    const maxAhead = opts.maxAhead ?? 100_000;
+    const total = opts.total ?? Number.POSITIVE_INFINITY;
+    let n = 0;
+    const stopped = () => this.released || (opts.stop?.() ?? false);
+    while (n < total && !stopped()) {
+      while (oracle.outstanding + chunk > maxAhead && !stopped()) await sleep(20);
+      const sends: Array<Promise<unknown>> = [];
+      for (let i = 0; i < chunk && n < total; i++, n++) {
+        const c = oracle.nextCommand();
+        sends.push(this.producer.send(this.topics.commands, c.accountId, c.json));
+      }
+      await Promise.all(sends);
+      if (opts.pauseMs) await sleep(opts.pauseMs);
+    }
+    return n;
+  }
+
+  /** Waits until every command sent has its outcomes; rejects naming some that are missing. */
+  async complete(oracle: CommandOracle, timeoutMs: number): Promise<number> {
+    const start = Date.now();
+    while (!oracle.complete) {
+      if (Date.now() - start > timeoutMs) throw new Error(`not every command answered after ${timeoutMs} ms: ${oracle.summary()}; missing e.g. ${oracle.missing().join(', ')}`);
+      await sleep(50);
+    }
+    return Date.now() - start;
+  }
+
+  /** Log lines at level >= 50 (error, fatal) of every daemon this rig started. */
+  errorLines(): string[] {
+    return this.daemons.flatMap((d) => d.logs().filter((l) => (l.level ?? 0) >= 50).map((l) => JSON.stringify(l)));
+  }
+
+  /** Writes every daemon's output to <dir>/<name>-<n>.log, for a failed run. */
+  dumpLogs(name: string, dir = process.env.RELIABILITY_LOG_DIR ?? os.tmpdir()): string[] {
+    return this.daemons.map((d, i) => {
+      const file = path.join(dir, `${name}-daemon-${i}.log`);
+      fs.writeFileSync(file, d.output());
+      return file;
+    });
+  }
+
+  async release(): Promise<void> {
+    this.released = true; // ends any stream still running
+    for (const d of this.daemons) await d.kill().catch(() => undefined);
+    for (const t of this.taps) await t.close().catch(() => undefined);
+    await this.dlqReader?.close().catch(() => undefined);
+    await this.producer.close().catch(() => undefined);
+    await this.pg.end().catch(() => undefined);
+    await this.db?.drop().catch((e: unknown) => console.error('could not drop test database', e));
+  }
+}
