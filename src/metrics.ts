@@ -23,7 +23,7 @@ export function createMetrics(registry: Registry = new Registry(), opts: { defau
     occConflicts: new Counter({ name: 'banking_es_occ_conflicts_total', help: 'Batches retried because another writer held an event key (or a duplicate surfaced at commit).', registers: r }),
     inFlight: new Gauge({ name: 'banking_es_in_flight_messages', help: 'Messages consumed but not yet committed, per pipeline.', labelNames: ['pipeline'] as const, registers: r }),
     paused: new Gauge({ name: 'banking_es_consumer_paused', help: '1 while backpressure has paused consumption, per pipeline.', labelNames: ['pipeline'] as const, registers: r }),
-    workerUtilization: new Gauge({ name: 'banking_es_worker_pool_utilization_ratio', help: 'piscina pool utilization (0..1) since the last scrape.', registers: r }),
+    workerUtilization: new Gauge({ name: 'banking_es_worker_pool_utilization_ratio', help: 'piscina pool utilization (0..1): mean task run time relative to the pool capacity, as piscina reports it.', registers: r }),
     workerQueue: new Gauge({ name: 'banking_es_worker_pool_queue_size', help: 'Tasks waiting for a worker thread.', registers: r }),
     redisUp: new Gauge({ name: 'banking_es_redis_up', help: '1 when Redis is configured and reachable, 0 when configured and down.', registers: r }),
     dependencyUp: new Gauge({ name: 'banking_es_dependency_up', help: '1 when a dependency answered its last readiness probe.', labelNames: ['dependency'] as const, registers: r }),
