@@ -133,6 +133,8 @@ const schema = {
   },
   cdc: {
     mode: { doc: 'How events reach bank.events: relay (logical replication), poller, or debezium (external).', format: ['relay', 'poller', 'debezium'], default: 'relay', env: 'CDC_MODE' },
+    slot: { doc: 'Replication slot of the logical relay. Slots are server-wide: empty derives banking_es_relay_<database>, so databases on one server do not collide.', format: String, default: '', env: 'CDC_SLOT' },
+    publication: { doc: 'Publication of the events table used by the logical relay (per database).', format: String, default: 'banking_es_events', env: 'CDC_PUBLICATION' },
   },
   metrics: {
     host: { doc: 'Bind address of the metrics/health server.', format: String, default: '127.0.0.1', env: 'METRICS_HOST' },

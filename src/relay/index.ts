@@ -15,7 +15,7 @@ export interface Relay {
 export function createRelay(ctx: DaemonContext): Relay | undefined {
   switch (ctx.config.cdc.mode) {
     case 'relay':
-      return new LogicalRelay(ctx);
+      return new LogicalRelay(ctx, { slot: relaySlotName(ctx.config.cdc.slot, ctx.config.db.url), publication: ctx.config.cdc.publication });
     case 'poller':
       return new PollingRelay(ctx);
     case 'debezium':
@@ -23,6 +23,13 @@ export function createRelay(ctx: DaemonContext): Relay | undefined {
     default:
       throw new Error(`unknown cdc.mode "${ctx.config.cdc.mode}" (config validation admits relay, poller, debezium)`);
   }
+}
+
+/** The configured slot, or banking_es_relay_<database> (slot names: lower-case letters, digits, _; at most 63). */
+export function relaySlotName(configured: string, dbUrl: string): string {
+  if (configured) return configured;
+  const db = decodeURIComponent(new URL(dbUrl).pathname.replace(/^\//, '')) || 'postgres';
+  return `banking_es_relay_${db.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`.slice(0, 63);
 }
 
 export { LogicalRelay, PollingRelay };

@@ -38,6 +38,7 @@ import { CommitTracker, type TxEntry } from './commit-tracker';
 import { formatLsn, parseLsn } from './lsn';
 import { RawPgoutputPlugin } from './raw-pgoutput';
 import { ensurePublication, ensureSlot, readSlot, RELAY_PUBLICATION, RELAY_SLOT } from './replication-slot';
+import { backfill, backfillPending, markBackfillPending } from './backfill';
 
 export interface LogicalRelayOptions {
   /** Replication slot name (pgoutput); distinct from Debezium's. */
@@ -252,7 +253,13 @@ export class LogicalRelay {
   async start(): Promise<void> {
     const { pool, log } = this.ctx;
     if (await ensurePublication(pool, this.opts.publication)) log.info({ publication: this.opts.publication }, 'publication created');
+    const marker = `logical-backfill:${this.opts.slot}`;
+    if (!(await readSlot(pool, this.opts.slot))) await markBackfillPending(pool, marker);
     if (await ensureSlot(pool, this.opts.slot)) log.info({ slot: this.opts.slot }, 'replication slot created');
+    if (await backfillPending(pool, marker)) {
+      const n = await backfill(this.ctx, marker);
+      log.info({ slot: this.opts.slot, events: n }, 'published the events written before the slot existed');
+    }
     void this.pollLag();
     this.lagTimer = setInterval(() => void this.pollLag(), this.opts.lagPollMs);
     const streaming = new Promise<void>((r) => { this.signalStreaming = r; });
