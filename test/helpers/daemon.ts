@@ -29,9 +29,14 @@ export class Daemon {
     });
   }
 
-  /** Resolves once a log line says it owns `partitions` partitions (a new owner after a SIGKILL waits out the 6 s session timeout). */
-  async assigned(partitions = 4, timeoutMs = 30000): Promise<void> {
-    const owns = () => this.logs().some((l) => l.msg === 'partitions assigned' && Array.isArray(l.partitions) && l.partitions.length === partitions);
+  /**
+   * Resolves once a log line says its `consumer` ('commands' or 'projections')
+   * owns `partitions` partitions (a new owner after a SIGKILL waits out the 6 s
+   * session timeout). A daemon running several roles logs one assignment per
+   * consumer, so the consumer name matters.
+   */
+  async assigned(partitions = 4, timeoutMs = 30000, consumer = 'commands'): Promise<void> {
+    const owns = () => this.logs().some((l) => l.msg === 'partitions assigned' && l.consumer === consumer && Array.isArray(l.partitions) && l.partitions.length === partitions);
     await waitForOutput(this.child, (out) => {
       if (!this.alive) throw new Error(`daemon exited (${this.child.exitCode ?? this.child.signalCode}):\n${out}`);
       return out.includes('partitions assigned') && owns();
@@ -74,6 +79,25 @@ export class Daemon {
     const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
     if (!m) throw new Error('no VmRSS in /proc status');
     return Number(m[1]) * 1024;
+  }
+
+  /** Resolves once a log line has message `msg` (and passes `pred`); rejects when the daemon exits or after timeoutMs. */
+  async logged(msg: string, timeoutMs = 30000, pred: (l: LogLine) => boolean = () => true): Promise<LogLine> {
+    let hit: LogLine | undefined;
+    await waitForOutput(this.child, (out) => {
+      if (out.includes(msg)) hit = this.logs().find((l) => l.msg === msg && pred(l));
+      if (hit) return true;
+      if (!this.alive) throw new Error(`daemon exited (${this.child.exitCode ?? this.child.signalCode}) before logging "${msg}":\n${out}`);
+      return false;
+    }, timeoutMs);
+    return hit!;
+  }
+
+  /** Partitions of the latest assignment `consumer` logged ([] after a revoke). */
+  owned(consumer = 'commands'): number[] {
+    const a = this.logs().filter((l) => (l.msg === 'partitions assigned' || l.msg === 'partitions revoked') && l.consumer === consumer).pop();
+    if (!a || a.msg === 'partitions revoked' || !Array.isArray(a.partitions)) return [];
+    return (a.partitions as string[]).map((p) => Number(String(p).split('@')[0]));
   }
 
   /** Graceful stop: SIGTERM, then the exit code (the caller asserts it). */

@@ -11,18 +11,10 @@ import { fractionDigits } from '../../src/domain/currency';
 import { formatMoney } from '../../src/domain/money';
 import { encodeEnvelope, type EventEnvelope } from '../../src/codec/envelope';
 import type { AccountState, Command } from '../../src/domain/types';
+import { prng } from '../../src/loadgen/generator';
 
-/** mulberry32: small, seeded. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** the load generator's seeded PRNG (mulberry32), re-exported for the tests */
+export const rng = prng;
 
 export function uuidFrom(next: () => number): string {
   const hex = Array.from({ length: 32 }, () => Math.floor(next() * 16).toString(16));

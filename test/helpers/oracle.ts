@@ -15,10 +15,11 @@
  * account), commands to unknown accounts, second opens, expectedVersion (right
  * and wrong) and re-sent commands (answered `duplicate` with the original
  * outcome). `expectedAccounts()` gives each account's final state, for the
- * read-model checks (account_projections) once the projection pipeline lands.
+ * read-model checks (verifyAccountProjections, verifyTransactionProjections).
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import type { Client } from 'pg';
+import { prng } from '../../src/loadgen/generator';
 
 export const REASONS = ['', 'INSUFFICIENT_FUNDS', 'ACCOUNT_NOT_FOUND', 'ACCOUNT_EXISTS', 'ACCOUNT_CLOSED', 'BALANCE_NOT_ZERO', 'VERSION_CONFLICT'] as const;
 type Reason = (typeof REASONS)[number];
@@ -28,17 +29,8 @@ type CmdType = (typeof TYPES)[number];
 const ACCEPTED = 1;
 const REJECTED = 2;
 
-/** mulberry32: small, seeded, good enough to pick operations. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** the load generator's seeded PRNG (mulberry32), re-exported for the tests */
+export const rng = prng;
 
 export const cents = (minor: number): string => `${Math.floor(minor / 100)}.${String(minor % 100).padStart(2, '0')}`;
 
@@ -331,18 +323,65 @@ export class CommandOracle {
 }
 
 /**
- * account_projections against the oracle (for when the projection pipeline
- * runs in these scenarios): every opened account at its final version,
- * balance and status.
+ * account_projections against the oracle: every opened account at its final
+ * version, balance (minor units) and status, and no row for any other account.
  */
-export async function verifyAccountProjections(pg: Client, oracle: CommandOracle): Promise<string[]> {
+export async function verifyAccountProjections(pg: Client, oracle: CommandOracle, limit = 20): Promise<string[]> {
   const problems: string[] = [];
   const { rows } = await pg.query<{ id: string; version: string; balance: string; status: string }>('SELECT account_id::text AS id, version::text, balance::text, status FROM account_projections');
   const got = new Map(rows.map((r) => [r.id, r]));
-  for (const a of oracle.expectedAccounts()) {
+  const want = oracle.expectedAccounts();
+  let n = 0;
+  const problem = (s: string) => { if (n++ < limit) problems.push(s); };
+  for (const a of want) {
     const r = got.get(a.accountId);
-    if (!r) problems.push(`${a.accountId}: no projection`);
-    else if (Number(r.version) !== a.version || Number(r.balance) !== a.balance || r.status !== a.status) problems.push(`${a.accountId}: projection ${JSON.stringify(r)}, expected ${JSON.stringify(a)}`);
+    got.delete(a.accountId);
+    if (!r) problem(`${a.accountId}: no projection`);
+    else if (Number(r.version) !== a.version || Number(r.balance) !== a.balance || r.status !== a.status) problem(`${a.accountId}: projection ${JSON.stringify(r)}, expected ${JSON.stringify(a)}`);
   }
+  for (const r of got.values()) problem(`${r.id}: projected, but the oracle never opened it: ${JSON.stringify(r)}`);
+  if (n > limit) problems.push(`… ${n} account projection problems in all`);
+  return problems;
+}
+
+/**
+ * transaction_projections against a fold of the events table (docs/projections.md):
+ * one row per money movement (AccountCreated with its initial balance,
+ * MoneyDeposited positive, MoneyWithdrawn negative; AccountClosed none), with
+ * the event's id, type, command, currency and recordedAt, balance_after from
+ * the event and amount = the change of balanceAfter since the previous event.
+ * The fold is also checked against each event's own amount (USD: cents) and
+ * sign, so it cross-checks the events too. Empty = equal.
+ */
+export async function verifyTransactionProjections(pg: Client, limit = 20): Promise<string[]> {
+  const { rows } = await pg.query<{ account_id: string; version: string; problem: string; want: string | null; got: string | null; total: number }>(
+    `WITH folded AS (
+       SELECT account_id, version, event_id, event_type, command_id,
+              (payload->>'recordedAt')::timestamptz AS recorded_at,
+              payload->'data'->>'currency' AS currency,
+              (payload->'data'->>'balanceAfter')::bigint AS balance_after,
+              (payload->'data'->>'balanceAfter')::bigint
+                - coalesce(lag((payload->'data'->>'balanceAfter')::bigint) OVER (PARTITION BY account_id ORDER BY version), 0) AS amount,
+              coalesce(payload->'data'->>'amount', payload->'data'->>'initialBalance') AS data_amount
+         FROM events),
+     want AS (SELECT * FROM folded WHERE event_type <> 'AccountClosed'),
+     diff AS (
+       SELECT coalesce(w.account_id, t.account_id)::text AS account_id, coalesce(w.version, t.version)::text AS version,
+              CASE
+                WHEN t.account_id IS NULL THEN 'missing'
+                WHEN w.account_id IS NULL THEN 'not a money movement in the event store'
+                WHEN (w.event_type = 'AccountCreated' AND w.amount < 0) OR (w.event_type = 'MoneyDeposited' AND w.amount <= 0)
+                  OR (w.event_type = 'MoneyWithdrawn' AND w.amount >= 0) THEN 'event store: balanceAfter moves the wrong way for its type'
+                WHEN w.currency = 'USD' AND abs(w.amount) <> round(w.data_amount::numeric * 100) THEN 'event store: balanceAfter does not move by the event amount'
+                WHEN (w.event_id, w.event_type, w.amount, w.balance_after, w.currency, w.command_id, w.recorded_at)
+                     IS DISTINCT FROM (t.event_id, t.event_type, t.amount, t.balance_after, t.currency, t.command_id, t.recorded_at) THEN 'differs'
+              END AS problem,
+              CASE WHEN w.account_id IS NOT NULL THEN json_build_object('event_type', w.event_type, 'amount', w.amount, 'balance_after', w.balance_after, 'data_amount', w.data_amount, 'event_id', w.event_id, 'command_id', w.command_id, 'currency', w.currency, 'recorded_at', w.recorded_at)::text END AS want,
+              CASE WHEN t.account_id IS NOT NULL THEN json_build_object('event_type', t.event_type, 'amount', t.amount, 'balance_after', t.balance_after, 'event_id', t.event_id, 'command_id', t.command_id, 'currency', t.currency, 'recorded_at', t.recorded_at)::text END AS got
+         FROM want w FULL JOIN transaction_projections t ON t.account_id = w.account_id AND t.version = w.version)
+     SELECT *, count(*) OVER ()::int AS total FROM diff WHERE problem IS NOT NULL ORDER BY account_id, version::bigint LIMIT $1`,
+    [limit]);
+  const problems = rows.map((r) => `transaction ${r.account_id}/${r.version}: ${r.problem}; want ${r.want ?? '-'}, got ${r.got ?? '-'}`);
+  if (rows.length > 0 && rows[0].total > rows.length) problems.push(`… ${rows[0].total} transaction projection problems in all`);
   return problems;
 }

@@ -16,7 +16,7 @@ import { Client } from 'pg';
 import { createTestDatabase, testStack, uniqueTopic, type TestDb } from './stack';
 import { producer, TopicReader, type TestProducer } from './kafka';
 import { Daemon } from './daemon';
-import type { CommandOracle, OutcomeJson } from './oracle';
+import { verifyAccountProjections, verifyTransactionProjections, type CommandOracle, type OutcomeJson } from './oracle';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -82,7 +82,16 @@ export interface RigOptions {
   /** Env of every daemon started by this rig (over the defaults below). */
   env?: Record<string, string>;
   partitions?: number;
+  /**
+   * Run every role (commands, projections, relay with CDC_MODE=relay) on this
+   * rig's own event topic, event DLQ and projection group. The logical relay's
+   * replication slot is cluster-wide: `release()` drops this database's slots.
+   */
+  projections?: boolean;
 }
+
+/** How far the read models are behind the event store (all zero = caught up). */
+export interface ProjectionProgress { events: number; projectedVersions: number; movements: number; transactionRows: number }
 
 export class Rig {
   readonly daemons: Daemon[] = [];
@@ -95,7 +104,7 @@ export class Rig {
     readonly dbUrl: string,
     readonly pg: Client,
     readonly producer: TestProducer,
-    readonly topics: { commands: string; results: string; dlq: string },
+    readonly topics: { commands: string; results: string; dlq: string; events?: string; eventsDlq?: string },
     readonly env: Record<string, string>,
     readonly partitions: number,
     private readonly db: TestDb | undefined,
@@ -104,7 +113,10 @@ export class Rig {
   static async create(opts: RigOptions): Promise<Rig> {
     const brokers = opts.brokers ?? testStack().kafka.brokers;
     const partitions = opts.partitions ?? 4;
-    const topics = { commands: uniqueTopic(`${opts.name}.commands`), results: uniqueTopic(`${opts.name}.results`), dlq: uniqueTopic(`${opts.name}.dlq`) };
+    const topics = {
+      commands: uniqueTopic(`${opts.name}.commands`), results: uniqueTopic(`${opts.name}.results`), dlq: uniqueTopic(`${opts.name}.dlq`),
+      ...(opts.projections ? { events: uniqueTopic(`${opts.name}.events`), eventsDlq: uniqueTopic(`${opts.name}.events-dlq`) } : {}),
+    };
     const cleanup: Array<() => Promise<unknown>> = [];
     try {
       const db = opts.dbUrl ? undefined : await createTestDatabase(opts.name);
@@ -116,7 +128,15 @@ export class Rig {
       cleanup.push(() => pg.end());
       const prod = await producer(brokers);
       cleanup.push(() => prod.close());
-      await prod.ensureTopics([topics.commands, topics.results, topics.dlq], partitions);
+      await prod.ensureTopics([topics.commands, topics.results, topics.dlq, ...(topics.events ? [topics.events, topics.eventsDlq!] : [])], partitions);
+      const projectionEnv: Record<string, string> = topics.events ? {
+        // projections before relay: a standby relay's start() waits up to 15 s for the slot, and would hold back the projection consumer
+        ROLES: 'commands,projections,relay',
+        CDC_MODE: 'relay',
+        KAFKA_TOPIC_EVENTS: topics.events,
+        KAFKA_TOPIC_EVENTS_DLQ: topics.eventsDlq!,
+        KAFKA_PROJECTION_GROUP_ID: `${opts.name}-proj-${randomUUID().slice(0, 8)}`,
+      } : {};
       const env = {
         BANKING_ES_STACK_DIR: process.env.BANKING_ES_STACK_DIR ?? '',
         DATABASE_URL: dbUrl,
@@ -130,6 +150,7 @@ export class Rig {
         KAFKA_TOPIC_COMMANDS_DLQ: topics.dlq,
         KAFKA_GROUP_ID: `${opts.name}-${randomUUID().slice(0, 8)}`,
         SHUTDOWN_TIMEOUT_MS: '10000',
+        ...projectionEnv,
         ...opts.env,
       };
       return new Rig(brokers, dbUrl, pg, prod, topics, env, partitions, db);
@@ -193,6 +214,68 @@ export class Rig {
     return Date.now() - start;
   }
 
+  /** Events in the store against what the read models hold (the projection pipeline's progress). */
+  async projectionProgress(): Promise<ProjectionProgress> {
+    const { rows: [r] } = await this.pg.query<{ events: number; projected: number; movements: number; rows: number }>(
+      `SELECT (SELECT count(*)::int FROM events) AS events,
+              (SELECT coalesce(sum(version), 0)::int FROM account_projections) AS projected,
+              (SELECT count(*)::int FROM events WHERE event_type <> 'AccountClosed') AS movements,
+              (SELECT count(*)::int FROM transaction_projections) AS rows`);
+    return { events: r.events, projectedVersions: r.projected, movements: r.movements, transactionRows: r.rows };
+  }
+
+  /**
+   * Polls until the read models hold every event in the store (each account's
+   * projected version sums to the event count, one transaction row per money
+   * movement), then compares them with the oracle and the fold of the events
+   * table. Returns the catch-up time and every difference found (empty = equal).
+   */
+  async projectionsCaughtUp(oracle: CommandOracle, timeoutMs: number): Promise<{ ms: number; caughtUp: boolean; progress: ProjectionProgress; problems: string[] }> {
+    const start = Date.now();
+    let progress = await this.projectionProgress();
+    const done = (p: ProjectionProgress) => p.projectedVersions === p.events && p.transactionRows === p.movements;
+    while (!done(progress) && Date.now() - start < timeoutMs) {
+      await sleep(250);
+      progress = await this.projectionProgress();
+    }
+    const ms = Date.now() - start;
+    const caughtUp = done(progress);
+    const problems = [
+      ...(caughtUp ? [] : [`projections did not catch up within ${timeoutMs} ms: ${JSON.stringify(progress)}`]),
+      ...(await verifyAccountProjections(this.pg, oracle)),
+      ...(await verifyTransactionProjections(this.pg)),
+    ];
+    return { ms, caughtUp, progress, problems };
+  }
+
+  /**
+   * Drops this database's replication slots (the logical relay's), so the
+   * database can be dropped. A slot still held by a walsender (its relay was
+   * just SIGKILLed) is freed by terminating that walsender first.
+   */
+  async dropReplicationSlots(timeoutMs = 15000): Promise<string[]> {
+    const dropped: string[] = [];
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const { rows } = await this.pg.query<{ slot_name: string; active_pid: number | null }>(
+        'SELECT slot_name, active_pid FROM pg_replication_slots WHERE database = current_database()');
+      if (rows.length === 0) return dropped;
+      for (const r of rows) {
+        try {
+          if (r.active_pid !== null) await this.pg.query('SELECT pg_terminate_backend($1)', [r.active_pid]);
+          else {
+            await this.pg.query('SELECT pg_drop_replication_slot($1)', [r.slot_name]);
+            dropped.push(r.slot_name);
+          }
+        } catch (e) {
+          if (Date.now() > deadline) throw e; // e.g. "replication slot … is active for PID …": the walsender is still exiting
+        }
+      }
+      if (Date.now() > deadline) throw new Error(`replication slots of this database still present after ${timeoutMs} ms: ${rows.map((r) => r.slot_name).join(', ')}`);
+      await sleep(100);
+    }
+  }
+
   /** Log lines at level >= 50 (error, fatal) of every daemon this rig started. */
   errorLines(): string[] {
     return this.daemons.flatMap((d) => d.logs().filter((l) => (l.level ?? 0) >= 50).map((l) => JSON.stringify(l)));
@@ -213,6 +296,7 @@ export class Rig {
     for (const t of this.taps) await t.close().catch(() => undefined);
     await this.dlqReader?.close().catch(() => undefined);
     await this.producer.close().catch(() => undefined);
+    if (this.topics.events) await this.dropReplicationSlots().catch((e: unknown) => console.error('could not drop the replication slots of the test database', e));
     await this.pg.end().catch(() => undefined);
     await this.db?.drop().catch((e: unknown) => console.error('could not drop test database', e));
   }

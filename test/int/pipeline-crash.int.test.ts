@@ -9,6 +9,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { PipelineFixture, type Cmd, type Outcome } from '../helpers/pipeline';
+import { prng } from '../../src/loadgen/generator';
 
 const ACCOUNTS = 200;
 const COMMANDS = 20000;
@@ -17,17 +18,7 @@ const SECOND_KILL_AFTER = 4000;
 const CHUNK = 250;
 const CHUNK_PAUSE_MS = 40;
 
-/** mulberry32: small, seeded, good enough to pick operations. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = prng;
 
 function uuidFrom(next: () => number): string {
   const hex = Array.from({ length: 32 }, () => Math.floor(next() * 16).toString(16));
