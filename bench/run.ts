@@ -98,8 +98,8 @@ async function main() {
       }
       results.push({ name: 'limit.consume', unit: 'msgs/s', value: summarize(xs), ok: true });
     }
-    const driveRun = async (svc: Service, topics: { cmd: string; res: string }, commands: number, rate: number, window = 20_000): Promise<{ r: DriveResult; procs: Record<string, ProcUsage>; w: Workload }> => {
-      const w = new Workload({ accounts: Math.max(100, Math.floor(commands / 40)), commands, seed: Math.floor(Math.random() * 1e9) });
+    const driveRun = async (svc: Service, topics: { cmd: string; res: string }, commands: number, rate: number, window = 20_000, skew: 'uniform' | number = 'uniform'): Promise<{ r: DriveResult; procs: Record<string, ProcUsage>; w: Workload }> => {
+      const w = new Workload({ accounts: Math.max(100, Math.floor(commands / 40)), commands, seed: Math.floor(Math.random() * 1e9), skew });
       const meter = new ProcessMeter({ service: () => [svc.pid], postgres: pgPids, 'kafka-mock': mockPids, driver: () => [process.pid] });
       meter.begin();
       const r = await drive(w, { brokers, commandsTopic: topics.cmd, resultsTopic: topics.res, rate, window, timeoutMs: 600_000,
@@ -139,7 +139,7 @@ async function main() {
       KAFKA_TOPIC_COMMANDS: t.cmd, KAFKA_TOPIC_RESULTS: t.res, KAFKA_TOPIC_COMMANDS_DLQ: `${t.cmd}.dlq`, KAFKA_GROUP_ID: `bench-${randomUUID().slice(0, 8)}`, REDIS_URL: '', ...extra,
     });
 
-    const runDaemonCase = async (name: string, extra: Record<string, string>, commands: number, rates: number[]) => {
+    const runDaemonCase = async (name: string, extra: Record<string, string>, commands: number, rates: number[], skew: 'uniform' | number = 'uniform') => {
       say(`\n${name}: banking-es end to end (${Object.entries(extra).map(([k, v]) => `${k}=${v}`).join(' ') || 'defaults'})`);
       const t = await topicsFor(name.replace(/[^a-z0-9]/gi, ''));
       const svc = await startService('banking-es', [cli(), 'start'], daemonEnv(t, extra), path.join(logs, `bench-${name}.log`));
@@ -150,7 +150,7 @@ async function main() {
           let ok = true, notes = '';
           for (let i = 0; i < runs; i++) {
             const n = rate ? Math.round(rate * size.latencySecs) : commands;
-            const { r, procs: p, w } = await driveRun(svc, t, n, rate);
+            const { r, procs: p, w } = await driveRun(svc, t, n, rate, 20_000, skew);
             const wrong = await balancesOk(w);
             if (r.mismatches || r.timedOut || wrong) { ok = false; notes += `run ${i + 1}: ${r.mismatches} outcome mismatches, ${r.sent - r.answered} unanswered, ${wrong} wrong balances. `; }
             xs.push(r.answered / (r.elapsedMs / 1000));
@@ -167,6 +167,8 @@ async function main() {
     if (want('commands.latency')) await runDaemonCase('commands.latency', {}, 0, full ? [1000, 10000, 30000] : [1000, 10000]);
     if (full && want('commands.workers')) for (const n of [0, 1, 2, 4]) await runDaemonCase(`commands.workers=${n}`, { PIPELINE_WORKERS: String(n) }, size.cmds, [0]);
     if (full && want('commands.batch')) for (const [b, tms] of [[1000, 5], [5000, 10], [10000, 20]]) await runDaemonCase(`commands.batch=${b}/${tms}ms`, { PIPELINE_BATCH_SIZE: String(b), PIPELINE_BATCH_TIME_MS: String(tms) }, size.cmds, [0]);
+    // hot accounts: Zipf(1.1) over the same number of accounts vs the uniform commands.max above
+    if (full && want('commands.zipf')) await runDaemonCase('commands.zipf=1.1', {}, size.cmds, [0], 1.1);
     if (full && want('commands.redis')) {
       const s = readStack(dir);
       if (s?.redis) await runDaemonCase('commands.redis=on', { REDIS_URL: s.redis.url }, size.cmds, [0]);
