@@ -72,6 +72,9 @@ async function main(argv: string[]): Promise<number> {
       log.info({ sources }, 'configuration loaded');
       const code = await runDaemon(config, log, lifecycle);
       log.flush();
+      // shutdown has run every closer it could within the budget; a librdkafka client that could not
+      // disconnect (broker gone) must not keep the process alive past it
+      setTimeout(() => process.exit(code), 500).unref();
       return code;
     }
     case 'migrate': {

@@ -66,7 +66,7 @@ export async function runDaemon(config: Config, log: Logger, lifecycle: Lifecycl
     lifecycle.checkpoint();
 
     const producer = new ProducerClient(config, log, metrics);
-    lifecycle.defer('kafka-producer', () => producer.close(Math.max(1000, config.shutdown.timeoutMs / 3)));
+    lifecycle.defer('kafka-producer', () => producer.close(Math.max(1000, config.shutdown.timeoutMs / 5)));
     await producer.connect();
     health.add('kafka', () => producer.probe());
     lifecycle.checkpoint();

@@ -247,7 +247,7 @@ export class GroupConsumer {
     await this.stop();
     if (!this.raw.isConnected()) return;
     await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, 5000);
+      const t = setTimeout(resolve, 2000); // bounded, like the producer's: brokers may be gone
       this.raw.disconnect(() => { clearTimeout(t); resolve(); });
     });
   }

@@ -103,6 +103,10 @@ export class ProducerClient {
     if (this.pollTimer) clearInterval(this.pollTimer);
     if (!this.raw.isConnected()) return;
     await this.flush(timeoutMs).catch((err) => this.log.warn({ err }, 'producer flush incomplete at shutdown'));
-    await new Promise<void>((resolve) => this.raw.disconnect(() => resolve()));
+    // bounded: with every broker gone librdkafka's disconnect can take much longer than the shutdown budget
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 2000);
+      this.raw.disconnect(() => { clearTimeout(t); resolve(); });
+    });
   }
 }

@@ -121,7 +121,9 @@ export class CommandPipeline {
     await this.consumer.stop();
     await this.drain(this.ctx.config.shutdown.timeoutMs);
     this.sink.close();
-    await this.publisher.flushed(this.ctx.config.shutdown.timeoutMs / 2);
+    // a quarter of the budget: with Kafka unreachable nothing more will be acknowledged, and the
+    // unacknowledged tail is re-published after restart anyway (published_offset)
+    await this.publisher.flushed(this.ctx.config.shutdown.timeoutMs / 4);
     await this.recordPublished().catch((e) => this.ctx.log.warn({ err: coerceError(e) }, 'could not record published offsets at shutdown'));
     await this.consumer.close();
     await this.pool.close();

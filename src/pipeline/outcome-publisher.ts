@@ -76,13 +76,15 @@ export class OutcomePublisher {
     return new Map(this.published);
   }
 
-  /** Resolves when every outcome handed over so far was acknowledged (or after timeoutMs). */
+  /** Resolves when every outcome handed over so far was acknowledged, or after timeoutMs in all. */
   async flushed(timeoutMs: number): Promise<void> {
     if (this.inOrder.length === 0) return;
+    const deadline = Date.now() + timeoutMs;
     await this.producer.flush(timeoutMs).catch(() => undefined);
-    if (this.inOrder.length === 0) return;
+    const left = deadline - Date.now();
+    if (this.inOrder.length === 0 || left <= 0) return;
     await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, timeoutMs);
+      const t = setTimeout(resolve, left);
       this.waiters.push(() => { clearTimeout(t); resolve(); });
     });
   }
