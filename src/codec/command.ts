@@ -12,6 +12,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import type { Command, CommandType } from '../domain/types';
+import { hexValue } from './hex';
 
 export type DlqCode =
   | 'EMPTY_VALUE'
@@ -33,13 +34,6 @@ const MAX_REASON = 500;
 // An echoed type must not turn a bounded message into an unbounded outcome.
 const MAX_ECHOED_TYPE = 64;
 
-// Hex digit value by char code, -1 for anything else.
-const HEX = new Int8Array(128).fill(-1);
-for (let c = 0; c < 10; c++) HEX[48 + c] = c;
-for (let c = 0; c < 6; c++) {
-  HEX[65 + c] = 10 + c;
-  HEX[97 + c] = 10 + c;
-}
 
 /** True for a hyphenated 8-4-4-4-12 hex UUID, any case. No version check: producers use v4 and v7. */
 export function isUuid(s: string): boolean {
@@ -48,7 +42,7 @@ export function isUuid(s: string): boolean {
     const c = s.charCodeAt(i);
     if (i === 8 || i === 13 || i === 18 || i === 23) {
       if (c !== 45) return false;
-    } else if (c > 127 || HEX[c] < 0) {
+    } else if (hexValue(c) < 0) {
       return false;
     }
   }

@@ -11,6 +11,7 @@
  * allocated with allocUnsafeSlow so it never lives in Node's shared pool and
  * can be moved to another thread in a transfer list.
  */
+import { hexValue } from './hex';
 
 export const PGCOPY_HEADER: Buffer = Buffer.from([
   0x50, 0x47, 0x43, 0x4f, 0x50, 0x59, 0x0a, 0xff, 0x0d, 0x0a, 0x00, // PGCOPY\n\377\r\n\0
@@ -25,16 +26,8 @@ const PG_EPOCH_MS = 946684800000;
 // Short strings are cheaper to copy in JS than through the native utf8 writer.
 const ASCII_FAST_MAX = 64;
 
-const HEX = new Int8Array(128).fill(-1);
-for (let c = 0; c < 10; c++) HEX[48 + c] = c;
-for (let c = 0; c < 6; c++) {
-  HEX[65 + c] = 10 + c;
-  HEX[97 + c] = 10 + c;
-}
-
 function hexAt(s: string, i: number): number {
-  const c = s.charCodeAt(i);
-  return c < 128 ? HEX[c] : -1;
+  return hexValue(s.charCodeAt(i));
 }
 
 export class CopyWriter {
