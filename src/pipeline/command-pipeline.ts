@@ -79,6 +79,8 @@ export class CommandPipeline {
   private readonly group: string;
   /** partition -> first offset not yet committed in Postgres (as stored when assigned, then as we commit). */
   private readonly committedNext = new Map<number, number>();
+  /** next offsets stored in Postgres, as read by the latest resolveStart */
+  private storedNext = new Map<number, number>();
   private inFlight = 0;
   private stopping = false;
   private readonly utilTimer: NodeJS.Timeout;
@@ -106,12 +108,7 @@ export class CommandPipeline {
   }
 
   async start(): Promise<void> {
-    await this.consumer.connect();
-    this.ctx.health.add('commands-consumer', async () => {
-      if (!this.consumer.raw.isConnected()) throw new Error('consumer disconnected');
-      return `${this.consumer.assignment.length} partitions assigned`;
-    });
-    this.consumer.start();
+    await this.consumer.serve(this.ctx.health, 'commands-consumer');
   }
 
   /** Stop consuming, let every consumed message commit, publish outcomes, record what was published. */
@@ -136,6 +133,7 @@ export class CommandPipeline {
 
   private async resolveStart(tps: Tp[]): Promise<StartOffset[]> {
     const stored = await readOffsets(this.ctx.pool, this.group, this.topic, tps.map((t) => t.partition));
+    this.storedNext = new Map([...stored].map(([p, s]) => [p, s.nextOffset]));
     return tps.map((tp) => {
       const s = stored.get(tp.partition);
       if (!s) return { ...tp, offset: this.ctx.config.kafka.autoOffsetReset === 'earliest' ? 'beginning' : 'end', stored: false };
@@ -146,11 +144,13 @@ export class CommandPipeline {
   }
 
   private onAssigned(starts: StartOffset[]): void {
+    // resolveStart read the stored next offsets just before: no second query (whose late answer
+    // could also have moved committedNext back after a batch committed)
     this.committedNext.clear();
-    for (const s of starts) if (typeof s.offset === 'number') this.committedNext.set(s.partition, s.offset);
-    void readOffsets(this.ctx.pool, this.group, this.topic, starts.map((s) => s.partition)).then((stored) => {
-      for (const [p, s] of stored) this.committedNext.set(p, s.nextOffset);
-    }).catch(() => undefined);
+    for (const s of starts) {
+      const next = this.storedNext.get(s.partition);
+      if (next !== undefined) this.committedNext.set(s.partition, next);
+    }
   }
 
   private onMessages(msgs: Message[]): void {
