@@ -10,6 +10,7 @@ import Kafka from 'node-rdkafka';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
+import type { Health } from '../health';
 import { recordRdkafkaStats } from '../metrics';
 import { backoffMs, coerceError } from '../errors';
 import { baseKafkaConfig } from './client-config';
@@ -234,6 +235,16 @@ export class GroupConsumer {
       };
       next();
     });
+  }
+
+  /** Connects, registers a readiness probe under `probe` (connected, partitions owned), and starts consuming. */
+  async serve(health: Health, probe: string): Promise<void> {
+    await this.connect();
+    health.add(probe, async () => {
+      if (!this.raw.isConnected()) throw new Error('consumer disconnected');
+      return `${this.assigned.length} partitions assigned`;
+    });
+    this.start();
   }
 
   /** Stops consuming; resolves once the in-flight consume call returned. */

@@ -82,12 +82,7 @@ export class ProjectionPipeline {
   }
 
   async start(): Promise<void> {
-    await this.consumer.connect();
-    this.ctx.health.add('projections-consumer', async () => {
-      if (!this.consumer.raw.isConnected()) throw new Error('consumer disconnected');
-      return `${this.consumer.assignment.length} partitions assigned`;
-    });
-    this.consumer.start();
+    await this.consumer.serve(this.ctx.health, 'projections-consumer');
   }
 
   /** Stop consuming, let every consumed message commit, release the consumer and the workers. */
