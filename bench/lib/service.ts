@@ -9,7 +9,9 @@ export interface Service { name: string; child: ChildProcess; pid: number; stop(
 export async function startService(name: string, args: string[], env: Record<string, string>, logFile: string, readyText = 'partitions assigned', timeoutMs = 60000): Promise<Service> {
   fs.mkdirSync(path.dirname(logFile), { recursive: true });
   const out = fs.openSync(logFile, 'w');
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', out, out] });
+  // BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles every service under test (NODE_OPTIONS refuses --cpu-prof)
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', out, out] });
   fs.closeSync(out);
   const deadline = Date.now() + timeoutMs;
   while (!fs.readFileSync(logFile, 'utf8').includes(readyText)) {

@@ -28,6 +28,15 @@ import { ProjectedVersions } from './projected-versions';
 
 const SINK = 'projections';
 
+interface Prepared {
+  seq: number;
+  slices: Message[][];
+  results: ProjectResult[];
+  next: Map<number, number>;
+  /** accountId -> version this flush projects it to */
+  advanced: Record<string, number>;
+}
+
 /** A flush met rows another writer holds: redo it with versions from Postgres. */
 class RedoFresh extends Error {
   constructor() {
@@ -128,17 +137,48 @@ export class ProjectionPipeline {
     for (const m of msgs) this.sink.push(m);
   }
 
+  /**
+   * Two stages: flush N+1 is prepared (packed, projected in workers, on the
+   * versions flush N was prepared with) while flush N commits; flushes commit
+   * strictly in order. If N does not commit exactly as prepared (a redo, a
+   * retry, a rebuild gate), N+1 is prepared again on what N committed.
+   */
+  private seq = 0;
+  private tail: Promise<boolean> = Promise.resolve(true);
+
   private async handleBatch(msgs: Message[]): Promise<void> {
-    const { metrics, log } = this.ctx;
+    const seq = ++this.seq;
     const started = process.hrtime.bigint();
+    let prepared: Prepared | undefined;
+    try {
+      prepared = await this.prepare(msgs, seq, false);
+    } catch {
+      prepared = undefined; // Postgres unreachable while loading versions: the commit stage retries with backoff
+    }
+    if (!(await this.tail)) {
+      this.versions.abandon(seq);
+      prepared = undefined;
+    }
+    this.tail = this.commitStage(msgs, seq, prepared, started);
+  }
+
+  /** Commits one prepared flush, redoing and retrying as needed; resolves true when it committed as first prepared. Never rejects. */
+  private async commitStage(msgs: Message[], seq: number, first: Prepared | undefined, started: bigint): Promise<boolean> {
+    const { metrics, log } = this.ctx;
     let fresh = false;
+    let prepared = first;
+    let clean = first !== undefined;
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.processBatch(msgs, fresh);
+        prepared ??= await this.prepare(msgs, seq, fresh);
+        await this.commit(prepared);
         if (this.gateLogged) log.info('projection rebuild finished; projections continue');
         this.gateLogged = null;
         break;
       } catch (e) {
+        clean = false;
+        prepared = undefined;
+        this.versions.abandon(seq);
         // redone once with versions from Postgres; a conflict that survives that is a real fault, retried with backoff
         if (e instanceof RedoFresh && !fresh) { fresh = true; continue; }
         if (this.stopping && attempt > 3) {
@@ -172,10 +212,12 @@ export class ProjectionPipeline {
       this.consumer.setPaused(false);
       metrics.paused.set({ pipeline: SINK }, 0);
     }
+    return clean;
   }
 
-  private async processBatch(msgs: Message[], fresh: boolean): Promise<void> {
-    const { config, metrics, pool, log } = this.ctx;
+  /** Packs, shards and projects a flush in the workers; what it advances is pending until it commits. */
+  private async prepare(msgs: Message[], seq: number, fresh: boolean): Promise<Prepared> {
+    const { config, pool } = this.ctx;
     const shardCount = Math.max(1, config.projections.shards);
     const packers = Array.from({ length: shardCount }, () => new Packer(64 * 1024));
     const slices: Message[][] = Array.from({ length: shardCount }, () => []);
@@ -189,12 +231,20 @@ export class ProjectionPipeline {
       if (acct) accountsByShard[s].add(acct);
       if ((next.get(m.partition) ?? -1) < m.offset + 1) next.set(m.partition, m.offset + 1);
     }
-    const versions = await this.versions.load(pool, accountsByShard.flatMap((s) => [...s]), fresh);
+    const versions = await this.versions.load(pool, accountsByShard.flatMap((s) => [...s]), seq, fresh);
     const results: ProjectResult[] = await Promise.all(packers.map((p, i) => {
       const projected: Record<string, number> = {};
       for (const id of accountsByShard[i]) { const v = versions.get(id); if (v) projected[id] = v; }
       return this.pool.run({ msgs: p.finish(), projected: JSON.stringify(projected) });
     }));
+    const advanced: Record<string, number> = Object.assign({}, ...results.map((r) => JSON.parse(r.versions) as object));
+    this.versions.prepared(seq, advanced);
+    return { seq, slices, results, next, advanced };
+  }
+
+  private async commit(p: Prepared): Promise<void> {
+    const { config, metrics, pool, log } = this.ctx;
+    const { results, slices, next } = p;
 
     // dead letters are acknowledged before their offsets commit, so none is lost
     const dlqSends: Promise<void>[] = [];
@@ -239,9 +289,9 @@ export class ProjectionPipeline {
     client.release();
 
     // committed: caches, metrics, lag tooling
+    this.versions.committed(p.seq, p.advanced);
     let newest = 0;
     for (const r of results) {
-      this.versions.committed(JSON.parse(r.versions) as Record<string, number>);
       metrics.eventsProjected.inc({ result: 'applied' }, r.applied);
       metrics.eventsProjected.inc({ result: 'stale' }, r.stale);
       metrics.eventsProjected.inc({ result: 'tombstone' }, r.tombstones);
@@ -253,7 +303,7 @@ export class ProjectionPipeline {
       if (r.newestRecordedAtMs > newest) newest = r.newestRecordedAtMs;
     }
     if (newest > 0) metrics.projectionLagSeconds.set(Math.max(0, (Date.now() - newest) / 1000));
-    for (const [p, n] of next) this.committedNext.set(p, Math.max(n, this.committedNext.get(p) ?? 0));
+    for (const [part, n] of next) this.committedNext.set(part, Math.max(n, this.committedNext.get(part) ?? 0));
     this.updateLag();
     this.consumer.commitToKafka([...next].map(([partition, offset]) => ({ topic: this.topic, partition, offset })));
   }
