@@ -15,17 +15,19 @@ const redisKey = (id: string) => `bes:acct:${id}`;
 
 export class AccountStates {
   private readonly lru = new Map<string, AccountState>();
+  private readonly pending = new Map<string, { seq: number; state: AccountState }>();
 
   constructor(private readonly maxSize: number, private readonly log: Logger, private readonly redis?: RedisClient, private readonly ttlMs = 3_600_000) {}
 
-  /** States of `ids` that exist (absent = account does not exist). `fresh` skips the caches. */
-  async load(db: Pool | PoolClient, ids: string[], fresh = false): Promise<Map<string, AccountState>> {
+  /** States of `ids` that exist (absent = account does not exist) as batch `seq` must see them. `fresh` skips the caches. */
+  async load(db: Pool | PoolClient, ids: string[], seq: number, fresh = false): Promise<Map<string, AccountState>> {
     const out = new Map<string, AccountState>();
     let missing: string[] = [];
     if (fresh) missing = ids;
     else {
       for (const id of ids) {
-        const s = this.lru.get(id);
+        const p = this.pending.get(id);
+        const s = p && p.seq < seq ? p.state : this.lru.get(id);
         if (s) out.set(id, s);
         else missing.push(id);
       }
@@ -53,15 +55,28 @@ export class AccountStates {
     return out;
   }
 
-  /** After a commit: the new states become the cached truth (write-through to Redis, best effort). */
-  committed(states: Record<string, AccountState>): void {
+  /** Batch `seq` was decided into these states; batches after it see them until it commits or fails. */
+  prepared(seq: number, states: Record<string, AccountState>): void {
+    for (const id of Object.keys(states)) this.pending.set(id, { seq, state: states[id] });
+  }
+
+  /** Batch `seq` committed: its states become the cached truth (write-through to Redis, best effort). */
+  committed(seq: number, states: Record<string, AccountState>): void {
     const ids = Object.keys(states);
-    for (const id of ids) this.remember(id, states[id]);
+    for (const id of ids) {
+      this.remember(id, states[id]);
+      if (this.pending.get(id)?.seq === seq) this.pending.delete(id);
+    }
     if (ids.length && redisIsReady(this.redis)) {
       const p = this.redis!.pipeline();
       for (const id of ids) p.set(redisKey(id), JSON.stringify(states[id]), 'PX', this.ttlMs);
       p.exec().catch((e: unknown) => this.log.debug({ err: e }, 'redis state write failed'));
     }
+  }
+
+  /** Batch `seq` did not commit as decided: drop what it and every later batch were decided on. */
+  abandon(seq: number): void {
+    for (const [id, p] of this.pending) if (p.seq >= seq) this.pending.delete(id);
   }
 
   forget(ids: Iterable<string>): void {

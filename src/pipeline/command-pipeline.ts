@@ -3,13 +3,17 @@
  * account, decide in workers, then ONE Postgres transaction per batch (events,
  * rejections, consumer offsets), then outcomes to bank.command-results.
  *
+ * Batch N+1 is decided while batch N commits, on the states and outcomes N
+ * was decided into; it commits only if N committed exactly that.
+ *
  * Re-sent commands are recognised before deciding: the main thread scans each
  * message's commandId, and those an in-process Bloom filter (or Redis's shared
  * window) has seen are looked up in Postgres, so their original outcomes go
- * into the first decision. A batch is redone "carefully" (state and known
- * outcomes read from Postgres) only when the commit still meets a key someone
- * holds, or when it replays offsets whose outcomes may not have been published
- * before a crash.
+ * into the first decision (an original still committing in the previous
+ * batch is found among that batch's decided outcomes). A batch is redone
+ * "carefully" (state and known outcomes read from Postgres) only when the
+ * commit still meets a key someone holds, or when it replays offsets whose
+ * outcomes may not have been published before a crash.
  */
 import type { PoolClient } from 'pg';
 import type { DaemonContext } from '../daemon';
@@ -35,6 +39,7 @@ const REJECTION_COLUMNS = 'account_id, command_id, command_type, reason, detail,
 class RedoCarefully extends Error {}
 
 interface Prepared {
+  seq: number;
   msgs: Message[];
   slices: Message[][];
   results: ShardResult[];
@@ -57,6 +62,16 @@ function hash(s: string): number {
 function mergeArrays(parts: string[]): string {
   const inner = parts.map((p) => p.slice(1, -1)).filter((p) => p.length > 0);
   return `{${inner.join(',')}}`;
+}
+
+/** The outcome a batch still committing decided for `key` ("accountId/commandId"), from its ShardResult.decided lines. */
+function pendingOutcome(decided: string[], key: string): KnownOutcome | undefined {
+  const needle = `\n${key}\t`;
+  for (const d of decided) {
+    const at = d.indexOf(needle);
+    if (at >= 0) return JSON.parse(d.slice(at + needle.length, d.indexOf('\n', at + needle.length))) as KnownOutcome;
+  }
+  return undefined;
 }
 
 function accountOf(m: Message): string {
@@ -164,25 +179,54 @@ export class CommandPipeline {
   }
 
   /**
-   * Batches are handled strictly one after another: each is decided on the
-   * state its predecessor committed. Deciding the next batch while one
-   * commits was tried twice (see docs/benchmarks.md): the naive version let a
-   * rejection be decided on not-yet-final state, which no key fences; the
-   * correct version (decisions validated against their committed basis)
-   * measured no faster here, so the simple order stays.
+   * Two stages: batch N+1 is decided (packed, decided in workers, on the
+   * states and outcomes batch N was decided into, kept pending) while batch N
+   * commits; batches commit strictly in order. N+1 is committed only if N
+   * committed exactly what it was decided into; otherwise (a redo, a retry)
+   * N+1 is decided again on what N committed. That fences what no key can: a
+   * rejection decided on a state that never became final.
    */
   private careful = new WeakMap<Message[], { known: Record<string, KnownOutcome> }>();
+  private seq = 0;
+  private tail: Promise<boolean> = Promise.resolve(true);
+  /** seq -> what that batch decided (ShardResult.decided per shard), until it commits */
+  private readonly pendingDecided = new Map<number, string[]>();
 
   private async handleBatch(msgs: Message[]): Promise<void> {
-    const { metrics, log } = this.ctx;
+    const seq = ++this.seq;
     const started = process.hrtime.bigint();
     let prepared: Prepared | undefined;
+    try {
+      prepared = await this.prepare(msgs, seq);
+    } catch {
+      prepared = undefined; // Postgres unreachable while loading state: the commit stage retries with backoff
+    }
+    if (!(await this.tail)) {
+      this.abandon(seq);
+      prepared = undefined;
+    }
+    this.tail = this.commitStage(msgs, seq, prepared, started);
+  }
+
+  /** Batch `seq` did not commit as decided: forget the pending states and outcomes of it and every later batch. */
+  private abandon(seq: number): void {
+    this.states.abandon(seq);
+    for (const k of this.pendingDecided.keys()) if (k >= seq) this.pendingDecided.delete(k);
+  }
+
+  /** Commits one decided batch, redoing and retrying as needed; resolves true when it committed as first decided. Never rejects. */
+  private async commitStage(msgs: Message[], seq: number, first: Prepared | undefined, started: bigint): Promise<boolean> {
+    const { metrics, log } = this.ctx;
+    let prepared = first;
+    let clean = first !== undefined;
     for (let attempt = 0; ; attempt++) {
       try {
-        prepared = await this.prepare(msgs);
+        prepared ??= await this.prepare(msgs, seq);
         await this.commit(prepared);
         break;
       } catch (e) {
+        clean = false;
+        this.abandon(seq);
         if (prepared) this.states.forget(prepared.allIds);
         prepared = undefined;
         if (e instanceof RedoCarefully) continue;
@@ -206,9 +250,10 @@ export class CommandPipeline {
       this.consumer.setPaused(false);
       metrics.paused.set({ pipeline: 'commands' }, 0);
     }
+    return clean;
   }
 
-  private async prepare(msgs: Message[]): Promise<Prepared> {
+  private async prepare(msgs: Message[], seq: number): Promise<Prepared> {
     const { config, pool } = this.ctx;
     const shardCount = Math.max(1, config.pipeline.shards);
     const packers = Array.from({ length: shardCount }, () => new Packer(64 * 1024));
@@ -239,8 +284,8 @@ export class CommandPipeline {
     }
     const allIds = accountsByShard.flatMap((s) => [...s]);
     const [states, early] = await Promise.all([
-      this.states.load(pool, allIds, fresh),
-      fresh ? Promise.resolve(null) : this.knownBeforeDeciding(pairAccounts, pairCommands, bloomHits),
+      this.states.load(pool, allIds, seq, fresh),
+      fresh ? Promise.resolve(null) : this.knownBeforeDeciding(seq, pairAccounts, pairCommands, bloomHits),
     ]);
     const replayBelow = replay ? Object.fromEntries(this.committedNext) : null;
     const knownMap = carefulState?.known ?? early;
@@ -252,8 +297,10 @@ export class CommandPipeline {
       return this.pool.run({ msgs: p.finish(), states: JSON.stringify(st), known, replayBelow, maxMessageBytes: config.limits.maxMessageBytes, nowMs });
     }));
     const changed: Record<string, AccountState> = Object.assign({}, ...results.map((r) => JSON.parse(r.states) as object));
+    this.states.prepared(seq, changed);
+    this.pendingDecided.set(seq, results.map((r) => r.decided));
     return {
-      msgs, slices, results, next, replay, fresh, allIds, changed, pairAccounts, pairCommands,
+      seq, msgs, slices, results, next, replay, fresh, allIds, changed, pairAccounts, pairCommands,
       accA: mergeArrays(results.map((r) => r.acceptedAccounts)),
       accC: mergeArrays(results.map((r) => r.acceptedCommands)),
       rejA: mergeArrays(results.map((r) => r.rejectedAccounts)),
@@ -310,7 +357,8 @@ export class CommandPipeline {
     this.careful.delete(p.msgs);
 
     // committed: caches, metrics, outcomes, lag tooling
-    this.states.committed(p.changed);
+    this.states.committed(p.seq, p.changed);
+    this.pendingDecided.delete(p.seq);
     for (const [part, n] of next) this.committedNext.set(part, Math.max(n, this.committedNext.get(part) ?? 0));
     metrics.eventsAppended.inc(eventCount);
     for (const r of results) {
@@ -343,7 +391,10 @@ export class CommandPipeline {
    * SET NX window has seen (so a re-send that reaches another instance after
    * a rebalance is recognised too). Only those pairs are probed.
    */
-  private async knownBeforeDeciding(accounts: string[], commands: string[], bloomHits: number[]): Promise<Record<string, KnownOutcome> | null> {
+  private async knownBeforeDeciding(seq: number, accounts: string[], commands: string[], bloomHits: number[]): Promise<Record<string, KnownOutcome> | null> {
+    // the outcomes of earlier batches still committing, taken before Postgres is asked: a batch that
+    // commits meanwhile is then either in this snapshot or visible to the probe
+    const pending = [...this.pendingDecided].filter(([k]) => k < seq).flatMap(([, d]) => d);
     const suspects = new Set(bloomHits);
     if (redisIsReady(this.ctx.redis) && commands.length) {
       try {
@@ -357,7 +408,16 @@ export class CommandPipeline {
     }
     if (suspects.size === 0) return null;
     const idx = [...suspects];
-    return findKnownOutcomes(this.ctx.pool, `{${idx.map((i) => accounts[i]).join(',')}}`, `{${idx.map((i) => commands[i]).join(',')}}`);
+    const known = await findKnownOutcomes(this.ctx.pool, `{${idx.map((i) => accounts[i]).join(',')}}`, `{${idx.map((i) => commands[i]).join(',')}}`);
+    if (pending.length) {
+      for (const i of idx) {
+        const key = `${accounts[i]}/${commands[i]}`;
+        if (known[key]) continue;
+        const o = pendingOutcome(pending, key);
+        if (o) known[key] = o;
+      }
+    }
+    return known;
   }
 
   private async recordPublished(): Promise<void> {

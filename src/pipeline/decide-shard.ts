@@ -47,6 +47,11 @@ export interface ShardResult {
   acceptedCommands: string;
   rejectedAccounts: string;
   rejectedCommands: string;
+  /**
+   * What this slice decided now, one line per command: "\n<accountId>/<commandId>\t<KnownOutcome JSON>".
+   * The next batch is decided before this one commits; a re-send in it finds its original here.
+   */
+  decided: string;
   dlq: DlqEntry[];
   /** "type|status" -> count, for metrics. */
   counts: Record<string, number>;
@@ -77,6 +82,7 @@ export function decideShard(task: ShardTask): ShardResult {
   const changed: Record<string, AccountState> = {};
   const seen = new Map<string, KnownOutcome>();
   const accA: string[] = [], accC: string[] = [], rejA: string[] = [], rejC: string[] = [];
+  const decided: string[] = [];
   const dlq: DlqEntry[] = [];
   const counts: Record<string, number> = {};
   const reasons: Record<string, number> = {};
@@ -103,7 +109,9 @@ export function decideShard(task: ShardTask): ShardResult {
     rejA.push(accountId); rejC.push(commandId);
     const rest = ',"reason":"' + reason + '"' + (detail === undefined ? '' : ',"detail":' + jsonString(detail));
     outcomes.record(accountId, outcomeJson(commandId, accountId, type, 'rejected', rest, processedAt));
-    seen.set(`${accountId}/${commandId}`, { status: 'rejected', type, reason });
+    const id = `${accountId}/${commandId}`;
+    seen.set(id, { status: 'rejected', type, reason });
+    decided.push('\n' + id + '\t{"status":"rejected","type":' + jsonString(type) + ',"reason":"' + reason + '"}');
     count(type, 'rejected');
     reasons[reason] = (reasons[reason] ?? 0) + 1;
   };
@@ -146,6 +154,7 @@ export function decideShard(task: ShardTask): ShardResult {
     const balance = balanceText(decision.state);
     outcomes.record(accountId, outcomeJson(commandId, accountId, type, 'accepted', ',"version":' + ev.version + ',"balance":"' + balance + '"', processedAt));
     seen.set(id, { status: 'accepted', type, version: ev.version, balance });
+    decided.push('\n' + id + '\t{"status":"accepted","type":' + jsonString(type) + ',"version":' + ev.version + ',"balance":"' + balance + '"}');
     count(type, 'accepted');
   }
 
@@ -161,6 +170,7 @@ export function decideShard(task: ShardTask): ShardResult {
     acceptedCommands: `{${accC.join(',')}}`,
     rejectedAccounts: `{${rejA.join(',')}}`,
     rejectedCommands: `{${rejC.join(',')}}`,
+    decided: decided.join('') + '\n',
     dlq,
     counts,
     rejectReasons: reasons,
