@@ -48,6 +48,18 @@ export function pidsMatching(fragment: string): number[] {
   return out;
 }
 
+/** Processes whose executable name (/proc/<pid>/comm) is `comm`, e.g. every Postgres server process. */
+export function pidsNamed(comm: string): number[] {
+  const out: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${d}/comm`, 'utf8').trim() === comm) out.push(Number(d));
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
 export interface ProcUsage { cpuSeconds: number; cpuCores: number; peakRssMb: number }
 
 /** Peak RSS and CPU used by named groups of processes while a measurement runs. */
