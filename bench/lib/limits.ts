@@ -112,6 +112,9 @@ export async function consumeLimit(brokers: string, topic: string, expected: num
     }
     return got / ((performance.now() - t0) / 1000);
   } finally {
+    // node-rdkafka can crash (SIGSEGV) on a disconnect right after a consume returned (Blizzard/node-rdkafka#1057): let it settle
+    c.unsubscribe();
+    await new Promise((r) => setTimeout(r, 200));
     await new Promise<void>((r) => c.disconnect(() => r()));
   }
 }
