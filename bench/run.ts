@@ -195,7 +195,7 @@ async function main() {
       const xs: number[] = [];
       let procs: Record<string, ProcUsage> | undefined;
       let ok = true, notes = '';
-      const producer = new Kafka.Producer({ 'bootstrap.servers': brokers, 'linger.ms': 5, 'batch.num.messages': 10000, 'queue.buffering.max.messages': 1_000_000, 'compression.type': 'lz4', 'dr_cb': true } as Kafka.ProducerGlobalConfig);
+      const producer = new Kafka.Producer({ 'bootstrap.servers': brokers, 'linger.ms': 5, 'batch.num.messages': 10000, 'queue.buffering.max.messages': 1_000_000, 'compression.type': 'lz4', 'dr_cb': false } as Kafka.ProducerGlobalConfig);
       await new Promise<void>((res, rej) => producer.connect({}, (e) => (e ? rej(e) : res())));
       producer.setPollInterval(5);
       try {
