@@ -26,6 +26,22 @@ function connect(client: Kafka.Producer | Kafka.KafkaConsumer, what: string): Pr
   });
 }
 
+/** A connected manual-assign consumer for reading a topic back in tests (errors swallowed: the reader's caller times out instead). */
+export async function testConsumer(brokers: string, clientId: string, groupId: string): Promise<Kafka.KafkaConsumer> {
+  const raw = new Kafka.KafkaConsumer({
+    'bootstrap.servers': brokers,
+    'client.id': clientId,
+    'group.id': groupId,
+    'enable.auto.commit': false,
+    'enable.partition.eof': false,
+    'fetch.wait.max.ms': 10,
+    'log.connection.close': false,
+  } as Kafka.ConsumerGlobalConfig, { 'auto.offset.reset': 'earliest' });
+  raw.on('event.error', () => undefined);
+  await connect(raw, clientId);
+  return raw;
+}
+
 function metadata(client: Kafka.Producer | Kafka.KafkaConsumer, topic: string): Promise<Kafka.Metadata> {
   return new Promise((resolve, reject) => {
     client.getMetadata({ topic, timeout: 5000 }, (err, md) => (err ? reject(err) : resolve(md)));
@@ -129,17 +145,7 @@ export class TopicReader<T = unknown> {
   private constructor(private readonly raw: Kafka.KafkaConsumer, readonly topic: string) {}
 
   static async open<T = unknown>(brokers: string, topic: string, partitions?: number): Promise<TopicReader<T>> {
-    const raw = new Kafka.KafkaConsumer({
-      'bootstrap.servers': brokers,
-      'client.id': 'banking-es-test-reader',
-      'group.id': `test-reader-${topic}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
-      'enable.auto.commit': false,
-      'enable.partition.eof': false,
-      'fetch.wait.max.ms': 10,
-      'log.connection.close': false,
-    } as Kafka.ConsumerGlobalConfig, { 'auto.offset.reset': 'earliest' });
-    raw.on('event.error', () => undefined);
-    await connect(raw, 'test reader');
+    const raw = await testConsumer(brokers, 'banking-es-test-reader', `test-reader-${topic}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
     const r = new TopicReader<T>(raw, topic);
     try {
       const n = partitions ?? (await partitionsOf(raw, topic, 20000));

@@ -36,6 +36,22 @@ export const cmd = {
     ({ commandId: randomUUID(), type: 'CloseAccount', accountId, ...extra }),
 };
 
+/** Environment of a test daemon with the commands role on its own database, topics and consumer group. */
+export function commandsDaemonEnv(dbUrl: string, topics: { commands: string; results: string; dlq: string }, name: string): Record<string, string> {
+  return {
+    DATABASE_URL: dbUrl,
+    ROLES: 'commands',
+    METRICS_PORT: '0',
+    LOG_LEVEL: 'info',
+    PIPELINE_WORKERS: '1',
+    KAFKA_TOPIC_COMMANDS: topics.commands,
+    KAFKA_TOPIC_RESULTS: topics.results,
+    KAFKA_TOPIC_COMMANDS_DLQ: topics.dlq,
+    KAFKA_GROUP_ID: `${name}-${randomUUID().slice(0, 8)}`,
+    SHUTDOWN_TIMEOUT_MS: '10000',
+  };
+}
+
 export class PipelineFixture {
   readonly brokers: string;
   readonly topics: { commands: string; results: string; dlq: string };
@@ -74,19 +90,7 @@ export class PipelineFixture {
       const outcomes = await TopicReader.open<Outcome>(s.kafka.brokers, topics.results);
       cleanup.push(() => outcomes.close());
       const dlq = await TopicReader.open(s.kafka.brokers, topics.dlq);
-      const baseEnv = {
-        DATABASE_URL: db.url,
-        ROLES: 'commands',
-        METRICS_PORT: '0',
-        LOG_LEVEL: 'info',
-        PIPELINE_WORKERS: '1',
-        KAFKA_TOPIC_COMMANDS: topics.commands,
-        KAFKA_TOPIC_RESULTS: topics.results,
-        KAFKA_TOPIC_COMMANDS_DLQ: topics.dlq,
-        KAFKA_GROUP_ID: `${name}-${randomUUID().slice(0, 8)}`,
-        SHUTDOWN_TIMEOUT_MS: '10000',
-        ...env,
-      };
+      const baseEnv = { ...commandsDaemonEnv(db.url, topics, name), ...env };
       return new PipelineFixture(db, pg, prod, outcomes, dlq, topics, baseEnv);
     } catch (e) {
       for (const c of cleanup.reverse()) await c().catch(() => undefined);

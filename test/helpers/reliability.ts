@@ -14,8 +14,9 @@ import * as path from 'node:path';
 import Kafka from 'node-rdkafka';
 import { Client } from 'pg';
 import { createTestDatabase, testStack, uniqueTopic, type TestDb } from './stack';
-import { producer, TopicReader, type TestProducer } from './kafka';
+import { producer, testConsumer, TopicReader, type TestProducer } from './kafka';
 import { Daemon } from './daemon';
+import { commandsDaemonEnv } from './pipeline';
 import { verifyAccountProjections, verifyTransactionProjections, type CommandOracle, type OutcomeJson } from './oracle';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -29,17 +30,7 @@ export class OutcomeTap {
   private constructor(private readonly raw: Kafka.KafkaConsumer) {}
 
   static async open(brokers: string, topic: string, partitions: number, sink: (o: OutcomeJson | undefined) => void): Promise<OutcomeTap> {
-    const raw = new Kafka.KafkaConsumer({
-      'bootstrap.servers': brokers,
-      'client.id': 'banking-es-test-tap',
-      'group.id': `test-tap-${randomUUID()}`,
-      'enable.auto.commit': false,
-      'enable.partition.eof': false,
-      'fetch.wait.max.ms': 10,
-      'log.connection.close': false,
-    } as Kafka.ConsumerGlobalConfig, { 'auto.offset.reset': 'earliest' });
-    raw.on('event.error', () => undefined);
-    await new Promise<void>((resolve, reject) => raw.connect({ timeout: 15000 }, (err) => (err ? reject(new Error(`tap: ${err.message}`)) : resolve())));
+    const raw = await testConsumer(brokers, 'banking-es-test-tap', `test-tap-${randomUUID()}`);
     raw.assign(Array.from({ length: partitions }, (_, partition) => ({ topic, partition, offset: 0 })));
     const tap = new OutcomeTap(raw);
     raw.setDefaultConsumeTimeout(50);
@@ -138,18 +129,9 @@ export class Rig {
         KAFKA_PROJECTION_GROUP_ID: `${opts.name}-proj-${randomUUID().slice(0, 8)}`,
       } : {};
       const env = {
+        ...commandsDaemonEnv(dbUrl, topics, opts.name),
         BANKING_ES_STACK_DIR: process.env.BANKING_ES_STACK_DIR ?? '',
-        DATABASE_URL: dbUrl,
         KAFKA_BROKERS: brokers,
-        ROLES: 'commands',
-        METRICS_PORT: '0',
-        LOG_LEVEL: 'info',
-        PIPELINE_WORKERS: '1',
-        KAFKA_TOPIC_COMMANDS: topics.commands,
-        KAFKA_TOPIC_RESULTS: topics.results,
-        KAFKA_TOPIC_COMMANDS_DLQ: topics.dlq,
-        KAFKA_GROUP_ID: `${opts.name}-${randomUUID().slice(0, 8)}`,
-        SHUTDOWN_TIMEOUT_MS: '10000',
         ...projectionEnv,
         ...opts.env,
       };
