@@ -26,6 +26,7 @@ import { backoffMs, coerceError, isRetryablePgError, isUniqueViolation } from '.
 import { redisIsReady } from '../redis';
 import { AccountStates } from './account-states';
 import { BatchSink } from './batch-sink';
+import { CommitChain } from './commit-chain';
 import type { KnownOutcome, ShardResult } from './decide-shard';
 import type { AccountState } from '../domain/types';
 import { Packer, forEachRecord } from './pack';
@@ -187,25 +188,13 @@ export class CommandPipeline {
    * rejection decided on a state that never became final.
    */
   private careful = new WeakMap<Message[], { known: Record<string, KnownOutcome> }>();
-  private seq = 0;
-  private tail: Promise<boolean> = Promise.resolve(true);
   /** seq -> what that batch decided (ShardResult.decided per shard), until it commits */
   private readonly pendingDecided = new Map<number, string[]>();
+  private readonly chain = new CommitChain<Prepared>((seq) => this.abandon(seq));
 
   private async handleBatch(msgs: Message[]): Promise<void> {
-    const seq = ++this.seq;
     const started = process.hrtime.bigint();
-    let prepared: Prepared | undefined;
-    try {
-      prepared = await this.prepare(msgs, seq);
-    } catch {
-      prepared = undefined; // Postgres unreachable while loading state: the commit stage retries with backoff
-    }
-    if (!(await this.tail)) {
-      this.abandon(seq);
-      prepared = undefined;
-    }
-    this.tail = this.commitStage(msgs, seq, prepared, started);
+    await this.chain.next((seq) => this.prepare(msgs, seq), (seq, first) => this.commitStage(msgs, seq, first, started));
   }
 
   /** Batch `seq` did not commit as decided: forget the pending states and outcomes of it and every later batch. */

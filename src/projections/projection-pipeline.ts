@@ -21,6 +21,7 @@ import { upsertAccountProjections } from '../db/sql/upsert-account-projections';
 import { projectorWriteGate, type WriteGate } from '../db/sql/projection-rebuilds';
 import { backoffMs, coerceError, isRetryablePgError, isUniqueViolation } from '../errors';
 import { BatchSink } from '../pipeline/batch-sink';
+import { CommitChain } from '../pipeline/commit-chain';
 import { Packer } from '../pipeline/pack';
 import { accountOfEvent, shardOf, TRANSACTION_COLUMNS, type ProjectResult } from './project-shard';
 import { createProjectionPool, type ProjectionPool } from './projection-pool';
@@ -143,23 +144,11 @@ export class ProjectionPipeline {
    * strictly in order. If N does not commit exactly as prepared (a redo, a
    * retry, a rebuild gate), N+1 is prepared again on what N committed.
    */
-  private seq = 0;
-  private tail: Promise<boolean> = Promise.resolve(true);
+  private readonly chain = new CommitChain<Prepared>((seq) => this.versions.abandon(seq));
 
   private async handleBatch(msgs: Message[]): Promise<void> {
-    const seq = ++this.seq;
     const started = process.hrtime.bigint();
-    let prepared: Prepared | undefined;
-    try {
-      prepared = await this.prepare(msgs, seq, false);
-    } catch {
-      prepared = undefined; // Postgres unreachable while loading versions: the commit stage retries with backoff
-    }
-    if (!(await this.tail)) {
-      this.versions.abandon(seq);
-      prepared = undefined;
-    }
-    this.tail = this.commitStage(msgs, seq, prepared, started);
+    await this.chain.next((seq) => this.prepare(msgs, seq, false), (seq, first) => this.commitStage(msgs, seq, first, started));
   }
 
   /** Commits one prepared flush, redoing and retrying as needed; resolves true when it committed as first prepared. Never rejects. */
