@@ -15,6 +15,7 @@ import { ConfigError, coerceError } from './errors';
 import { createLogger } from './logger';
 import { Lifecycle } from './lifecycle';
 import { runDaemon } from './daemon';
+import { closesStillRunning } from './kafka/native-close';
 import { createPool } from './db/pool';
 import { migrate } from './db/migrate';
 import { stackUp, stackDown, stackStatus } from './stack/stack';
@@ -71,9 +72,17 @@ async function main(argv: string[]): Promise<number> {
       lifecycle.installSignalHandlers();
       log.info({ sources }, 'configuration loaded');
       const code = await runDaemon(config, log, lifecycle);
+      const stillClosing = closesStillRunning();
+      if (stillClosing.length > 0) {
+        // process.exit() would wait for these closes (native-close.ts): end by the default SIGTERM action
+        log.error({ clients: stillClosing }, 'a Kafka client is still closing after its bound; ending the process by SIGTERM without waiting for it');
+        log.flush();
+        process.removeAllListeners('SIGTERM');
+        setTimeout(() => process.kill(process.pid, 'SIGTERM'), 100);
+        return code;
+      }
       log.flush();
-      // shutdown has run every closer it could within the budget; a librdkafka client that could not
-      // disconnect (broker gone) must not keep the process alive past it
+      // shutdown has run every closer it could within the budget; nothing may keep the process alive past it
       setTimeout(() => process.exit(code), 500).unref();
       return code;
     }

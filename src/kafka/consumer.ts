@@ -14,6 +14,7 @@ import type { Health } from '../health';
 import { recordRdkafkaStats } from '../metrics';
 import { backoffMs, coerceError } from '../errors';
 import { baseKafkaConfig } from './client-config';
+import { closeWithin } from './native-close';
 
 export type Message = Kafka.Message;
 export interface Tp { topic: string; partition: number }
@@ -253,13 +254,32 @@ export class GroupConsumer {
     await this.loopDone;
   }
 
+  /**
+   * Leaves the group. librdkafka's close waits for every offset commit in flight, and one sent as the
+   * coordinator died waits up to socket.timeout.ms (native-close.ts), so the coordinator is asked first:
+   * if it does not answer, the consumer is left unclosed and the group expires this member after
+   * session.timeout.ms, as after a crash. Offsets live in Postgres, so nothing depends on the close.
+   */
   async close(): Promise<void> {
     this.closing = true;
     await this.stop();
     if (!this.raw.isConnected()) return;
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, 2000); // bounded, like the producer's: brokers may be gone
-      this.raw.disconnect(() => { clearTimeout(t); resolve(); });
+    const probe = await this.coordinatorAnswers(1000);
+    if (probe !== true) {
+      this.log.warn({ consumer: this.opts.name, err: probe }, 'group coordinator not answering: not closing the consumer; the group expires this member after session.timeout.ms');
+      return;
+    }
+    await closeWithin(`kafka-consumer-${this.opts.name}`, 2000, (done) => this.raw.disconnect(done));
+  }
+
+  /** true when the group coordinator answers an offset fetch within `timeoutMs`, else the error. */
+  private coordinatorAnswers(timeoutMs: number): Promise<true | Error> {
+    return new Promise((resolve) => {
+      try {
+        this.raw.committed([{ topic: this.opts.topic, partition: 0 }], timeoutMs, (err) => resolve(err ? coerceError(err) : true));
+      } catch (e) {
+        resolve(coerceError(e));
+      }
     });
   }
 }

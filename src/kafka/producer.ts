@@ -9,6 +9,7 @@ import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import { recordRdkafkaStats } from '../metrics';
 import { baseKafkaConfig } from './client-config';
+import { closeWithin } from './native-close';
 
 export interface OutMessage {
   topic: string;
@@ -103,10 +104,9 @@ export class ProducerClient {
     if (this.pollTimer) clearInterval(this.pollTimer);
     if (!this.raw.isConnected()) return;
     await this.flush(timeoutMs).catch((err) => this.log.warn({ err }, 'producer flush incomplete at shutdown'));
-    // bounded: with every broker gone librdkafka's disconnect can take much longer than the shutdown budget
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, 2000);
-      this.raw.disconnect(() => { clearTimeout(t); resolve(); });
-    });
+    // disconnect(0): node-rdkafka's disconnect() otherwise flushes again for 5 s, on a pool thread that
+    // process.exit() waits for (native-close.ts). We have flushed; what Kafka has not acknowledged by now is
+    // re-sent after restart (published_offset, the relay's confirmed LSN).
+    await closeWithin('kafka-producer', 2000, (done) => this.raw.disconnect(0, done));
   }
 }
