@@ -47,6 +47,7 @@ async function main() {
   const external = process.env.BENCH_EXTERNAL === '1';
   const dir = '.banking-es-bench';
   let brokers: string, dbUrl: string;
+  let dropDatabase: (() => Promise<void>) | undefined;
   const wasUp = stackStatus(dir).up;
   if (external) {
     const { config } = loadConfig();
@@ -63,6 +64,12 @@ async function main() {
     await admin.query(`CREATE DATABASE ${name}`);
     await admin.end();
     dbUrl = s.postgres.adminUrl.replace(/\/postgres$/, `/${name}`);
+    // the stack keeps its data between runs: it must not collect one database per bench run
+    dropDatabase = async () => {
+      const a = new Client({ connectionString: s.postgres.adminUrl });
+      await a.connect();
+      try { await a.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`); } finally { await a.end(); }
+    };
   }
   const log = createLogger({ level: 'warn' });
   const pool = createPool({ url: dbUrl, max: 2 }, log);
@@ -273,6 +280,7 @@ async function main() {
     }
   } finally {
     await pool.end();
+    await dropDatabase?.().catch((e) => say(`could not drop the bench database: ${(e as Error).message}`));
     if (!external && !wasUp) await stackDown(dir);
   }
 
