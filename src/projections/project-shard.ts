@@ -9,6 +9,11 @@
  * dropped; an event above cursor + 1 is a gap, applied and reported (the
  * relay is ordered per account, so a gap means history started mid-stream).
  *
+ * Both row sets come out in key order, by account (then version): Postgres
+ * inserts sorted keys into the primary-key B-trees faster than keys in
+ * arrival order (COPY of 15,000 transaction rows: 62 → 47 ms), and the sort
+ * costs the worker ~0.2 µs per event. See docs/benchmarks.md.
+ *
  * Rows (no COPY header/trailer; copyIn frames them):
  *   transactions: one per money movement. AccountCreated is the first
  *     movement (its initial balance), MoneyDeposited positive, MoneyWithdrawn
@@ -77,6 +82,8 @@ interface Folded {
   version: number;
   updatedAtMs: number;
   closedAtMs: number;
+  /** order of first appearance in this slice */
+  index: number;
 }
 
 function dlqCode(error: string): EventDlqCode {
@@ -113,6 +120,9 @@ export function projectShard(task: ProjectTask): ProjectResult {
   const folded = new Map<string, Folded>();
   const dlq: ProjectDlq[] = [];
   const gaps: ProjectGap[] = [];
+  // transaction row i is bytes [rowStart[i], rowStart[i + 1]) of tx, of the account with index rowAccount[i]
+  const rowStart: number[] = [];
+  const rowAccount: number[] = [];
   let transactionCount = 0, applied = 0, stale = 0, tombstones = 0, gapCount = 0, newest = 0, index = -1;
 
   for (const m of unpackMessages(task.msgs)) {
@@ -151,22 +161,27 @@ export function projectShard(task: ProjectTask): ProjectResult {
     }
     const at = Date.parse(e.recordedAt);
     const created = e.type === 'AccountCreated';
+    let a: Folded;
     if (f) {
-      if (created) { f.ownerName = e.data.ownerName as string; f.openedAtMs = at; }
-      f.currency = currency as string;
-      f.balance = balance;
-      f.closed = e.type === 'AccountClosed';
-      f.version = e.version;
-      f.updatedAtMs = at;
-      f.closedAtMs = f.closed ? at : 0;
+      a = f;
+      if (created) { a.ownerName = e.data.ownerName as string; a.openedAtMs = at; }
+      a.currency = currency as string;
+      a.balance = balance;
+      a.closed = e.type === 'AccountClosed';
+      a.version = e.version;
+      a.updatedAtMs = at;
+      a.closedAtMs = a.closed ? at : 0;
     } else {
-      folded.set(e.accountId, {
+      a = {
         accountId: e.accountId, ownerName: created ? (e.data.ownerName as string) : null, openedAtMs: at,
         currency: currency as string, balance, closed: e.type === 'AccountClosed', version: e.version, updatedAtMs: at,
-        closedAtMs: e.type === 'AccountClosed' ? at : 0,
-      });
+        closedAtMs: e.type === 'AccountClosed' ? at : 0, index: folded.size,
+      };
+      folded.set(e.accountId, a);
     }
     if (amount !== null) {
+      rowStart.push(tx.length);
+      rowAccount.push(a.index);
       tx.row(TRANSACTION_FIELDS).uuid(e.accountId).int8(e.version).uuid(e.eventId).text(e.type)
         .int8(amount).int8(balance).text(currency as string).uuid(e.commandId).timestamptz(at);
       transactionCount++;
@@ -175,9 +190,11 @@ export function projectShard(task: ProjectTask): ProjectResult {
     if (at > newest) newest = at;
   }
 
+  // key order: lowercase canonical UUIDs compare as strings exactly as Postgres compares uuid bytes
+  const accounts = [...folded.values()].sort((x, y) => (x.accountId < y.accountId ? -1 : 1));
   const acc = new CopyWriter(folded.size * 128 + 64);
   const versions: Record<string, number> = {};
-  for (const f of folded.values()) {
+  for (const f of accounts) {
     acc.row(ACCOUNT_FIELDS).uuid(f.accountId).text(f.ownerName ?? '').text(f.currency).int8(f.balance)
       .text(f.closed ? 'closed' : 'open').int8(f.version).timestamptz(f.openedAtMs).timestamptz(f.updatedAtMs);
     if (f.closed) acc.timestamptz(f.closedAtMs); else acc.null();
@@ -185,11 +202,35 @@ export function projectShard(task: ProjectTask): ProjectResult {
   }
 
   return {
-    transactions: tx.finish(), transactionCount,
+    transactions: inKeyOrder(tx.finish(), rowStart, rowAccount, accounts), transactionCount,
     accounts: acc.finish(), accountCount: folded.size,
     versions: JSON.stringify(versions),
     applied, stale, tombstones, dlq, gaps, gapCount, newestRecordedAtMs: newest,
   };
+}
+
+/**
+ * The transaction rows regrouped account by account (a stable counting sort
+ * by the account's rank, so each account keeps version order), in a
+ * transferable buffer of their own.
+ */
+function inKeyOrder(rows: Buffer, rowStart: number[], rowAccount: number[], accounts: Folded[]): Buffer {
+  const n = rowStart.length;
+  if (accounts.length <= 1 || n <= 1) return rows;
+  const rank = new Int32Array(accounts.length);
+  accounts.forEach((a, r) => { rank[a.index] = r; });
+  const at = new Int32Array(accounts.length + 1);
+  for (let i = 0; i < n; i++) at[rank[rowAccount[i]] + 1]++;
+  for (let r = 1; r <= accounts.length; r++) at[r] += at[r - 1];
+  const order = new Int32Array(n);
+  for (let i = 0; i < n; i++) order[at[rank[rowAccount[i]]]++] = i;
+  const out = Buffer.allocUnsafeSlow(rows.length);
+  let pos = 0;
+  for (let k = 0; k < n; k++) {
+    const i = order[k];
+    pos += rows.copy(out, pos, rowStart[i], i + 1 < n ? rowStart[i + 1] : rows.length);
+  }
+  return out;
 }
 
 /** FNV-1a over the account id: the shard of an account, identical on every thread. */

@@ -62,13 +62,13 @@ test('events at or below the projected version are dropped; the row keeps no own
   assert.equal([none.applied, none.stale, none.transactionCount, none.accountCount, none.versions], [0, 5, 0, 0, '{}']);
 });
 
-test('re-sends inside one slice are dropped; several accounts fold to one row each', () => {
+test('re-sends inside one slice are dropped; several accounts fold to one row each; rows come out in key order', () => {
   const b1 = ev(B, 1, 'AccountCreated', { ownerName: 'Bo', currency: 'JPY', initialBalance: '500', balanceAfter: '500' });
   const b2 = ev(B, 2, 'MoneyWithdrawn', { amount: '499', currency: 'JPY', balanceAfter: '1' });
   const [a1, a2, a3, a4] = historyA;
   const r = run([a1, b1, a2, a3, a2, b2, a3, b1, a4].map(msgOf));
   assert.equal([r.applied, r.stale], [6, 3]);
-  assert.equal(r.txRows.map((x) => `${x.account_id!.slice(0, 2)}${x.version}:${x.amount}`), ['0b1:10000', '1c1:500', '0b2:2550', '0b3:-12000', '1c2:-499', '0b4:-550']);
+  assert.equal(r.txRows.map((x) => `${x.account_id!.slice(0, 2)}${x.version}:${x.amount}`), ['0b1:10000', '0b2:2550', '0b3:-12000', '0b4:-550', '1c1:500', '1c2:-499'], 'by account, then version');
   assert.equal(r.accRows.map((x) => [x.account_id, x.owner_name, x.balance, x.version, x.currency]), [[A, 'Ada', '0', '4', 'USD'], [B, 'Bo', '1', '2', 'JPY']]);
 });
 
