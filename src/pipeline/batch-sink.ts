@@ -4,17 +4,26 @@
  * one at a time. While a batch is being committed, the batches that arrive
  * meanwhile are coalesced up to the size bound, so a slow commit is followed
  * by one bigger batch instead of a queue of small ones.
+ *
+ * Items may carry a weight (the projector pushes one packed chunk per consume
+ * call, weighing its message count): a batch then holds at most `maxSize` of
+ * weight, or one item if that alone is heavier.
  */
 import { Subject, bufferTime, filter, type Subscription } from 'rxjs';
 
 export class BatchSink<T> {
   private readonly input = new Subject<T>();
   private readonly sub: Subscription;
-  private readonly queue: T[][] = [];
+  private readonly queue: Array<{ items: T[]; weight: number }> = [];
   private busy = false;
   private idleWaiters: Array<() => void> = [];
 
-  constructor(timeMs: number, private readonly maxSize: number, private readonly handle: (batch: T[]) => Promise<void>) {
+  constructor(
+    timeMs: number,
+    private readonly maxSize: number,
+    private readonly handle: (batch: T[]) => Promise<void>,
+    private readonly weight: (item: T) => number = () => 1,
+  ) {
     this.sub = this.input
       .pipe(bufferTime(timeMs, null, maxSize), filter((b) => b.length > 0))
       .subscribe((b) => this.enqueue(b));
@@ -25,10 +34,14 @@ export class BatchSink<T> {
   }
 
   private enqueue(b: T[]): void {
-    const last = this.queue[this.queue.length - 1];
-    if (last && last.length + b.length <= this.maxSize) {
-      for (const x of b) last.push(x);
-    } else this.queue.push(b);
+    for (const x of b) {
+      const w = this.weight(x);
+      const last = this.queue[this.queue.length - 1];
+      if (last && last.weight + w <= this.maxSize) {
+        last.items.push(x);
+        last.weight += w;
+      } else this.queue.push({ items: [x], weight: w });
+    }
     if (!this.busy) void this.drain();
   }
 
@@ -36,7 +49,7 @@ export class BatchSink<T> {
     this.busy = true;
     while (this.queue.length) {
       const b = this.queue.shift()!;
-      await this.handle(b);
+      await this.handle(b.items);
     }
     this.busy = false;
     const w = this.idleWaiters;

@@ -22,8 +22,8 @@ import { projectorWriteGate, type WriteGate } from '../db/sql/projection-rebuild
 import { backoffMs, coerceError, isRetryablePgError, isUniqueViolation } from '../errors';
 import { BatchSink } from '../pipeline/batch-sink';
 import { CommitChain } from '../pipeline/commit-chain';
-import { Packer } from '../pipeline/pack';
-import { accountOfEvent, shardOf, TRANSACTION_COLUMNS, type ProjectResult } from './project-shard';
+import { FlushInput, packChunk, type EventChunk } from './event-chunk';
+import { TRANSACTION_COLUMNS, type ProjectResult } from './project-shard';
 import { createProjectionPool, type ProjectionPool } from './projection-pool';
 import { ProjectedVersions } from './projected-versions';
 
@@ -31,9 +31,8 @@ const SINK = 'projections';
 
 interface Prepared {
   seq: number;
-  slices: Message[][];
+  input: FlushInput;
   results: ProjectResult[];
-  next: Map<number, number>;
   /** accountId -> version this flush projects it to */
   advanced: Record<string, number>;
 }
@@ -56,15 +55,13 @@ class RebuildGate extends Error {
 
 export class ProjectionPipeline {
   private readonly consumer: GroupConsumer;
-  private readonly sink: BatchSink<Message>;
+  private readonly sink: BatchSink<EventChunk>;
   private readonly pool: ProjectionPool;
   private readonly versions: ProjectedVersions;
   private readonly topic: string;
   private readonly group: string;
   /** partition -> next offset committed in Postgres. */
   private readonly committedNext = new Map<number, number>();
-  /** Messages already acknowledged by the DLQ, so a retried flush does not dead-letter them twice. */
-  private readonly deadLettered = new WeakSet<Message>();
   private inFlight = 0;
   private stopping = false;
   private gateLogged: string | null = null;
@@ -76,7 +73,7 @@ export class ProjectionPipeline {
     this.group = config.kafka.projectionGroupId;
     this.pool = createProjectionPool(config.pipeline.workers);
     this.versions = new ProjectedVersions(config.pipeline.stateCacheSize);
-    this.sink = new BatchSink<Message>(config.projections.batchTimeMs, config.projections.batchSize, (b) => this.handleBatch(b));
+    this.sink = new BatchSink<EventChunk>(config.projections.batchTimeMs, config.projections.batchSize, (b) => this.handleBatch(b), (c) => c.count);
     this.consumer = new GroupConsumer(config, log, metrics, { groupId: this.group, topic: this.topic, name: SINK }, {
       resolveStart: (tps) => this.resolveStart(tps),
       onAssigned: (starts) => this.onAssigned(starts),
@@ -135,7 +132,11 @@ export class ProjectionPipeline {
       this.consumer.setPaused(true);
       this.ctx.metrics.paused.set({ pipeline: SINK }, 1);
     }
-    for (const m of msgs) this.sink.push(m);
+    this.sink.push(packChunk(msgs, this.shards));
+  }
+
+  private get shards(): number {
+    return Math.max(1, this.ctx.config.projections.shards);
   }
 
   /**
@@ -146,20 +147,21 @@ export class ProjectionPipeline {
    */
   private readonly chain = new CommitChain<Prepared>((seq) => this.versions.abandon(seq));
 
-  private async handleBatch(msgs: Message[]): Promise<void> {
+  private async handleBatch(chunks: EventChunk[]): Promise<void> {
     const started = process.hrtime.bigint();
-    await this.chain.next((seq) => this.prepare(msgs, seq, false), (seq, first) => this.commitStage(msgs, seq, first, started));
+    const input = new FlushInput(chunks, this.shards);
+    await this.chain.next((seq) => this.prepare(input, seq, false), (seq, first) => this.commitStage(input, seq, first, started));
   }
 
   /** Commits one prepared flush, redoing and retrying as needed; resolves true when it committed as first prepared. Never rejects. */
-  private async commitStage(msgs: Message[], seq: number, first: Prepared | undefined, started: bigint): Promise<boolean> {
+  private async commitStage(input: FlushInput, seq: number, first: Prepared | undefined, started: bigint): Promise<boolean> {
     const { metrics, log } = this.ctx;
     let fresh = false;
     let prepared = first;
     let clean = first !== undefined;
     for (let attempt = 0; ; attempt++) {
       try {
-        prepared ??= await this.prepare(msgs, seq, fresh);
+        prepared ??= await this.prepare(input, seq, fresh);
         await this.commit(prepared);
         if (this.gateLogged) log.info('projection rebuild finished; projections continue');
         this.gateLogged = null;
@@ -193,9 +195,9 @@ export class ProjectionPipeline {
         await new Promise((r) => setTimeout(r, wait));
       }
     }
-    this.inFlight -= msgs.length;
+    this.inFlight -= input.count;
     metrics.inFlight.set({ pipeline: SINK }, this.inFlight);
-    metrics.batchSize.observe({ sink: SINK }, msgs.length);
+    metrics.batchSize.observe({ sink: SINK }, input.count);
     metrics.flushDuration.observe({ sink: SINK }, Number(process.hrtime.bigint() - started) / 1e9);
     if (this.inFlight <= this.ctx.config.projections.maxInFlight / 2) {
       this.consumer.setPaused(false);
@@ -204,49 +206,38 @@ export class ProjectionPipeline {
     return clean;
   }
 
-  /** Packs, shards and projects a flush in the workers; what it advances is pending until it commits. */
-  private async prepare(msgs: Message[], seq: number, fresh: boolean): Promise<Prepared> {
-    const { config, pool } = this.ctx;
-    const shardCount = Math.max(1, config.projections.shards);
-    const packers = Array.from({ length: shardCount }, () => new Packer(64 * 1024));
-    const slices: Message[][] = Array.from({ length: shardCount }, () => []);
-    const accountsByShard: Array<Set<string>> = Array.from({ length: shardCount }, () => new Set());
-    const next = new Map<number, number>();
-    for (const m of msgs) {
-      const acct = accountOfEvent(m.key, m.value);
-      const s = acct ? shardOf(acct, shardCount) : 0;
-      packers[s].message(m.partition, m.offset, acct || null, m.value);
-      slices[s].push(m);
-      if (acct) accountsByShard[s].add(acct);
-      if ((next.get(m.partition) ?? -1) < m.offset + 1) next.set(m.partition, m.offset + 1);
-    }
-    const versions = await this.versions.load(pool, accountsByShard.flatMap((s) => [...s]), seq, fresh);
-    const results: ProjectResult[] = await Promise.all(packers.map((p, i) => {
+  /** Projects a flush in the workers, one task per shard; what it advances is pending until it commits. */
+  private async prepare(input: FlushInput, seq: number, fresh: boolean): Promise<Prepared> {
+    const versions = await this.versions.load(this.ctx.pool, input.accounts.flatMap((s) => [...s]), seq, fresh);
+    const results: ProjectResult[] = await Promise.all(input.packs.map((msgs, i) => {
       const projected: Record<string, number> = {};
-      for (const id of accountsByShard[i]) { const v = versions.get(id); if (v) projected[id] = v; }
-      return this.pool.run({ msgs: p.finish(), projected: JSON.stringify(projected) });
+      for (const id of input.accounts[i]) { const v = versions.get(id); if (v) projected[id] = v; }
+      // the pool moves what it is given; a copy goes, the pack stays here for a redo and for dead letters
+      return this.pool.run({ msgs: new Uint8Array(msgs), projected: JSON.stringify(projected) });
     }));
     const advanced: Record<string, number> = Object.assign({}, ...results.map((r) => JSON.parse(r.versions) as object));
     this.versions.prepared(seq, advanced);
-    return { seq, slices, results, next, advanced };
+    return { seq, input, results, advanced };
   }
 
   private async commit(p: Prepared): Promise<void> {
     const { config, metrics, pool, log } = this.ctx;
-    const { results, slices, next } = p;
+    const { results, input } = p;
+    const next = input.next;
 
     // dead letters are acknowledged before their offsets commit, so none is lost
     const dlqSends: Promise<void>[] = [];
     results.forEach((r, i) => {
       for (const d of r.dlq) {
-        const m = slices[i][d.index];
-        if (this.deadLettered.has(m)) continue;
+        const id = `${i}:${d.index}`;
+        if (input.deadLettered.has(id)) continue;
+        const m = input.source(i, d.index);
         dlqSends.push(this.ctx.producer.send({
-          topic: config.kafka.topics.eventsDlq, key: m.key ?? null, value: m.value ?? null,
-          headers: [...((m.headers as Array<Record<string, string | Buffer>> | undefined) ?? []),
-            { 'error.code': d.code }, { 'error.message': d.message }, { 'source.topic': m.topic }, { 'source.partition': String(m.partition) }, { 'source.offset': String(m.offset) }],
+          topic: config.kafka.topics.eventsDlq, key: m.key, value: m.value,
+          headers: [...m.headers,
+            { 'error.code': d.code }, { 'error.message': d.message }, { 'source.topic': this.topic }, { 'source.partition': String(m.partition) }, { 'source.offset': String(m.offset) }],
         }).then(() => {
-          this.deadLettered.add(m);
+          input.deadLettered.add(id);
           metrics.dlq.inc({ topic: config.kafka.topics.eventsDlq, reason: d.code });
         }));
       }
