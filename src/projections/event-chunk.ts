@@ -17,7 +17,7 @@
  * Debezium key struct, an upper-case UUID, none) and headers.
  */
 import type { Message } from '../kafka/consumer';
-import { isUuid } from '../codec/command';
+import { lowerUuid } from '../codec/envelope-scan';
 import { Packer, unpackMessages } from '../pipeline/pack';
 import { accountOfEvent, shardOf } from './project-shard';
 
@@ -59,13 +59,9 @@ export interface SourceMessage {
 /** The account a message is sharded by, and whether its key is that account id byte for byte. */
 function shardAccount(m: Message): { account: string; verbatim: boolean } {
   const k = m.key;
-  if (Buffer.isBuffer(k) && k.length === 36) {
-    const s = k.toString('latin1');
-    if (isUuid(s)) {
-      const account = s.toLowerCase();
-      return { account, verbatim: account === s };
-    }
-  }
+  // the relays' key: the account id as written, lower case
+  const id = Buffer.isBuffer(k) ? lowerUuid(k, 0, k.length) : undefined;
+  if (id !== undefined) return { account: id, verbatim: true };
   return { account: accountOfEvent(k, m.value), verbatim: false };
 }
 

@@ -24,6 +24,7 @@
  *     owner_name and opened_at whenever the row already exists.
  */
 import { parseEnvelope, type EventEnvelope } from '../codec/envelope';
+import { scanEnvelope, type ScannedEnvelope } from '../codec/envelope-scan';
 import { CopyWriter } from '../codec/pgcopy';
 import { isUuid } from '../codec/command';
 import { fractionDigits } from '../domain/currency';
@@ -128,7 +129,7 @@ export function projectShard(task: ProjectTask): ProjectResult {
   for (const m of unpackMessages(task.msgs)) {
     index++;
     if (m.value === null || m.value.length === 0) { tombstones++; continue; } // Kafka tombstone after a Debezium delete
-    const e = parseEnvelope(m.value);
+    const e = scanEnvelope(m.value) ?? parseEnvelope(m.value);
     if ('error' in e) {
       if (e.error === 'DELETE') tombstones++;
       else dlq.push({ index, code: dlqCode(e.error), message: e.error });
@@ -159,7 +160,7 @@ export function projectShard(task: ProjectTask): ProjectResult {
       gapCount++;
       if (gaps.length < MAX_GAPS_REPORTED) gaps.push({ accountId: e.accountId, projected: cursor, version: e.version });
     }
-    const at = Date.parse(e.recordedAt);
+    const at = (e as Partial<ScannedEnvelope>).recordedAtMs ?? Date.parse(e.recordedAt);
     const created = e.type === 'AccountCreated';
     let a: Folded;
     if (f) {

@@ -1,0 +1,211 @@
+/**
+ * A fast path for reading an event envelope: one pass over the bytes for
+ * the plain JSON the relays publish (the envelope as encodeEnvelope writes
+ * it, or as Postgres prints the jsonb column: any key order, whitespace
+ * between tokens), instead of UTF-8 check, decode, JSON.parse and validate.
+ * The projector reads ~2.3 µs per event through parseEnvelope, ~1 µs here.
+ *
+ * It answers only when it can vouch that parseEnvelope would return an equal
+ * envelope, and returns undefined otherwise, for the caller to take the
+ * general path: any byte outside printable ASCII, an escape, a key other
+ * than the seven envelope keys and the six data keys the decider writes, a
+ * key twice, a data value that is not a string, a number that is not a plain
+ * positive integer, a UUID that is not lower-case, an unknown event type, a
+ * timestamp Date.parse rejects. So it never produces an error of its own,
+ * and wrappers (Debezium change events, converters) always go the long way.
+ */
+import { EVENT_TYPES, type EventType } from '../domain/types';
+import type { EventEnvelope } from './envelope';
+
+/** What the fast path read, plus recordedAt as milliseconds (it parsed it to validate it). */
+export interface ScannedEnvelope extends EventEnvelope {
+  recordedAtMs: number;
+}
+
+const QUOTE = 0x22, COLON = 0x3a, COMMA = 0x2c, OPEN = 0x7b, CLOSE = 0x7d, BACKSLASH = 0x5c, HYPHEN = 0x2d;
+
+const TOP = ['eventId', 'accountId', 'version', 'type', 'data', 'commandId', 'recordedAt'] as const;
+const DATA = ['ownerName', 'currency', 'initialBalance', 'balanceAfter', 'amount', 'reason'] as const;
+const TOP_BYTES = TOP.map((k) => Buffer.from(k, 'latin1'));
+const DATA_BYTES = DATA.map((k) => Buffer.from(k, 'latin1'));
+const TYPE_BYTES = EVENT_TYPES.map((t) => Buffer.from(t, 'latin1'));
+
+function isWs(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+}
+
+/** Which of `names` the bytes [s, e) spell, or -1. */
+function nameAt(b: Buffer, s: number, e: number, names: Buffer[]): number {
+  const len = e - s;
+  for (let k = 0; k < names.length; k++) {
+    const n = names[k];
+    if (n.length !== len) continue;
+    let i = 0;
+    while (i < len && b[s + i] === n[i]) i++;
+    if (i === len) return k;
+  }
+  return -1;
+}
+
+/** 1 for the bytes of lower-case hex digits. */
+const LOWER_HEX = new Uint8Array(256);
+for (const c of '0123456789abcdef') LOWER_HEX[c.charCodeAt(0)] = 1;
+
+/** The bytes [s, e) as a string; they are printable ASCII, so latin1 is UTF-8 here. */
+function text(b: Buffer, s: number, e: number): string {
+  return (b as Buffer & { latin1Slice(start: number, end: number): string }).latin1Slice(s, e);
+}
+
+/** Reads a lower-case canonical UUID from [s, e), or undefined. */
+export function lowerUuid(b: Buffer, s: number, e: number): string | undefined {
+  if (e - s !== 36 || b[s + 8] !== HYPHEN || b[s + 13] !== HYPHEN || b[s + 18] !== HYPHEN || b[s + 23] !== HYPHEN) return undefined;
+  let ok = 1;
+  for (let i = s; i < s + 8; i++) ok &= LOWER_HEX[b[i]];
+  for (let i = s + 9; i < s + 13; i++) ok &= LOWER_HEX[b[i]];
+  for (let i = s + 14; i < s + 18; i++) ok &= LOWER_HEX[b[i]];
+  for (let i = s + 19; i < s + 23; i++) ok &= LOWER_HEX[b[i]];
+  for (let i = s + 24; i < e; i++) ok &= LOWER_HEX[b[i]];
+  return ok ? text(b, s, e) : undefined;
+}
+
+// The scanner's cursor: module state rather than closures, so a call allocates nothing but its results.
+const EMPTY = Buffer.alloc(0);
+let b: Buffer = EMPTY;
+let i = 0;
+let end = 0;
+let strEnd = 0;
+
+function ws(): void {
+  while (i < end && isWs(b[i])) i++;
+}
+
+/** At a quote: the string's content is [returned, strEnd) and i moves past the closing quote; -1 = not a plain string. */
+function str(): number {
+  if (b[i] !== QUOTE) return -1;
+  const s = ++i;
+  for (;;) {
+    if (i >= end) return -1;
+    const c = b[i];
+    if (c === QUOTE) break;
+    if (c < 0x20 || c > 0x7e || c === BACKSLASH) return -1;
+    i++;
+  }
+  strEnd = i++;
+  return s;
+}
+
+/** After a key: ws ':' ws. */
+function colon(): boolean {
+  ws();
+  if (b[i] !== COLON) return false;
+  i++;
+  ws();
+  return true;
+}
+
+/** A key among `names` that is not in `seen` (a bit per name), then ':'; its index, or -1. */
+function keyOf(names: Buffer[], seen: number): number {
+  const s = str();
+  if (s < 0) return -1;
+  const k = nameAt(b, s, strEnd, names);
+  if (k < 0 || seen & (1 << k) || !colon()) return -1;
+  return k;
+}
+
+/** After a value: ws, then ',' (true: more follow) or '}' (false: done); undefined for anything else. */
+function more(): boolean | undefined {
+  ws();
+  const c = b[i++];
+  if (c === COMMA) { ws(); return true; }
+  if (c === CLOSE) return false;
+  return undefined;
+}
+
+/**
+ * The envelope in `value`, when the fast path can vouch for it; undefined sends
+ * the caller to parseEnvelope.
+ */
+export function scanEnvelope(value: Buffer): ScannedEnvelope | undefined {
+  b = value;
+  i = 0;
+  end = value.length;
+  const found = scan();
+  b = EMPTY;
+  return found;
+}
+
+function scan(): ScannedEnvelope | undefined {
+  let eventId: string | undefined, accountId: string | undefined, commandId: string | undefined, recordedAt: string | undefined;
+  let version = 0, recordedAtMs = 0;
+  let type: EventType | undefined;
+  let data: Record<string, string> | undefined;
+  let seen = 0;
+
+  ws();
+  if (b[i++] !== OPEN) return undefined;
+  ws();
+  for (let again = true; again;) {
+    const k = keyOf(TOP_BYTES, seen);
+    if (k < 0) return undefined;
+    seen |= 1 << k;
+    switch (TOP[k]) {
+      case 'version': {
+        // a positive integer without sign, fraction or exponent, at most 16 digits, safe
+        const s = i;
+        if (!(b[i] >= 0x31 && b[i] <= 0x39)) return undefined;
+        let v = 0;
+        while (i < end && b[i] >= 0x30 && b[i] <= 0x39) v = v * 10 + (b[i++] - 0x30);
+        if (i - s > 16 || !Number.isSafeInteger(v)) return undefined;
+        version = v;
+        break;
+      }
+      case 'data': {
+        if (b[i++] !== OPEN) return undefined;
+        ws();
+        data = {};
+        let dataSeen = 0;
+        if (b[i] === CLOSE) i++;
+        else {
+          for (let dAgain = true; dAgain;) {
+            const d = keyOf(DATA_BYTES, dataSeen);
+            if (d < 0) return undefined;
+            dataSeen |= 1 << d;
+            const vs = str();
+            if (vs < 0) return undefined;
+            data[DATA[d]] = text(b, vs, strEnd);
+            const m = more();
+            if (m === undefined) return undefined;
+            dAgain = m;
+          }
+        }
+        break;
+      }
+      default: {
+        const vs = str();
+        if (vs < 0) return undefined;
+        const name = TOP[k];
+        if (name === 'type') {
+          const t = nameAt(b, vs, strEnd, TYPE_BYTES);
+          if (t < 0) return undefined;
+          type = EVENT_TYPES[t];
+        } else if (name === 'recordedAt') {
+          recordedAt = text(b, vs, strEnd);
+          recordedAtMs = Date.parse(recordedAt);
+          if (Number.isNaN(recordedAtMs)) return undefined;
+        } else {
+          const id = lowerUuid(b, vs, strEnd);
+          if (id === undefined) return undefined;
+          if (name === 'eventId') eventId = id;
+          else if (name === 'accountId') accountId = id;
+          else commandId = id;
+        }
+      }
+    }
+    const m = more();
+    if (m === undefined) return undefined;
+    again = m;
+  }
+  ws();
+  if (i !== end || seen !== (1 << TOP.length) - 1) return undefined;
+  return { eventId: eventId!, accountId: accountId!, version, type: type!, data: data!, commandId: commandId!, recordedAt: recordedAt!, recordedAtMs };
+}

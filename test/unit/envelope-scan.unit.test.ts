@@ -1,0 +1,118 @@
+/**
+ * The envelope fast path (src/codec/envelope-scan.ts) against the general
+ * reader: whenever scanEnvelope answers, parseEnvelope must return an equal
+ * envelope; when it does not, the projector takes parseEnvelope's answer
+ * anyway. Inputs: real decider histories in both layouts the relays publish
+ * (encodeEnvelope's, Postgres jsonb text), and fast-check mutations of them
+ * (bytes replaced, inserted, deleted; tokens swapped for near misses),
+ * seeded so a failure replays.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import fc from 'fast-check';
+import { encodeEnvelope, parseEnvelope, type EventEnvelope } from '../../src/codec/envelope';
+import { scanEnvelope } from '../../src/codec/envelope-scan';
+import { generateHistory } from '../helpers/event-history';
+
+const SEED = Number(process.env.FUZZ_SEED ?? 777);
+
+/** jsonb's text form: keys by length then bytes, ", " and ": " between tokens. */
+function jsonbText(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v);
+  const o = v as Record<string, unknown>;
+  const keys = Object.keys(o).sort((a, b) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0));
+  return `{${keys.map((k) => `${JSON.stringify(k)}: ${jsonbText(o[k])}`).join(', ')}}`;
+}
+
+const history = generateHistory({ accounts: 6, commands: 3000, seed: 5 }).map((e) => e.envelope);
+const canonical = history.map((e) => Buffer.from(encodeEnvelope(e)));
+const jsonb = history.map((e) => Buffer.from(jsonbText(e)));
+
+/** Holds for every input: the fast path answers only with what the general path answers. */
+function agrees(b: Buffer): boolean {
+  const fast = scanEnvelope(b);
+  if (fast === undefined) return false;
+  const { recordedAtMs, ...envelope } = fast;
+  const slow = parseEnvelope(b);
+  assert.equal(envelope, slow, `fast path differs on ${JSON.stringify(b.toString('latin1'))}`);
+  assert.is(recordedAtMs, Date.parse((slow as EventEnvelope).recordedAt));
+  return true;
+}
+
+const isAscii = (b: Buffer) => b.every((c) => c < 0x80);
+
+test('both layouts the relays publish take the fast path, and read as the general path reads them', () => {
+  assert.ok(history.length > 300);
+  let slow = 0;
+  for (const b of [...canonical, ...jsonb]) {
+    // an owner name beyond ASCII (the generator writes some) is read the general way, and equal all the same
+    if (isAscii(b)) assert.ok(agrees(b), b.toString());
+    else { assert.is(agrees(b), false); slow++; }
+  }
+  assert.ok(slow > 0 && slow < history.length / 4, `${slow} events beyond ASCII`);
+  // every event type and data key appears
+  assert.equal([...new Set(history.map((e) => e.type))].sort(), ['AccountClosed', 'AccountCreated', 'MoneyDeposited', 'MoneyWithdrawn']);
+});
+
+test('near misses go the general way: escapes, upper case, unknown keys, duplicates, numbers, wrappers', () => {
+  const created = history.find((x) => x.type === 'AccountCreated')!;
+  const e: EventEnvelope = { ...created, data: { ...created.data, ownerName: 'Owner 1' } };
+  const base = encodeEnvelope(e);
+  const misses = [
+    base.replace(`"ownerName":"${e.data.ownerName}"`, '"ownerName":"O\\u0077ner"'), // an escape
+    base.replace(e.eventId, e.eventId.toUpperCase()),
+    base.replace('"version":1', '"version":1.0'),
+    base.replace('"version":1', '"version":01'),
+    base.replace('"version":1', '"version":-1'),
+    base.replace('"version":1', '"version":1e0'),
+    base.replace('"version":1', '"version":"1"'),
+    base.replace('"version":1', '"version":12345678901234567'),
+    base.replace('"data":{', '"data":{"extra":"x",'),
+    base.replace('"data":{', '"data":{"currency":"EUR",'), // a data key twice
+    base.replace('{"eventId"', '{"version":2,"eventId"'), // a key twice
+    base.replace('"currency":"', '"currency":7,"x":"'),
+    base.replace(`"balanceAfter":"${e.data.balanceAfter}"`, '"balanceAfter":100'),
+    base.replace('"type":"AccountCreated"', '"type":"AccountOpened"'),
+    base.replace(e.recordedAt, 'yesterday'),
+    base.replace(`"ownerName":"${e.data.ownerName}"`, '"ownerName":"Zoë"'), // non-ASCII
+    base.replace(`"ownerName":"${e.data.ownerName}"`, '"ownerName":"a\tb"'), // a raw control character
+    base.slice(0, -1), // truncated
+    `${base},`,
+    `[${base}]`,
+    JSON.stringify(base), // a JSON string holding the envelope
+    JSON.stringify({ schema: {}, payload: e }),
+    JSON.stringify({ before: null, after: { payload: base }, op: 'c' }),
+    '{}',
+  ];
+  for (const m of misses) {
+    assert.is.not(m, base);
+    assert.is(scanEnvelope(Buffer.from(m)), undefined, m);
+  }
+  // whitespace anywhere JSON allows it is still the fast path
+  assert.ok(agrees(Buffer.from(` \n${base.replace(/,"/g, ' ,\t"').replace(/":/g, '" :\r\n ')}  `)));
+});
+
+test('fast-check: mutated envelopes never make the two paths disagree', () => {
+  const inputs = [...canonical, ...jsonb];
+  const alphabet = [...'{}[]":,\\ \t0123456789abcdefABCDEF-.eE+nulltrue', '\u0000', '\u00e9', '\u007f'].map((c) => c.charCodeAt(0) & 0xff);
+  const edit = fc.record({
+    kind: fc.constantFrom('replace', 'insert', 'delete'),
+    at: fc.nat(),
+    byte: fc.oneof(fc.constantFrom(...alphabet), fc.integer({ min: 0, max: 255 })),
+  });
+  let fast = 0;
+  fc.assert(fc.property(fc.nat(), fc.array(edit, { minLength: 1, maxLength: 3 }), (pick, edits) => {
+    let b = Buffer.from(inputs[pick % inputs.length]);
+    for (const { kind, at, byte } of edits) {
+      const i = at % (b.length + 1);
+      if (kind === 'replace' && i < b.length) { b = Buffer.from(b); b[i] = byte; }
+      else if (kind === 'insert') b = Buffer.concat([b.subarray(0, i), Buffer.from([byte]), b.subarray(i)]);
+      else if (kind === 'delete' && i < b.length) b = Buffer.concat([b.subarray(0, i), b.subarray(i + 1)]);
+    }
+    if (agrees(b)) fast++;
+  }), { numRuns: 30_000, seed: SEED });
+  // some mutations keep a valid envelope (a digit of an amount, a hex digit of an id): those must still be fast and equal
+  assert.ok(fast > 100, `${fast} mutated inputs took the fast path`);
+});
+
+test.run();
