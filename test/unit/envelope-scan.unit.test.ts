@@ -13,16 +13,9 @@ import fc from 'fast-check';
 import { encodeEnvelope, parseEnvelope, type EventEnvelope } from '../../src/codec/envelope';
 import { scanEnvelope } from '../../src/codec/envelope-scan';
 import { generateHistory } from '../helpers/event-history';
+import { jsonbText } from '../../bench/lib/events';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 777);
-
-/** jsonb's text form: keys by length then bytes, ", " and ": " between tokens. */
-function jsonbText(v: unknown): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v);
-  const o = v as Record<string, unknown>;
-  const keys = Object.keys(o).sort((a, b) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0));
-  return `{${keys.map((k) => `${JSON.stringify(k)}: ${jsonbText(o[k])}`).join(', ')}}`;
-}
 
 const history = generateHistory({ accounts: 6, commands: 3000, seed: 5 }).map((e) => e.envelope);
 const canonical = history.map((e) => Buffer.from(encodeEnvelope(e)));
