@@ -218,7 +218,9 @@ async function main() {
             for (const e of warm.events) { for (;;) { try { producer.produce(t.cmd, null, e.value, e.key); break; } catch { producer.poll(); await new Promise((r) => setTimeout(r, 5)); } } }
             const warmDeadline = performance.now() + 60_000;
             while (performance.now() < warmDeadline && Number((await pool.query<{ n: string }>('SELECT coalesce(sum(version),0) AS n FROM account_projections WHERE account_id = ANY($1::uuid[])', [warmIds])).rows[0].n) < warm.events.length) await new Promise((r) => setTimeout(r, 50));
-            const h = eventHistory(full ? 300_000 : 100_000, full ? 5000 : 2000, 1000 + i);
+            // long enough to be sustained: the clock runs until the last flush committed, and that tail
+            // (two flushes, ~0.4 s) was a quarter of a 100k-event run
+            const h = eventHistory(full ? 600_000 : 300_000, full ? 10_000 : 5000, 1000 + i);
             const ids = [...h.expected.keys()];
             const meter = new ProcessMeter({ service: () => [svc.pid], postgres: pgPids, 'kafka-mock': mockPids, driver: () => [process.pid] });
             meter.begin();

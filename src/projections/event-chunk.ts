@@ -68,6 +68,7 @@ function shardAccount(m: Message): { account: string; verbatim: boolean } {
 export function packChunk(msgs: Message[], shards: number): EventChunk {
   const n = msgs.length;
   const shardOfMsg = new Int32Array(n);
+  const verbatimKey = new Uint8Array(n);
   const accountOfMsg: string[] = new Array(n);
   const bytes = new Array<number>(shards).fill(0);
   const accounts: Array<Set<string>> = Array.from({ length: shards }, () => new Set());
@@ -79,6 +80,7 @@ export function packChunk(msgs: Message[], shards: number): EventChunk {
     const { account, verbatim } = shardAccount(m);
     const s = account ? shardOf(account, shards) : 0;
     shardOfMsg[i] = s;
+    verbatimKey[i] = verbatim ? 1 : 0;
     accountOfMsg[i] = account;
     if (account) accounts[s].add(account);
     // partition, offset, two lengths, the account as key (ASCII), the value
@@ -96,7 +98,8 @@ export function packChunk(msgs: Message[], shards: number): EventChunk {
   const packers = bytes.map((b) => (b ? new Packer(b) : null));
   for (let i = 0; i < n; i++) {
     const m = msgs[i];
-    packers[shardOfMsg[i]]!.message(m.partition, m.offset, accountOfMsg[i] || null, m.value);
+    // a verbatim key is the account id's bytes already: copied as bytes, not encoded again from the string
+    packers[shardOfMsg[i]]!.message(m.partition, m.offset, verbatimKey[i] ? (m.key as Buffer) : accountOfMsg[i] || null, m.value);
   }
   return { count: n, packs: packers.map((p) => (p ? p.finish() : null)), counts, accounts: accounts.map((a) => [...a]), next, extras };
 }
