@@ -74,7 +74,9 @@ export class ProjectionPipeline {
     this.pool = createProjectionPool(config.pipeline.workers);
     this.versions = new ProjectedVersions(config.pipeline.stateCacheSize);
     this.sink = new BatchSink<EventChunk>(config.projections.batchTimeMs, config.projections.batchSize, (b) => this.handleBatch(b), (c) => c.count);
-    this.consumer = new GroupConsumer(config, log, metrics, { groupId: this.group, topic: this.topic, name: SINK }, {
+    // a consume call is packed as one chunk, and a flush takes whole chunks: none may exceed a flush
+    const consumeBatch = Math.min(2000, config.projections.batchSize);
+    this.consumer = new GroupConsumer(config, log, metrics, { groupId: this.group, topic: this.topic, name: SINK, consumeBatch }, {
       resolveStart: (tps) => this.resolveStart(tps),
       onAssigned: (starts) => this.onAssigned(starts),
       onRevoke: () => this.drain(30_000),
