@@ -18,7 +18,7 @@
  */
 import type { Message } from '../kafka/consumer';
 import { lowerUuid } from '../codec/envelope-scan';
-import { Packer, unpackMessages } from '../pipeline/pack';
+import { Packer, unpackMessages, type PackedMessage } from '../pipeline/pack';
 import { accountOfEvent, shardOf } from './project-shard';
 
 type Headers = Array<Record<string, string | Buffer>>;
@@ -112,6 +112,7 @@ export class FlushInput {
   readonly next = new Map<number, number>();
   /** `${shard}:${index}` -> extra */
   private readonly extras = new Map<string, Extra>();
+  private readonly unpacked = new Map<number, PackedMessage[]>();
   /** Dead letters already acknowledged, `${shard}:${index}`, so a retried flush does not send them twice. */
   readonly deadLettered = new Set<string>();
 
@@ -137,13 +138,13 @@ export class FlushInput {
 
   /** The message at `index` of shard `shard`'s pack, as consumed. */
   source(shard: number, index: number): SourceMessage {
-    let i = 0;
-    for (const m of unpackMessages(this.packs[shard])) {
-      if (i++ < index) continue;
-      const e = this.extras.get(`${shard}:${index}`);
-      const key = e && e.rawKey !== undefined ? e.rawKey : m.key;
-      return { key, value: m.value, headers: e?.headers ?? [], partition: m.partition, offset: m.offset };
-    }
-    throw new RangeError(`no message ${index} in shard ${shard}`);
+    // unpacked once per shard on the first dead letter: a flood of them stays linear
+    let msgs = this.unpacked.get(shard);
+    if (!msgs) this.unpacked.set(shard, (msgs = [...unpackMessages(this.packs[shard])]));
+    const m = msgs[index];
+    if (!m) throw new RangeError(`no message ${index} in shard ${shard}`);
+    const e = this.extras.get(`${shard}:${index}`);
+    const key = e && e.rawKey !== undefined ? e.rawKey : m.key;
+    return { key, value: m.value, headers: e?.headers ?? [], partition: m.partition, offset: m.offset };
   }
 }
