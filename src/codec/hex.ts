@@ -10,3 +10,20 @@ for (let c = 0; c < 6; c++) {
 export function hexValue(charCode: number): number {
   return charCode < 128 ? HEX[charCode] : -1;
 }
+
+/** 1 for the char codes of lower-case hex digits. */
+const LOWER_HEX = new Uint8Array(256);
+for (const c of '0123456789abcdef') LOWER_HEX[c.charCodeAt(0)] = 1;
+
+/** Whether bytes [s, e) spell a canonical lower-case UUID (8-4-4-4-12 hex digits). */
+export function isLowerUuidAt(b: Uint8Array, s: number, e: number): boolean {
+  const HYPHEN = 0x2d;
+  if (e - s !== 36 || b[s + 8] !== HYPHEN || b[s + 13] !== HYPHEN || b[s + 18] !== HYPHEN || b[s + 23] !== HYPHEN) return false;
+  let ok = 1;
+  for (let i = s; i < s + 8; i++) ok &= LOWER_HEX[b[i]];
+  for (let i = s + 9; i < s + 13; i++) ok &= LOWER_HEX[b[i]];
+  for (let i = s + 14; i < s + 18; i++) ok &= LOWER_HEX[b[i]];
+  for (let i = s + 19; i < s + 23; i++) ok &= LOWER_HEX[b[i]];
+  for (let i = s + 24; i < e; i++) ok &= LOWER_HEX[b[i]];
+  return ok === 1;
+}

@@ -17,7 +17,7 @@
  * Debezium key struct, an upper-case UUID, none) and headers.
  */
 import type { Message } from '../kafka/consumer';
-import { lowerUuid } from '../codec/envelope-scan';
+import { isLowerUuidAt } from '../codec/hex';
 import { Packer, unpackMessages, type PackedMessage } from '../pipeline/pack';
 import { accountOfEvent, shardOf } from './project-shard';
 
@@ -41,7 +41,7 @@ export interface EventChunk {
   /** per shard: messages packed */
   counts: number[];
   /** per shard: the distinct accounts */
-  accounts: string[][];
+  accounts: Array<Set<string>>;
   /** partition -> next offset after this chunk */
   next: Map<number, number>;
   extras: Extra[];
@@ -56,15 +56,6 @@ export interface SourceMessage {
   offset: number;
 }
 
-/** The account a message is sharded by, and whether its key is that account id byte for byte. */
-function shardAccount(m: Message): { account: string; verbatim: boolean } {
-  const k = m.key;
-  // the relays' key: the account id as written, lower case
-  const id = Buffer.isBuffer(k) ? lowerUuid(k, 0, k.length) : undefined;
-  if (id !== undefined) return { account: id, verbatim: true };
-  return { account: accountOfEvent(k, m.value), verbatim: false };
-}
-
 export function packChunk(msgs: Message[], shards: number): EventChunk {
   const n = msgs.length;
   const shardOfMsg = new Int32Array(n);
@@ -77,7 +68,10 @@ export function packChunk(msgs: Message[], shards: number): EventChunk {
   const next = new Map<number, number>();
   for (let i = 0; i < n; i++) {
     const m = msgs[i];
-    const { account, verbatim } = shardAccount(m);
+    // the relays' key is the account id as written, lower case; anything else is read the general way
+    const k = m.key;
+    const verbatim = Buffer.isBuffer(k) && isLowerUuidAt(k, 0, k.length);
+    const account = verbatim ? (k as Buffer).toString('latin1') : accountOfEvent(k, m.value);
     const s = account ? shardOf(account, shards) : 0;
     shardOfMsg[i] = s;
     verbatimKey[i] = verbatim ? 1 : 0;
@@ -101,7 +95,7 @@ export function packChunk(msgs: Message[], shards: number): EventChunk {
     // a verbatim key is the account id's bytes already: copied as bytes, not encoded again from the string
     packers[shardOfMsg[i]]!.message(m.partition, m.offset, verbatimKey[i] ? (m.key as Buffer) : accountOfMsg[i] || null, m.value);
   }
-  return { count: n, packs: packers.map((p) => (p ? p.finish() : null)), counts, accounts: accounts.map((a) => [...a]), next, extras };
+  return { count: n, packs: packers.map((p) => (p ? p.finish() : null)), counts, accounts, next, extras };
 }
 
 /** Several chunks as one flush: per shard their packs end to end, in arrival order. */
@@ -125,12 +119,11 @@ export class FlushInput {
       for (const e of c.extras) this.extras.set(`${e.shard}:${base[e.shard] + e.index}`, { ...e, index: base[e.shard] + e.index });
       for (let s = 0; s < shards; s++) {
         const p = c.packs[s];
-        if (p) {
-          parts[s].push(p);
-          for (const a of c.accounts[s]) this.accounts[s].add(a);
-        }
+        if (!p) continue;
+        parts[s].push(p);
+        for (const a of c.accounts[s]) this.accounts[s].add(a);
+        base[s] += c.counts[s];
       }
-      for (let s = 0; s < shards; s++) base[s] += c.counts[s];
       for (const [p, n] of c.next) if ((this.next.get(p) ?? -1) < n) this.next.set(p, n);
     }
     this.packs = parts.map((ps) => (ps.length === 1 ? ps[0] : Buffer.concat(ps)));
