@@ -11,7 +11,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fc from 'fast-check';
 import { encodeEnvelope, parseEnvelope, type EventEnvelope } from '../../src/codec/envelope';
-import { scanEnvelope } from '../../src/codec/envelope-scan';
+import { isoMillisAt, scanEnvelope } from '../../src/codec/envelope-scan';
 import { generateHistory } from '../helpers/event-history';
 import { jsonbText } from '../../bench/lib/events';
 
@@ -83,6 +83,32 @@ test('near misses go the general way: escapes, upper case, unknown keys, duplica
   }
   // whitespace anywhere JSON allows it is still the fast path
   assert.ok(agrees(Buffer.from(` \n${base.replace(/,"/g, ' ,\t"').replace(/":/g, '" :\r\n ')}  `)));
+});
+
+test('timestamps: read from the bytes exactly as Date.parse reads them, or left to Date.parse', () => {
+  const iso = (t: string) => isoMillisAt(Buffer.from(t, 'latin1'), 0, t.length);
+  // every instant from year 0 to 9999 that toISOString writes in 24 characters
+  fc.assert(fc.property(fc.integer({ min: Date.parse('0000-01-01T00:00:00.000Z'), max: Date.parse('9999-12-31T23:59:59.999Z') }), (ms) => {
+    const t = new Date(ms).toISOString();
+    if (t.length !== 24) return;
+    assert.is(iso(t), ms, t);
+    assert.is(iso(t), Date.parse(t), t);
+  }), { numRuns: 20_000, seed: SEED });
+  for (const t of ['2024-02-29T12:00:00.000Z', '2000-02-29T00:00:00.000Z', '1970-01-01T00:00:00.000Z', '2026-12-31T23:59:59.999Z']) assert.is(iso(t), Date.parse(t), t);
+  // impossible or other shapes are not read here; Date.parse takes some of them (Feb 30, 24:00)
+  for (const t of ['2026-02-29T00:00:00.000Z', '1900-02-29T00:00:00.000Z', '2026-02-30T00:00:00.000Z', '2026-04-31T00:00:00.000Z', '2026-01-01T24:00:00.000Z',
+    '2026-01-01T23:60:00.000Z', '2026-01-01T23:59:60.000Z', '2026-00-10T00:00:00.000Z', '2026-13-10T00:00:00.000Z', '2026-01-00T00:00:00.000Z',
+    '2026-01-01T00:00:00.00aZ', '2026-01-01 00:00:00.000Z', '2026-01-01T00:00:00.000+', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00.0000Z', '+02026-01-01T00:00:00.000Z']) {
+    assert.ok(Number.isNaN(iso(t)), t);
+  }
+  // any single byte changed: either not read here, or read as Date.parse reads it
+  const base = '2026-11-21T15:31:03.123Z';
+  fc.assert(fc.property(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 }), (i, byte) => {
+    const b = Buffer.from(base, 'latin1');
+    b[i] = byte;
+    const v = isoMillisAt(b, 0, b.length);
+    if (!Number.isNaN(v)) assert.is(v, Date.parse(b.toString('latin1')), b.toString('latin1'));
+  }), { numRuns: 5_000, seed: SEED });
 });
 
 test('fast-check: mutated envelopes never make the two paths disagree', () => {
