@@ -147,13 +147,13 @@ function more(): boolean | undefined {
 }
 
 /**
- * The envelope in `value`, when the fast path can vouch for it; undefined sends
- * the caller to parseEnvelope.
+ * The envelope in `value` (bytes [start, end) of it), when the fast path can
+ * vouch for it; undefined sends the caller to parseEnvelope.
  */
-export function scanEnvelope(value: Buffer): ScannedEnvelope | undefined {
+export function scanEnvelope(value: Buffer, start = 0, stop = value.length): ScannedEnvelope | undefined {
   b = value;
-  i = 0;
-  end = value.length;
+  i = start;
+  end = stop;
   const found = scan();
   b = EMPTY;
   return found;

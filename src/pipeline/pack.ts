@@ -71,24 +71,71 @@ export interface PackedMessage {
   value: Buffer | null;
 }
 
+/**
+ * Walks packed messages without allocating per message: after next(), the
+ * current message's fields are plain numbers (byte ranges into `buf`), and
+ * Buffer views are made only on request. For hot loops (the projection
+ * worker reads ~80k messages a second; a view costs ~0.1 µs, a generator
+ * step with its object more).
+ */
+export class PackReader {
+  readonly buf: Buffer;
+  private pos = 0;
+  partition = 0;
+  offset = 0;
+  /** key bytes are [keyAt, keyAt + keyLen); keyLen -1 = null */
+  keyAt = 0;
+  keyLen = -1;
+  /** value bytes are [valueAt, valueAt + valueLen); valueLen -1 = null */
+  valueAt = 0;
+  valueLen = -1;
+
+  constructor(bytes: Uint8Array) {
+    this.buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  /** Moves to the next message; false at the end. */
+  next(): boolean {
+    const buf = this.buf;
+    let pos = this.pos;
+    if (pos >= buf.length) return false;
+    this.partition = buf.readUInt32BE(pos);
+    this.offset = buf.readDoubleBE(pos + 4);
+    this.keyLen = buf.readInt32BE(pos + 12);
+    this.keyAt = pos + 16;
+    pos = this.keyAt + Math.max(0, this.keyLen);
+    this.valueLen = buf.readInt32BE(pos);
+    this.valueAt = pos + 4;
+    this.pos = this.valueAt + Math.max(0, this.valueLen);
+    return true;
+  }
+
+  key(): Buffer | null {
+    return this.keyLen < 0 ? null : this.buf.subarray(this.keyAt, this.keyAt + this.keyLen);
+  }
+
+  value(): Buffer | null {
+    return this.valueLen < 0 ? null : this.buf.subarray(this.valueAt, this.valueAt + this.valueLen);
+  }
+
+  /** Whether the key is exactly the characters of `s` as single bytes (an ASCII id), without making a string. */
+  keyIs(s: string): boolean {
+    if (this.keyLen !== s.length) return false;
+    const buf = this.buf, at = this.keyAt;
+    for (let i = 0; i < s.length; i++) if (buf[at + i] !== s.charCodeAt(i)) return false;
+    return true;
+  }
+}
+
+export function* unpackMessages(bytes: Uint8Array): Generator<PackedMessage> {
+  const r = new PackReader(bytes);
+  while (r.next()) yield { partition: r.partition, offset: r.offset, key: r.key(), value: r.value() };
+}
+
 function readBytes(buf: Buffer, pos: number): [Buffer | null, number] {
   const len = buf.readInt32BE(pos);
   if (len < 0) return [null, pos + 4];
   return [buf.subarray(pos + 4, pos + 4 + len), pos + 4 + len];
-}
-
-export function* unpackMessages(bytes: Uint8Array): Generator<PackedMessage> {
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let pos = 0;
-  while (pos < buf.length) {
-    const partition = buf.readUInt32BE(pos);
-    const offset = buf.readDoubleBE(pos + 4);
-    let key: Buffer | null;
-    let value: Buffer | null;
-    [key, pos] = readBytes(buf, pos + 12);
-    [value, pos] = readBytes(buf, pos);
-    yield { partition, offset, key, value };
-  }
 }
 
 /** Calls fn(key, value) for each packed record; values are views into `bytes`, not copies. */

@@ -29,7 +29,7 @@ import { CopyWriter } from '../codec/pgcopy';
 import { isUuid } from '../codec/command';
 import { fractionDigits } from '../domain/currency';
 import { parseMinor, parseMoney } from '../domain/money';
-import { unpackMessages } from '../pipeline/pack';
+import { PackReader } from '../pipeline/pack';
 
 export const TRANSACTION_COLUMNS = 'account_id, version, event_id, event_type, amount, balance_after, currency, command_id, recorded_at';
 export const ACCOUNT_STAGING_COLUMNS = 'account_id, owner_name, currency, balance, status, version, opened_at, updated_at, closed_at';
@@ -126,17 +126,19 @@ export function projectShard(task: ProjectTask): ProjectResult {
   const rowAccount: number[] = [];
   let transactionCount = 0, applied = 0, stale = 0, tombstones = 0, gapCount = 0, newest = 0, index = -1;
 
-  for (const m of unpackMessages(task.msgs)) {
+  // read in place: no object or Buffer view per message unless the general path needs one
+  const m = new PackReader(task.msgs);
+  while (m.next()) {
     index++;
-    if (m.value === null || m.value.length === 0) { tombstones++; continue; } // Kafka tombstone after a Debezium delete
-    const e = scanEnvelope(m.value) ?? parseEnvelope(m.value);
+    if (m.valueLen <= 0) { tombstones++; continue; } // Kafka tombstone after a Debezium delete
+    const e = scanEnvelope(m.buf, m.valueAt, m.valueAt + m.valueLen) ?? parseEnvelope(m.value()!);
     if ('error' in e) {
       if (e.error === 'DELETE') tombstones++;
       else dlq.push({ index, code: dlqCode(e.error), message: e.error });
       continue;
     }
-    const key = m.key === null ? '' : m.key.toString('latin1');
-    if (key !== e.accountId) {
+    if (!m.keyIs(e.accountId)) {
+      const key = m.key()?.toString('latin1') ?? '';
       dlq.push({ index, code: 'KEY_MISMATCH', message: `message key ${key || '(none)'} is not the event's accountId ${e.accountId}` });
       continue;
     }

@@ -1,0 +1,64 @@
+/**
+ * The packed-messages layout (src/pipeline/pack.ts) read back in place by
+ * PackReader and as objects by unpackMessages: every field, null and empty
+ * keys and values, large offsets, and the key comparison the projection
+ * worker uses instead of making a string.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { PackReader, Packer, unpackMessages } from '../../src/pipeline/pack';
+
+const msgs = [
+  { partition: 0, offset: 0, key: Buffer.from('3f2504e0-4f89-41d3-9a0c-0305e82c3301'), value: Buffer.from('{"a":1}') },
+  { partition: 3, offset: 2 ** 40 + 7, key: null, value: Buffer.from('no key') },
+  { partition: 4_000_000_000, offset: 12, key: Buffer.from('k'), value: null },
+  { partition: 1, offset: 13, key: Buffer.alloc(0), value: Buffer.alloc(0) },
+  { partition: 2, offset: 14, key: Buffer.from([0xc3, 0xa9]), value: Buffer.from([0, 255, 10]) },
+];
+
+function packed(): Uint8Array {
+  const p = new Packer(16); // small, so it grows on the way
+  for (const m of msgs) p.message(m.partition, m.offset, m.key, m.value);
+  return p.finish();
+}
+
+test('PackReader reads every field in place; views are made on request', () => {
+  const r = new PackReader(packed());
+  for (const m of msgs) {
+    assert.ok(r.next());
+    assert.is(r.partition, m.partition);
+    assert.is(r.offset, m.offset);
+    assert.is(r.keyLen, m.key === null ? -1 : m.key.length);
+    assert.is(r.valueLen, m.value === null ? -1 : m.value.length);
+    assert.equal(r.key(), m.key);
+    assert.equal(r.value(), m.value);
+    if (m.value) assert.equal(r.buf.subarray(r.valueAt, r.valueAt + r.valueLen), m.value);
+  }
+  assert.not.ok(r.next());
+  assert.not.ok(r.next());
+});
+
+test('unpackMessages gives the same messages as objects', () => {
+  assert.equal([...unpackMessages(packed())], msgs);
+  assert.equal([...unpackMessages(new Uint8Array(0))], []);
+});
+
+test('keyIs compares the key bytes with a string of single-byte characters', () => {
+  const r = new PackReader(packed());
+  r.next();
+  assert.ok(r.keyIs('3f2504e0-4f89-41d3-9a0c-0305e82c3301'));
+  assert.not.ok(r.keyIs('3f2504e0-4f89-41d3-9a0c-0305e82c3302'));
+  assert.not.ok(r.keyIs('3f2504e0-4f89-41d3-9a0c-0305e82c330'));
+  assert.not.ok(r.keyIs('3F2504E0-4F89-41D3-9A0C-0305E82C3301'));
+  r.next(); // null key: equal to nothing, not even ''
+  assert.not.ok(r.keyIs(''));
+  r.next();
+  assert.ok(r.keyIs('k'));
+  r.next(); // empty key
+  assert.ok(r.keyIs(''));
+  r.next(); // UTF-8 bytes of 'é' are two bytes: as latin1 they read 'Ã©', which is what toString('latin1') gives
+  assert.ok(r.keyIs('\u00c3\u00a9'));
+  assert.not.ok(r.keyIs('\u00e9'));
+});
+
+test.run();
