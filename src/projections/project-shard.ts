@@ -47,8 +47,14 @@ export interface ProjectTask {
    * own accountId must equal it, so one account never lands in two shards.
    */
   msgs: Uint8Array;
-  /** JSON Record<accountId, projected version> for this slice's accounts (absent = not projected). */
-  projected: string;
+  /**
+   * The projected version of this slice's accounts: projectedVersions[i] is
+   * that of projectedIds[i]; an account not listed is not projected. Two
+   * arrays rather than a JSON object: with ~1,000 accounts per shard, JSON
+   * objects both ways cost ~8 ms per flush, arrays ~2.
+   */
+  projectedIds: string[];
+  projectedVersions: number[];
 }
 
 export interface ProjectDlq { index: number; code: EventDlqCode; message: string }
@@ -59,8 +65,9 @@ export interface ProjectResult {
   transactionCount: number;
   accounts: Uint8Array;
   accountCount: number;
-  /** JSON Record<accountId, version> of the accounts this slice advanced. */
-  versions: string;
+  /** The accounts this slice advanced (in key order), and the version each now has. */
+  advancedIds: string[];
+  advancedVersions: number[];
   applied: number;
   /** Events at or below the projected version: re-sends, dropped. */
   stale: number;
@@ -116,7 +123,8 @@ function movement(e: EventEnvelope, balanceAfter: number, digits: number): numbe
 }
 
 export function projectShard(task: ProjectTask): ProjectResult {
-  const projected = JSON.parse(task.projected) as Record<string, number>;
+  const projected = new Map<string, number>();
+  for (let i = 0; i < task.projectedIds.length; i++) projected.set(task.projectedIds[i], task.projectedVersions[i]);
   const tx = new CopyWriter(task.msgs.byteLength + 1024);
   const folded = new Map<string, Folded>();
   const dlq: ProjectDlq[] = [];
@@ -156,7 +164,7 @@ export function projectShard(task: ProjectTask): ProjectResult {
     }
 
     const f = folded.get(e.accountId);
-    const cursor = f ? f.version : projected[e.accountId] ?? 0;
+    const cursor = f ? f.version : projected.get(e.accountId) ?? 0;
     if (e.version <= cursor) { stale++; continue; }
     if (e.version !== cursor + 1) {
       gapCount++;
@@ -196,18 +204,20 @@ export function projectShard(task: ProjectTask): ProjectResult {
   // key order: lowercase canonical UUIDs compare as strings exactly as Postgres compares uuid bytes
   const accounts = [...folded.values()].sort((x, y) => (x.accountId < y.accountId ? -1 : 1));
   const acc = new CopyWriter(folded.size * 128 + 64);
-  const versions: Record<string, number> = {};
+  const advancedIds: string[] = [];
+  const advancedVersions: number[] = [];
   for (const f of accounts) {
     acc.row(ACCOUNT_FIELDS).uuid(f.accountId).text(f.ownerName ?? '').text(f.currency).int8(f.balance)
       .text(f.closed ? 'closed' : 'open').int8(f.version).timestamptz(f.openedAtMs).timestamptz(f.updatedAtMs);
     if (f.closed) acc.timestamptz(f.closedAtMs); else acc.null();
-    versions[f.accountId] = f.version;
+    advancedIds.push(f.accountId);
+    advancedVersions.push(f.version);
   }
 
   return {
     transactions: inKeyOrder(tx.finish(), rowStart, rowAccount, accounts), transactionCount,
     accounts: acc.finish(), accountCount: folded.size,
-    versions: JSON.stringify(versions),
+    advancedIds, advancedVersions,
     applied, stale, tombstones, dlq, gaps, gapCount, newestRecordedAtMs: newest,
   };
 }

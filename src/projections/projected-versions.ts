@@ -42,14 +42,14 @@ export class ProjectedVersions {
   }
 
   /** Flush `seq` was prepared with these versions; flushes after it see them until it commits or fails. */
-  prepared(seq: number, versions: Record<string, number>): void {
-    for (const id of Object.keys(versions)) this.pending.set(id, { seq, v: versions[id] });
+  prepared(seq: number, versions: Map<string, number>): void {
+    for (const [id, v] of versions) this.pending.set(id, { seq, v });
   }
 
   /** Flush `seq` committed the versions it was prepared with. */
-  committed(seq: number, versions: Record<string, number>): void {
-    for (const id of Object.keys(versions)) {
-      this.remember(id, versions[id]);
+  committed(seq: number, versions: Map<string, number>): void {
+    for (const [id, v] of versions) {
+      this.remember(id, v);
       if (this.pending.get(id)?.seq === seq) this.pending.delete(id);
     }
   }

@@ -34,7 +34,7 @@ interface Prepared {
   input: FlushInput;
   results: ProjectResult[];
   /** accountId -> version this flush projects it to */
-  advanced: Record<string, number>;
+  advanced: Map<string, number>;
 }
 
 /** A flush met rows another writer holds: redo it with versions from Postgres. */
@@ -212,12 +212,17 @@ export class ProjectionPipeline {
   private async prepare(input: FlushInput, seq: number, fresh: boolean): Promise<Prepared> {
     const versions = await this.versions.load(this.ctx.pool, input.accounts.flatMap((s) => [...s]), seq, fresh);
     const results: ProjectResult[] = await Promise.all(input.packs.map((msgs, i) => {
-      const projected: Record<string, number> = {};
-      for (const id of input.accounts[i]) { const v = versions.get(id); if (v) projected[id] = v; }
+      const projectedIds: string[] = [];
+      const projectedVersions: number[] = [];
+      for (const id of input.accounts[i]) {
+        const v = versions.get(id);
+        if (v) { projectedIds.push(id); projectedVersions.push(v); }
+      }
       // the pool moves what it is given; a copy goes, the pack stays here for a redo and for dead letters
-      return this.pool.run({ msgs: new Uint8Array(msgs), projected: JSON.stringify(projected) });
+      return this.pool.run({ msgs: new Uint8Array(msgs), projectedIds, projectedVersions });
     }));
-    const advanced: Record<string, number> = Object.assign({}, ...results.map((r) => JSON.parse(r.versions) as object));
+    const advanced = new Map<string, number>();
+    for (const r of results) for (let k = 0; k < r.advancedIds.length; k++) advanced.set(r.advancedIds[k], r.advancedVersions[k]);
     this.versions.prepared(seq, advanced);
     return { seq, input, results, advanced };
   }

@@ -167,9 +167,8 @@ async function run(client: PoolClient, opts: RebuildOptions): Promise<RebuildRes
     const packer = new Packer(rows.length * 400 + 1024);
     rows.forEach((r, i) => packer.message(0, i, r.account_id, Buffer.from(r.payload)));
     // only the account the previous page stopped inside has rows already; every later one starts empty
-    const projected: Record<string, number> = {};
-    if (lastAccount !== null && rows[0].account_id === lastAccount) projected[lastAccount] = lastVersion;
-    const r = projectShard({ msgs: packer.finish(), projected: JSON.stringify(projected) });
+    const resumed = lastAccount !== null && rows[0].account_id === lastAccount;
+    const r = projectShard({ msgs: packer.finish(), projectedIds: resumed ? [lastAccount!] : [], projectedVersions: resumed ? [lastVersion] : [] });
     for (const d of r.dlq) log.warn({ accountId: rows[d.index].account_id, version: Number(rows[d.index].version), code: d.code, error: d.message }, 'stored event is unreadable; left out of the projections');
     if (r.gapCount) log.warn({ gaps: r.gaps, count: r.gapCount }, 'the event store has version gaps');
     unreadable += r.dlq.length;

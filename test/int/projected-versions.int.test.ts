@@ -38,7 +38,7 @@ const read = async (v: ProjectedVersions, seq: number, fresh = false) => Object.
 test('a flush sees the pending versions of earlier flushes, not its own or later ones', async () => {
   const v = new ProjectedVersions(100);
   assert.equal(await read(v, 1), { [a]: 3, [b]: 5, [c]: 0 });
-  v.prepared(1, { [a]: 7, [c]: 2 });
+  v.prepared(1, new Map(Object.entries({ [a]: 7, [c]: 2 })));
   assert.equal(await read(v, 2), { [a]: 7, [b]: 5, [c]: 2 }, 'flush 2 is prepared on flush 1');
   assert.equal(await read(v, 1), { [a]: 3, [b]: 5, [c]: 0 }, 'flush 1 prepared again sees what Postgres and the cache hold');
   assert.equal(await read(v, 2, true), { [a]: 3, [b]: 5, [c]: 0 }, 'fresh reads Postgres only');
@@ -47,9 +47,9 @@ test('a flush sees the pending versions of earlier flushes, not its own or later
 test('commit moves a flush\'s versions to the cache; a later flush\'s pending ones stay', async () => {
   const v = new ProjectedVersions(100);
   await read(v, 1);
-  v.prepared(1, { [a]: 7 });
-  v.prepared(2, { [a]: 9, [b]: 6 });
-  v.committed(1, { [a]: 7 });
+  v.prepared(1, new Map(Object.entries({ [a]: 7 })));
+  v.prepared(2, new Map(Object.entries({ [a]: 9, [b]: 6 })));
+  v.committed(1, new Map(Object.entries({ [a]: 7 })));
   assert.equal(await read(v, 2), { [a]: 7, [b]: 5, [c]: 0 }, 'flush 2 prepared again: flush 1 committed, its own pending is not seen');
   assert.equal(await read(v, 3), { [a]: 9, [b]: 6, [c]: 0 }, 'flush 3 sees flush 2 still pending');
 });
@@ -57,9 +57,9 @@ test('commit moves a flush\'s versions to the cache; a later flush\'s pending on
 test('abandon drops the flush\'s and every later flush\'s pending versions', async () => {
   const v = new ProjectedVersions(100);
   await read(v, 1);
-  v.prepared(1, { [a]: 7 });
-  v.prepared(2, { [b]: 8 });
-  v.prepared(3, { [c]: 1 });
+  v.prepared(1, new Map(Object.entries({ [a]: 7 })));
+  v.prepared(2, new Map(Object.entries({ [b]: 8 })));
+  v.prepared(3, new Map(Object.entries({ [c]: 1 })));
   v.abandon(2);
   assert.equal(await read(v, 4), { [a]: 7, [b]: 5, [c]: 0 }, 'only flush 1 is left pending');
   v.abandon(1);
