@@ -83,6 +83,13 @@ test('one call inserts new accounts, moves existing ones forward, and leaves old
   assert.equal(await read(equal), { owner: 'Equal', balance: 700, status: 'open', version: 4, openedAt: T0, updatedAt: T0 + 4, closed: false });
 });
 
+/** Sessions of this database waiting on a lock. */
+async function lockWaiters(): Promise<number> {
+  const { rows } = await pool.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
+  return rows[0].n;
+}
+
 test('an account another writer inserts meanwhile: the newer version wins, either way round', async () => {
   for (const [first, second, want] of [[3, 5, 5], [5, 3, 5]] as const) {
     const id = randomUUID();
@@ -95,13 +102,12 @@ test('an account another writer inserts meanwhile: the newer version wins, eithe
       // account, must wait on that key, then settle by version when a commits
       await upsert([{ id, owner: `v${first}`, balance: first, version: first, openedAt: T0, at: T0 + first }], a);
       const pending = upsert([{ id, owner: `v${second}`, balance: second, version: second, openedAt: T0, at: T0 + second }], b);
-      const waiting = await pool.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
-      for (let i = 0; i < 100 && waiting.rows[0].n === 0; i++) {
+      let waiting = await lockWaiters();
+      for (let i = 0; i < 100 && waiting === 0; i++) {
         await new Promise((r) => setTimeout(r, 20));
-        waiting.rows = (await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows;
+        waiting = await lockWaiters();
       }
-      assert.is(waiting.rows[0].n, 1, 'the second writer waits on the first one\'s key');
+      assert.is(waiting, 1, 'the second writer waits on the first one\'s key');
       await a.query('COMMIT');
       await pending;
       await b.query('COMMIT');
