@@ -121,6 +121,7 @@ const schema = {
     shards: { doc: 'Shards per batch (tasks sent to the pool).', format: 'positive-int', default: 2, env: 'PIPELINE_SHARDS' },
     maxInFlight: { doc: 'Messages consumed but not yet committed before the consumer pauses (backpressure).', format: 'positive-int', default: 50000, env: 'PIPELINE_MAX_IN_FLIGHT' },
     stateCacheSize: { doc: 'Accounts kept in the in-process state cache.', format: 'positive-int', default: 200000, env: 'PIPELINE_STATE_CACHE_SIZE' },
+    maxRetries: { doc: 'Failed attempts in a row (a batch, a flush, a relay step) after which the role reports itself stalled: not ready in /readyz, banking_es_pipeline_stalled 1. Transient faults are still retried after it, with backoff; a fatal one stops the role at once.', format: 'positive-int', default: 8, env: 'PIPELINE_MAX_RETRIES' },
   },
   projections: {
     batchSize: { doc: 'Max events per projection flush. Read models favour throughput: bigger than the command batches.', format: 'positive-int', default: 20000, env: 'PROJECTIONS_BATCH_SIZE' },

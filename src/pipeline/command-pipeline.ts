@@ -22,7 +22,8 @@ import { readOffsets, upsertOffsets } from '../db/sql/consumer-offsets';
 import { copyIn } from '../db/sql/copy-in';
 import { anyAlreadyIn, findKnownOutcomes } from '../db/sql/find-known-outcomes';
 import { isUuid } from '../codec/command';
-import { backoffMs, coerceError, isRetryablePgError, isUniqueViolation } from '../errors';
+import { classifyError, coerceError, errorCodeOf, isRetryablePgError, isUniqueViolation } from '../errors';
+import { RetryBudget } from '../retry-budget';
 import { redisIsReady } from '../redis';
 import { AccountStates } from './account-states';
 import { BatchSink } from './batch-sink';
@@ -49,7 +50,7 @@ interface Prepared {
   fresh: boolean;
   allIds: string[];
   changed: Record<string, AccountState>;
-  accA: string; accC: string; rejA: string; rejC: string;
+  accA: string[]; accC: string[]; rejA: string[]; rejC: string[];
   /** every (account, command) pair found by the scan, known or not */
   pairAccounts: string[]; pairCommands: string[];
 }
@@ -60,10 +61,6 @@ function hash(s: string): number {
   return h >>> 0;
 }
 
-function mergeArrays(parts: string[]): string {
-  const inner = parts.map((p) => p.slice(1, -1)).filter((p) => p.length > 0);
-  return `{${inner.join(',')}}`;
-}
 
 /** The outcome a batch still committing decided for `key` ("accountId/commandId"), from its ShardResult.decided lines. */
 function pendingOutcome(decided: string[], key: string): KnownOutcome | undefined {
@@ -75,14 +72,27 @@ function pendingOutcome(decided: string[], key: string): KnownOutcome | undefine
   return undefined;
 }
 
+/**
+ * The account a message is for, as the main thread sees it before any parse:
+ * its key, else the value's accountId, lower-cased, and only when it is a
+ * UUID. '' otherwise: such a message is sharded anywhere, and the worker
+ * rejects or dead-letters it. Only a validated id reaches SQL, Redis or the
+ * Bloom filter (DESIGN §4).
+ */
 function accountOf(m: Message): string {
-  if (m.key !== null && m.key !== undefined && m.key.length > 0) return m.key.toString().toLowerCase();
-  try {
-    const v = JSON.parse(m.value?.toString() ?? 'null') as { accountId?: unknown };
-    if (typeof v?.accountId === 'string') return v.accountId.toLowerCase();
-  } catch { /* unreadable: any shard will dead-letter it */ }
-  return '';
+  let raw: string | undefined;
+  if (m.key !== null && m.key !== undefined && m.key.length > 0) raw = m.key.toString('latin1');
+  else {
+    try {
+      const v = JSON.parse(m.value?.toString() ?? 'null') as { accountId?: unknown };
+      if (typeof v?.accountId === 'string') raw = v.accountId;
+    } catch { /* unreadable: any shard will dead-letter it */ }
+  }
+  return raw !== undefined && isUuid(raw) ? raw.toLowerCase() : '';
 }
+
+/** One message's place in its topic, as a key for the dead letters sent by this process. */
+const placeOf = (m: Message): string => `${m.partition}:${m.offset}`;
 
 export class CommandPipeline {
   private readonly consumer: GroupConsumer;
@@ -100,6 +110,15 @@ export class CommandPipeline {
   private inFlight = 0;
   private stopping = false;
   private readonly utilTimer: NodeJS.Timeout;
+  private readonly budget: RetryBudget;
+  /** resolves when stop() begins: a role halted by a fatal error waits for it instead of retrying */
+  private stopped!: () => void;
+  private readonly stopRequested = new Promise<void>((r) => { this.stopped = r; });
+  /**
+   * Messages dead-lettered by this process and not yet committed past ("partition:offset"): a batch
+   * that is redone or retried does not send them again (a dead letter is sent once per message per process).
+   */
+  private readonly deadLettered = new Set<string>();
 
   constructor(private readonly ctx: DaemonContext) {
     const { config, log, metrics, redis } = ctx;
@@ -108,6 +127,7 @@ export class CommandPipeline {
     this.pool = createShardPool(config.pipeline.workers);
     this.states = new AccountStates(config.pipeline.stateCacheSize, log, redis, config.redis.stateTtlMs);
     this.publisher = new OutcomePublisher(ctx.producer, config.kafka.topics.results, metrics, log);
+    this.budget = new RetryBudget('commands', ctx, config.pipeline.maxRetries);
     this.sink = new BatchSink<Message>(config.pipeline.batchTimeMs, config.pipeline.batchSize, (b) => this.handleBatch(b));
     this.consumer = new GroupConsumer(config, log, metrics, { groupId: this.group, topic: this.topic, name: 'commands' }, {
       resolveStart: (tps) => this.resolveStart(tps),
@@ -116,8 +136,8 @@ export class CommandPipeline {
       onMessages: (msgs) => this.onMessages(msgs),
     });
     this.utilTimer = setInterval(() => {
-      metrics.workerUtilization.set(this.pool.utilization());
-      metrics.workerQueue.set(this.pool.queueSize());
+      metrics.workerUtilization.set({ pipeline: 'commands' }, this.pool.utilization());
+      metrics.workerQueue.set({ pipeline: 'commands' }, this.pool.queueSize());
       this.updateLag();
     }, 1000);
     this.utilTimer.unref();
@@ -130,6 +150,7 @@ export class CommandPipeline {
   /** Stop consuming, let every consumed message commit, publish outcomes, record what was published. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.stopped();
     clearInterval(this.utilTimer);
     await this.consumer.stop();
     await this.drain(this.ctx.config.shutdown.timeoutMs);
@@ -203,43 +224,136 @@ export class CommandPipeline {
     for (const k of this.pendingDecided.keys()) if (k >= seq) this.pendingDecided.delete(k);
   }
 
-  /** Commits one decided batch, redoing and retrying as needed; resolves true when it committed as first decided. Never rejects. */
+  /** Commits one decided batch, redoing, retrying and isolating poison as needed; resolves true when it committed as first decided. Never rejects. */
   private async commitStage(msgs: Message[], seq: number, first: Prepared | undefined, started: bigint): Promise<boolean> {
-    const { metrics, log } = this.ctx;
+    const { metrics } = this.ctx;
+    const clean = await this.commitPart(msgs, seq, first);
+    this.inFlight -= msgs.length;
+    metrics.inFlight.set({ pipeline: 'commands' }, this.inFlight);
+    metrics.batchSize.observe({ sink: 'commands' }, msgs.length);
+    metrics.flushDuration.observe({ sink: 'commands' }, Number(process.hrtime.bigint() - started) / 1e9);
+    if (this.inFlight <= this.ctx.config.pipeline.maxInFlight / 2 && this.budget.stalled?.errorClass !== 'fatal') {
+      this.consumer.setPaused(false);
+      metrics.paused.set({ pipeline: 'commands' }, 0);
+    }
+    return clean;
+  }
+
+  /**
+   * Commits `msgs` (a batch, or part of one being narrowed down), acting on
+   * each failure by its class: a conflict is redone carefully, a transient or
+   * unknown fault is retried with backoff (the role turns stalled past
+   * pipeline.maxRetries), poison is isolated, a fatal error halts the role
+   * until shutdown. Resolves true when it committed `first` as decided.
+   */
+  private async commitPart(msgs: Message[], seq: number, first?: Prepared): Promise<boolean> {
     let prepared = first;
     let clean = first !== undefined;
     for (let attempt = 0; ; attempt++) {
       try {
         prepared ??= await this.prepare(msgs, seq);
         await this.commit(prepared);
-        break;
+        this.budget.succeeded();
+        return clean;
       } catch (e) {
         clean = false;
         this.abandon(seq);
         if (prepared) this.states.forget(prepared.allIds);
         prepared = undefined;
         if (e instanceof RedoCarefully) continue;
-        if (this.stopping && attempt > 3) {
-          log.error({ err: coerceError(e) }, 'giving up on a batch at shutdown; its offsets were not committed, so it is redone on restart');
-          break;
+        const errorClass = classifyError(e);
+        if (this.stopping && (attempt > 3 || errorClass === 'fatal')) {
+          this.ctx.log.error({ err: coerceError(e), errorClass }, 'giving up on a batch at shutdown; its offsets were not committed, so it is redone on restart');
+          return false;
         }
-        const code = (e as { code?: string }).code ?? 'UNKNOWN';
-        metrics.retries.inc({ component: 'commands', code });
-        const wait = backoffMs(attempt, 100, 5000);
-        if (isRetryablePgError(e)) log.warn({ err: coerceError(e), attempt, retryInMs: wait }, 'postgres unavailable; retrying the batch');
-        else log.error({ err: coerceError(e), attempt, retryInMs: wait }, 'batch failed; retrying (nothing was committed)');
+        if (errorClass === 'poison') {
+          await this.isolate(msgs, seq, e);
+          return false;
+        }
+        const wait = this.budget.failed(e, errorClass, `a batch of ${msgs.length} commands`);
+        if (errorClass === 'fatal') {
+          this.consumer.setPaused(true);
+          this.ctx.metrics.paused.set({ pipeline: 'commands' }, 1);
+          await this.stopRequested;
+          return false;
+        }
         await new Promise((r) => setTimeout(r, wait));
       }
     }
-    this.inFlight -= msgs.length;
-    metrics.inFlight.set({ pipeline: 'commands' }, this.inFlight);
-    metrics.batchSize.observe({ sink: 'commands' }, msgs.length);
-    metrics.flushDuration.observe({ sink: 'commands' }, Number(process.hrtime.bigint() - started) / 1e9);
-    if (this.inFlight <= this.ctx.config.pipeline.maxInFlight / 2) {
-      this.consumer.setPaused(false);
-      metrics.paused.set({ pipeline: 'commands' }, 0);
+  }
+
+  /**
+   * A part failed because of one message's content ("poison"): commit it in
+   * two halves, in offset order (so per-account and per-partition order
+   * hold), splitting again whichever half fails the same way, until the
+   * culprit stands alone; it is dead-lettered and its offset committed past
+   * (Kafka Connect's sinks "unwrap the batch" the same way). Every other
+   * message commits. A part of one message that is poison is the culprit.
+   */
+  private async isolate(msgs: Message[], seq: number, cause: unknown): Promise<void> {
+    if (msgs.length === 1) return this.deadLetterPoison(msgs[0], seq, cause);
+    this.ctx.log.warn({ err: coerceError(cause), messages: msgs.length, from: placeOf(msgs[0]) }, 'a batch failed on its content; splitting it to isolate the message');
+    const mid = msgs.length >> 1;
+    await this.commitPart(msgs.slice(0, mid), seq);
+    await this.commitPart(msgs.slice(mid), seq);
+  }
+
+  /** Dead-letters one poison message (DESIGN §2.3 headers, plus its error class and SQLSTATE), then commits its offset alone. */
+  private async deadLetterPoison(m: Message, seq: number, cause: unknown): Promise<void> {
+    const { log } = this.ctx;
+    const err = coerceError(cause);
+    const sqlstate = errorCodeOf(cause);
+    log.error({ err, sqlstate, partition: m.partition, offset: m.offset }, 'poison message isolated: its content fails the commit; dead-lettered, the partition goes on');
+    await this.sendDeadLetter(m, 'POISON', err.message, sqlstate);
+    const next = new Map([[m.partition, m.offset + 1]]);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const client = await this.ctx.pool.connect();
+        try {
+          await upsertOffsets(client, this.group, this.topic, [{ partition: m.partition, next: m.offset + 1, published: this.publisher.publishedOffsets().get(m.partition) ?? null }]);
+        } finally {
+          client.release();
+        }
+        break;
+      } catch (e) {
+        const errorClass = classifyError(e);
+        if (this.stopping || errorClass === 'fatal') return; // the offset is not committed: redone (and dead-lettered again) on restart
+        await new Promise((r) => setTimeout(r, this.budget.failed(e, errorClass, 'committing past a dead-lettered message')));
+      }
     }
-    return clean;
+    this.budget.succeeded();
+    this.afterCommit(seq, next, {});
+    this.publisher.beginBatch(next).end();
+  }
+
+  /**
+   * Sends one message to bank.commands.dlq with its original key, value and
+   * headers plus why (DESIGN §2.3), unless this process already did: a redo or
+   * retry of its batch does not send it twice. Resolves once Kafka acknowledged it.
+   */
+  private async sendDeadLetter(m: Message, code: string, message: string, sqlstate?: string): Promise<void> {
+    const { config, metrics } = this.ctx;
+    const place = placeOf(m);
+    if (this.deadLettered.has(place)) return;
+    await this.ctx.producer.send({
+      topic: config.kafka.topics.commandsDlq, key: m.key ?? null, value: m.value ?? null,
+      headers: [...((m.headers as Array<Record<string, string | Buffer>> | undefined) ?? []),
+        { 'error.code': code }, { 'error.message': message }, { 'error.class': 'poison' }, ...(sqlstate ? [{ 'error.sqlstate': sqlstate }] : []),
+        { 'source.topic': m.topic }, { 'source.partition': String(m.partition) }, { 'source.offset': String(m.offset) }],
+    });
+    this.deadLettered.add(place);
+    metrics.dlq.inc({ topic: config.kafka.topics.commandsDlq, reason: code });
+  }
+
+  /** A batch (or a part of one) committed up to `next`: the caches, the offsets we know and the dead-letter bookkeeping follow. */
+  private afterCommit(seq: number, next: Map<number, number>, changed: Record<string, AccountState>): void {
+    this.states.committed(seq, changed);
+    for (const [part, n] of next) this.committedNext.set(part, Math.max(n, this.committedNext.get(part) ?? 0));
+    for (const place of this.deadLettered) {
+      const [part, offset] = place.split(':').map(Number);
+      if (offset < (this.committedNext.get(part) ?? 0)) this.deadLettered.delete(place);
+    }
+    this.consumer.commitToKafka([...next].map(([partition, offset]) => ({ topic: this.topic, partition, offset })));
   }
 
   private async prepare(msgs: Message[], seq: number): Promise<Prepared> {
@@ -255,7 +369,7 @@ export class CommandPipeline {
     const pairAccounts: string[] = [], pairCommands: string[] = [], bloomHits: number[] = [];
     for (const m of msgs) {
       const acct = accountOf(m);
-      const cmdId = acct ? scanCommandId(m.value) : null;
+      const cmdId = acct ? scanCommandId(m.value) : null; // both validated UUIDs, or not used
       if (cmdId) {
         const key = `${acct}/${cmdId}`;
         if (!fresh && this.recent.mightHave(key)) bloomHits.push(pairAccounts.length);
@@ -290,33 +404,21 @@ export class CommandPipeline {
     this.pendingDecided.set(seq, results.map((r) => r.decided));
     return {
       seq, msgs, slices, results, next, replay, fresh, allIds, changed, pairAccounts, pairCommands,
-      accA: mergeArrays(results.map((r) => r.acceptedAccounts)),
-      accC: mergeArrays(results.map((r) => r.acceptedCommands)),
-      rejA: mergeArrays(results.map((r) => r.rejectedAccounts)),
-      rejC: mergeArrays(results.map((r) => r.rejectedCommands)),
+      accA: results.flatMap((r) => r.acceptedAccounts),
+      accC: results.flatMap((r) => r.acceptedCommands),
+      rejA: results.flatMap((r) => r.rejectedAccounts),
+      rejC: results.flatMap((r) => r.rejectedCommands),
     };
   }
 
   private async commit(p: Prepared): Promise<void> {
-    const { config, metrics, pool } = this.ctx;
+    const { metrics, pool } = this.ctx;
     const { results, slices, next } = p;
     // replayed offsets: their outcomes are re-published as Postgres has them
     if (!p.fresh && p.replay) return this.redoCarefully(p);
 
     // dead letters are acknowledged before their offsets commit, so none is lost
-    const dlqSends: Promise<void>[] = [];
-    results.forEach((r, i) => {
-      for (const d of r.dlq) {
-        const m = slices[i][d.index];
-        dlqSends.push(this.ctx.producer.send({
-          topic: config.kafka.topics.commandsDlq, key: m.key ?? null, value: m.value ?? null,
-          headers: [...((m.headers as Array<Record<string, string | Buffer>> | undefined) ?? []),
-            { 'error.code': d.code }, { 'error.message': d.message }, { 'source.topic': m.topic }, { 'source.partition': String(m.partition) }, { 'source.offset': String(m.offset) }],
-        }));
-        metrics.dlq.inc({ topic: config.kafka.topics.commandsDlq, reason: d.code });
-      }
-    });
-    await Promise.all(dlqSends);
+    await Promise.all(results.flatMap((r, i) => r.dlq.map((d) => this.sendDeadLetter(slices[i][d.index], d.code, d.message))));
 
     const client: PoolClient = await pool.connect();
     const eventCount = results.reduce((s, r) => s + r.eventCount, 0);
@@ -346,9 +448,8 @@ export class CommandPipeline {
     this.careful.delete(p.msgs);
 
     // committed: caches, metrics, outcomes, lag tooling
-    this.states.committed(p.seq, p.changed);
     this.pendingDecided.delete(p.seq);
-    for (const [part, n] of next) this.committedNext.set(part, Math.max(n, this.committedNext.get(part) ?? 0));
+    this.afterCommit(p.seq, next, p.changed);
     metrics.eventsAppended.inc(eventCount);
     for (const r of results) {
       for (const [k, v] of Object.entries(r.counts)) { const [type, status] = k.split('|'); metrics.commands.inc({ type, status }, v); }
@@ -357,15 +458,13 @@ export class CommandPipeline {
     const batchOutcomes = this.publisher.beginBatch(next);
     for (const r of results) forEachRecord(r.outcomes, (key, value) => batchOutcomes.add(key, value));
     batchOutcomes.end();
-    this.consumer.commitToKafka([...next].map(([partition, offset]) => ({ topic: this.topic, partition, offset })));
   }
 
   /** Reads what Postgres already holds for this batch's commands; the batch is then decided again from Postgres state. */
   private async redoCarefully(p: Prepared): Promise<never> {
     const client = await this.ctx.pool.connect();
     try {
-      const scanned = [`{${p.pairAccounts.join(',')}}`, `{${p.pairCommands.join(',')}}`];
-      const known = await findKnownOutcomes(client, mergeArrays([p.accA, p.rejA, scanned[0]]), mergeArrays([p.accC, p.rejC, scanned[1]]));
+      const known = await findKnownOutcomes(client, [...p.accA, ...p.rejA, ...p.pairAccounts], [...p.accC, ...p.rejC, ...p.pairCommands]);
       const prev = this.careful.get(p.msgs)?.known;
       this.careful.set(p.msgs, { known: prev ? { ...prev, ...known } : known });
     } finally {
@@ -397,7 +496,7 @@ export class CommandPipeline {
     }
     if (suspects.size === 0) return null;
     const idx = [...suspects];
-    const known = await findKnownOutcomes(this.ctx.pool, `{${idx.map((i) => accounts[i]).join(',')}}`, `{${idx.map((i) => commands[i]).join(',')}}`);
+    const known = await findKnownOutcomes(this.ctx.pool, idx.map((i) => accounts[i]), idx.map((i) => commands[i]));
     if (pending.length) {
       for (const i of idx) {
         const key = `${accounts[i]}/${commands[i]}`;

@@ -42,11 +42,11 @@ export interface ShardResult {
   outcomeCount: number;
   /** JSON Record<accountId, AccountState> of the accounts this slice changed. */
   states: string;
-  /** Postgres array literals of the commands decided now (not known before), for the duplicate check at commit. */
-  acceptedAccounts: string;
-  acceptedCommands: string;
-  rejectedAccounts: string;
-  rejectedCommands: string;
+  /** The (account, command) pairs decided now (not known before), for the duplicate check at commit; validated UUIDs. */
+  acceptedAccounts: string[];
+  acceptedCommands: string[];
+  rejectedAccounts: string[];
+  rejectedCommands: string[];
   /**
    * What this slice decided now, one line per command: "\n<accountId>/<commandId>\t<KnownOutcome JSON>".
    * The next batch is decided before this one commits; a re-send in it finds its original here.
@@ -166,10 +166,10 @@ export function decideShard(task: ShardTask): ShardResult {
     outcomes: outcomes.finish(),
     outcomeCount: outcomes.count,
     states: JSON.stringify(changed),
-    acceptedAccounts: `{${accA.join(',')}}`,
-    acceptedCommands: `{${accC.join(',')}}`,
-    rejectedAccounts: `{${rejA.join(',')}}`,
-    rejectedCommands: `{${rejC.join(',')}}`,
+    acceptedAccounts: accA,
+    acceptedCommands: accC,
+    rejectedAccounts: rejA,
+    rejectedCommands: rejC,
     decided: decided.join('') + '\n',
     dlq,
     counts,

@@ -9,6 +9,8 @@
  * A false positive costs one index probe; a miss (older than the window, or
  * written before a restart) is still caught by the unique keys at commit.
  */
+import { isUuid } from '../codec/command';
+
 const BITS_PER_ENTRY = 16;
 const PROBES = 4;
 
@@ -60,7 +62,7 @@ const COMMAND_ID = Buffer.from('"commandId"');
 /**
  * The commandId of a JSON command, found by a byte scan rather than a parse
  * (the worker parses properly later). Returns null when it is not plainly
- * there: the unique keys still protect that command, only less cheaply.
+ * there or not a UUID: the unique keys still protect that command, only less cheaply.
  */
 export function scanCommandId(value: Buffer | null | undefined): string | null {
   if (!value) return null;
@@ -69,5 +71,7 @@ export function scanCommandId(value: Buffer | null | undefined): string | null {
   i += COMMAND_ID.length;
   while (i < value.length && (value[i] === 0x20 || value[i] === 0x3a || value[i] === 0x0a || value[i] === 0x09 || value[i] === 0x0d)) i++;
   if (value[i] !== 0x22 || i + 37 >= value.length || value[i + 37] !== 0x22) return null;
-  return value.toString('latin1', i + 1, i + 37).toLowerCase();
+  const id = value.toString('latin1', i + 1, i + 37);
+  // it reaches SQL, Redis keys and the Bloom filter: a UUID, or not used at all
+  return isUuid(id) ? id.toLowerCase() : null;
 }

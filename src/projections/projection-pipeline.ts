@@ -83,8 +83,8 @@ export class ProjectionPipeline {
       onMessages: (msgs) => this.onMessages(msgs),
     });
     this.utilTimer = setInterval(() => {
-      metrics.workerUtilization.set(this.pool.utilization());
-      metrics.workerQueue.set(this.pool.queueSize());
+      metrics.workerUtilization.set({ pipeline: SINK }, this.pool.utilization());
+      metrics.workerQueue.set({ pipeline: SINK }, this.pool.queueSize());
       this.updateLag();
     }, 1000);
     this.utilTimer.unref();

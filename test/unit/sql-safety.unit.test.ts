@@ -8,7 +8,11 @@
  *   - a `.query(...)` whose text is neither a literal, a checked template, a
  *     COPY stream, nor one of ALLOWED_QUERY_TEXTS;
  *   - a copyIn(...) call whose table is not a string literal or whose column
- *     list is not a constant.
+ *     list is not a constant;
+ *   - a Postgres array literal (`{a,b}`) assembled from strings, by a
+ *     template or by `+`: arrays travel as arrays, which node-postgres
+ *     encodes, or through COPY (an id with `,` `}` `"` once broke every
+ *     partition this way).
  * A new interpolation must be added here, on purpose, with a reason.
  */
 import { test } from 'uvu';
@@ -48,6 +52,19 @@ const ALLOWED_QUERY_TEXTS: Record<string, string[]> = {
 
 const SQL = /\b(SELECT\s|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|COPY\s|CREATE\s|DROP\s|ALTER\s|TRUNCATE\s|LOCK\s+TABLE|GRANT\s|WHERE\s|FROM\s+\w)/;
 
+/** `{${…}}` or `'{' + … + '}'`: a Postgres array literal (or any brace-wrapped list) assembled from strings. */
+function buildsArrayLiteral(n: ts.Node): boolean {
+  if (ts.isTemplateExpression(n)) {
+    const tail = n.templateSpans[n.templateSpans.length - 1].literal.text;
+    return n.head.text === '{' && tail.endsWith('}');
+  }
+  if (ts.isBinaryExpression(n) && n.operatorToken.kind === ts.SyntaxKind.PlusToken) {
+    const lit = (x: ts.Node) => (ts.isStringLiteral(x) || ts.isNoSubstitutionTemplateLiteral(x)) ? x.text : undefined;
+    return lit(n.left) === '{'; // `'{' + a + '}'` parses as ('{' + a) + '}'
+  }
+  return false;
+}
+
 function walk(dir: string): string[] {
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((d) => {
     const p = path.join(dir, d.name);
@@ -81,6 +98,7 @@ function scan(): { findings: Finding[]; templates: number; queries: number; copi
     const at = (n: ts.Node) => sf.getLineAndCharacterOfPosition(n.getStart(sf)).line + 1;
     const report = (n: ts.Node, why: string) => findings.push({ file: rel, line: at(n), text: n.getText(sf).slice(0, 160), why });
     const visit = (n: ts.Node): void => {
+      if (buildsArrayLiteral(n)) report(n, 'a Postgres array literal assembled from strings; pass an array');
       if (ts.isTemplateExpression(n)) {
         const text = n.head.text + n.templateSpans.map((s) => s.literal.text).join(' ');
         if (SQL.test(text)) {
@@ -143,6 +161,8 @@ test('the scanner catches what it is meant to catch', () => {
     'const a = await client.query(`SELECT * FROM events WHERE account_id = \'${id}\'`);',
     "const b = await client.query('DELETE FROM events WHERE id = ' + id);",
     'const c = await client.query(text);',
+    'const d = await client.query(\'SELECT 1 FROM unnest($1::uuid[])\', [`{${ids.join(\',\')}}`]);',
+    "const e = '{' + ids.join(',') + '}';",
   ].join('\n');
   const sf = ts.createSourceFile('x.ts', sample, ts.ScriptTarget.ES2022, true);
   let hits = 0;
@@ -150,10 +170,11 @@ test('the scanner catches what it is meant to catch', () => {
     if (ts.isTemplateExpression(n) && SQL.test(n.head.text)) hits++;
     if (ts.isBinaryExpression(n) && ts.isStringLiteral(n.left) && SQL.test(n.left.text)) hits++;
     if (ts.isCallExpression(n) && ts.isPropertyAccessExpression(n.expression) && n.expression.name.text === 'query' && ts.isIdentifier(n.arguments[0])) hits++;
+    if (buildsArrayLiteral(n)) hits++;
     ts.forEachChild(n, visit);
   };
   visit(sf);
-  assert.is(hits, 3);
+  assert.is(hits, 5);
 });
 
 test.run();

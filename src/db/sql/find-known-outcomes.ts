@@ -5,10 +5,10 @@ import { formatMoney, parseMinor } from '../../domain/money';
 
 /**
  * Outcomes Postgres already holds for these (account, command) pairs: the
- * authority for idempotency (DESIGN §4). Arrays are Postgres array literals
- * built by the workers, so the main thread does no per-command work here.
+ * authority for idempotency (DESIGN §4). The ids are validated UUIDs, passed
+ * as arrays that node-postgres encodes: no array literal is ever assembled.
  */
-export async function findKnownOutcomes(client: Pool | PoolClient, accounts: string, commands: string): Promise<Record<string, KnownOutcome>> {
+export async function findKnownOutcomes(client: Pool | PoolClient, accounts: readonly string[], commands: readonly string[]): Promise<Record<string, KnownOutcome>> {
   const known: Record<string, KnownOutcome> = {};
   const ev = await client.query<{ account_id: string; command_id: string; event_type: string; version: string; balance_after: string; currency: string }>(
     `SELECT e.account_id, e.command_id, e.event_type, e.version, e.payload->'data'->>'balanceAfter' AS balance_after, e.payload->'data'->>'currency' AS currency
@@ -31,8 +31,8 @@ export async function findKnownOutcomes(client: Pool | PoolClient, accounts: str
 }
 
 /** True when any pair already has a row in `table` (a command decided now that was decided before). */
-export async function anyAlreadyIn(client: PoolClient, table: 'events' | 'command_rejections', accounts: string, commands: string): Promise<boolean> {
-  if (accounts === '{}') return false;
+export async function anyAlreadyIn(client: PoolClient, table: 'events' | 'command_rejections', accounts: readonly string[], commands: readonly string[]): Promise<boolean> {
+  if (accounts.length === 0) return false;
   const { rows } = await client.query(
     `SELECT 1 FROM unnest($1::uuid[], $2::uuid[]) AS c(a, k)
       WHERE EXISTS (SELECT 1 FROM ${table === 'events' ? 'events' : 'command_rejections'} t WHERE t.account_id = c.a AND t.command_id = c.k) LIMIT 1`,
