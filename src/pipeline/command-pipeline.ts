@@ -35,8 +35,8 @@ import { createShardPool, type ShardPool } from './shard-pool';
 import { OutcomePublisher } from './outcome-publisher';
 import { RecentCommands, scanCommandId } from './recent-commands';
 
-const EVENT_COLUMNS = 'account_id, version, event_id, event_type, payload, command_id, recorded_at';
-const REJECTION_COLUMNS = 'account_id, command_id, command_type, reason, detail, rejected_at';
+const EVENT_COLUMNS = 'account_id, version, event_id, event_type, payload, command_id, recorded_at, source_partition, source_offset';
+const REJECTION_COLUMNS = 'account_id, command_id, command_type, reason, detail, rejected_at, source_partition, source_offset';
 
 class RedoCarefully extends Error {}
 
@@ -454,6 +454,7 @@ export class CommandPipeline {
     for (const r of results) {
       for (const [k, v] of Object.entries(r.counts)) { const [type, status] = k.split('|'); metrics.commands.inc({ type, status }, v); }
       for (const [reason, v] of Object.entries(r.rejectReasons)) metrics.rejections.inc({ reason }, v);
+      if (r.republished) metrics.outcomesRepublished.inc(r.republished);
     }
     const batchOutcomes = this.publisher.beginBatch(next);
     for (const r of results) forEachRecord(r.outcomes, (key, value) => batchOutcomes.add(key, value));

@@ -12,12 +12,18 @@ import { decide } from '../domain/decider';
 import { fractionDigits } from '../domain/currency';
 import { formatMoney } from '../domain/money';
 import type { AccountState, RejectReason } from '../domain/types';
-import { Packer, unpackMessages } from './pack';
+import { Packer, unpackMessages, type PackedMessage } from './pack';
+
+/**
+ * Where a decided command was read: its partition and offset in the command
+ * topic. Absent for rows written before they were recorded (migration 0005).
+ */
+export interface SourcePlace { sourcePartition?: number; sourceOffset?: number }
 
 /** What Postgres says an already-processed command produced. */
 export type KnownOutcome =
-  | { status: 'accepted'; type: string; version: number; balance: string }
-  | { status: 'rejected'; type: string; reason: string };
+  | ({ status: 'accepted'; type: string; version: number; balance: string } & SourcePlace)
+  | ({ status: 'rejected'; type: string; reason: string; detail?: string } & SourcePlace);
 
 export interface ShardTask {
   msgs: Uint8Array;
@@ -55,11 +61,13 @@ export interface ShardResult {
   dlq: DlqEntry[];
   /** "type|status" -> count, for metrics. */
   counts: Record<string, number>;
+  /** outcomes published again for replayed offsets (committed before, publication not recorded) */
+  republished: number;
   rejectReasons: Record<string, number>;
 }
 
-const BATCH_EVENT_COLUMNS = 7; // account_id, version, event_id, event_type, payload, command_id, recorded_at
-const REJECTION_COLUMNS = 6;   // account_id, command_id, command_type, reason, detail, rejected_at
+const BATCH_EVENT_COLUMNS = 9; // account_id, version, event_id, event_type, payload, command_id, recorded_at, source_partition, source_offset
+const REJECTION_COLUMNS = 8;   // account_id, command_id, command_type, reason, detail, rejected_at, source_partition, source_offset
 
 const EVENT_OF = { OpenAccount: 'AccountCreated', Deposit: 'MoneyDeposited', Withdraw: 'MoneyWithdrawn', CloseAccount: 'AccountClosed' } as const;
 
@@ -87,31 +95,35 @@ export function decideShard(task: ShardTask): ShardResult {
   const counts: Record<string, number> = {};
   const reasons: Record<string, number> = {};
   const processedAt = new Date(task.nowMs).toISOString();
-  let eventCount = 0, rejectionCount = 0, index = -1;
+  let eventCount = 0, rejectionCount = 0, republished = 0, index = -1;
 
   const count = (type: string, status: string) => {
     const k = `${type}|${status}`;
     counts[k] = (counts[k] ?? 0) + 1;
   };
   const balanceText = (s: AccountState) => formatMoney(s.balance, fractionDigits(s.currency) ?? 2);
-  const emitKnown = (accountId: string, commandId: string, type: string, k: KnownOutcome, replay: boolean) => {
-    const status = replay ? k.status : 'duplicate';
-    let rest = replay ? '' : ',"originalStatus":"' + k.status + '"';
-    rest += k.status === 'accepted' ? ',"version":' + k.version + ',"balance":' + jsonString(k.balance) : ',"reason":' + jsonString(k.reason);
+  /** `asOriginal`: a replayed original command is answered again as it was, with its own status; everything else is a duplicate. */
+  const emitKnown = (accountId: string, commandId: string, type: string, k: KnownOutcome, asOriginal: boolean) => {
+    const status = asOriginal ? k.status : 'duplicate';
+    let rest = asOriginal ? '' : ',"originalStatus":"' + k.status + '"';
+    // the same fields as the first answer, in the same order: a repeat is identical to it but for processedAt
+    rest += k.status === 'accepted'
+      ? ',"version":' + k.version + ',"balance":' + jsonString(k.balance)
+      : ',"reason":' + jsonString(k.reason) + (k.detail === undefined ? '' : ',"detail":' + jsonString(k.detail));
     outcomes.record(accountId, outcomeJson(commandId, accountId, type, status, rest, processedAt));
     count(type, status);
   };
-  const reject = (accountId: string, commandId: string, type: string, reason: RejectReason, detail: string | undefined) => {
+  const reject = (m: PackedMessage, accountId: string, commandId: string, type: string, reason: RejectReason, detail: string | undefined) => {
     rejections.row(REJECTION_COLUMNS).uuid(accountId).uuid(commandId).text(type).text(reason);
     if (detail === undefined) rejections.null(); else rejections.text(detail);
-    rejections.timestamptz(task.nowMs);
+    rejections.timestamptz(task.nowMs).int4(m.partition).int8(m.offset);
     rejectionCount++;
     rejA.push(accountId); rejC.push(commandId);
     const rest = ',"reason":"' + reason + '"' + (detail === undefined ? '' : ',"detail":' + jsonString(detail));
     outcomes.record(accountId, outcomeJson(commandId, accountId, type, 'rejected', rest, processedAt));
     const id = `${accountId}/${commandId}`;
-    seen.set(id, { status: 'rejected', type, reason });
-    decided.push('\n' + id + '\t{"status":"rejected","type":' + jsonString(type) + ',"reason":"' + reason + '"}');
+    seen.set(id, detail === undefined ? { status: 'rejected', type, reason } : { status: 'rejected', type, reason, detail });
+    decided.push('\n' + id + '\t{"status":"rejected","type":' + jsonString(type) + ',"reason":"' + reason + '"' + (detail === undefined ? '' : ',"detail":' + jsonString(detail)) + '}');
     count(type, 'rejected');
     reasons[reason] = (reasons[reason] ?? 0) + 1;
   };
@@ -130,24 +142,30 @@ export function decideShard(task: ShardTask): ShardResult {
     const id = `${accountId}/${commandId}`;
     const prior = seen.get(id) ?? known?.[id];
     if (prior) {
-      emitKnown(accountId, commandId, type, prior, replay && !seen.has(id));
+      // A replayed offset is answered again as it was first answered: the original with its own status,
+      // a re-send with `duplicate`. Postgres knows which offset was the original (0005); rows from before
+      // that fall back to "the first time this replay meets the command".
+      const original = replay && !seen.has(id) && (prior.sourceOffset === undefined || (prior.sourcePartition === m.partition && prior.sourceOffset === m.offset));
+      if (replay) republished++;
+      emitKnown(accountId, commandId, type, prior, original);
+      seen.set(id, prior); // any later copy in this batch is a re-send
       continue;
     }
     if (d.kind === 'invalid') {
-      reject(accountId, commandId, type, 'INVALID_COMMAND', d.message);
+      reject(m, accountId, commandId, type, 'INVALID_COMMAND', d.message);
       continue;
     }
     const cmd = d.command;
     const state = changed[accountId] ?? states[accountId] ?? null;
     const decision = decide(state, cmd);
     if (!decision.accepted) {
-      reject(accountId, commandId, type, decision.rejected, decision.detail);
+      reject(m, accountId, commandId, type, decision.rejected, decision.detail);
       continue;
     }
     const ev = decision.event;
     const eventId = newEventId();
     const payload = encodeEnvelope({ eventId, accountId, version: ev.version, type: ev.type, data: ev.data as unknown as Record<string, unknown>, commandId, recordedAt: processedAt });
-    events.row(BATCH_EVENT_COLUMNS).uuid(accountId).int8(ev.version).uuid(eventId).text(EVENT_OF[cmd.type]).jsonb(payload).uuid(commandId).timestamptz(task.nowMs);
+    events.row(BATCH_EVENT_COLUMNS).uuid(accountId).int8(ev.version).uuid(eventId).text(EVENT_OF[cmd.type]).jsonb(payload).uuid(commandId).timestamptz(task.nowMs).int4(m.partition).int8(m.offset);
     eventCount++;
     changed[accountId] = decision.state;
     accA.push(accountId); accC.push(commandId);
@@ -173,6 +191,7 @@ export function decideShard(task: ShardTask): ShardResult {
     decided: decided.join('') + '\n',
     dlq,
     counts,
+    republished,
     rejectReasons: reasons,
   };
 }

@@ -116,7 +116,13 @@ schema('the tables exist with their keys and column types', async () => {
   assert.is(ev.tx_id.type, 'xid8');
   assert.is(ev.command_id.type, 'uuid');
   assert.is(ev.position.type, 'bigint');
-  for (const [name, c] of Object.entries(ev)) assert.not.ok(c.nullable, `events.${name} is nullable`);
+  // where the command was read (0005): NULL on rows written before it was recorded
+  const sourceColumns = ['source_partition', 'source_offset'];
+  for (const [name, c] of Object.entries(ev)) assert.is(c.nullable, sourceColumns.includes(name), `events.${name} nullable: ${c.nullable}`);
+  assert.is(ev.source_partition.type, 'integer');
+  assert.is(ev.source_offset.type, 'bigint');
+  const rej = await columns(p, 'command_rejections');
+  assert.equal(sourceColumns.map((n) => rej[n]), [{ type: 'integer', nullable: true }, { type: 'bigint', nullable: true }]);
 
   const off = await columns(p, 'consumer_offsets');
   assert.is(off.partition.type, 'integer');

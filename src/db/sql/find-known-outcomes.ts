@@ -1,7 +1,14 @@
 import type { Pool, PoolClient } from 'pg';
-import type { KnownOutcome } from '../../pipeline/decide-shard';
+import type { KnownOutcome, SourcePlace } from '../../pipeline/decide-shard';
 import { fractionDigits } from '../../domain/currency';
 import { formatMoney, parseMinor } from '../../domain/money';
+
+interface SourceRow { source_partition: number | null; source_offset: string | null }
+
+/** Where the original command was read (migration 0005), when the row records it. */
+function sourceOf(r: SourceRow): SourcePlace {
+  return r.source_partition === null || r.source_offset === null ? {} : { sourcePartition: r.source_partition, sourceOffset: Number(r.source_offset) };
+}
 
 /**
  * Outcomes Postgres already holds for these (account, command) pairs: the
@@ -10,23 +17,26 @@ import { formatMoney, parseMinor } from '../../domain/money';
  */
 export async function findKnownOutcomes(client: Pool | PoolClient, accounts: readonly string[], commands: readonly string[]): Promise<Record<string, KnownOutcome>> {
   const known: Record<string, KnownOutcome> = {};
-  const ev = await client.query<{ account_id: string; command_id: string; event_type: string; version: string; balance_after: string; currency: string }>(
-    `SELECT e.account_id, e.command_id, e.event_type, e.version, e.payload->'data'->>'balanceAfter' AS balance_after, e.payload->'data'->>'currency' AS currency
+  const ev = await client.query<{ account_id: string; command_id: string; event_type: string; version: string; balance_after: string; currency: string } & SourceRow>(
+    `SELECT e.account_id, e.command_id, e.event_type, e.version, e.payload->'data'->>'balanceAfter' AS balance_after, e.payload->'data'->>'currency' AS currency,
+            e.source_partition, e.source_offset
        FROM unnest($1::uuid[], $2::uuid[]) AS c(a, k)
        JOIN events e ON e.account_id = c.a AND e.command_id = c.k`,
     [accounts, commands],
   );
   for (const r of ev.rows) {
     const minor = parseMinor(r.balance_after) ?? 0;
-    known[`${r.account_id}/${r.command_id}`] = { status: 'accepted', type: COMMAND_OF[r.event_type] ?? r.event_type, version: Number(r.version), balance: formatMoney(minor, fractionDigits(r.currency) ?? 2) };
+    known[`${r.account_id}/${r.command_id}`] = { status: 'accepted', type: COMMAND_OF[r.event_type] ?? r.event_type, version: Number(r.version), balance: formatMoney(minor, fractionDigits(r.currency) ?? 2), ...sourceOf(r) };
   }
-  const rej = await client.query<{ account_id: string; command_id: string; command_type: string; reason: string }>(
-    `SELECT r.account_id, r.command_id, r.command_type, r.reason
+  const rej = await client.query<{ account_id: string; command_id: string; command_type: string; reason: string; detail: string | null } & SourceRow>(
+    `SELECT r.account_id, r.command_id, r.command_type, r.reason, r.detail, r.source_partition, r.source_offset
        FROM unnest($1::uuid[], $2::uuid[]) AS c(a, k)
        JOIN command_rejections r ON r.account_id = c.a AND r.command_id = c.k`,
     [accounts, commands],
   );
-  for (const r of rej.rows) known[`${r.account_id}/${r.command_id}`] = { status: 'rejected', type: r.command_type, reason: r.reason };
+  for (const r of rej.rows) {
+    known[`${r.account_id}/${r.command_id}`] = { status: 'rejected', type: r.command_type, reason: r.reason, ...(r.detail === null ? {} : { detail: r.detail }), ...sourceOf(r) };
+  }
   return known;
 }
 
