@@ -24,7 +24,12 @@ export class ProducerClient {
   readonly raw: Kafka.Producer;
   private pollTimer: NodeJS.Timeout | undefined;
 
-  constructor(config: Config, private readonly log: Logger, metrics: Metrics, extra: Record<string, string | number | boolean> = {}) {
+  /**
+   * @param extra global librdkafka properties over ours
+   * @param topicConfig topic properties (`message.timeout.ms`, …): node-rdkafka gives every topic this
+   *   configuration, so a topic property set among the global ones is silently ignored
+   */
+  constructor(config: Config, private readonly log: Logger, metrics: Metrics, extra: Record<string, string | number | boolean> = {}, topicConfig: Kafka.ProducerTopicConfig = {}) {
     this.raw = new Kafka.Producer({
       ...baseKafkaConfig(config, 'producer'),
       'dr_cb': true,
@@ -36,7 +41,7 @@ export class ProducerClient {
       'enable.idempotence': true,
       'message.send.max.retries': 2147483647,
       ...extra,
-    } as Kafka.ProducerGlobalConfig);
+    } as Kafka.ProducerGlobalConfig, topicConfig);
     this.raw.on('delivery-report', (err, report) => {
       const p = report.opaque as Pending | undefined;
       if (!p || typeof p.resolve !== 'function') return; // other trackers (outcome batches) listen too

@@ -184,6 +184,7 @@ export class CommandPipeline {
     // resolveStart read the stored next offsets just before: no second query (whose late answer
     // could also have moved committedNext back after a batch committed)
     this.committedNext.clear();
+    this.publisher.assigned(starts.map((s) => s.partition));
     for (const s of starts) {
       const next = this.storedNext.get(s.partition);
       if (next !== undefined) this.committedNext.set(s.partition, next);

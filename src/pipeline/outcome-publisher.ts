@@ -14,6 +14,13 @@ interface BatchTrack { next: Map<number, number>; remaining: number; ended: bool
 export class OutcomePublisher {
   private readonly inOrder: BatchTrack[] = [];
   private readonly published = new Map<number, number>();
+  /**
+   * Partitions with an outcome Kafka never acknowledged (delivery failed after
+   * librdkafka's own retries): their published offset stays below it until the
+   * partition is assigned again, so the next owner (or this process after a
+   * restart) re-publishes from there. Other partitions go on advancing.
+   */
+  private readonly frozen = new Set<number>();
   private waiters: Array<() => void> = [];
 
   constructor(private readonly producer: ProducerClient, private readonly topic: string, private readonly metrics: Metrics, private readonly log: Logger) {
@@ -62,8 +69,8 @@ export class OutcomePublisher {
   private settle(): void {
     while (this.inOrder.length && this.inOrder[0].ended && this.inOrder[0].remaining === 0) {
       const t = this.inOrder.shift()!;
-      if (t.failed) { this.inOrder.length = 0; break; } // stop advancing: a restart re-publishes from here
-      for (const [p, n] of t.next) this.published.set(p, Math.max(n, this.published.get(p) ?? 0));
+      if (t.failed) for (const p of t.next.keys()) this.frozen.add(p);
+      for (const [p, n] of t.next) if (!this.frozen.has(p)) this.published.set(p, Math.max(n, this.published.get(p) ?? 0));
     }
     if (this.inOrder.length === 0) {
       const w = this.waiters;
@@ -74,6 +81,19 @@ export class OutcomePublisher {
 
   publishedOffsets(): Map<number, number> {
     return new Map(this.published);
+  }
+
+  /**
+   * The consumer now owns exactly these partitions, starting from what
+   * Postgres stores: what this process knew of other partitions, or of these
+   * from an earlier ownership, is forgotten. Batches still in flight from
+   * before only advance a partition once they are acknowledged, and never
+   * past what they really published.
+   */
+  assigned(partitions: Iterable<number>): void {
+    const owned = new Set(partitions);
+    for (const p of [...this.published.keys()]) if (!owned.has(p)) this.published.delete(p);
+    this.frozen.clear(); // the new start is the stored published offset, below any failed outcome
   }
 
   /** Resolves when every outcome handed over so far was acknowledged, or after timeoutMs in all. */
