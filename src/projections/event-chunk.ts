@@ -56,6 +56,11 @@ export interface SourceMessage {
   offset: number;
 }
 
+/** A rebuilt message in the shape it was consumed in, to pack it again (a poison flush narrowed down). */
+export function asConsumed(topic: string, m: SourceMessage): Message {
+  return { topic, partition: m.partition, offset: m.offset, key: m.key ?? undefined, value: m.value, headers: m.headers, size: m.value?.length ?? 0 } as Message;
+}
+
 export function packChunk(msgs: Message[], shards: number): EventChunk {
   const n = msgs.length;
   const shardOfMsg = new Int32Array(n);
@@ -107,8 +112,6 @@ export class FlushInput {
   /** `${shard}:${index}` -> extra */
   private readonly extras = new Map<string, Extra>();
   private readonly unpacked = new Map<number, PackedMessage[]>();
-  /** Dead letters already acknowledged, `${shard}:${index}`, so a retried flush does not send them twice. */
-  readonly deadLettered = new Set<string>();
 
   constructor(chunks: EventChunk[], shards: number) {
     this.count = chunks.reduce((s, c) => s + c.count, 0);
@@ -127,6 +130,16 @@ export class FlushInput {
       for (const [p, n] of c.next) if ((this.next.get(p) ?? -1) < n) this.next.set(p, n);
     }
     this.packs = parts.map((ps) => (ps.length === 1 ? ps[0] : Buffer.concat(ps)));
+  }
+
+  /** Every message of the flush as consumed, in (partition, offset) order: for narrowing a poison flush down. */
+  all(): SourceMessage[] {
+    const out: SourceMessage[] = [];
+    this.packs.forEach((pack, shard) => {
+      let index = 0;
+      for (const _ of unpackMessages(pack)) out.push(this.source(shard, index++));
+    });
+    return out.sort((a, b) => a.partition - b.partition || a.offset - b.offset);
   }
 
   /** The message at `index` of shard `shard`'s pack, as consumed. */

@@ -19,10 +19,11 @@ import { readOffsets, upsertOffsets } from '../db/sql/consumer-offsets';
 import { copyIn } from '../db/sql/copy-in';
 import { upsertAccountProjections } from '../db/sql/upsert-account-projections';
 import { projectorWriteGate, type WriteGate } from '../db/sql/projection-rebuilds';
-import { backoffMs, coerceError, isRetryablePgError, isUniqueViolation } from '../errors';
+import { backoffMs, classifyError, coerceError, errorCodeOf, isRetryablePgError, isUniqueViolation } from '../errors';
+import { RetryBudget } from '../retry-budget';
 import { BatchSink } from '../pipeline/batch-sink';
 import { CommitChain } from '../pipeline/commit-chain';
-import { FlushInput, packChunk, type EventChunk } from './event-chunk';
+import { asConsumed, FlushInput, packChunk, type EventChunk, type SourceMessage } from './event-chunk';
 import { TRANSACTION_COLUMNS, type ProjectResult } from './project-shard';
 import { createProjectionPool, type ProjectionPool } from './projection-pool';
 import { ProjectedVersions } from './projected-versions';
@@ -66,6 +67,12 @@ export class ProjectionPipeline {
   private stopping = false;
   private gateLogged: string | null = null;
   private readonly utilTimer: NodeJS.Timeout;
+  private readonly budget: RetryBudget;
+  /** resolves when stop() begins: a role halted by a fatal error waits for it instead of retrying */
+  private stopped!: () => void;
+  private readonly stopRequested = new Promise<void>((r) => { this.stopped = r; });
+  /** Events dead-lettered by this process and not yet committed past ("partition:offset"): sent once, not on every redo. */
+  private readonly deadLettered = new Set<string>();
 
   constructor(private readonly ctx: DaemonContext) {
     const { config, log, metrics } = ctx;
@@ -73,6 +80,7 @@ export class ProjectionPipeline {
     this.group = config.kafka.projectionGroupId;
     this.pool = createProjectionPool(config.pipeline.workers);
     this.versions = new ProjectedVersions(config.pipeline.stateCacheSize);
+    this.budget = new RetryBudget(SINK, ctx, config.pipeline.maxRetries);
     this.sink = new BatchSink<EventChunk>(config.projections.batchTimeMs, config.projections.batchSize, (b) => this.handleBatch(b), (c) => c.count);
     // a consume call is packed as one chunk, and a flush takes whole chunks: none may exceed a flush
     const consumeBatch = Math.min(2000, config.projections.batchSize);
@@ -97,6 +105,7 @@ export class ProjectionPipeline {
   /** Stop consuming, let every consumed message commit, release the consumer and the workers. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.stopped();
     clearInterval(this.utilTimer);
     await this.consumer.stop();
     await this.drain(this.ctx.config.shutdown.timeoutMs);
@@ -104,6 +113,7 @@ export class ProjectionPipeline {
     await this.consumer.close();
     await this.pool.close();
     this.ctx.health.remove('projections-consumer');
+    this.ctx.health.remove(`${SINK}-pipeline`);
   }
 
   private async drain(timeoutMs: number): Promise<void> {
@@ -155,8 +165,29 @@ export class ProjectionPipeline {
     await this.chain.next((seq) => this.prepare(input, seq, false), (seq, first) => this.commitStage(input, seq, first, started));
   }
 
-  /** Commits one prepared flush, redoing and retrying as needed; resolves true when it committed as first prepared. Never rejects. */
+  /** Commits one prepared flush, redoing, retrying and isolating poison as needed; resolves true when it committed as first prepared. Never rejects. */
   private async commitStage(input: FlushInput, seq: number, first: Prepared | undefined, started: bigint): Promise<boolean> {
+    const { metrics } = this.ctx;
+    const clean = await this.commitPart(input, seq, first);
+    this.inFlight -= input.count;
+    metrics.inFlight.set({ pipeline: SINK }, this.inFlight);
+    metrics.batchSize.observe({ sink: SINK }, input.count);
+    metrics.flushDuration.observe({ sink: SINK }, Number(process.hrtime.bigint() - started) / 1e9);
+    if (this.inFlight <= this.ctx.config.projections.maxInFlight / 2 && this.budget.stalled?.errorClass !== 'fatal') {
+      this.consumer.setPaused(false);
+      metrics.paused.set({ pipeline: SINK }, 0);
+    }
+    return clean;
+  }
+
+  /**
+   * Commits a flush (or part of one being narrowed down), acting on each
+   * failure by its class (src/errors.ts): a conflict is redone once with
+   * versions from Postgres, a rebuild gate is waited out, a transient or
+   * unknown fault is retried with backoff (stalled past pipeline.maxRetries),
+   * poison is isolated, a fatal error halts the role until shutdown.
+   */
+  private async commitPart(input: FlushInput, seq: number, first?: Prepared): Promise<boolean> {
     const { metrics, log } = this.ctx;
     let fresh = false;
     let prepared = first;
@@ -165,18 +196,20 @@ export class ProjectionPipeline {
       try {
         prepared ??= await this.prepare(input, seq, fresh);
         await this.commit(prepared);
+        this.budget.succeeded();
         if (this.gateLogged) log.info('projection rebuild finished; projections continue');
         this.gateLogged = null;
-        break;
+        return clean;
       } catch (e) {
         clean = false;
         prepared = undefined;
         this.versions.abandon(seq);
         // redone once with versions from Postgres; a conflict that survives that is a real fault, retried with backoff
         if (e instanceof RedoFresh && !fresh) { fresh = true; continue; }
-        if (this.stopping && attempt > 3) {
-          log.error({ err: coerceError(e) }, 'giving up on a flush at shutdown; its offsets were not committed, so it is redone on restart');
-          break;
+        const errorClass = e instanceof RedoFresh ? 'unknown' : classifyError(e);
+        if (this.stopping && (attempt > 3 || errorClass === 'fatal')) {
+          log.error({ err: coerceError(e), errorClass }, 'giving up on a flush at shutdown; its offsets were not committed, so it is redone on restart');
+          return false;
         }
         if (e instanceof RebuildGate) {
           // the rebuild rewrites every projection: forget what we knew, and wait without counting it as a failure
@@ -189,23 +222,86 @@ export class ProjectionPipeline {
           attempt = Math.min(attempt, 4);
           continue;
         }
-        const code = (e as { code?: string }).code ?? 'UNKNOWN';
-        metrics.retries.inc({ component: SINK, code });
-        const wait = backoffMs(attempt, 100, 5000);
-        if (isRetryablePgError(e)) log.warn({ err: coerceError(e), attempt, retryInMs: wait }, 'postgres unavailable; retrying the flush');
-        else log.error({ err: coerceError(e), attempt, retryInMs: wait }, 'flush failed; retrying (nothing was committed)');
+        if (errorClass === 'poison') {
+          await this.isolate(input.all(), seq, e);
+          return false;
+        }
+        const wait = this.budget.failed(e, errorClass, `a projection flush of ${input.count} events`);
+        if (errorClass === 'fatal') {
+          this.consumer.setPaused(true);
+          metrics.paused.set({ pipeline: SINK }, 1);
+          await this.stopRequested;
+          return false;
+        }
         await new Promise((r) => setTimeout(r, wait));
       }
     }
-    this.inFlight -= input.count;
-    metrics.inFlight.set({ pipeline: SINK }, this.inFlight);
-    metrics.batchSize.observe({ sink: SINK }, input.count);
-    metrics.flushDuration.observe({ sink: SINK }, Number(process.hrtime.bigint() - started) / 1e9);
-    if (this.inFlight <= this.ctx.config.projections.maxInFlight / 2) {
-      this.consumer.setPaused(false);
-      metrics.paused.set({ pipeline: SINK }, 0);
+  }
+
+  /**
+   * A flush failed because of one event's content: commit its events in two
+   * halves, in (partition, offset) order, so per-account version order holds,
+   * splitting whichever half fails the same way until the culprit stands
+   * alone; it is dead-lettered to bank.events.dlq and its offset committed past.
+   */
+  private async isolate(msgs: SourceMessage[], seq: number, cause: unknown): Promise<void> {
+    if (msgs.length === 1) return this.deadLetterPoison(msgs[0], seq, cause);
+    this.ctx.log.warn({ err: coerceError(cause), events: msgs.length, from: `${msgs[0].partition}:${msgs[0].offset}` }, 'a projection flush failed on its content; splitting it to isolate the event');
+    const mid = msgs.length >> 1;
+    for (const half of [msgs.slice(0, mid), msgs.slice(mid)]) {
+      const input = new FlushInput([packChunk(half.map((m) => asConsumed(this.topic, m)), this.shards)], this.shards);
+      await this.commitPart(input, seq);
     }
-    return clean;
+  }
+
+  private async deadLetterPoison(m: SourceMessage, seq: number, cause: unknown): Promise<void> {
+    const sqlstate = errorCodeOf(cause);
+    this.ctx.log.error({ err: coerceError(cause), sqlstate, partition: m.partition, offset: m.offset }, 'poison event isolated: its content fails the projection commit; dead-lettered, the partition goes on');
+    await this.sendDeadLetter(m, 'POISON', coerceError(cause).message, sqlstate);
+    for (;;) {
+      try {
+        const client = await this.ctx.pool.connect();
+        try {
+          await upsertOffsets(client, this.group, this.topic, [{ partition: m.partition, next: m.offset + 1, published: null }]);
+        } finally {
+          client.release();
+        }
+        break;
+      } catch (e) {
+        const errorClass = classifyError(e);
+        if (this.stopping || errorClass === 'fatal') return; // not committed: redone on restart
+        await new Promise((r) => setTimeout(r, this.budget.failed(e, errorClass, 'committing past a dead-lettered event')));
+      }
+    }
+    this.budget.succeeded();
+    this.versions.abandon(seq);
+    this.afterCommit(new Map([[m.partition, m.offset + 1]]));
+  }
+
+  /** To bank.events.dlq with the original key, value and headers plus why (DESIGN §2.3); once per event per process. */
+  private async sendDeadLetter(m: SourceMessage, code: string, message: string, sqlstate?: string): Promise<void> {
+    const { config, metrics } = this.ctx;
+    const place = `${m.partition}:${m.offset}`;
+    if (this.deadLettered.has(place)) return;
+    await this.ctx.producer.send({
+      topic: config.kafka.topics.eventsDlq, key: m.key, value: m.value,
+      headers: [...m.headers,
+        { 'error.code': code }, { 'error.message': message }, { 'error.class': 'poison' }, ...(sqlstate ? [{ 'error.sqlstate': sqlstate }] : []),
+        { 'source.topic': this.topic }, { 'source.partition': String(m.partition) }, { 'source.offset': String(m.offset) }],
+    });
+    this.deadLettered.add(place);
+    metrics.dlq.inc({ topic: config.kafka.topics.eventsDlq, reason: code });
+  }
+
+  /** Offsets committed up to `next`: what we know of them, the dead-letter bookkeeping, and Kafka's copy for lag tooling. */
+  private afterCommit(next: Map<number, number>): void {
+    for (const [part, n] of next) this.committedNext.set(part, Math.max(n, this.committedNext.get(part) ?? 0));
+    for (const place of this.deadLettered) {
+      const [part, offset] = place.split(':').map(Number);
+      if (offset < (this.committedNext.get(part) ?? 0)) this.deadLettered.delete(place);
+    }
+    this.updateLag();
+    this.consumer.commitToKafka([...next].map(([partition, offset]) => ({ topic: this.topic, partition, offset })));
   }
 
   /** Projects a flush in the workers, one task per shard; what it advances is pending until it commits. */
@@ -228,28 +324,12 @@ export class ProjectionPipeline {
   }
 
   private async commit(p: Prepared): Promise<void> {
-    const { config, metrics, pool, log } = this.ctx;
+    const { metrics, pool, log } = this.ctx;
     const { results, input } = p;
     const next = input.next;
 
     // dead letters are acknowledged before their offsets commit, so none is lost
-    const dlqSends: Promise<void>[] = [];
-    results.forEach((r, i) => {
-      for (const d of r.dlq) {
-        const id = `${i}:${d.index}`;
-        if (input.deadLettered.has(id)) continue;
-        const m = input.source(i, d.index);
-        dlqSends.push(this.ctx.producer.send({
-          topic: config.kafka.topics.eventsDlq, key: m.key, value: m.value,
-          headers: [...m.headers,
-            { 'error.code': d.code }, { 'error.message': d.message }, { 'source.topic': this.topic }, { 'source.partition': String(m.partition) }, { 'source.offset': String(m.offset) }],
-        }).then(() => {
-          input.deadLettered.add(id);
-          metrics.dlq.inc({ topic: config.kafka.topics.eventsDlq, reason: d.code });
-        }));
-      }
-    });
-    await Promise.all(dlqSends);
+    await Promise.all(results.flatMap((r, i) => r.dlq.map((d) => this.sendDeadLetter(input.source(i, d.index), d.code, d.message))));
 
     const txCount = results.reduce((s, r) => s + r.transactionCount, 0);
     const accountCount = results.reduce((s, r) => s + r.accountCount, 0);
@@ -290,9 +370,7 @@ export class ProjectionPipeline {
       if (r.newestRecordedAtMs > newest) newest = r.newestRecordedAtMs;
     }
     if (newest > 0) metrics.projectionLagSeconds.set(Math.max(0, (Date.now() - newest) / 1000));
-    for (const [part, n] of next) this.committedNext.set(part, Math.max(n, this.committedNext.get(part) ?? 0));
-    this.updateLag();
-    this.consumer.commitToKafka([...next].map(([partition, offset]) => ({ topic: this.topic, partition, offset })));
+    this.afterCommit(next);
   }
 
   private updateLag(): void {
