@@ -33,7 +33,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LogicalReplicationService, type Pgoutput } from 'pg-logical-replication';
 import type { DaemonContext } from '../daemon';
-import { BankingError, backoffMs, coerceError } from '../errors';
+import { BankingError, backoffMs, classifyError, coerceError } from '../errors';
+import { RetryBudget } from '../retry-budget';
 import { CommitTracker, type TxEntry } from './commit-tracker';
 import { formatLsn, parseLsn } from './lsn';
 import { RawPgoutputPlugin } from './raw-pgoutput';
@@ -231,6 +232,9 @@ class ReplicationSession {
   }
 }
 
+/** object_in_use: the slot is streaming to another connection (the active relay of another instance). */
+const SLOT_IN_USE = '55006';
+
 export class LogicalRelay {
   private readonly opts: LogicalRelayOptions;
   private readonly abort = new AbortController();
@@ -244,6 +248,7 @@ export class LogicalRelay {
   private publishedCount = 0;
   private sessionCount = 0;
   private signalStreaming: (() => void) | undefined;
+  private budget: RetryBudget | undefined;
 
   constructor(private readonly ctx: DaemonContext, opts: Partial<LogicalRelayOptions> = {}) {
     this.opts = { ...LOGICAL_RELAY_DEFAULTS, ...opts };
@@ -260,6 +265,7 @@ export class LogicalRelay {
       const n = await backfill(this.ctx, marker);
       log.info({ slot: this.opts.slot, events: n }, 'published the events written before the slot existed');
     }
+    this.budget = new RetryBudget('relay', this.ctx, this.ctx.config.pipeline.maxRetries);
     void this.pollLag();
     this.lagTimer = setInterval(() => void this.pollLag(), this.opts.lagPollMs);
     const streaming = new Promise<void>((r) => { this.signalStreaming = r; });
@@ -321,6 +327,7 @@ export class LogicalRelay {
         if (this.stopping) { await session.drain(0); break; }
         await session.run(() => {
           attempt = 0;
+          this.budget?.succeeded();
           this.sessionCount++;
           this.isStreaming = true;
           this.resumedFrom = slot.confirmedFlushLsn ?? '0/0';
@@ -331,8 +338,15 @@ export class LogicalRelay {
       } catch (e) {
         if (this.stopping) break;
         const err = coerceError(e);
-        metrics.retries.inc({ component: 'relay', code: String((e as { code?: unknown }).code ?? 'stream') });
-        log.warn({ err, attempt, slot: this.opts.slot }, 'replication stream failed; reconnecting with backoff');
+        if ((e as { code?: unknown }).code === SLOT_IN_USE) {
+          // another instance's relay streams from the slot: this one is its warm standby, not failing
+          metrics.retries.inc({ component: 'relay', code: SLOT_IN_USE });
+          log.warn({ err, attempt, slot: this.opts.slot }, 'replication stream failed; reconnecting with backoff');
+        } else {
+          const errorClass = classifyError(e);
+          this.budget?.failed(e, errorClass, 'the replication stream');
+          if (errorClass === 'fatal') break; // not ready until restarted: retrying cannot bring back what it needs
+        }
       } finally {
         this.session = undefined;
         this.isStreaming = false;

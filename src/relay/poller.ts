@@ -24,7 +24,8 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DaemonContext } from '../daemon';
-import { backoffMs, coerceError } from '../errors';
+import { classifyError } from '../errors';
+import { RetryBudget } from '../retry-budget';
 import { readCommittedEvents, type CommittedEvent } from '../db/sql/read-committed-events';
 import { readCheckpoint, saveCheckpoint, START_CHECKPOINT, type RelayCheckpoint } from '../db/sql/relay-checkpoints';
 
@@ -52,6 +53,7 @@ export class PollingRelay {
   private stored: RelayCheckpoint = START_CHECKPOINT;
   private pollCount = 0;
   private publishedCount = 0;
+  private budget: RetryBudget | undefined;
 
   constructor(private readonly ctx: DaemonContext, opts: Partial<PollingRelayOptions> = {}) {
     this.opts = { ...POLLING_RELAY_DEFAULTS, ...opts };
@@ -62,6 +64,7 @@ export class PollingRelay {
     this.stored = (await readCheckpoint(this.ctx.pool, this.opts.name)) ?? START_CHECKPOINT;
     this.cursor = this.stored;
     this.ctx.log.info({ relay: this.opts.name, from: this.stored }, 'polling relay started');
+    this.budget = new RetryBudget('relay-poller', this.ctx, this.ctx.config.pipeline.maxRetries);
     this.loop = this.run();
   }
 
@@ -99,17 +102,18 @@ export class PollingRelay {
   }
 
   private async run(): Promise<void> {
-    for (let attempt = 0; !this.stopping; attempt++) {
+    while (!this.stopping) {
       try {
         await this.pump();
         return;
       } catch (e) {
         if (this.stopping) return;
-        const err = coerceError(e);
-        this.ctx.metrics.retries.inc({ component: 'relay-poller', code: String((e as { code?: unknown }).code ?? 'publish') });
-        this.ctx.log.warn({ err, attempt, from: this.stored }, 'polling relay failed; resuming from the stored checkpoint after a backoff');
+        const errorClass = classifyError(e);
+        // counted, logged once per step, stalled (not ready) past pipeline.maxRetries; a checkpoint stored ends the streak
+        const wait = this.budget!.failed(e, errorClass, `the polling relay (resuming from ${this.stored.txId}/${this.stored.position})`);
+        if (errorClass === 'fatal') return; // not ready until restarted
         this.cursor = this.stored;
-        await this.idle(Math.max(100, backoffMs(attempt, 200, 10_000)));
+        await this.idle(Math.max(100, wait));
       }
     }
   }
@@ -128,8 +132,8 @@ export class PollingRelay {
           const last = rows[rows.length - 1];
           const cp = { txId: last.txId, position: last.position };
           const acked = Promise.all(rows.map((r) => this.publish(r)));
-          chain = chain.then(() => acked).then(() => this.store(cp, rows.length, started));
-          chain.catch(() => undefined); // observed below
+          chain = this.link(chain, acked, () => this.store(cp, rows.length, started));
+          chain.catch(() => undefined); // observed below (window, `await chain`, finally)
           this.cursor = cp;
           window.push(chain);
           if (window.length >= pipelineDepth) await window.shift();
@@ -146,6 +150,28 @@ export class PollingRelay {
     await chain;
   }
 
+  /**
+   * The next link of the checkpoint chain: `store` runs once every earlier
+   * link succeeded and this batch's deliveries were acknowledged.
+   *
+   * Why not `prev.then(() => acked).then(store)`: when an earlier batch fails
+   * (Kafka away longer than message.timeout.ms), `prev` rejects and the
+   * `() => acked` callback never runs, so nothing ever subscribes to `acked`.
+   * Its deliveries time out a moment later, `acked` rejects unobserved, and
+   * Node 20 ends the process on the unhandled rejection. So both promises are
+   * awaited here unconditionally (allSettled observes both), and the link
+   * settles only after this batch's deliveries settled: a failed pump() then
+   * really returns after the batches in flight settled, and run() retries
+   * from the stored checkpoint with nothing of the old attempt still pending.
+   */
+  private async link(prev: Promise<void>, acked: Promise<unknown>, store: () => Promise<void>): Promise<void> {
+    const [before, own] = await Promise.allSettled([prev, acked]);
+    // the earliest failure is the one reported; this batch's checkpoint is never stored past a gap
+    if (before.status === 'rejected') throw before.reason;
+    if (own.status === 'rejected') throw own.reason;
+    await store();
+  }
+
   private publish(r: CommittedEvent): Promise<void> {
     return this.ctx.producer.send({ topic: this.ctx.config.kafka.topics.events, key: r.accountId, value: Buffer.from(r.payload, 'utf8') });
   }
@@ -156,6 +182,7 @@ export class PollingRelay {
       log.warn({ relay: this.opts.name, checkpoint: cp }, 'another poller stored a later checkpoint; run one relay instance per database');
     }
     this.stored = cp;
+    this.budget?.succeeded();
     this.publishedCount += n;
     metrics.relayEventsPublished.inc({ mode: 'poller' }, n);
     metrics.batchSize.observe({ sink: 'relay' }, n);
