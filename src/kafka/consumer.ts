@@ -12,7 +12,7 @@ import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import type { Health } from '../health';
 import { recordRdkafkaStats } from '../metrics';
-import { backoffMs, coerceError } from '../errors';
+import { backoffMs, classifyError, coerceError, errorCodeOf } from '../errors';
 import { baseKafkaConfig } from './client-config';
 import { closeWithin } from './native-close';
 
@@ -113,8 +113,14 @@ export class GroupConsumer {
         return;
       } catch (e) {
         if (this.closing) return;
-        const wait = Math.max(100, backoffMs(attempt, 200, 5000));
-        this.log.warn({ err: coerceError(e), retryInMs: wait }, 'could not resolve start offsets; retrying');
+        // nothing is consumed meanwhile, and the readiness probe says so (no partitions owned); a fatal
+        // cause (no consumer_offsets table, no privilege) is logged at error level, and still retried:
+        // librdkafka considers these partitions ours until we assign them
+        const errorClass = classifyError(e);
+        const wait = Math.max(100, backoffMs(attempt, 200, errorClass === 'fatal' ? 30_000 : 5000));
+        const fields = { err: coerceError(e), errorClass, code: errorCodeOf(e), attempt, retryInMs: wait };
+        if (errorClass === 'transient') this.log.warn(fields, 'could not resolve start offsets; retrying');
+        else this.log.error(fields, 'could not resolve start offsets; retrying');
         await new Promise((r) => setTimeout(r, wait));
       }
     }
