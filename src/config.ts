@@ -79,7 +79,7 @@ const schema = {
     clientId: { doc: 'Kafka client.id prefix.', format: String, default: 'banking-es', env: 'KAFKA_CLIENT_ID' },
     groupId: { doc: 'Consumer group of the command pipeline; also the consumer name in consumer_offsets.', format: String, default: 'banking-es-commands', env: 'KAFKA_GROUP_ID' },
     projectionGroupId: { doc: 'Consumer group of the projection pipeline.', format: String, default: 'banking-es-projections', env: 'KAFKA_PROJECTION_GROUP_ID' },
-    autoOffsetReset: { doc: 'Where a partition with NO stored offset starts. A stored offset Kafka no longer has is never reset (DESIGN §4).', format: ['earliest', 'latest'], default: 'earliest', env: 'KAFKA_AUTO_OFFSET_RESET' },
+    autoOffsetReset: { doc: 'Where a partition with NO stored offset starts. A stored offset Kafka no longer has is never reset (docs/architecture.md §4).', format: ['earliest', 'latest'], default: 'earliest', env: 'KAFKA_AUTO_OFFSET_RESET' },
     securityProtocol: { doc: 'librdkafka security.protocol.', format: ['plaintext', 'ssl', 'sasl_plaintext', 'sasl_ssl'], default: 'plaintext', env: 'KAFKA_SECURITY_PROTOCOL' },
     sasl: {
       mechanism: { doc: 'SASL mechanism (with sasl_* protocols).', format: ['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512'], default: 'PLAIN', env: 'KAFKA_SASL_MECHANISM' },

@@ -55,7 +55,7 @@ export function coerceError(e: unknown): Error {
 }
 
 /**
- * What a catch site does with a failure (DESIGN §4). Every failure is
+ * What a catch site does with a failure (docs/architecture.md §4). Every failure is
  * classified here, once, and each class has one action:
  *   transient - the world is briefly unwell (a lost connection, a server
  *               restarting, a deadlock, a Kafka timeout): retry the same unit

@@ -1,7 +1,7 @@
 /**
  * Readiness: a set of named probes. A `required` probe failing makes /readyz
  * answer 503; an optional one (Redis) only shows up in the JSON detail,
- * because correctness never depends on it (DESIGN §6).
+ * because correctness never depends on it (docs/architecture.md §6).
  */
 import type { Metrics } from './metrics';
 import { coerceError } from './errors';

@@ -1,5 +1,5 @@
 /**
- * Optional Redis (DESIGN §6). Correctness never depends on it: every caller
+ * Optional Redis (docs/architecture.md §6). Correctness never depends on it: every caller
  * treats a Redis failure as "no information" and falls back to Postgres. The
  * client never queues commands while disconnected (that would grow memory
  * without bound) and reconnects forever in the background.

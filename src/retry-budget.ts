@@ -1,5 +1,5 @@
 /**
- * How one role lives with failures it retries (DESIGN §4: no error is retried
+ * How one role lives with failures it retries (docs/architecture.md §4: no error is retried
  * forever unseen). Each failed attempt is classified once (src/errors.ts),
  * counted, logged once (one line per backoff step, never per loop) and given
  * its backoff. After `maxRetries` failures in a row, or at once for a fatal

@@ -1,5 +1,5 @@
 /**
- * Decodes one `bank.commands` message (DESIGN §2.1, §2.3) into a Command.
+ * Decodes one `bank.commands` message (docs/architecture.md §2.1, §2.3) into a Command.
  *
  * Three outcomes: `ok`; `invalid` when the message identifies a command and
  * an account but has bad fields (the sender gets a rejected/INVALID_COMMAND

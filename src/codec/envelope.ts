@@ -1,5 +1,5 @@
 /**
- * The canonical event envelope on `bank.events` (DESIGN §2.4), and a reader
+ * The canonical event envelope on `bank.events` (docs/architecture.md §2.4), and a reader
  * that also accepts what Debezium emits for the `events` table, so the
  * projection pipeline works with the outbox router, without it, and with
  * either converter setting:

@@ -137,7 +137,7 @@ export function evolve(state: AccountState | null, e: DomainEvent): AccountState
 }
 
 /**
- * Restores an account from its latest event alone (DESIGN §3: no snapshot table).
+ * Restores an account from its latest event alone (docs/architecture.md §3: no snapshot table).
  *
  * `data` comes from storage, so it is checked; a malformed stored event is
  * corruption, not a domain outcome, and throws.

@@ -1,6 +1,6 @@
 /**
  * Commands, events, state and decisions of one bank account.
- * The wire shapes are DESIGN §2.1 (commands) and §2.4 (event data).
+ * The wire shapes are docs/architecture.md §2.1 (commands) and §2.4 (event data).
  */
 
 export type CommandType = 'OpenAccount' | 'Deposit' | 'Withdraw' | 'CloseAccount';
@@ -75,7 +75,7 @@ export interface AccountState {
 }
 
 // Event data: amounts are canonical decimal strings in the account's currency,
-// balanceAfter is minor units as a string (DESIGN §2.4). Every variant carries
+// balanceAfter is minor units as a string (docs/architecture.md §2.4). Every variant carries
 // currency and balanceAfter so the latest event alone restores the state.
 export interface AccountCreatedData {
   ownerName: string;

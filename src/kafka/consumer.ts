@@ -3,7 +3,7 @@
  * Where each partition starts is decided by the owner (`resolveStart`, which
  * reads the offsets stored in Postgres) before the partition is assigned; a
  * partition whose stored offset Kafka no longer holds is assigned paused and
- * reported, never reset (DESIGN §4). Rebalances wait for the owner to drain
+ * reported, never reset (docs/architecture.md §4). Rebalances wait for the owner to drain
  * (`onRevoke`) before giving partitions up.
  */
 import Kafka from 'node-rdkafka';

@@ -1,5 +1,5 @@
 /**
- * The command pipeline (DESIGN §1): consume bank.commands, batch, shard by
+ * The command pipeline (docs/architecture.md §1): consume bank.commands, batch, shard by
  * account, decide in workers, then ONE Postgres transaction per batch (events,
  * rejections, consumer offsets), then outcomes to bank.command-results.
  *
@@ -77,7 +77,7 @@ function pendingOutcome(decided: string[], key: string): KnownOutcome | undefine
  * its key, else the value's accountId, lower-cased, and only when it is a
  * UUID. '' otherwise: such a message is sharded anywhere, and the worker
  * rejects or dead-letters it. Only a validated id reaches SQL, Redis or the
- * Bloom filter (DESIGN §4).
+ * Bloom filter (docs/architecture.md §4).
  */
 function accountOf(m: Message): string {
   let raw: string | undefined;
@@ -299,7 +299,7 @@ export class CommandPipeline {
     await this.commitPart(msgs.slice(mid), seq);
   }
 
-  /** Dead-letters one poison message (DESIGN §2.3 headers, plus its error class and SQLSTATE), then commits its offset alone. */
+  /** Dead-letters one poison message (docs/architecture.md §2.3 headers, plus its error class and SQLSTATE), then commits its offset alone. */
   private async deadLetterPoison(m: Message, seq: number, cause: unknown): Promise<void> {
     const { log } = this.ctx;
     const err = coerceError(cause);
@@ -329,7 +329,7 @@ export class CommandPipeline {
 
   /**
    * Sends one message to bank.commands.dlq with its original key, value and
-   * headers plus why (DESIGN §2.3), unless this process already did: a redo or
+   * headers plus why (docs/architecture.md §2.3), unless this process already did: a redo or
    * retry of its batch does not send it twice. Resolves once Kafka acknowledged it.
    */
   private async sendDeadLetter(m: Message, code: string, message: string, sqlstate?: string): Promise<void> {

@@ -3,7 +3,7 @@
  * per partition, the offset below which every outcome was acknowledged by
  * Kafka ("published"). That offset is stored with the next batch's commit, so
  * after a crash only the unacknowledged tail is re-published (at-least-once,
- * DESIGN §2.2) and nothing is re-published twice in the normal case.
+ * docs/architecture.md §2.2) and nothing is re-published twice in the normal case.
  */
 import type { ProducerClient } from '../kafka/producer';
 import type { Metrics } from '../metrics';

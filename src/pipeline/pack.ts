@@ -1,5 +1,5 @@
 /**
- * One shard's slice of a batch travels to a worker as ONE buffer (DESIGN §5:
+ * One shard's slice of a batch travels to a worker as ONE buffer (docs/architecture.md §5:
  * one transferred buffer costs ~0.06 µs per message, a transfer list of many
  * buffers ~2.2 µs). Layout per message, big-endian:
  *   u32 partition | f64 offset | i32 keyLen (-1 = null) | key | i32 valueLen (-1 = null) | value

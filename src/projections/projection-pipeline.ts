@@ -1,5 +1,5 @@
 /**
- * The projection pipeline (DESIGN §1, role "projections"): consume
+ * The projection pipeline (docs/architecture.md §1, role "projections"): consume
  * bank.events, batch (RxJS), shard by account, and in workers parse, drop
  * what is already projected, fold and encode; then ONE Postgres transaction
  * per flush: COPY transaction_projections, upsert account_projections
@@ -278,7 +278,7 @@ export class ProjectionPipeline {
     this.afterCommit(new Map([[m.partition, m.offset + 1]]));
   }
 
-  /** To bank.events.dlq with the original key, value and headers plus why (DESIGN §2.3); once per event per process. */
+  /** To bank.events.dlq with the original key, value and headers plus why (docs/architecture.md §2.3); once per event per process. */
   private async sendDeadLetter(m: SourceMessage, code: string, message: string, sqlstate?: string): Promise<void> {
     const { config, metrics } = this.ctx;
     const place = `${m.partition}:${m.offset}`;

@@ -18,7 +18,7 @@
  *   pg_try_advisory_lock (the authority; a second rebuild fails at once with
  *   RebuildLockedError), and first, when Redis is configured and up, a Redis
  *   `SET NX PX` lock with a random token, released by a Lua
- *   compare-and-delete (DESIGN §6) — so instances that share a Redis see the
+ *   compare-and-delete (docs/architecture.md §6) — so instances that share a Redis see the
  *   holder's token in the error.
  * - coexisting with running projectors: the rebuild holds the projection
  *   write lock exclusively for its whole run (it waits for in-flight flushes

@@ -1,5 +1,5 @@
 /**
- * A Redis lock for singleton jobs (DESIGN §6): `SET key token NX PX ttl`
+ * A Redis lock for singleton jobs (docs/architecture.md §6): `SET key token NX PX ttl`
  * with a random token, kept alive by a compare-and-expire while the job
  * runs, released by a Lua compare-and-delete, so a holder never deletes a
  * lock that expired and was taken by someone else.

@@ -1,6 +1,6 @@
 /**
  * Decides which LSN the logical-replication relay may confirm to Postgres:
- * never one past an event that Kafka has not acknowledged (DESIGN §3).
+ * never one past an event that Kafka has not acknowledged (docs/architecture.md §3).
  *
  * pgoutput sends each committed transaction whole, in commit order:
  * Begin, its changes, Commit (whose end LSN is what the slot must be told).

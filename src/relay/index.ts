@@ -1,6 +1,6 @@
 /**
  * The relay role: which CDC relay feeds the event topic (config cdc.mode,
- * DESIGN §1). `debezium` runs outside the daemon (connectors/), so the role
+ * docs/architecture.md §1). `debezium` runs outside the daemon (connectors/), so the role
  * has nothing to run and the daemon only consumes.
  */
 import type { DaemonContext } from '../daemon';

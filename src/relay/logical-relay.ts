@@ -1,5 +1,5 @@
 /**
- * The built-in logical-replication relay (cdc.mode = relay, DESIGN §1, §3):
+ * The built-in logical-replication relay (cdc.mode = relay, docs/architecture.md §1, §3):
  * streams committed inserts of `events` from a pgoutput slot and publishes
  * each row's payload (the §2.4 envelope, as stored) to the event topic, key =
  * account_id, in commit order. It confirms an LSN to Postgres only after

@@ -1,5 +1,5 @@
 /**
- * The built-in polling relay (cdc.mode = poller, DESIGN §1, §3): reads
+ * The built-in polling relay (cdc.mode = poller, docs/architecture.md §1, §3): reads
  * `events` in (tx_id, position) order below the current snapshot's xmin
  * (readCommittedEvents says why that never skips a late commit), publishes
  * each payload to the event topic (key = account_id), and once Kafka

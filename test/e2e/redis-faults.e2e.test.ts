@@ -2,7 +2,7 @@
  * Redis faults mid-stream (docs/reliability.md §3): the daemon runs with a
  * private redis-server, which is stopped for 5 s and started again, empty, on
  * the same port. banking_es_redis_up goes 1 → 0 → 1, /readyz stays 200 (Redis
- * is optional, DESIGN §6), and correctness is unaffected: 300 commands
+ * is optional, docs/architecture.md §6), and correctness is unaffected: 300 commands
  * processed before the outage are re-sent after it, when Redis no longer
  * remembers them, and each is answered `duplicate` with its original outcome
  * (Postgres decides). Outcomes and event store match the oracle.

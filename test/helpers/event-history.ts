@@ -1,7 +1,7 @@
 /**
  * Event histories for projection tests, made by the domain decider itself
  * (so every event is one the command pipeline could have written), in the
- * DESIGN §2.4 envelope, plus an independent fold of such a history into the
+ * docs/architecture.md §2.4 envelope, plus an independent fold of such a history into the
  * read models: amounts come from consecutive balanceAfter values, not from
  * parsing the amount field as the projector does, so the two cross-check.
  * Pure: no services.

@@ -1,5 +1,5 @@
 /**
- * A seeded command stream and its oracle: what the domain (DESIGN §2.1, §4)
+ * A seeded command stream and its oracle: what the domain (docs/architecture.md §2.1, §4)
  * must make of every command, checked incrementally as outcomes arrive and,
  * at the end, against the event store.
  *
@@ -95,7 +95,7 @@ export class CommandOracle {
   satisfied = 0;
   /** Outcome messages received in all. */
   received = 0;
-  /** Outcomes beyond those owed: re-published after a crash or a rebalance (at-least-once, DESIGN §2.2). */
+  /** Outcomes beyond those owed: re-published after a crash or a rebalance (at-least-once, docs/architecture.md §2.2). */
   republished = 0;
   duplicates = 0;
   readonly mismatches: string[] = [];
@@ -226,7 +226,7 @@ export class CommandOracle {
     if (this.mismatches.length < 20) this.mismatches.push(s);
   }
 
-  /** Checks one outcome message (DESIGN §2.2) against the expectation of its command. */
+  /** Checks one outcome message (docs/architecture.md §2.2) against the expectation of its command. */
   observe(o: OutcomeJson | undefined): void {
     this.received++;
     const i = o?.commandId ? this.indexOf(o.commandId) : -1;

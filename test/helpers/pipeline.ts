@@ -2,7 +2,7 @@
  * One command pipeline under test: its own database, topics and consumer
  * group, a producer, readers of the outcome and dead-letter topics, a pg
  * client, and the daemon child (started, stopped, killed, restarted). Plus
- * command builders in the DESIGN §2.1 wire shape. `release()` frees all of it.
+ * command builders in the docs/architecture.md §2.1 wire shape. `release()` frees all of it.
  */
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';

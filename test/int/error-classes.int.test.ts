@@ -1,5 +1,5 @@
 /**
- * Each error class (src/errors.ts, DESIGN §4) caused for real against a
+ * Each error class (src/errors.ts, docs/architecture.md §4) caused for real against a
  * running daemon, and what the command pipeline does with it (the poison
  * class, caused by the bytes of a message, is in hostile-resend):
  *   transient - a lock held past statement_timeout (57014): retried with

@@ -1,6 +1,6 @@
 /**
  * A corpus of hostile messages through a running daemon (docs/reliability.md
- * §6, DESIGN §2.3): each one is dead-lettered with its key, value and headers
+ * §6, docs/architecture.md §2.3): each one is dead-lettered with its key, value and headers
  * plus the error.* and source.* headers, or answered rejected/INVALID_COMMAND,
  * or (extra fields only) processed normally. The daemon never crashes, nothing
  * reaches Object.prototype, and the partitions keep flowing: a valid command

@@ -1,5 +1,5 @@
 /**
- * One bad message must never stop the ledger (DESIGN §4), tried the way a
+ * One bad message must never stop the ledger (docs/architecture.md §4), tried the way a
  * hostile or buggy producer does it: every hostile shape is sent twice and
  * three times (a producer retry), interleaved with valid commands on the same
  * accounts and partitions, then again after a restart. Valid commands keep

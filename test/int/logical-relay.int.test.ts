@@ -1,5 +1,5 @@
 /**
- * The logical-replication relay (DESIGN §1, §3) against the stack's real
+ * The logical-replication relay (docs/architecture.md §1, §3) against the stack's real
  * Postgres (wal_level=logical) and the Kafka mock cluster, in-process: every
  * committed event reaches the topic exactly as stored, keyed by account, in
  * per-account order; rolled-back events never do; an LSN is confirmed only

@@ -1,6 +1,6 @@
 /**
  * Migrations against a real Postgres: idempotent, safe to run twice at once
- * (advisory lock), and producing the schema DESIGN §3 describes.
+ * (advisory lock), and producing the schema docs/architecture.md §3 describes.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';

@@ -1,5 +1,5 @@
 /**
- * Backpressure (DESIGN §4): while Postgres cannot take the batch (the test
+ * Backpressure (docs/architecture.md §4): while Postgres cannot take the batch (the test
  * holds an ACCESS EXCLUSIVE lock on events), the consume loop pauses once
  * in-flight work passes PIPELINE_MAX_IN_FLIGHT, memory stays bounded however
  * much input waits in Kafka, and everything is processed once the lock goes.

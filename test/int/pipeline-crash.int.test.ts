@@ -1,5 +1,5 @@
 /**
- * Exactly-once effects across a crash (DESIGN §4): a deterministic stream of
+ * Exactly-once effects across a crash (docs/architecture.md §4): a deterministic stream of
  * ~20k commands over 200 accounts, modelled locally with the domain rules,
  * while the daemon is SIGKILLed mid-stream and started again (and killed once
  * more while it works through the backlog). Afterwards every

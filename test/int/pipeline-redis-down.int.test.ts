@@ -1,5 +1,5 @@
 /**
- * Redis is optional (DESIGN §6): with REDIS_URL pointing where nothing
+ * Redis is optional (docs/architecture.md §6): with REDIS_URL pointing where nothing
  * listens, the command pipeline (here with PIPELINE_WORKERS=0, decisions
  * inline) still processes and deduplicates commands, /readyz stays ready with
  * redis reported down, banking_es_redis_up is 0, and the logs say so.
@@ -51,7 +51,7 @@ test('/readyz is ready (200) with redis ok:false; banking_es_redis_up is 0', asy
   assert.is(health.status, 200);
 });
 
-test('the logs say Redis is unavailable (DESIGN §6)', async () => {
+test('the logs say Redis is unavailable (docs/architecture.md §6)', async () => {
   const d = f!.daemon!;
   const said = () => d.logs().some((l) => (l.level ?? 0) >= 40 && /redis/i.test(String(l.msg)));
   const deadline = Date.now() + 10000;

@@ -1,5 +1,5 @@
 /**
- * The command pipeline end to end (DESIGN §2, §4): `banking-es start` with
+ * The command pipeline end to end (docs/architecture.md §2, §4): `banking-es start` with
  * the commands role as a child process, commands produced to its own topics,
  * outcomes and dead letters read back from Kafka, effects checked in its own
  * Postgres database. One daemon for the file, restarted where a test needs

@@ -1,5 +1,5 @@
 /**
- * The polling relay (DESIGN §3) against the stack's real Postgres and the
+ * The polling relay (docs/architecture.md §3) against the stack's real Postgres and the
  * Kafka mock cluster, in-process: a transaction that commits late is never
  * skipped (later transactions wait below the snapshot's xmin), the checkpoint
  * lives in Postgres, and a restart resumes from it without loss.

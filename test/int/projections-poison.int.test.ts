@@ -1,5 +1,5 @@
 /**
- * One bad event must never stop the read models (DESIGN §4). An event the
+ * One bad event must never stop the read models (docs/architecture.md §4). An event the
  * projector reads fine but Postgres refuses at COPY (a NUL in the owner's
  * name: text columns cannot hold it) is sent once, twice and three times
  * between the valid events of other accounts on the same partitions, and

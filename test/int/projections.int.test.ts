@@ -1,5 +1,5 @@
 /**
- * The projection pipeline end to end (DESIGN §1, §2.4, §4) against real
+ * The projection pipeline end to end (docs/architecture.md §1, §2.4, §4) against real
  * Postgres and the Kafka mock cluster: events written to the event store
  * and produced to the events topic, the read models compared row by row
  * with the fold of the event store. One database and one events topic for

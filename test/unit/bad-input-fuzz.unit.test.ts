@@ -1,6 +1,6 @@
 /**
  * Property-based fuzzing of the two parsers that see untrusted bytes first
- * (docs/reliability.md §6): decodeCommand (DESIGN §2.1, §2.3) and parseMoney.
+ * (docs/reliability.md §6): decodeCommand (docs/architecture.md §2.1, §2.3) and parseMoney.
  * 110,000 generated inputs in all, seeded so a failure replays. decodeCommand
  * never throws, always returns one of its three kinds with the right shape,
  * never lets `__proto__` & co. reach the command or Object.prototype;

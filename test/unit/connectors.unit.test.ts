@@ -1,6 +1,6 @@
 /**
  * connectors/debezium-postgres.json maps the events table onto the event
- * topic the way the daemon expects (DESIGN §2.4): the columns it names exist
+ * topic the way the daemon expects (docs/architecture.md §2.4): the columns it names exist
  * in the migrations, the topic is the configured default, the value is the
  * expanded payload, the key is the bare account id, and its slot and
  * publication do not collide with the built-in relay's.

@@ -1,6 +1,6 @@
 /**
  * The logical relay's pure parts: LSN arithmetic, the commit tracker that
- * decides which LSN may be confirmed (DESIGN §3), the standby status update
+ * decides which LSN may be confirmed (docs/architecture.md §3), the standby status update
  * bytes, and the pgoutput decoder keeping column text as sent.
  */
 import { test } from 'uvu';

@@ -1,4 +1,4 @@
--- Where each decided command was read (DESIGN §2.2, §4): its partition and
+-- Where each decided command was read (docs/architecture.md §2.2, §4): its partition and
 -- offset in the command topic. After a crash or a hand-over the new owner
 -- re-publishes the outcomes of the offsets whose publication was not
 -- recorded; a message there may be the original command or a re-send of it.

@@ -11,7 +11,7 @@ export async function readOffsets(db: Pool | PoolClient, consumer: string, topic
 }
 
 /**
- * Written in the same transaction as the batch's data (DESIGN §4). A NULL
+ * Written in the same transaction as the batch's data (docs/architecture.md §4). A NULL
  * published offset keeps the stored one; offsets never move backwards, so a
  * stale writer cannot rewind a partition.
  */

@@ -12,7 +12,7 @@ function sourceOf(r: SourceRow): SourcePlace {
 
 /**
  * Outcomes Postgres already holds for these (account, command) pairs: the
- * authority for idempotency (DESIGN §4). The ids are validated UUIDs, passed
+ * authority for idempotency (docs/architecture.md §4). The ids are validated UUIDs, passed
  * as arrays that node-postgres encodes: no array literal is ever assembled.
  */
 export async function findKnownOutcomes(client: Pool | PoolClient, accounts: readonly string[], commands: readonly string[]): Promise<Record<string, KnownOutcome>> {

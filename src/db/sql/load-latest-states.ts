@@ -4,7 +4,7 @@ import type { AccountState, EventType } from '../../domain/types';
 
 /**
  * The latest event of each account carries its version, balance and status
- * (DESIGN §3), so a cold account's state is one index probe; all of a batch's
+ * (docs/architecture.md §3), so a cold account's state is one index probe; all of a batch's
  * cold accounts go in one statement.
  */
 export async function loadLatestStates(db: PoolClient | Pool, accountIds: string[]): Promise<Map<string, AccountState>> {

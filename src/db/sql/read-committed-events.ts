@@ -8,7 +8,7 @@ export interface CommittedEvent { txId: string; position: string; accountId: str
  * that can no longer change: every transaction below the snapshot's xmin has
  * committed or aborted, and any transaction still running or yet to start has
  * an xid at or above it. So nothing can later appear below the returned rows,
- * however late it commits (DESIGN §3); a sequence or timestamp gives no such
+ * however late it commits (docs/architecture.md §3); a sequence or timestamp gives no such
  * guarantee. Reads through events_tx_position (created by the poller).
  * payload::text is jsonb's own text form: the envelope exactly as stored.
  */

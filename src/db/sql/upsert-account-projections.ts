@@ -4,7 +4,7 @@ import { ACCOUNT_STAGING_COLUMNS } from '../../projections/project-shard';
 
 /**
  * Folded account rows (binary COPY, one per account) into account_projections
- * through a session-local staging table (DESIGN §3), in ONE statement:
+ * through a session-local staging table (docs/architecture.md §3), in ONE statement:
  * `UPDATE … FROM` the staged rows whose account exists, and `INSERT … ON
  * CONFLICT` of those whose account does not. A row only replaces an older
  * version, so a re-send or a stale writer never moves a projection
