@@ -142,10 +142,14 @@ export function decideShard(task: ShardTask): ShardResult {
     const id = `${accountId}/${commandId}`;
     const prior = seen.get(id) ?? known?.[id];
     if (prior) {
-      // A replayed offset is answered again as it was first answered: the original with its own status,
-      // a re-send with `duplicate`. Postgres knows which offset was the original (0005); rows from before
-      // that fall back to "the first time this replay meets the command".
-      const original = replay && !seen.has(id) && (prior.sourceOffset === undefined || (prior.sourcePartition === m.partition && prior.sourceOffset === m.offset));
+      // Answered as it was first answered: the original with its own status, a re-send with `duplicate`.
+      // Postgres records where the original was read (0005): the message at that place is the original,
+      // whether this is a replay or a batch redone after another writer committed it first, and in
+      // whatever order the copies arrive. Rows from before 0005 fall back to "the first copy this
+      // replay meets".
+      const original = prior.sourceOffset !== undefined
+        ? prior.sourcePartition === m.partition && prior.sourceOffset === m.offset
+        : replay && !seen.has(id);
       if (replay) republished++;
       emitKnown(accountId, commandId, type, prior, original);
       seen.set(id, prior); // any later copy in this batch is a re-send

@@ -77,4 +77,13 @@ test('a rejection decided now and re-sent in the same batch: the duplicate repea
   assert.equal([...row.subarray(row.length - 20)], [0, 0, 0, 4, 0, 0, 0, 2, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 40]);
 });
 
+test('the original is the message at the recorded place, in whatever order the copies come and outside a replay too', () => {
+  // a copy read before the original (another partition, or a dead-lettered copy at a lower offset): duplicate; the original: its status
+  const { outs } = run([[0, 3, withdraw(C, '20.00')], [0, 5, withdraw(C, '20.00')]], { [`${A}/${C}`]: rejectedC }, { 0: 100 });
+  assert.equal(outs.map((o) => o.status), ['duplicate', 'rejected']);
+  // not a replay: the previous owner committed this very message first (a batch redone after a unique violation)
+  const redone = run([[0, 5, withdraw(C, '20.00')]], { [`${A}/${C}`]: rejectedC }, null);
+  assert.equal(redone.outs.map((o) => o.status), ['rejected']);
+});
+
 test.run();
