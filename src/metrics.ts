@@ -29,7 +29,7 @@ export function createMetrics(registry: Registry = new Registry(), opts: { defau
     outcomesRepublished: new Counter({ name: 'banking_es_outcomes_republished_total', help: 'Outcomes published again for commands committed before a hand-over or crash whose outcomes were not recorded as published.', registers: r }),
     redisUp: new Gauge({ name: 'banking_es_redis_up', help: '1 when Redis is configured and reachable, 0 when configured and down.', registers: r }),
     dependencyUp: new Gauge({ name: 'banking_es_dependency_up', help: '1 when a dependency answered its last readiness probe.', labelNames: ['dependency'] as const, registers: r }),
-    retries: new Counter({ name: 'banking_es_retries_total', help: 'Transient failures retried with backoff, by component and SQLSTATE or code.', labelNames: ['component', 'code'] as const, registers: r }),
+    retries: new Counter({ name: 'banking_es_retries_total', help: 'Failed attempts (then retried, isolated or stopped on), by component and SQLSTATE or code.', labelNames: ['component', 'code'] as const, registers: r }),
     partitionsStopped: new Gauge({ name: 'banking_es_partitions_stopped', help: 'Partitions stopped because their stored offset is out of range (commands lost upstream).', labelNames: ['topic'] as const, registers: r }),
     errors: new Counter({ name: 'banking_es_errors_total', help: 'Errors by component and code.', labelNames: ['component', 'code'] as const, registers: r }),
     outcomesPublished: new Counter({ name: 'banking_es_outcomes_published_total', help: 'Outcomes acknowledged by Kafka.', registers: r }),

@@ -45,7 +45,8 @@ export class ProducerClient {
     this.raw.on('delivery-report', (err, report) => {
       const p = report.opaque as Pending | undefined;
       if (!p || typeof p.resolve !== 'function') return; // other trackers (outcome batches) listen too
-      if (err) p.reject(new Error(`delivery failed: ${err.message}`));
+      // librdkafka's code travels with it, so the error is classified (a timeout is transient)
+      if (err) p.reject(Object.assign(new Error(`delivery failed: ${err.message}`), { code: err.code }));
       else p.resolve();
     });
     this.raw.on('event.error', (err) => log.warn({ err }, 'kafka producer error'));

@@ -15,6 +15,7 @@
  * commit still meets a key someone holds, or when it replays offsets whose
  * outcomes may not have been published before a crash.
  */
+import { randomUUID } from 'node:crypto';
 import type { PoolClient } from 'pg';
 import type { DaemonContext } from '../daemon';
 import { GroupConsumer, type Message, type StartOffset, type Tp } from '../kafka/consumer';
@@ -33,12 +34,21 @@ import type { AccountState } from '../domain/types';
 import { Packer, forEachRecord } from './pack';
 import { createShardPool, type ShardPool } from './shard-pool';
 import { OutcomePublisher } from './outcome-publisher';
+import { sendDeadLetter, type Headers } from './dead-letter';
 import { RecentCommands, scanCommandId } from './recent-commands';
 
 const EVENT_COLUMNS = 'account_id, version, event_id, event_type, payload, command_id, recorded_at, source_partition, source_offset';
 const REJECTION_COLUMNS = 'account_id, command_id, command_type, reason, detail, rejected_at, source_partition, source_offset';
 
 class RedoCarefully extends Error {}
+
+/** How a batch (or part of one) ended: committed as first decided, committed after a redo or retry, or not committed at all. */
+type PartResult = 'clean' | 'committed' | 'abandoned';
+
+/** The canary's messages claim a partition no topic has (partitions are int32 and counted from 0); its transaction is rolled back. */
+const CANARY_PARTITION = 0x7fffffff;
+/** How long a canary that committed vouches for the schema. */
+const CANARY_VALID_MS = 5000;
 
 interface Prepared {
   seq: number;
@@ -114,6 +124,9 @@ export class CommandPipeline {
   /** resolves when stop() begins: a role halted by a fatal error waits for it instead of retrying */
   private stopped!: () => void;
   private readonly stopRequested = new Promise<void>((r) => { this.stopped = r; });
+  /** set once a batch was abandoned (a fatal error, or giving up at shutdown): nothing after it may commit */
+  private halted = false;
+  private canaryPassedAt = 0;
   /**
    * Messages dead-lettered by this process and not yet committed past ("partition:offset"): a batch
    * that is redone or retried does not send them again (a dead letter is sent once per message per process).
@@ -161,6 +174,7 @@ export class CommandPipeline {
     await this.recordPublished().catch((e) => this.ctx.log.warn({ err: coerceError(e) }, 'could not record published offsets at shutdown'));
     await this.consumer.close();
     await this.pool.close();
+    this.ctx.health.remove('commands-pipeline');
   }
 
   private async drain(timeoutMs: number): Promise<void> {
@@ -228,59 +242,66 @@ export class CommandPipeline {
   /** Commits one decided batch, redoing, retrying and isolating poison as needed; resolves true when it committed as first decided. Never rejects. */
   private async commitStage(msgs: Message[], seq: number, first: Prepared | undefined, started: bigint): Promise<boolean> {
     const { metrics } = this.ctx;
-    const clean = await this.commitPart(msgs, seq, first);
+    const result = await this.commitPart(msgs, seq, first);
     this.inFlight -= msgs.length;
     metrics.inFlight.set({ pipeline: 'commands' }, this.inFlight);
     metrics.batchSize.observe({ sink: 'commands' }, msgs.length);
     metrics.flushDuration.observe({ sink: 'commands' }, Number(process.hrtime.bigint() - started) / 1e9);
-    if (this.inFlight <= this.ctx.config.pipeline.maxInFlight / 2 && this.budget.stalled?.errorClass !== 'fatal') {
+    if (this.inFlight <= this.ctx.config.pipeline.maxInFlight / 2 && !this.halted) {
       this.consumer.setPaused(false);
       metrics.paused.set({ pipeline: 'commands' }, 0);
     }
-    return clean;
+    return result === 'clean';
   }
 
   /**
    * Commits `msgs` (a batch, or part of one being narrowed down), acting on
    * each failure by its class: a conflict is redone carefully, a transient or
    * unknown fault is retried with backoff (the role turns stalled past
-   * pipeline.maxRetries), poison is isolated, a fatal error halts the role
-   * until shutdown. Resolves true when it committed `first` as decided.
+   * pipeline.maxRetries), poison is isolated, a fatal error halts the role.
+   * Once anything was abandoned (a fatal error, or giving up at shutdown)
+   * nothing after it commits: a later commit would move the offsets past it.
    */
-  private async commitPart(msgs: Message[], seq: number, first?: Prepared): Promise<boolean> {
+  private async commitPart(msgs: Message[], seq: number, first?: Prepared): Promise<PartResult> {
     let prepared = first;
     let clean = first !== undefined;
     for (let attempt = 0; ; attempt++) {
+      if (this.halted) return 'abandoned';
       try {
         prepared ??= await this.prepare(msgs, seq);
         await this.commit(prepared);
         this.budget.succeeded();
-        return clean;
+        return clean ? 'clean' : 'committed';
       } catch (e) {
         clean = false;
         this.abandon(seq);
         if (prepared) this.states.forget(prepared.allIds);
         prepared = undefined;
         if (e instanceof RedoCarefully) continue;
-        const errorClass = classifyError(e);
-        if (this.stopping && (attempt > 3 || errorClass === 'fatal')) {
-          this.ctx.log.error({ err: coerceError(e), errorClass }, 'giving up on a batch at shutdown; its offsets were not committed, so it is redone on restart');
-          return false;
-        }
+        let errorClass = classifyError(e);
+        if (this.stopping && (attempt > 3 || errorClass === 'fatal')) return this.halt(e, 'giving up on a batch at shutdown; its offsets and every later batch\'s were not committed, so they are redone on restart');
         if (errorClass === 'poison') {
-          await this.isolate(msgs, seq, e);
-          return false;
+          if (msgs.length > 1) return this.isolate(msgs, seq, e);
+          if (await this.canaryCommits(seq)) return this.deadLetterPoison(msgs[0], seq, e);
+          // a known-good message fails too: the schema or the database is at fault, not this message
+          errorClass = 'unknown';
         }
         const wait = this.budget.failed(e, errorClass, `a batch of ${msgs.length} commands`);
         if (errorClass === 'fatal') {
           this.consumer.setPaused(true);
           this.ctx.metrics.paused.set({ pipeline: 'commands' }, 1);
           await this.stopRequested;
-          return false;
+          return this.halt(e, 'stopped by a fatal error; the batch and every later one are redone on restart');
         }
         await new Promise((r) => setTimeout(r, wait));
       }
     }
+  }
+
+  private halt(e: unknown, why: string): PartResult {
+    if (!this.halted) this.ctx.log.error({ err: coerceError(e), errorClass: classifyError(e) }, why);
+    this.halted = true;
+    return 'abandoned';
   }
 
   /**
@@ -289,26 +310,55 @@ export class CommandPipeline {
    * hold), splitting again whichever half fails the same way, until the
    * culprit stands alone; it is dead-lettered and its offset committed past
    * (Kafka Connect's sinks "unwrap the batch" the same way). Every other
-   * message commits. A part of one message that is poison is the culprit.
+   * message commits.
    */
-  private async isolate(msgs: Message[], seq: number, cause: unknown): Promise<void> {
-    if (msgs.length === 1) return this.deadLetterPoison(msgs[0], seq, cause);
+  private async isolate(msgs: Message[], seq: number, cause: unknown): Promise<PartResult> {
     this.ctx.log.warn({ err: coerceError(cause), messages: msgs.length, from: placeOf(msgs[0]) }, 'a batch failed on its content; splitting it to isolate the message');
     const mid = msgs.length >> 1;
-    await this.commitPart(msgs.slice(0, mid), seq);
-    await this.commitPart(msgs.slice(mid), seq);
+    if ((await this.commitPart(msgs.slice(0, mid), seq)) === 'abandoned') return 'abandoned';
+    return (await this.commitPart(msgs.slice(mid), seq)) === 'abandoned' ? 'abandoned' : 'committed';
+  }
+
+  /**
+   * Before one message is dead-lettered for its content, a known-good batch
+   * (an OpenAccount and a Deposit to an unknown account: an event row and a
+   * rejection row) is decided and committed the same way, then rolled back.
+   * If it fails too, the fault is the schema's or the database's (a column
+   * type changed, a constraint added): dead-lettering would drain every
+   * message to the DLQ one by one, so the pipeline retries and stalls instead.
+   */
+  private async canaryCommits(seq: number): Promise<boolean> {
+    // many poison messages in a row: one canary in a few seconds is enough
+    if (Date.now() - this.canaryPassedAt < CANARY_VALID_MS) return true;
+    const accountId = randomUUID();
+    const canary = [
+      { commandId: randomUUID(), type: 'OpenAccount', accountId, ownerName: 'banking-es canary', currency: 'USD', initialBalance: '0' },
+      { commandId: randomUUID(), type: 'Deposit', accountId: randomUUID(), amount: '1.00' },
+    ].map((c, i): Message => ({ topic: this.topic, partition: CANARY_PARTITION, offset: i, key: Buffer.from(c.accountId), value: Buffer.from(JSON.stringify(c)), size: 0, timestamp: 0 }));
+    try {
+      await this.commit(await this.prepare(canary, seq), { dryRun: true });
+      this.canaryPassedAt = Date.now();
+      return true;
+    } catch (e) {
+      this.ctx.log.warn({ err: coerceError(e) }, 'a known-good batch fails to commit too: not dead-lettering the message');
+      return false;
+    } finally {
+      this.abandon(seq);
+    }
   }
 
   /** Dead-letters one poison message (docs/architecture.md §2.3 headers, plus its error class and SQLSTATE), then commits its offset alone. */
-  private async deadLetterPoison(m: Message, seq: number, cause: unknown): Promise<void> {
-    const { log } = this.ctx;
+  private async deadLetterPoison(m: Message, seq: number, cause: unknown): Promise<PartResult> {
     const err = coerceError(cause);
     const sqlstate = errorCodeOf(cause);
-    log.error({ err, sqlstate, partition: m.partition, offset: m.offset }, 'poison message isolated: its content fails the commit; dead-lettered, the partition goes on');
-    await this.sendDeadLetter(m, 'POISON', err.message, sqlstate);
+    // a replayed offset was dead-lettered before the offset past it committed
+    const replayed = m.offset < (this.committedNext.get(m.partition) ?? -1);
+    if (!replayed) this.ctx.log.error({ err, sqlstate, partition: m.partition, offset: m.offset }, 'poison message isolated: its content fails the commit; dead-lettered, the partition goes on');
     const next = new Map([[m.partition, m.offset + 1]]);
-    for (let attempt = 0; ; attempt++) {
+    for (;;) {
+      if (this.halted) return 'abandoned';
       try {
+        if (!replayed) await this.sendDeadLetter(m, 'POISON', err.message, sqlstate);
         const client = await this.ctx.pool.connect();
         try {
           await upsertOffsets(client, this.group, this.topic, [{ partition: m.partition, next: m.offset + 1, published: this.publisher.publishedOffsets().get(m.partition) ?? null }]);
@@ -318,13 +368,14 @@ export class CommandPipeline {
         break;
       } catch (e) {
         const errorClass = classifyError(e);
-        if (this.stopping || errorClass === 'fatal') return; // the offset is not committed: redone (and dead-lettered again) on restart
-        await new Promise((r) => setTimeout(r, this.budget.failed(e, errorClass, 'committing past a dead-lettered message')));
+        if (this.stopping || errorClass === 'fatal') return this.halt(e, 'could not commit past a dead-lettered message; it and every later batch are redone on restart');
+        await new Promise((r) => setTimeout(r, this.budget.failed(e, errorClass, 'dead-lettering a poison message')));
       }
     }
     this.budget.succeeded();
     this.afterCommit(seq, next, {});
     this.publisher.beginBatch(next).end();
+    return 'committed';
   }
 
   /**
@@ -336,12 +387,8 @@ export class CommandPipeline {
     const { config, metrics } = this.ctx;
     const place = placeOf(m);
     if (this.deadLettered.has(place)) return;
-    await this.ctx.producer.send({
-      topic: config.kafka.topics.commandsDlq, key: m.key ?? null, value: m.value ?? null,
-      headers: [...((m.headers as Array<Record<string, string | Buffer>> | undefined) ?? []),
-        { 'error.code': code }, { 'error.message': message }, { 'error.class': 'poison' }, ...(sqlstate ? [{ 'error.sqlstate': sqlstate }] : []),
-        { 'source.topic': m.topic }, { 'source.partition': String(m.partition) }, { 'source.offset': String(m.offset) }],
-    });
+    const dead = { key: m.key, value: m.value, headers: (m.headers as Headers | undefined) ?? [], partition: m.partition, offset: m.offset };
+    await sendDeadLetter(this.ctx.producer, config.kafka.topics.commandsDlq, m.topic, dead, { code, message, sqlstate });
     this.deadLettered.add(place);
     metrics.dlq.inc({ topic: config.kafka.topics.commandsDlq, reason: code });
   }
@@ -412,7 +459,8 @@ export class CommandPipeline {
     };
   }
 
-  private async commit(p: Prepared): Promise<void> {
+  /** Writes one decided batch in one transaction; `dryRun` rolls it back instead (the canary). */
+  private async commit(p: Prepared, opts: { dryRun?: boolean } = {}): Promise<void> {
     const { metrics, pool } = this.ctx;
     const { results, slices, next } = p;
     // replayed offsets: their outcomes are re-published as Postgres has them
@@ -434,7 +482,7 @@ export class CommandPipeline {
       }
       const published = this.publisher.publishedOffsets();
       await upsertOffsets(client, this.group, this.topic, [...next].map(([partition, n]) => ({ partition, next: n, published: published.get(partition) ?? null })));
-      await client.query('COMMIT');
+      await client.query(opts.dryRun ? 'ROLLBACK' : 'COMMIT');
     } catch (e) {
       await client.query('ROLLBACK').catch(() => undefined);
       if (e instanceof RedoCarefully || isUniqueViolation(e)) {
@@ -446,6 +494,7 @@ export class CommandPipeline {
       throw e;
     }
     client.release();
+    if (opts.dryRun) return;
     this.careful.delete(p.msgs);
 
     // committed: caches, metrics, outcomes, lag tooling

@@ -9,7 +9,14 @@ import type { ProducerClient } from '../kafka/producer';
 import type { Metrics } from '../metrics';
 import type { Logger } from '../logger';
 
-interface BatchTrack { next: Map<number, number>; remaining: number; ended: boolean; failed: boolean }
+interface BatchTrack {
+  next: Map<number, number>;
+  remaining: number;
+  ended: boolean;
+  failed: boolean;
+  /** produced before the latest assignment: its acknowledgements advance nothing (the new start covers them) */
+  stale: boolean;
+}
 
 export class OutcomePublisher {
   private readonly inOrder: BatchTrack[] = [];
@@ -37,7 +44,7 @@ export class OutcomePublisher {
   }
 
   beginBatch(next: Map<number, number>) {
-    const t: BatchTrack = { next, remaining: 0, ended: false, failed: false };
+    const t: BatchTrack = { next, remaining: 0, ended: false, failed: false, stale: false };
     this.inOrder.push(t);
     return {
       add: (key: Buffer | null, value: Buffer | null) => {
@@ -69,6 +76,7 @@ export class OutcomePublisher {
   private settle(): void {
     while (this.inOrder.length && this.inOrder[0].ended && this.inOrder[0].remaining === 0) {
       const t = this.inOrder.shift()!;
+      if (t.stale) continue;
       if (t.failed) for (const p of t.next.keys()) this.frozen.add(p);
       for (const [p, n] of t.next) if (!this.frozen.has(p)) this.published.set(p, Math.max(n, this.published.get(p) ?? 0));
     }
@@ -84,14 +92,15 @@ export class OutcomePublisher {
   }
 
   /**
-   * The consumer now owns exactly these partitions, starting from what
-   * Postgres stores: what this process knew of other partitions, or of these
-   * from an earlier ownership, is forgotten. Batches still in flight from
-   * before only advance a partition once they are acknowledged, and never
-   * past what they really published.
+   * The consumer now owns exactly these partitions, starting from the
+   * published offsets Postgres stores: everything above them is re-published.
+   * What this process knew of partitions it no longer owns is forgotten, and
+   * batches still in flight from before advance nothing: one of them could
+   * otherwise be acknowledged after a failed one whose freeze this lifts.
    */
   assigned(partitions: Iterable<number>): void {
     const owned = new Set(partitions);
+    for (const t of this.inOrder) t.stale = true;
     for (const p of [...this.published.keys()]) if (!owned.has(p)) this.published.delete(p);
     this.frozen.clear(); // the new start is the stored published offset, below any failed outcome
   }

@@ -12,6 +12,7 @@
  * Postgres. While a projection rebuild runs (or one was interrupted) the
  * flush waits and retries; backpressure pauses consumption meanwhile.
  */
+import { randomUUID } from 'node:crypto';
 import type { PoolClient } from 'pg';
 import type { DaemonContext } from '../daemon';
 import { GroupConsumer, type Message, type StartOffset, type Tp } from '../kafka/consumer';
@@ -21,7 +22,10 @@ import { upsertAccountProjections } from '../db/sql/upsert-account-projections';
 import { projectorWriteGate, type WriteGate } from '../db/sql/projection-rebuilds';
 import { backoffMs, classifyError, coerceError, errorCodeOf, isRetryablePgError, isUniqueViolation } from '../errors';
 import { RetryBudget } from '../retry-budget';
+import { encodeEnvelope } from '../codec/envelope';
+import type { EventType } from '../domain/types';
 import { BatchSink } from '../pipeline/batch-sink';
+import { sendDeadLetter } from '../pipeline/dead-letter';
 import { CommitChain } from '../pipeline/commit-chain';
 import { asConsumed, FlushInput, packChunk, type EventChunk, type SourceMessage } from './event-chunk';
 import { TRANSACTION_COLUMNS, type ProjectResult } from './project-shard';
@@ -37,6 +41,14 @@ interface Prepared {
   /** accountId -> version this flush projects it to */
   advanced: Map<string, number>;
 }
+
+/** How a flush (or part of one) ended: committed as first prepared, committed after a redo or retry, or not committed at all. */
+type PartResult = 'clean' | 'committed' | 'abandoned';
+
+/** The canary's messages claim a partition no topic has (partitions are int32 and counted from 0); its transaction is rolled back. */
+const CANARY_PARTITION = 0x7fffffff;
+/** How long a canary that committed vouches for the schema. */
+const CANARY_VALID_MS = 5000;
 
 /** A flush met rows another writer holds: redo it with versions from Postgres. */
 class RedoFresh extends Error {
@@ -71,6 +83,9 @@ export class ProjectionPipeline {
   /** resolves when stop() begins: a role halted by a fatal error waits for it instead of retrying */
   private stopped!: () => void;
   private readonly stopRequested = new Promise<void>((r) => { this.stopped = r; });
+  /** set once a flush was abandoned (a fatal error, or giving up at shutdown): nothing after it may commit */
+  private halted = false;
+  private canaryPassedAt = 0;
   /** Events dead-lettered by this process and not yet committed past ("partition:offset"): sent once, not on every redo. */
   private readonly deadLettered = new Set<string>();
 
@@ -168,16 +183,16 @@ export class ProjectionPipeline {
   /** Commits one prepared flush, redoing, retrying and isolating poison as needed; resolves true when it committed as first prepared. Never rejects. */
   private async commitStage(input: FlushInput, seq: number, first: Prepared | undefined, started: bigint): Promise<boolean> {
     const { metrics } = this.ctx;
-    const clean = await this.commitPart(input, seq, first);
+    const result = await this.commitPart(input, seq, first);
     this.inFlight -= input.count;
     metrics.inFlight.set({ pipeline: SINK }, this.inFlight);
     metrics.batchSize.observe({ sink: SINK }, input.count);
     metrics.flushDuration.observe({ sink: SINK }, Number(process.hrtime.bigint() - started) / 1e9);
-    if (this.inFlight <= this.ctx.config.projections.maxInFlight / 2 && this.budget.stalled?.errorClass !== 'fatal') {
+    if (this.inFlight <= this.ctx.config.projections.maxInFlight / 2 && !this.halted) {
       this.consumer.setPaused(false);
       metrics.paused.set({ pipeline: SINK }, 0);
     }
-    return clean;
+    return result === 'clean';
   }
 
   /**
@@ -185,32 +200,31 @@ export class ProjectionPipeline {
    * failure by its class (src/errors.ts): a conflict is redone once with
    * versions from Postgres, a rebuild gate is waited out, a transient or
    * unknown fault is retried with backoff (stalled past pipeline.maxRetries),
-   * poison is isolated, a fatal error halts the role until shutdown.
+   * poison is isolated, a fatal error halts the role. Once anything was
+   * abandoned nothing after it commits: that would move the offsets past it.
    */
-  private async commitPart(input: FlushInput, seq: number, first?: Prepared): Promise<boolean> {
+  private async commitPart(input: FlushInput, seq: number, first?: Prepared): Promise<PartResult> {
     const { metrics, log } = this.ctx;
     let fresh = false;
     let prepared = first;
     let clean = first !== undefined;
     for (let attempt = 0; ; attempt++) {
+      if (this.halted) return 'abandoned';
       try {
         prepared ??= await this.prepare(input, seq, fresh);
         await this.commit(prepared);
         this.budget.succeeded();
         if (this.gateLogged) log.info('projection rebuild finished; projections continue');
         this.gateLogged = null;
-        return clean;
+        return clean ? 'clean' : 'committed';
       } catch (e) {
         clean = false;
         prepared = undefined;
         this.versions.abandon(seq);
         // redone once with versions from Postgres; a conflict that survives that is a real fault, retried with backoff
         if (e instanceof RedoFresh && !fresh) { fresh = true; continue; }
-        const errorClass = e instanceof RedoFresh ? 'unknown' : classifyError(e);
-        if (this.stopping && (attempt > 3 || errorClass === 'fatal')) {
-          log.error({ err: coerceError(e), errorClass }, 'giving up on a flush at shutdown; its offsets were not committed, so it is redone on restart');
-          return false;
-        }
+        let errorClass = e instanceof RedoFresh ? 'unknown' : classifyError(e);
+        if (this.stopping && (attempt > 3 || errorClass === 'fatal')) return this.halt(e, 'giving up on a flush at shutdown; its offsets and every later flush\'s were not committed, so they are redone on restart');
         if (e instanceof RebuildGate) {
           // the rebuild rewrites every projection: forget what we knew, and wait without counting it as a failure
           fresh = true;
@@ -223,19 +237,27 @@ export class ProjectionPipeline {
           continue;
         }
         if (errorClass === 'poison') {
-          await this.isolate(input.all(), seq, e);
-          return false;
+          if (input.count > 1) return this.isolate(input.all(), seq, e);
+          if (await this.canaryCommits(seq)) return this.deadLetterPoison(input.all()[0], seq, e);
+          // a known-good event fails too: the schema or the database is at fault, not this event
+          errorClass = 'unknown';
         }
         const wait = this.budget.failed(e, errorClass, `a projection flush of ${input.count} events`);
         if (errorClass === 'fatal') {
           this.consumer.setPaused(true);
           metrics.paused.set({ pipeline: SINK }, 1);
           await this.stopRequested;
-          return false;
+          return this.halt(e, 'stopped by a fatal error; the flush and every later one are redone on restart');
         }
         await new Promise((r) => setTimeout(r, wait));
       }
     }
+  }
+
+  private halt(e: unknown, why: string): PartResult {
+    if (!this.halted) this.ctx.log.error({ err: coerceError(e), errorClass: classifyError(e) }, why);
+    this.halted = true;
+    return 'abandoned';
   }
 
   /**
@@ -244,22 +266,57 @@ export class ProjectionPipeline {
    * splitting whichever half fails the same way until the culprit stands
    * alone; it is dead-lettered to bank.events.dlq and its offset committed past.
    */
-  private async isolate(msgs: SourceMessage[], seq: number, cause: unknown): Promise<void> {
-    if (msgs.length === 1) return this.deadLetterPoison(msgs[0], seq, cause);
+  private async isolate(msgs: SourceMessage[], seq: number, cause: unknown): Promise<PartResult> {
     this.ctx.log.warn({ err: coerceError(cause), events: msgs.length, from: `${msgs[0].partition}:${msgs[0].offset}` }, 'a projection flush failed on its content; splitting it to isolate the event');
     const mid = msgs.length >> 1;
     for (const half of [msgs.slice(0, mid), msgs.slice(mid)]) {
       const input = new FlushInput([packChunk(half.map((m) => asConsumed(this.topic, m)), this.shards)], this.shards);
-      await this.commitPart(input, seq);
+      if ((await this.commitPart(input, seq)) === 'abandoned') return 'abandoned';
+    }
+    return 'committed';
+  }
+
+  /**
+   * Before one event is dead-lettered for its content, a known-good flush (a
+   * new account opened, then a deposit: an account row and a transaction row)
+   * is projected and committed the same way, then rolled back. If it fails
+   * too, the schema or the database is at fault (a column type changed, a
+   * constraint added): dead-lettering would drain every event to the DLQ one
+   * by one, so the pipeline retries and stalls instead.
+   */
+  private async canaryCommits(seq: number): Promise<boolean> {
+    // many poison events in a row: one canary in a few seconds is enough
+    if (Date.now() - this.canaryPassedAt < CANARY_VALID_MS) return true;
+    const accountId = randomUUID();
+    const recordedAt = new Date().toISOString();
+    const envelope = (version: number, type: EventType, data: Record<string, unknown>) =>
+      encodeEnvelope({ eventId: randomUUID(), accountId, version, type, data, commandId: randomUUID(), recordedAt });
+    const events = [
+      envelope(1, 'AccountCreated', { ownerName: 'banking-es canary', currency: 'USD', initialBalance: '0.00', balanceAfter: '0' }),
+      envelope(2, 'MoneyDeposited', { amount: '1.00', currency: 'USD', balanceAfter: '100' }),
+    ].map((value, i): SourceMessage => ({ key: accountId, value: Buffer.from(value), headers: [], partition: CANARY_PARTITION, offset: i }));
+    try {
+      const input = new FlushInput([packChunk(events.map((m) => asConsumed(this.topic, m)), this.shards)], this.shards);
+      await this.commit(await this.prepare(input, seq, true), { dryRun: true });
+      this.canaryPassedAt = Date.now();
+      return true;
+    } catch (e) {
+      this.ctx.log.warn({ err: coerceError(e) }, 'a known-good flush fails to commit too: not dead-lettering the event');
+      return false;
+    } finally {
+      this.versions.abandon(seq);
     }
   }
 
-  private async deadLetterPoison(m: SourceMessage, seq: number, cause: unknown): Promise<void> {
+  private async deadLetterPoison(m: SourceMessage, seq: number, cause: unknown): Promise<PartResult> {
     const sqlstate = errorCodeOf(cause);
-    this.ctx.log.error({ err: coerceError(cause), sqlstate, partition: m.partition, offset: m.offset }, 'poison event isolated: its content fails the projection commit; dead-lettered, the partition goes on');
-    await this.sendDeadLetter(m, 'POISON', coerceError(cause).message, sqlstate);
+    // a replayed offset was dead-lettered before the offset past it committed
+    const replayed = m.offset < (this.committedNext.get(m.partition) ?? -1);
+    if (!replayed) this.ctx.log.error({ err: coerceError(cause), sqlstate, partition: m.partition, offset: m.offset }, 'poison event isolated: its content fails the projection commit; dead-lettered, the partition goes on');
     for (;;) {
+      if (this.halted) return 'abandoned';
       try {
+        if (!replayed) await this.sendDeadLetter(m, 'POISON', coerceError(cause).message, sqlstate);
         const client = await this.ctx.pool.connect();
         try {
           await upsertOffsets(client, this.group, this.topic, [{ partition: m.partition, next: m.offset + 1, published: null }]);
@@ -269,13 +326,15 @@ export class ProjectionPipeline {
         break;
       } catch (e) {
         const errorClass = classifyError(e);
-        if (this.stopping || errorClass === 'fatal') return; // not committed: redone on restart
-        await new Promise((r) => setTimeout(r, this.budget.failed(e, errorClass, 'committing past a dead-lettered event')));
+        if (this.stopping || errorClass === 'fatal') return this.halt(e, 'could not commit past a dead-lettered event; it and every later flush are redone on restart');
+        await new Promise((r) => setTimeout(r, this.budget.failed(e, errorClass, 'dead-lettering a poison event')));
       }
     }
     this.budget.succeeded();
+    // what the failed attempts prepared for this seq is stale: the next part loads versions afresh
     this.versions.abandon(seq);
     this.afterCommit(new Map([[m.partition, m.offset + 1]]));
+    return 'committed';
   }
 
   /** To bank.events.dlq with the original key, value and headers plus why (docs/architecture.md §2.3); once per event per process. */
@@ -283,12 +342,7 @@ export class ProjectionPipeline {
     const { config, metrics } = this.ctx;
     const place = `${m.partition}:${m.offset}`;
     if (this.deadLettered.has(place)) return;
-    await this.ctx.producer.send({
-      topic: config.kafka.topics.eventsDlq, key: m.key, value: m.value,
-      headers: [...m.headers,
-        { 'error.code': code }, { 'error.message': message }, { 'error.class': 'poison' }, ...(sqlstate ? [{ 'error.sqlstate': sqlstate }] : []),
-        { 'source.topic': this.topic }, { 'source.partition': String(m.partition) }, { 'source.offset': String(m.offset) }],
-    });
+    await sendDeadLetter(this.ctx.producer, config.kafka.topics.eventsDlq, this.topic, m, { code, message, sqlstate });
     this.deadLettered.add(place);
     metrics.dlq.inc({ topic: config.kafka.topics.eventsDlq, reason: code });
   }
@@ -323,7 +377,8 @@ export class ProjectionPipeline {
     return { seq, input, results, advanced };
   }
 
-  private async commit(p: Prepared): Promise<void> {
+  /** Writes one prepared flush in one transaction; `dryRun` rolls it back instead (the canary). */
+  private async commit(p: Prepared, opts: { dryRun?: boolean } = {}): Promise<void> {
     const { metrics, pool, log } = this.ctx;
     const { results, input } = p;
     const next = input.next;
@@ -341,7 +396,7 @@ export class ProjectionPipeline {
       if (txCount) await copyIn(client, 'transaction_projections', TRANSACTION_COLUMNS, results.map((r) => r.transactions));
       if (accountCount) await upsertAccountProjections(client, results.map((r) => r.accounts));
       await upsertOffsets(client, this.group, this.topic, [...next].map(([partition, n]) => ({ partition, next: n, published: null })));
-      await client.query('COMMIT');
+      await client.query(opts.dryRun ? 'ROLLBACK' : 'COMMIT');
     } catch (e) {
       await client.query('ROLLBACK').catch(() => undefined);
       if (isUniqueViolation(e)) {
@@ -354,6 +409,7 @@ export class ProjectionPipeline {
       throw e;
     }
     client.release();
+    if (opts.dryRun) return;
 
     // committed: caches, metrics, lag tooling
     this.versions.committed(p.seq, p.advanced);

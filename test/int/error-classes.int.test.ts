@@ -9,6 +9,10 @@
  *   conflict  - another writer holds the same (account, command) key
  *               uncommitted, then commits (23505): the batch is redone from
  *               Postgres and the command answered `duplicate` of that write;
+ *   poison that is not one message's: a constraint every rejection row
+ *               violates (23514): the batch is narrowed down, but a known-good
+ *               batch fails the same way, so nothing is dead-lettered; the
+ *               pipeline stalls and recovers when the constraint goes;
  *   fatal     - a table dropped (42P01): the role stops at once, not ready,
  *               retries nothing, and still shuts down cleanly.
  */
@@ -104,6 +108,22 @@ test('transient, conflict and fatal failures are each acted on by their class', 
   assert.equal({ status: dup.status, originalStatus: dup.originalStatus, version: dup.version, balance: dup.balance }, { status: 'duplicate', originalStatus: 'accepted', version: 2, balance: '17.00' });
   assert.ok((await metric(d, 'banking_es_occ_conflicts_total')) > conflicts0, 'counted as a conflict');
   assert.is((await fx.events(b)).length, 2, 'no second effect');
+
+  // a fault of the schema, not of a message: every rejection row now violates a constraint (23514, a
+  // "poison" SQLSTATE). The batch is narrowed down to one message, but a known-good batch fails the same
+  // way, so nothing is dead-lettered: the pipeline retries, stalls, and recovers when the schema does.
+  const dlqBefore = fx.dlqMessages().length;
+  await fx.pg.query('ALTER TABLE command_rejections ADD CONSTRAINT no_rejections_for_now CHECK (false) NOT VALID');
+  const overdraw = [cmd.withdraw(a, '1000.00'), cmd.deposit(a, '0.50')];
+  await fx.sendAll(overdraw);
+  const schemaStall = await untilReadyz(d, (st, body) => st === 503 && body.includes('23514'), 60000, 'a stall on the schema fault');
+  assert.match(schemaStall.body, /stalled since .* unknown 23514/);
+  await sleep(1000);
+  assert.is(fx.dlqMessages().length, dlqBefore, 'nothing dead-lettered for a fault of the schema');
+  await fx.pg.query('ALTER TABLE command_rejections DROP CONSTRAINT no_rejections_for_now');
+  const [rejected, deposited] = await fx.outcomeFor(overdraw, 30000);
+  assert.equal([rejected.status, rejected.reason, deposited.status], ['rejected', 'INSUFFICIENT_FUNDS', 'accepted']);
+  await untilReadyz(d, (st) => st === 200, 10000, 'ready again after the schema fault');
 
   // fatal: a table the pipeline needs is gone
   await fx.pg.query('DROP TABLE command_rejections');

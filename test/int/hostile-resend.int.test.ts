@@ -22,7 +22,10 @@ import type { Delivered } from '../helpers/kafka';
 const MAX = 65536;
 let f: PipelineFixture | undefined;
 
+let failed = true;
+
 test.after(async () => {
+  if (failed) console.log(f?.daemon?.logs().filter((l) => (l.level ?? 0) >= 40).map((l) => JSON.stringify(l).slice(0, 600)).slice(-30).join('\n'));
   await f?.release();
 });
 
@@ -154,7 +157,34 @@ test('hostile messages sent twice and three times, interleaved with valid traffi
   }
   const errors = fx.daemon!.logs().filter((l) => (l.level ?? 0) >= 50 && l.msg !== 'poison message isolated: its content fails the commit; dead-lettered, the partition goes on');
   assert.equal(errors, [], 'no error-level log lines but the poison reports');
+  failed = false;
+});
+
+test('a message at the broker\'s size limit, sent twice: dead-lettered without its value (it no longer fits with the headers), the partition goes on', async () => {
+  failed = true;
+  const fx = f!;
+  const a = randomUUID();
+  const open = cmd.open(a, '1.00');
+  await fx.send(open);
+  await fx.outcomeFor([open], 30000);
+  const dlqBefore = fx.dlqMessages().length;
+  const big = `{"commandId":"${randomUUID()}","type":"Deposit","accountId":"${a}","amount":"1.00","pad":"${'x'.repeat(999_780)}"}`;
+  const copies = [await fx.send({ key: a, value: big }), await fx.send({ key: a, value: big })];
+  const after = cmd.deposit(a, '2.00');
+  await fx.send(after);
+  const [o] = await fx.outcomeFor([after], 60000);
+  assert.equal([o.status, o.balance], ['accepted', '3.00']);
+  await fx.dlq.waitFor((m) => m.length >= dlqBefore + 2, 30000, 'two dead letters');
+  for (const at of copies) {
+    const letters = fx.dlqMessages().filter((x) => x.headers['source.offset'] === String(at.offset) && x.headers['source.partition'] === String(at.partition));
+    assert.is(letters.length, 1);
+    assert.is(letters[0].headers['error.code'], 'TOO_LARGE');
+    assert.is(letters[0].headers['error.value.bytes'], String(Buffer.byteLength(big)));
+    assert.ok(letters[0].raw === null || letters[0].raw.length === 0, 'the value is dropped, the original stays at its source offset');
+  }
+  assert.is((await fx.daemon!.get('/readyz')).status, 200);
   await fx.stop();
+  failed = false;
 });
 
 test.run();

@@ -1,0 +1,43 @@
+/**
+ * One dead letter (docs/architecture.md §2.3), for both pipelines: the
+ * original key, value and headers, plus why (`error.code`, `error.class`,
+ * `error.message`, `error.sqlstate` when Postgres refused the message) and
+ * where it came from (`source.topic`, `source.partition`, `source.offset`).
+ *
+ * A message right at the broker's size limit no longer fits once the headers
+ * are added (librdkafka refuses it: MSG_SIZE_TOO_LARGE). Retrying cannot help
+ * and would stall the partition, so the letter then goes without its value:
+ * `error.value.bytes` says how large it was, and the original stays readable
+ * at its source offset for the topic's retention.
+ */
+import type { ProducerClient } from '../kafka/producer';
+
+export type Headers = Array<Record<string, string | Buffer>>;
+
+export interface DeadMessage {
+  key: Buffer | string | null | undefined;
+  value: Buffer | null | undefined;
+  headers: Headers;
+  partition: number;
+  offset: number;
+}
+
+export interface Why { code: string; message: string; sqlstate?: string }
+
+const MSG_SIZE_TOO_LARGE = 10;
+
+/** Resolves once Kafka acknowledged the letter; rejects (classified by the caller) when it cannot be sent. */
+export async function sendDeadLetter(producer: ProducerClient, dlqTopic: string, sourceTopic: string, m: DeadMessage, why: Why): Promise<void> {
+  const headers: Headers = [
+    ...m.headers,
+    { 'error.code': why.code }, { 'error.message': why.message }, { 'error.class': 'poison' },
+    ...(why.sqlstate ? [{ 'error.sqlstate': why.sqlstate }] : []),
+    { 'source.topic': sourceTopic }, { 'source.partition': String(m.partition) }, { 'source.offset': String(m.offset) },
+  ];
+  try {
+    await producer.send({ topic: dlqTopic, key: m.key ?? null, value: m.value ?? null, headers });
+  } catch (e) {
+    if ((e as { code?: unknown }).code !== MSG_SIZE_TOO_LARGE) throw e;
+    await producer.send({ topic: dlqTopic, key: m.key ?? null, value: null, headers: [...headers, { 'error.value.bytes': String(m.value?.length ?? 0) }] });
+  }
+}
