@@ -61,6 +61,24 @@ convict.addFormat({
 });
 
 convict.addFormat({
+  name: 'topic-overrides',
+  validate(val: unknown) {
+    if (typeof val !== 'string') throw new Error('must be a string');
+    for (const entry of val.split(',').map((e) => e.trim()).filter(Boolean)) {
+      if (!/^[A-Za-z0-9._-]+=[1-9][0-9]*(\/(-1|[1-9][0-9]*))?$/.test(entry)) throw new Error(`"${entry}" is not topic=partitions or topic=partitions/replicationFactor`);
+    }
+  },
+});
+
+convict.addFormat({
+  name: 'replication-factor',
+  validate(val: unknown) {
+    if (typeof val !== 'number' || !Number.isSafeInteger(val) || (val < 1 && val !== -1)) throw new Error('must be an integer >= 1, or -1 for the broker default');
+  },
+  coerce: (v: string) => Number(v),
+});
+
+convict.addFormat({
   name: 'non-negative-int',
   validate(val: unknown) {
     if (typeof val !== 'number' || !Number.isSafeInteger(val) || val < 0) throw new Error('must be an integer >= 0');
@@ -95,6 +113,15 @@ const schema = {
     queuedMaxMessagesKbytes: { doc: 'librdkafka queued.max.messages.kbytes per partition: bounds prefetch memory.', format: 'positive-int', default: 16384, env: 'KAFKA_QUEUED_MAX_KBYTES' },
     fetchMaxBytes: { doc: 'librdkafka fetch.max.bytes.', format: 'positive-int', default: 16777216, env: 'KAFKA_FETCH_MAX_BYTES' },
     statisticsIntervalMs: { doc: 'librdkafka statistics.interval.ms feeding metrics; 0 disables.', format: 'non-negative-int', default: 5000, env: 'KAFKA_STATISTICS_INTERVAL_MS' },
+    metadataRefreshMs: { doc: 'How often the clients refresh cluster metadata (librdkafka topic.metadata.refresh.interval.ms, 5 minutes by default there): a topic created, or partitions added, after a consumer subscribed are consumed within this long; missing topics are looked for again this often.', format: 'positive-int', default: 3000, env: 'KAFKA_METADATA_REFRESH_MS' },
+    createTopics: { doc: 'Create missing topics at start (AdminClient CreateTopics, else a metadata request that an auto-creating cluster answers by creating the topic). Off: a missing topic makes the role not ready until it appears. On for the embedded stack and the demo.', format: Boolean, default: false, env: 'KAFKA_CREATE_TOPICS' },
+    adminTimeoutMs: { doc: 'How long a CreateTopics request may take before the metadata fallback is tried.', format: 'positive-int', default: 3000, env: 'KAFKA_ADMIN_TIMEOUT_MS' },
+    newTopics: {
+      partitions: { doc: 'Partitions of a topic banking-es creates. Partitions bound the number of useful instances of a role.', format: 'positive-int', default: 12, env: 'KAFKA_NEW_TOPIC_PARTITIONS' },
+      replicationFactor: { doc: 'Replication factor of a topic banking-es creates; -1 takes the broker default (default.replication.factor, Kafka 2.4+).', format: 'replication-factor', default: -1, env: 'KAFKA_NEW_TOPIC_REPLICATION_FACTOR' },
+      overrides: { doc: 'Per-topic settings over those two: "topic=partitions[/replicationFactor],…", e.g. "bank.commands=24/3,bank.commands.dlq=1".', format: 'topic-overrides', default: '', env: 'KAFKA_NEW_TOPIC_OVERRIDES' },
+    },
+    groupInstanceId: { doc: 'Static group membership (group.instance.id, KIP-345), e.g. the pod name; each consumer adds its role. A restarted instance with the same id gets its partitions back without a rebalance of the whole group (within session.timeout.ms). Empty: dynamic membership. Must be unique per running instance.', format: String, default: '', env: 'KAFKA_GROUP_INSTANCE_ID' },
     topics: {
       commands: { doc: 'Command topic.', format: String, default: 'bank.commands', env: 'KAFKA_TOPIC_COMMANDS' },
       results: { doc: 'Command outcome topic.', format: String, default: 'bank.command-results', env: 'KAFKA_TOPIC_RESULTS' },

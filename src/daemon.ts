@@ -17,6 +17,7 @@ import { createRedis, type RedisClient } from './redis';
 import { backoffMs, coerceError, isRetryablePgError } from './errors';
 import { redactUrl } from './logger';
 import { startRoles } from './roles';
+import { Topics } from './kafka/topics';
 
 export interface DaemonContext {
   config: Config;
@@ -27,6 +28,8 @@ export interface DaemonContext {
   producer: ProducerClient;
   redis?: RedisClient;
   lifecycle: Lifecycle;
+  /** provisions or reports the topics each role uses (absent in tests that build a pipeline by hand) */
+  topics?: Topics;
 }
 
 async function untilPostgresReady(pool: Pool, log: Logger, lifecycle: Lifecycle): Promise<void> {
@@ -69,6 +72,8 @@ export async function runDaemon(config: Config, log: Logger, lifecycle: Lifecycl
     lifecycle.defer('kafka-producer', () => producer.close(Math.max(1000, config.shutdown.timeoutMs / 5)));
     await producer.connect();
     health.add('kafka', () => producer.probe());
+    const topics = new Topics(config, producer.raw, { health, metrics, log });
+    lifecycle.defer('topics', async () => topics.close());
     lifecycle.checkpoint();
 
     let redis: RedisClient | undefined;
@@ -79,7 +84,7 @@ export async function runDaemon(config: Config, log: Logger, lifecycle: Lifecycl
       health.add('redis', async () => { await client.ping(); return 'optional: the daemon runs without it'; }, { required: false });
     }
 
-    const ctx: DaemonContext = { config, log, metrics, health, pool, producer, redis, lifecycle };
+    const ctx: DaemonContext = { config, log, metrics, health, pool, producer, redis, lifecycle, topics };
     await startRoles(ctx);
     lifecycle.checkpoint();
     log.info({ metricsPort: http.port }, 'banking-es started');

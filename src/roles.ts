@@ -1,6 +1,9 @@
 /**
- * Starts the roles named in config.roles. Each role registers its own
- * closer on the lifecycle, so shutdown drains them newest-first.
+ * Starts the roles named in config.roles. Each role first makes sure the
+ * topics it reads and writes exist (created, or reported missing: then it
+ * starts anyway, not ready, and uses them as soon as they appear). Each
+ * registers its own closer on the lifecycle, so shutdown drains them
+ * newest-first.
  */
 import type { DaemonContext } from './daemon';
 import { CommandPipeline } from './pipeline/command-pipeline';
@@ -11,6 +14,8 @@ export async function startRoles(ctx: DaemonContext): Promise<void> {
   for (const role of ctx.config.roles) {
     switch (role) {
       case 'commands': {
+        const t = ctx.config.kafka.topics;
+        await ctx.topics?.ensure(role, [t.commands, t.results, t.commandsDlq]);
         const p = new CommandPipeline(ctx);
         ctx.lifecycle.defer('command-pipeline', () => p.stop());
         await p.start();
@@ -18,6 +23,7 @@ export async function startRoles(ctx: DaemonContext): Promise<void> {
         break;
       }
       case 'projections': {
+        await ctx.topics?.ensure(role, [ctx.config.kafka.topics.events, ctx.config.kafka.topics.eventsDlq]);
         const p = new ProjectionPipeline(ctx);
         ctx.lifecycle.defer('projection-pipeline', () => p.stop());
         await p.start();
@@ -30,6 +36,7 @@ export async function startRoles(ctx: DaemonContext): Promise<void> {
           ctx.log.info('cdc.mode is debezium: Debezium publishes bank.events, the relay role has nothing to run');
           break;
         }
+        await ctx.topics?.ensure(role, [ctx.config.kafka.topics.events]);
         // deferred after the producer, so it stops (and drains its deliveries) before the producer closes
         ctx.lifecycle.defer('relay', () => relay.stop());
         await relay.start();

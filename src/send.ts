@@ -7,6 +7,11 @@ import * as readline from 'node:readline';
 import Kafka from 'node-rdkafka';
 import type { Config } from './config';
 import { baseKafkaConfig } from './kafka/client-config';
+import { Topics } from './kafka/topics';
+import { Health } from './health';
+import { createMetrics } from './metrics';
+import { createLogger } from './logger';
+import { Registry } from 'prom-client';
 
 export function commandFromFlags(type: string, flags: Map<string, string | true>): Record<string, unknown> {
   const get = (k: string) => (typeof flags.get(k) === 'string' ? (flags.get(k) as string) : undefined);
@@ -46,8 +51,17 @@ export async function send(config: Config, commands: Array<Record<string, unknow
   await new Promise<void>((res, rej) => consumer.connect({ timeout: 10000 }, (e) => (e ? rej(e) : res())));
   try {
     const topic = config.kafka.topics.results;
+    // on a fresh cluster the results topic may not exist yet: listening to nothing would report no outcome
+    const metrics = createMetrics(new Registry(), { defaultMetrics: false });
+    const topics = new Topics(config, producer, { health: new Health(metrics), metrics, log: createLogger({ level: 'silent' }) });
+    await topics.ensure('send', [config.kafka.topics.commands, topic]);
+    topics.close();
     const md = await new Promise<Kafka.Metadata>((res, rej) => consumer.getMetadata({ topic, timeout: 10000 }, (e, m) => (e ? rej(e) : res(m))));
     const parts = md.topics.find((t) => t.name === topic)?.partitions.length ?? 0;
+    if (parts === 0) {
+      print(JSON.stringify({ error: `topic ${topic} does not exist: create it, or set KAFKA_CREATE_TOPICS=true` }));
+      return 2;
+    }
     const starts = await Promise.all(Array.from({ length: parts }, (_, p) => new Promise<number>((res, rej) => consumer.queryWatermarkOffsets(topic, p, 10000, (e, w) => (e ? rej(e) : res(w.highOffset))))));
     consumer.assign(starts.map((offset, partition) => ({ topic, partition, offset })));
     const waiting = new Set(list.map((c) => String(c.commandId)));

@@ -9,6 +9,8 @@ export function baseKafkaConfig(config: Config, role: string): Record<string, st
     'security.protocol': k.securityProtocol,
     'socket.keepalive.enable': true,
     'log.connection.close': false,
+    // a topic created (or a partition added) after a consumer subscribed is seen within this, not 5 minutes
+    'topic.metadata.refresh.interval.ms': k.metadataRefreshMs,
   };
   if (k.statisticsIntervalMs > 0) c['statistics.interval.ms'] = k.statisticsIntervalMs;
   if (k.securityProtocol.startsWith('sasl')) {

@@ -81,7 +81,9 @@ export async function stackUp(dir: string, say: (line: string) => void = () => u
     else say(REDIS_INSTALL_HINT);
     const state: StackState = { startedAt: new Date().toISOString(), dir: paths.root, postgres, kafka, redis };
     fs.writeFileSync(paths.state, JSON.stringify(state, null, 2), { mode: 0o600 });
-    const config = { kafka: { brokers: kafka.brokers }, db: { url: postgres.url }, redis: { url: redis?.url ?? '' } };
+    // the mock cluster does not answer CreateTopics, and creates a topic when asked for its metadata:
+    // don't wait long for the first before the second
+    const config = { kafka: { brokers: kafka.brokers, createTopics: true, adminTimeoutMs: 500 }, db: { url: postgres.url }, redis: { url: redis?.url ?? '' } };
     fs.writeFileSync(paths.config, JSON.stringify(config, null, 2), { mode: 0o600 });
     return state;
   } catch (e) {
