@@ -32,6 +32,8 @@ const ERR_REVOKE = -174;
 const ERR_AUTO_OFFSET_RESET = -140;
 const OFFSET_BEGINNING = -2; // librdkafka logical offsets
 const OFFSET_END = -1;
+/** A crashed owner's partitions move after this long (librdkafka's default is 45 s). */
+const SESSION_TIMEOUT_MS = 6000;
 
 export class GroupConsumer {
   readonly raw: Kafka.KafkaConsumer;
@@ -42,6 +44,11 @@ export class GroupConsumer {
   private pausedAll = false;
   private rebalancing: Promise<void> = Promise.resolve();
   private closing = false;
+  /** when the consumer last owned nothing (it starts owning nothing); undefined while it owns partitions */
+  private unassignedSince: number | undefined = Date.now();
+  /** librdkafka's cgrp.state and join_state, from its statistics */
+  private groupState = { state: 'unknown', join: 'unknown' };
+  private readonly stateTimer: NodeJS.Timeout;
 
   constructor(
     private readonly config: Config,
@@ -64,10 +71,11 @@ export class GroupConsumer {
         'fetch.queue.backoff.ms': 5,
         'fetch.max.bytes': config.kafka.fetchMaxBytes,
         'fetch.wait.max.ms': 10,
-        // a crashed owner's partitions move after 6 s instead of librdkafka's 45 s default
-        'session.timeout.ms': 6000,
+        'session.timeout.ms': SESSION_TIMEOUT_MS,
         'heartbeat.interval.ms': 500,
         'partition.assignment.strategy': 'range,roundrobin',
+        // static membership: a restarted instance gets its partitions back without a group-wide rebalance
+        ...(config.kafka.groupInstanceId ? { 'group.instance.id': `${config.kafka.groupInstanceId}-${opts.name}` } : {}),
         'rebalance_cb': (err: Kafka.LibrdKafkaError, assignment: Kafka.Assignment[]) => this.onRebalance(err, assignment),
       } as unknown as Kafka.ConsumerGlobalConfig,
       { 'auto.offset.reset': 'error' },
@@ -76,7 +84,42 @@ export class GroupConsumer {
       if (err.code === ERR_AUTO_OFFSET_RESET) void this.checkRanges('consume reported an offset out of range');
       else log.warn({ err, consumer: opts.name }, 'kafka consumer error');
     });
-    this.raw.on('event.stats', (s) => recordRdkafkaStats(metrics, opts.name, s.message));
+    this.raw.on('event.stats', (s) => {
+      recordRdkafkaStats(metrics, opts.name, s.message);
+      this.recordGroupState(s.message);
+    });
+    this.publishAssignmentState();
+    this.stateTimer = setInterval(() => this.publishAssignmentState(), 1000);
+    this.stateTimer.unref();
+  }
+
+  /** Seconds this consumer has owned no partition; 0 while it owns some. */
+  get unassignedSeconds(): number {
+    return this.unassignedSince === undefined ? 0 : (Date.now() - this.unassignedSince) / 1000;
+  }
+
+  private recordGroupState(statsJson: string): void {
+    try {
+      const cgrp = (JSON.parse(statsJson) as { cgrp?: { state?: string; join_state?: string } }).cgrp;
+      if (!cgrp?.state) return;
+      const next = { state: cgrp.state, join: cgrp.join_state ?? 'unknown' };
+      if (next.state !== this.groupState.state || next.join !== this.groupState.join) {
+        this.metrics.consumerGroupState.remove({ consumer: this.opts.name, ...this.groupState });
+        this.groupState = next;
+      }
+      this.metrics.consumerGroupState.set({ consumer: this.opts.name, ...this.groupState }, 1);
+    } catch { /* statistics are information only */ }
+  }
+
+  private publishAssignmentState(): void {
+    this.metrics.consumerUnassignedSeconds.set({ consumer: this.opts.name }, Math.round(this.unassignedSeconds));
+  }
+
+  private setAssigned(tps: Tp[]): void {
+    this.assigned = tps;
+    if (tps.length === 0) this.unassignedSince ??= Date.now();
+    else this.unassignedSince = undefined;
+    this.publishAssignmentState();
   }
 
   get assignment(): Tp[] {
@@ -107,7 +150,7 @@ export class GroupConsumer {
         const bad = checked.filter((s) => this.stopped.has(`${s.topic}/${s.partition}`));
         if (bad.length) this.raw.pause(bad.map((s) => ({ topic: s.topic, partition: s.partition })));
         if (this.pausedAll) this.raw.pause(checked.map((s) => ({ topic: s.topic, partition: s.partition })));
-        this.assigned = tps;
+        this.setAssigned(tps);
         this.hooks.onAssigned(checked);
         this.log.info({ consumer: this.opts.name, partitions: checked.map((s) => `${s.partition}@${s.offset}${s.stored ? '' : ' (no stored offset)'}`) }, 'partitions assigned');
         return;
@@ -132,7 +175,7 @@ export class GroupConsumer {
     } catch (e) {
       this.log.error({ err: coerceError(e) }, 'draining before revoke failed');
     }
-    this.assigned = [];
+    this.setAssigned([]);
     try { this.raw.unassign(); } catch (e) { this.log.warn({ err: coerceError(e) }, 'unassign failed'); }
     this.log.info({ consumer: this.opts.name, partitions: tps.map((t) => t.partition) }, 'partitions revoked');
   }
@@ -247,9 +290,15 @@ export class GroupConsumer {
   /** Connects, registers a readiness probe under `probe` (connected, partitions owned), and starts consuming. */
   async serve(health: Health, probe: string): Promise<void> {
     await this.connect();
+    const instance = this.config.kafka.groupInstanceId;
+    this.log.info({ consumer: this.opts.name, group: this.opts.groupId, groupInstanceId: instance ? `${instance}-${this.opts.name}` : null, sessionTimeoutMs: SESSION_TIMEOUT_MS },
+      'consumer group membership');
     health.add(probe, async () => {
       if (!this.raw.isConnected()) throw new Error('consumer disconnected');
-      return `${this.assigned.length} partitions assigned`;
+      // owning nothing is information, not unreadiness: more instances than partitions own nothing by design
+      const group = `group ${this.opts.groupId} ${this.groupState.state}/${this.groupState.join}`;
+      if (this.assigned.length === 0) return `0 partitions assigned for ${Math.round(this.unassignedSeconds)} s (${group})`;
+      return `${this.assigned.length} partitions assigned (${group})`;
     });
     this.start();
   }
@@ -257,6 +306,7 @@ export class GroupConsumer {
   /** Stops consuming; resolves once the in-flight consume call returned. */
   async stop(): Promise<void> {
     this.running = false;
+    clearInterval(this.stateTimer);
     await this.loopDone;
   }
 

@@ -79,6 +79,8 @@ export interface RigOptions {
    * replication slot is cluster-wide: `release()` drops this database's slots.
    */
   projections?: boolean;
+  /** Create the topics before any daemon starts (default). false: the daemons meet a cluster without them, as a new user does. */
+  createTopics?: boolean;
 }
 
 /** How far the read models are behind the event store (all zero = caught up). */
@@ -119,7 +121,7 @@ export class Rig {
       cleanup.push(() => pg.end());
       const prod = await producer(brokers);
       cleanup.push(() => prod.close());
-      await prod.ensureTopics([topics.commands, topics.results, topics.dlq, ...(topics.events ? [topics.events, topics.eventsDlq!] : [])], partitions);
+      if (opts.createTopics !== false) await prod.ensureTopics([topics.commands, topics.results, topics.dlq, ...(topics.events ? [topics.events, topics.eventsDlq!] : [])], partitions);
       const projectionEnv: Record<string, string> = topics.events ? {
         // projections before relay: a standby relay's start() waits up to 15 s for the slot, and would hold back the projection consumer
         ROLES: 'commands,projections,relay',
