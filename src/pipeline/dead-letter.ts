@@ -3,6 +3,7 @@
  * original key, value and headers, plus why (`error.code`, `error.class`,
  * `error.message`, `error.sqlstate` when Postgres refused the message) and
  * where it came from (`source.topic`, `source.partition`, `source.offset`).
+ * Original headers with those reserved names are renamed `original.<name>`.
  *
  * A message right at the broker's size limit no longer fits once the headers
  * are added (librdkafka refuses it: MSG_SIZE_TOO_LARGE). Retrying cannot help
@@ -26,10 +27,21 @@ export interface Why { code: string; message: string; sqlstate?: string }
 
 const MSG_SIZE_TOO_LARGE = 10;
 
+/**
+ * The producer's own `error.*` and `source.*` headers would stand beside ours,
+ * and a reader taking the first header of a name would read the forged one:
+ * they are kept as `original.<name>`.
+ */
+export function renameReserved(h: Record<string, string | Buffer>): Record<string, string | Buffer> {
+  const out: Record<string, string | Buffer> = {};
+  for (const [k, v] of Object.entries(h)) out[k.startsWith('error.') || k.startsWith('source.') ? `original.${k}` : k] = v;
+  return out;
+}
+
 /** Resolves once Kafka acknowledged the letter; rejects (classified by the caller) when it cannot be sent. */
 export async function sendDeadLetter(producer: ProducerClient, dlqTopic: string, sourceTopic: string, m: DeadMessage, why: Why): Promise<void> {
   const headers: Headers = [
-    ...m.headers,
+    ...m.headers.map(renameReserved),
     { 'error.code': why.code }, { 'error.message': why.message }, { 'error.class': 'poison' },
     ...(why.sqlstate ? [{ 'error.sqlstate': why.sqlstate }] : []),
     { 'source.topic': sourceTopic }, { 'source.partition': String(m.partition) }, { 'source.offset': String(m.offset) },
