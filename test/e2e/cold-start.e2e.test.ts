@@ -72,6 +72,12 @@ test('1. no topic exists, creation on: every role creates what it uses, the stre
   for (const t of [r.topics.commands, r.topics.results, r.topics.dlq, r.topics.events!, r.topics.eventsDlq!]) {
     assert.is(await metric(d, `banking_es_topic_missing{topic="${t}"}`), 0, `${t} present`);
   }
+  // both pipelines run in this process, each with its own worker pool: one gauge series each, not one overwriting the other
+  await sleep(1100);
+  const body = (await d.get('/metrics')).body;
+  for (const g of ['banking_es_worker_pool_utilization_ratio', 'banking_es_worker_pool_queue_size']) {
+    for (const p of ['commands', 'projections']) assert.ok(body.includes(`${g}{pipeline="${p}"}`), `${g} for ${p}`);
+  }
   const oracle = new CommandOracle({ accounts: 100, seed: 4101 });
   await r.tap(oracle);
   const catchUp = await streamAndCheck(r, oracle, 3000);
