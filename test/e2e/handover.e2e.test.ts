@@ -23,7 +23,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Daemon } from '../helpers/daemon';
+import { randomUUID } from 'node:crypto';
 import { Rig, sleep } from '../helpers/reliability';
+import type { Delivered } from '../helpers/kafka';
 import { StrictOracle } from '../helpers/strict-outcomes';
 
 const HANDOVERS = Number(process.env.HANDOVER_COUNT ?? 21);
@@ -66,6 +68,19 @@ test(`${HANDOVERS} hand-overs between instances: every command keeps its outcome
 
   let stop = false;
   const produced = r.stream(oracle, { stop: () => stop, chunk: 40, pauseMs: 30, maxAhead: 3000 });
+  // poison on the same keys, all along: a message Postgres refuses (isolated, POISON) and one that is not JSON
+  const dlq = await r.dlq();
+  const poisonPlaces: Delivered[] = [];
+  const poisoner = (async () => {
+    for (let i = 0; !stop; i++) {
+      await sleep(2000);
+      const opened = oracle.expectedAccounts();
+      if (opened.length === 0) continue;
+      const acct = opened[i % opened.length].accountId;
+      const nul = `{"commandId":"${randomUUID()}","type":"Dep\\u0000osit","accountId":"${acct}","amount":"1.00"}`;
+      poisonPlaces.push(await r.producer.send(r.topics.commands, acct, nul), await r.producer.send(r.topics.commands, acct, '{"commandId": '));
+    }
+  })();
   // outcomes read in the last 500 ms, sampled every 100 ms: are outcomes in flight when an instance dies?
   const samples: number[] = [];
   const sampler = setInterval(() => { samples.push(oracle.received); if (samples.length > 6) samples.shift(); }, 100).unref();
@@ -172,6 +187,7 @@ test(`${HANDOVERS} hand-overs between instances: every command keeps its outcome
   clearInterval(sampler);
   stop = true;
   const sent = await produced;
+  await poisoner;
   const drainMs = await r.complete(oracle, 60000).catch((e: Error) => { console.log(e.message); return -1; });
   await sleep(1500); // trailing re-publications land in the last window
   const rep = oracle.strictReport(windows);
@@ -190,6 +206,13 @@ test(`${HANDOVERS} hand-overs between instances: every command keeps its outcome
   const errors = r.errorLines();
   if (errors.length) console.log(`${errors.length} error-level log lines, e.g. ${errors.slice(0, 3).join('\n  ')}`);
 
+  const placeOf = (m: { headers: Record<string, string> }) => `${m.headers['source.partition']}:${m.headers['source.offset']}`;
+  const lettered = () => new Set(dlq.messages.map(placeOf));
+  await until(() => poisonPlaces.every((p) => lettered().has(`${p.partition}:${p.offset}`)), 30000);
+  const unlettered = poisonPlaces.filter((p) => !lettered().has(`${p.partition}:${p.offset}`)).length;
+  const codes = dlq.messages.reduce<Record<string, number>>((c, m) => { c[m.headers['error.code']] = (c[m.headers['error.code']] ?? 0) + 1; return c; }, {});
+  console.log(`${poisonPlaces.length} poison messages sent among the commands; ${dlq.messages.length} dead letters ${JSON.stringify(codes)} (repeats only after a SIGKILL); ${unlettered} without one`);
+
   const storeProblems = await oracle.verifyStore(r.pg);
   console.log(`event store against the oracle: ${storeProblems.length ? storeProblems.join('; ') : 'agrees'}`);
 
@@ -199,6 +222,8 @@ test(`${HANDOVERS} hand-overs between instances: every command keeps its outcome
   assert.equal(oracle.mismatches, [], `${oracle.mismatchCount} outcome mismatches`);
   assert.equal(storeProblems, [], 'event store agrees with the oracle');
   assert.equal(rep.violationCounts, {}, `${violations} strict violations`);
+  assert.is(unlettered, 0, 'every poison message was dead-lettered');
+  assert.ok(poisonPlaces.length >= 40, `poison was sent all along (${poisonPlaces.length})`);
   const exit = await current.stop();
   assert.is(exit.code, 0, `exit on SIGTERM: ${JSON.stringify(exit)}`);
   failed = false;
