@@ -34,7 +34,7 @@ import type { AccountState } from '../domain/types';
 import { Packer, forEachRecord } from './pack';
 import { createShardPool, type ShardPool } from './shard-pool';
 import { OutcomePublisher } from './outcome-publisher';
-import { sendDeadLetter, type Headers } from './dead-letter';
+import { DeadLettered, sendDeadLetter, type Headers } from './dead-letter';
 import { RecentCommands, scanCommandId } from './recent-commands';
 
 const EVENT_COLUMNS = 'account_id, version, event_id, event_type, payload, command_id, recorded_at, source_partition, source_offset';
@@ -131,7 +131,7 @@ export class CommandPipeline {
    * Messages dead-lettered by this process and not yet committed past ("partition:offset"): a batch
    * that is redone or retried does not send them again (a dead letter is sent once per message per process).
    */
-  private readonly deadLettered = new Set<string>();
+  private readonly deadLettered = new DeadLettered();
 
   constructor(private readonly ctx: DaemonContext) {
     const { config, log, metrics, redis } = ctx;
@@ -203,6 +203,7 @@ export class CommandPipeline {
       const next = this.storedNext.get(s.partition);
       if (next !== undefined) this.committedNext.set(s.partition, next);
     }
+    this.deadLettered.keepAbove(this.committedNext, starts.map((s) => s.partition));
   }
 
   private onMessages(msgs: Message[]): void {
@@ -385,11 +386,10 @@ export class CommandPipeline {
    */
   private async sendDeadLetter(m: Message, code: string, message: string, sqlstate?: string): Promise<void> {
     const { config, metrics } = this.ctx;
-    const place = placeOf(m);
-    if (this.deadLettered.has(place)) return;
+    if (this.deadLettered.has(m.partition, m.offset)) return;
     const dead = { key: m.key, value: m.value, headers: (m.headers as Headers | undefined) ?? [], partition: m.partition, offset: m.offset };
     await sendDeadLetter(this.ctx.producer, config.kafka.topics.commandsDlq, m.topic, dead, { code, message, sqlstate });
-    this.deadLettered.add(place);
+    this.deadLettered.add(m.partition, m.offset);
     metrics.dlq.inc({ topic: config.kafka.topics.commandsDlq, reason: code });
   }
 
@@ -397,10 +397,7 @@ export class CommandPipeline {
   private afterCommit(seq: number, next: Map<number, number>, changed: Record<string, AccountState>): void {
     this.states.committed(seq, changed);
     for (const [part, n] of next) this.committedNext.set(part, Math.max(n, this.committedNext.get(part) ?? 0));
-    for (const place of this.deadLettered) {
-      const [part, offset] = place.split(':').map(Number);
-      if (offset < (this.committedNext.get(part) ?? 0)) this.deadLettered.delete(place);
-    }
+    this.deadLettered.keepAbove(this.committedNext);
     this.consumer.commitToKafka([...next].map(([partition, offset]) => ({ topic: this.topic, partition, offset })));
   }
 

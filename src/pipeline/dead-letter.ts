@@ -53,3 +53,35 @@ export async function sendDeadLetter(producer: ProducerClient, dlqTopic: string,
     await producer.send({ topic: dlqTopic, key: m.key ?? null, value: null, headers: [...headers, { 'error.value.bytes': String(m.value?.length ?? 0) }] });
   }
 }
+
+/**
+ * The messages this process dead-lettered whose offsets are not committed
+ * yet: a redo or retry of their batch does not send them again (a dead letter
+ * is sent once per message per process). Forgotten once the offset past them
+ * commits, or when their partition is assigned anew.
+ */
+export class DeadLettered {
+  /** partition -> offsets */
+  private readonly byPartition = new Map<number, Set<number>>();
+
+  has(partition: number, offset: number): boolean {
+    return this.byPartition.get(partition)?.has(offset) ?? false;
+  }
+
+  add(partition: number, offset: number): void {
+    let s = this.byPartition.get(partition);
+    if (!s) this.byPartition.set(partition, (s = new Set()));
+    s.add(offset);
+  }
+
+  /** Forgets what is below each partition's committed next offset and, when `owned` is given, every partition not in it. */
+  keepAbove(committedNext: ReadonlyMap<number, number>, owned?: Iterable<number>): void {
+    const keep = owned === undefined ? undefined : new Set(owned);
+    for (const [p, offsets] of this.byPartition) {
+      if (keep && !keep.has(p)) { this.byPartition.delete(p); continue; }
+      const next = committedNext.get(p);
+      if (next !== undefined) for (const o of offsets) if (o < next) offsets.delete(o);
+      if (offsets.size === 0) this.byPartition.delete(p);
+    }
+  }
+}

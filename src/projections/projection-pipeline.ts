@@ -25,7 +25,7 @@ import { RetryBudget } from '../retry-budget';
 import { encodeEnvelope } from '../codec/envelope';
 import type { EventType } from '../domain/types';
 import { BatchSink } from '../pipeline/batch-sink';
-import { sendDeadLetter } from '../pipeline/dead-letter';
+import { DeadLettered, sendDeadLetter } from '../pipeline/dead-letter';
 import { CommitChain } from '../pipeline/commit-chain';
 import { asConsumed, FlushInput, packChunk, type EventChunk, type SourceMessage } from './event-chunk';
 import { TRANSACTION_COLUMNS, type ProjectResult } from './project-shard';
@@ -87,7 +87,7 @@ export class ProjectionPipeline {
   private halted = false;
   private canaryPassedAt = 0;
   /** Events dead-lettered by this process and not yet committed past ("partition:offset"): sent once, not on every redo. */
-  private readonly deadLettered = new Set<string>();
+  private readonly deadLettered = new DeadLettered();
 
   constructor(private readonly ctx: DaemonContext) {
     const { config, log, metrics } = ctx;
@@ -148,6 +148,7 @@ export class ProjectionPipeline {
   private onAssigned(starts: StartOffset[]): void {
     this.committedNext.clear();
     for (const s of starts) if (typeof s.offset === 'number') this.committedNext.set(s.partition, s.offset);
+    this.deadLettered.keepAbove(this.committedNext, starts.map((s) => s.partition));
     // a new owner may follow a writer whose commits this process never saw
     this.versions.clear();
   }
@@ -340,20 +341,16 @@ export class ProjectionPipeline {
   /** To bank.events.dlq with the original key, value and headers plus why (docs/architecture.md §2.3); once per event per process. */
   private async sendDeadLetter(m: SourceMessage, code: string, message: string, sqlstate?: string): Promise<void> {
     const { config, metrics } = this.ctx;
-    const place = `${m.partition}:${m.offset}`;
-    if (this.deadLettered.has(place)) return;
+    if (this.deadLettered.has(m.partition, m.offset)) return;
     await sendDeadLetter(this.ctx.producer, config.kafka.topics.eventsDlq, this.topic, m, { code, message, sqlstate });
-    this.deadLettered.add(place);
+    this.deadLettered.add(m.partition, m.offset);
     metrics.dlq.inc({ topic: config.kafka.topics.eventsDlq, reason: code });
   }
 
   /** Offsets committed up to `next`: what we know of them, the dead-letter bookkeeping, and Kafka's copy for lag tooling. */
   private afterCommit(next: Map<number, number>): void {
     for (const [part, n] of next) this.committedNext.set(part, Math.max(n, this.committedNext.get(part) ?? 0));
-    for (const place of this.deadLettered) {
-      const [part, offset] = place.split(':').map(Number);
-      if (offset < (this.committedNext.get(part) ?? 0)) this.deadLettered.delete(place);
-    }
+    this.deadLettered.keepAbove(this.committedNext);
     this.updateLag();
     this.consumer.commitToKafka([...next].map(([partition, offset]) => ({ topic: this.topic, partition, offset })));
   }
