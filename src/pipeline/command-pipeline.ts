@@ -479,7 +479,8 @@ export class CommandPipeline {
       }
       const published = this.publisher.publishedOffsets();
       await upsertOffsets(client, this.group, this.topic, [...next].map(([partition, n]) => ({ partition, next: n, published: published.get(partition) ?? null })));
-      await client.query(opts.dryRun ? 'ROLLBACK' : 'COMMIT');
+      if (opts.dryRun) await client.query('ROLLBACK');
+      else await client.query('COMMIT');
     } catch (e) {
       await client.query('ROLLBACK').catch(() => undefined);
       if (e instanceof RedoCarefully || isUniqueViolation(e)) {

@@ -393,7 +393,8 @@ export class ProjectionPipeline {
       if (txCount) await copyIn(client, 'transaction_projections', TRANSACTION_COLUMNS, results.map((r) => r.transactions));
       if (accountCount) await upsertAccountProjections(client, results.map((r) => r.accounts));
       await upsertOffsets(client, this.group, this.topic, [...next].map(([partition, n]) => ({ partition, next: n, published: null })));
-      await client.query(opts.dryRun ? 'ROLLBACK' : 'COMMIT');
+      if (opts.dryRun) await client.query('ROLLBACK');
+      else await client.query('COMMIT');
     } catch (e) {
       await client.query('ROLLBACK').catch(() => undefined);
       if (isUniqueViolation(e)) {
