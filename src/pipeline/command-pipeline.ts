@@ -71,7 +71,6 @@ function hash(s: string): number {
   return h >>> 0;
 }
 
-
 /** The outcome a batch still committing decided for `key` ("accountId/commandId"), from its ShardResult.decided lines. */
 function pendingOutcome(decided: string[], key: string): KnownOutcome | undefined {
   const needle = `\n${key}\t`;
@@ -101,7 +100,7 @@ function accountOf(m: Message): string {
   return raw !== undefined && isUuid(raw) ? raw.toLowerCase() : '';
 }
 
-/** One message's place in its topic, as a key for the dead letters sent by this process. */
+/** One message's place in its topic, for logs. */
 const placeOf = (m: Message): string => `${m.partition}:${m.offset}`;
 
 export class CommandPipeline {
@@ -127,10 +126,7 @@ export class CommandPipeline {
   /** set once a batch was abandoned (a fatal error, or giving up at shutdown): nothing after it may commit */
   private halted = false;
   private canaryPassedAt = 0;
-  /**
-   * Messages dead-lettered by this process and not yet committed past ("partition:offset"): a batch
-   * that is redone or retried does not send them again (a dead letter is sent once per message per process).
-   */
+  /** Messages dead-lettered by this process and not yet committed past: a redo or retry does not send them again. */
   private readonly deadLettered = new DeadLettered();
 
   constructor(private readonly ctx: DaemonContext) {
