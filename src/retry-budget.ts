@@ -12,7 +12,7 @@
 import type { Health } from './health';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
-import { backoffMs, coerceError, errorCodeOf, type ErrorClass } from './errors';
+import { backoffMs, classifyError, coerceError, errorCodeOf, type ErrorClass } from './errors';
 
 export interface Stall {
   errorClass: ErrorClass;
@@ -70,6 +70,24 @@ export class RetryBudget {
     else if (errorClass === 'transient') log.warn(fields, `${what} failed (transient); retrying with backoff`);
     else log.error(fields, `${what} failed; retrying with backoff (nothing was committed)`);
     return wait;
+  }
+
+  /**
+   * Runs `step` until it succeeds, each failure counted and backed off as above. Gives up when
+   * `giveUp()` says so after a failure, or on a fatal error; resolves with that error then, else undefined.
+   */
+  async untilDone(what: string, step: () => Promise<void>, giveUp: () => boolean): Promise<unknown> {
+    for (;;) {
+      try {
+        await step();
+        this.succeeded();
+        return undefined;
+      } catch (e) {
+        const errorClass = classifyError(e);
+        if (giveUp() || errorClass === 'fatal') return e;
+        await new Promise((r) => setTimeout(r, this.failed(e, errorClass, what)));
+      }
+    }
   }
 
   /** An attempt succeeded: the failure streak, and any stall, ends. */

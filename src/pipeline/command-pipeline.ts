@@ -352,24 +352,11 @@ export class CommandPipeline {
     const replayed = m.offset < (this.committedNext.get(m.partition) ?? -1);
     if (!replayed) this.ctx.log.error({ err, sqlstate, partition: m.partition, offset: m.offset }, 'poison message isolated: its content fails the commit; dead-lettered, the partition goes on');
     const next = new Map([[m.partition, m.offset + 1]]);
-    for (;;) {
-      if (this.halted) return 'abandoned';
-      try {
-        if (!replayed) await this.sendDeadLetter(m, 'POISON', err.message, sqlstate);
-        const client = await this.ctx.pool.connect();
-        try {
-          await upsertOffsets(client, this.group, this.topic, [{ partition: m.partition, next: m.offset + 1, published: this.publisher.publishedOffsets().get(m.partition) ?? null }]);
-        } finally {
-          client.release();
-        }
-        break;
-      } catch (e) {
-        const errorClass = classifyError(e);
-        if (this.stopping || errorClass === 'fatal') return this.halt(e, 'could not commit past a dead-lettered message; it and every later batch are redone on restart');
-        await new Promise((r) => setTimeout(r, this.budget.failed(e, errorClass, 'dead-lettering a poison message')));
-      }
-    }
-    this.budget.succeeded();
+    const failure = await this.budget.untilDone('dead-lettering a poison message', async () => {
+      if (!replayed) await this.sendDeadLetter(m, 'POISON', err.message, sqlstate);
+      await upsertOffsets(this.ctx.pool, this.group, this.topic, [{ partition: m.partition, next: m.offset + 1, published: this.publisher.publishedOffsets().get(m.partition) ?? null }]);
+    }, () => this.stopping || this.halted);
+    if (failure !== undefined) return this.halt(failure, 'could not commit past a dead-lettered message; it and every later batch are redone on restart');
     this.afterCommit(seq, next, {});
     this.publisher.beginBatch(next).end();
     return 'committed';

@@ -314,24 +314,11 @@ export class ProjectionPipeline {
     // a replayed offset was dead-lettered before the offset past it committed
     const replayed = m.offset < (this.committedNext.get(m.partition) ?? -1);
     if (!replayed) this.ctx.log.error({ err: coerceError(cause), sqlstate, partition: m.partition, offset: m.offset }, 'poison event isolated: its content fails the projection commit; dead-lettered, the partition goes on');
-    for (;;) {
-      if (this.halted) return 'abandoned';
-      try {
-        if (!replayed) await this.sendDeadLetter(m, 'POISON', coerceError(cause).message, sqlstate);
-        const client = await this.ctx.pool.connect();
-        try {
-          await upsertOffsets(client, this.group, this.topic, [{ partition: m.partition, next: m.offset + 1, published: null }]);
-        } finally {
-          client.release();
-        }
-        break;
-      } catch (e) {
-        const errorClass = classifyError(e);
-        if (this.stopping || errorClass === 'fatal') return this.halt(e, 'could not commit past a dead-lettered event; it and every later flush are redone on restart');
-        await new Promise((r) => setTimeout(r, this.budget.failed(e, errorClass, 'dead-lettering a poison event')));
-      }
-    }
-    this.budget.succeeded();
+    const failure = await this.budget.untilDone('dead-lettering a poison event', async () => {
+      if (!replayed) await this.sendDeadLetter(m, 'POISON', coerceError(cause).message, sqlstate);
+      await upsertOffsets(this.ctx.pool, this.group, this.topic, [{ partition: m.partition, next: m.offset + 1, published: null }]);
+    }, () => this.stopping || this.halted);
+    if (failure !== undefined) return this.halt(failure, 'could not commit past a dead-lettered event; it and every later flush are redone on restart');
     // what the failed attempts prepared for this seq is stale: the next part loads versions afresh
     this.versions.abandon(seq);
     this.afterCommit(new Map([[m.partition, m.offset + 1]]));

@@ -15,7 +15,7 @@ export async function readOffsets(db: Pool | PoolClient, consumer: string, topic
  * published offset keeps the stored one; offsets never move backwards, so a
  * stale writer cannot rewind a partition.
  */
-export async function upsertOffsets(client: PoolClient, consumer: string, topic: string, rows: Array<{ partition: number; next: number; published: number | null }>): Promise<void> {
+export async function upsertOffsets(client: Pool | PoolClient, consumer: string, topic: string, rows: Array<{ partition: number; next: number; published: number | null }>): Promise<void> {
   if (rows.length === 0) return;
   await client.query(
     `INSERT INTO consumer_offsets AS o (consumer, topic, partition, next_offset, published_offset)
