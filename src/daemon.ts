@@ -14,7 +14,7 @@ import { migrate } from './db/migrate';
 import { Lifecycle, ShutdownRequested } from './lifecycle';
 import { ProducerClient } from './kafka/producer';
 import { createRedis, type RedisClient } from './redis';
-import { backoffMs, coerceError, isRetryablePgError } from './errors';
+import { backoffMs, classifyError, coerceError } from './errors';
 import { redactUrl } from './logger';
 import { startRoles } from './roles';
 import { Topics } from './kafka/topics';
@@ -39,7 +39,7 @@ async function untilPostgresReady(pool: Pool, log: Logger, lifecycle: Lifecycle)
       await pool.query('SELECT 1');
       return;
     } catch (e) {
-      if (!isRetryablePgError(e) || attempt >= 30) throw e;
+      if (classifyError(e) !== 'transient' || attempt >= 30) throw e;
       const wait = Math.max(200, backoffMs(attempt, 200, 5000));
       log.warn({ err: coerceError(e), attempt, retryInMs: wait }, 'postgres not reachable yet');
       await new Promise((r) => setTimeout(r, wait));

@@ -1,26 +1,21 @@
 /**
- * The closed set of error codes banking-es acts on. Every code maps to exactly
- * one action, so a catch site never has to guess what to do with a failure:
- *   dlq      - the input can never be processed; park it on the dead-letter topic
- *   reject   - a readable command that breaks a rule; answer with a rejected outcome
- *   retry    - a transient fault; back off and try the same unit of work again
- *   stop     - continuing would lose or corrupt data; stop the affected work loudly
+ * The errors banking-es raises itself, each code with its class (see
+ * ErrorClass below: the one vocabulary every catch site acts on).
  */
 export const ErrorCodes = {
-  CONFIG_INVALID: 'stop',
-  MIGRATION_FAILED: 'stop',
-  OFFSET_OUT_OF_RANGE: 'stop',
-  PG_TRANSIENT: 'retry',
-  PG_CONFLICT: 'retry',
-  KAFKA_TRANSIENT: 'retry',
-  REDIS_UNAVAILABLE: 'retry',
-  MESSAGE_UNREADABLE: 'dlq',
-  COMMAND_INVALID: 'reject',
-  INTERNAL: 'stop',
-} as const;
+  CONFIG_INVALID: 'fatal',
+  MIGRATION_FAILED: 'fatal',
+  OFFSET_OUT_OF_RANGE: 'fatal',
+  PG_TRANSIENT: 'transient',
+  PG_CONFLICT: 'conflict',
+  KAFKA_TRANSIENT: 'transient',
+  REDIS_UNAVAILABLE: 'transient',
+  MESSAGE_UNREADABLE: 'poison',
+  COMMAND_INVALID: 'poison',
+  INTERNAL: 'fatal',
+} as const satisfies Record<string, ErrorClass>;
 
 export type ErrorCode = keyof typeof ErrorCodes;
-export type ErrorAction = (typeof ErrorCodes)[ErrorCode];
 
 export class BankingError extends Error {
   readonly code: ErrorCode;
@@ -31,7 +26,7 @@ export class BankingError extends Error {
     this.code = code;
     this.cause = cause;
   }
-  get action(): ErrorAction {
+  get errorClass(): ErrorClass {
     return ErrorCodes[this.code];
   }
 }
@@ -116,11 +111,9 @@ const TRANSIENT_KAFKA_CODES = new Set([
   3,    // UNKNOWN_TOPIC_OR_PART (a topic being created)
 ]);
 
-const BANKING_CLASS: Record<ErrorAction, ErrorClass> = { retry: 'transient', stop: 'fatal', dlq: 'poison', reject: 'poison' };
-
 /** The class of any thrown value (see ErrorClass). */
 export function classifyError(e: unknown): ErrorClass {
-  if (e instanceof BankingError) return e.code === 'PG_CONFLICT' ? 'conflict' : BANKING_CLASS[e.action];
+  if (e instanceof BankingError) return e.errorClass;
   const err = e as { code?: unknown; message?: unknown } | null;
   if (!err || typeof err !== 'object') return 'unknown';
   const code = err.code;
@@ -142,16 +135,6 @@ export function classifyError(e: unknown): ErrorClass {
 export function errorCodeOf(e: unknown): string {
   const code = (e as { code?: unknown } | null)?.code;
   return typeof code === 'string' || typeof code === 'number' ? String(code) : 'UNKNOWN';
-}
-
-/** True when a failure is worth retrying after a backoff (class transient). */
-export function isRetryablePgError(e: unknown): boolean {
-  return classifyError(e) === 'transient';
-}
-
-/** Unique violation (23505): a key already written by someone else. */
-export function isUniqueViolation(e: unknown): boolean {
-  return classifyError(e) === 'conflict';
 }
 
 /** Full-jitter exponential backoff (AWS architecture blog), capped. */

@@ -22,7 +22,6 @@ type Pending = { resolve: () => void; reject: (e: Error) => void };
 
 export class ProducerClient {
   readonly raw: Kafka.Producer;
-  private pollTimer: NodeJS.Timeout | undefined;
 
   /**
    * @param extra global librdkafka properties over ours
@@ -86,11 +85,6 @@ export class ProducerClient {
     });
   }
 
-  /** Queues a message without tracking its delivery (callers that only need at-least-once after flush). */
-  sendNoAck(topic: string, key: string | null, value: Buffer): void {
-    this.send({ topic, key, value }).catch((err) => this.log.warn({ err, topic }, 'kafka delivery failed'));
-  }
-
   flush(timeoutMs: number): Promise<void> {
     return new Promise((resolve, reject) => this.raw.flush(timeoutMs, (err) => (err ? reject(err) : resolve())));
   }
@@ -107,7 +101,6 @@ export class ProducerClient {
   }
 
   async close(timeoutMs: number): Promise<void> {
-    if (this.pollTimer) clearInterval(this.pollTimer);
     if (!this.raw.isConnected()) return;
     await this.flush(timeoutMs).catch((err) => this.log.warn({ err }, 'producer flush incomplete at shutdown'));
     // disconnect(0): node-rdkafka's disconnect() otherwise flushes again for 5 s, on a pool thread that
