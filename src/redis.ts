@@ -44,3 +44,18 @@ export function createRedis(url: string, log: Logger, metrics: Metrics): Redis {
 export function redisIsReady(client: Redis | undefined): boolean {
   return client !== undefined && client.status === 'ready';
 }
+
+/**
+ * Marks each (account, command) pair as seen in the instances' shared window
+ * (SET NX with a time to live) and returns the indexes of the pairs some
+ * instance had seen already. The ids are validated UUIDs. Rejects when Redis
+ * fails; callers treat that as "no information".
+ */
+export async function claimCommands(client: Redis, accounts: readonly string[], commands: readonly string[], windowMs: number): Promise<number[]> {
+  const p = client.pipeline();
+  for (let i = 0; i < commands.length; i++) p.set(`bes:cmd:${accounts[i]}:${commands[i]}`, '1', 'PX', windowMs, 'NX');
+  const res = await p.exec();
+  const seen: number[] = [];
+  (res ?? []).forEach(([err, v], i) => { if (!err && v === null) seen.push(i); });
+  return seen;
+}

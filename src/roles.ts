@@ -6,8 +6,9 @@
  * newest-first.
  */
 import type { DaemonContext } from './daemon';
-import { CommandPipeline } from './pipeline/command-pipeline';
-import { ProjectionPipeline } from './projections/projection-pipeline';
+import { PartitionedPipeline } from './pipeline/partitioned-pipeline';
+import { CommandRole } from './pipeline/commands/command-role';
+import { ProjectionRole } from './pipeline/projections/projection-role';
 import { createRelay } from './relay';
 
 export async function startRoles(ctx: DaemonContext): Promise<void> {
@@ -16,7 +17,7 @@ export async function startRoles(ctx: DaemonContext): Promise<void> {
       case 'commands': {
         const t = ctx.config.kafka.topics;
         await ctx.topics?.ensure(role, [t.commands, t.results, t.commandsDlq]);
-        const p = new CommandPipeline(ctx);
+        const p = new PartitionedPipeline(ctx, new CommandRole(ctx));
         ctx.lifecycle.defer('command-pipeline', () => p.stop());
         await p.start();
         ctx.log.info({ topic: ctx.config.kafka.topics.commands, workers: ctx.config.pipeline.workers }, 'command pipeline started');
@@ -24,7 +25,7 @@ export async function startRoles(ctx: DaemonContext): Promise<void> {
       }
       case 'projections': {
         await ctx.topics?.ensure(role, [ctx.config.kafka.topics.events, ctx.config.kafka.topics.eventsDlq]);
-        const p = new ProjectionPipeline(ctx);
+        const p = new PartitionedPipeline(ctx, new ProjectionRole(ctx));
         ctx.lifecycle.defer('projection-pipeline', () => p.stop());
         await p.start();
         ctx.log.info({ topic: ctx.config.kafka.topics.events, group: ctx.config.kafka.projectionGroupId }, 'projection pipeline started');

@@ -5,7 +5,7 @@
  * copied; each sits in its own ArrayBuffer.
  */
 import Piscina from 'piscina';
-import { decideShard, type ShardTask } from '../src/pipeline/decide-shard';
+import { decideShard, type ShardTask } from '../src/pipeline/commands/decide-shard';
 
 export default function run(task: ShardTask) {
   const r = decideShard(task);

@@ -5,7 +5,7 @@
  * allocated with allocUnsafeSlow), so they are moved, not copied.
  */
 import Piscina from 'piscina';
-import { projectShard, type ProjectTask } from '../src/projections/project-shard';
+import { projectShard, type ProjectTask } from '../src/pipeline/projections/project-shard';
 
 export default function run(task: ProjectTask) {
   const r = projectShard(task);

@@ -7,7 +7,8 @@
 import { Client } from 'pg';
 import Kafka from 'node-rdkafka';
 import { copyFrom } from './pg-copy';
-import { decideShard } from '../../src/pipeline/decide-shard';
+import { decideShard } from '../../src/pipeline/commands/decide-shard';
+import type { AccountState } from '../../src/domain/types';
 import { Packer } from '../../src/pipeline/pack';
 import { Workload } from '../../src/loadgen/generator';
 import { PGCOPY_HEADER, PGCOPY_TRAILER } from '../../src/codec/pgcopy';
@@ -17,12 +18,12 @@ export function encodedEventBatches(rows: number, batch: number): Buffer[] {
   const w = new Workload({ accounts: Math.max(1, Math.floor(rows / 40)), commands: Math.floor(rows / 40) + rows, invalidRatio: 0, duplicateRatio: 0, seed: 11 });
   const out: Buffer[] = [];
   let pending: { key: string; value: string }[] = [];
-  const states: Record<string, unknown> = {};
+  const states = new Map<string, AccountState>();
   const flush = () => {
     const p = new Packer(1 << 20);
     for (const c of pending) p.message(0, 0, Buffer.from(c.key), Buffer.from(c.value));
-    const r = decideShard({ msgs: p.finish(), states: JSON.stringify(states), known: null, replayBelow: null, maxMessageBytes: 65536, nowMs: Date.now() });
-    Object.assign(states, JSON.parse(r.states));
+    const r = decideShard({ msgs: p.finish(), states: [...states.values()], known: null, replayBelow: null, maxMessageBytes: 65536, nowMs: Date.now() });
+    for (const st of r.states) states.set(st.accountId, st);
     out.push(Buffer.concat([PGCOPY_HEADER, Buffer.from(r.events), PGCOPY_TRAILER]));
     pending = [];
   };

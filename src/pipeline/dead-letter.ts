@@ -85,3 +85,31 @@ export class DeadLettered {
     }
   }
 }
+
+/**
+ * A role's dead-letter topic, sent to at most once per message per process
+ * (a redo or retry of its batch does not send a letter again). Resolves once
+ * Kafka acknowledged the letter: the core commits the offset past it only then.
+ */
+export class DeadLetterSender {
+  private readonly sent = new DeadLettered();
+
+  constructor(
+    private readonly producer: ProducerClient,
+    private readonly dlqTopic: string,
+    private readonly sourceTopic: string,
+    private readonly onSent: (code: string) => void,
+  ) {}
+
+  async send(m: DeadMessage, why: Why): Promise<void> {
+    if (this.sent.has(m.partition, m.offset)) return;
+    await sendDeadLetter(this.producer, this.dlqTopic, this.sourceTopic, m, why);
+    this.sent.add(m.partition, m.offset);
+    this.onSent(why.code);
+  }
+
+  /** Offsets committed (or partitions assigned anew): see DeadLettered.keepAbove. */
+  keepAbove(committedNext: ReadonlyMap<number, number>, owned?: Iterable<number>): void {
+    this.sent.keepAbove(committedNext, owned);
+  }
+}

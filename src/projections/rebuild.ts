@@ -42,7 +42,7 @@ import {
 } from '../db/sql/projection-rebuilds';
 import { coerceError } from '../errors';
 import { Packer } from '../pipeline/pack';
-import { projectShard, TRANSACTION_COLUMNS } from './project-shard';
+import { projectShard, TRANSACTION_COLUMNS } from '../pipeline/projections/project-shard';
 import { acquireRedisLock, redisLockHolder, type RedisLock } from './redis-lock';
 
 export const REBUILD_REDIS_KEY = 'bes:lock:projection-rebuild';

@@ -16,12 +16,13 @@ import { migrate } from '../../src/db/migrate';
 import { ProducerClient } from '../../src/kafka/producer';
 import { createRedis } from '../../src/redis';
 import type { DaemonContext } from '../../src/daemon';
-import { ProjectionPipeline } from '../../src/projections/projection-pipeline';
+import { PartitionedPipeline } from '../../src/pipeline/partitioned-pipeline';
+import { ProjectionRole } from '../../src/pipeline/projections/projection-role';
 
 export interface RunningProjector {
   ctx: DaemonContext;
   metrics: Metrics;
-  pipeline: ProjectionPipeline;
+  pipeline: { stop(): Promise<void> };
   lifecycle: Lifecycle;
   stop(): Promise<number>;
 }
@@ -46,7 +47,7 @@ export async function startProjector(env: NodeJS.ProcessEnv, log?: Logger): Prom
       lifecycle.defer('redis', () => { client.disconnect(); });
     }
     const ctx: DaemonContext = { config, log: logger, metrics, health, pool, producer, redis, lifecycle };
-    const pipeline = new ProjectionPipeline(ctx);
+    const pipeline = new PartitionedPipeline(ctx, new ProjectionRole(ctx));
     lifecycle.defer('projection-pipeline', () => pipeline.stop());
     await pipeline.start();
     return { ctx, metrics, pipeline, lifecycle, stop: () => lifecycle.shutdown() };

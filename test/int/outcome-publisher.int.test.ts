@@ -13,7 +13,7 @@ import { loadConfig } from '../../src/config';
 import { createLogger } from '../../src/logger';
 import { createMetrics } from '../../src/metrics';
 import { ProducerClient } from '../../src/kafka/producer';
-import { OutcomePublisher } from '../../src/pipeline/outcome-publisher';
+import { OutcomePublisher } from '../../src/pipeline/commands/outcome-publisher';
 import { releaseMockKafka, startMockKafka, type MockKafka } from '../helpers/faults';
 import { sleep } from '../helpers/reliability';
 

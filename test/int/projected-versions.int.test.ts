@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
-import { ProjectedVersions } from '../../src/projections/projected-versions';
+import { ProjectedVersions } from '../../src/pipeline/projections/projected-versions';
 import { createPool } from '../../src/db/pool';
 import { migrate } from '../../src/db/migrate';
 import { createLogger } from '../../src/logger';

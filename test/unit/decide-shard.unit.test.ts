@@ -9,7 +9,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { decideShard, type KnownOutcome } from '../../src/pipeline/decide-shard';
+import { decideShard, type KnownOutcome } from '../../src/pipeline/commands/decide-shard';
 import { forEachRecord, Packer } from '../../src/pipeline/pack';
 
 const A = '0a000000-0000-4000-8000-000000000001';
@@ -23,10 +23,11 @@ const deposit = (commandId: string) => `{"commandId":"${commandId}","type":"Depo
 type Out = Record<string, unknown>;
 
 function run(msgs: Array<[number, number, string]>, known: Record<string, KnownOutcome>, replayBelow: Record<number, number> | null) {
+  const below = replayBelow === null ? null : new Map(Object.entries(replayBelow).map(([p, o]) => [Number(p), o]));
   const p = new Packer(4096);
   for (const [partition, offset, value] of msgs) p.message(partition, offset, A, Buffer.from(value));
-  const state = { [A]: { accountId: A, version: 3, balance: 500, currency: 'USD', status: 'open', ownerName: 'x' } };
-  const r = decideShard({ msgs: p.finish(), states: JSON.stringify(state), known: JSON.stringify(known), replayBelow, maxMessageBytes: 65536, nowMs: Date.parse('2026-12-01T00:00:00Z') });
+  const state = { accountId: A, version: 3, balance: 500, currency: 'USD', status: 'open' as const, ownerName: 'x' };
+  const r = decideShard({ msgs: p.finish(), states: [state], known: new Map(Object.entries(known)), replayBelow: below, maxMessageBytes: 65536, nowMs: Date.parse('2026-12-01T00:00:00Z') });
   const outs: Out[] = [];
   forEachRecord(r.outcomes, (_k, v) => {
     const o = JSON.parse(v!.toString()) as Out;
@@ -71,7 +72,7 @@ test('a rejection decided now and re-sent in the same batch: the duplicate repea
   assert.ok(typeof outs[0].detail === 'string' && (outs[0].detail as string).length > 0);
   assert.is(r.rejectionCount, 1);
   // the decided line the next batch may read before this one commits carries the detail too
-  assert.match(r.decided, /"detail":/);
+  assert.equal([...r.decided.values()].map((o) => o.status === 'rejected' && typeof o.detail === 'string' && o.detail.length > 0), [true]);
   // the COPY row ends with the source partition (int4 2) and offset (int8 40)
   const row = Buffer.from(r.rejections);
   assert.equal([...row.subarray(row.length - 20)], [0, 0, 0, 4, 0, 0, 0, 2, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 40]);

@@ -1,8 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Message } from '../../src/kafka/consumer';
-import { FlushInput, packChunk } from '../../src/projections/event-chunk';
-import { accountOfEvent, shardOf } from '../../src/projections/project-shard';
+import { FlushInput, packChunk } from '../../src/pipeline/projections/event-chunk';
+import { accountOfEvent } from '../../src/pipeline/projections/project-shard';
+import { shardOf } from '../../src/codec/hash';
 import { unpackMessages } from '../../src/pipeline/pack';
 import { BatchSink } from '../../src/pipeline/batch-sink';
 

@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { accountOfEvent, projectShard, shardOf, type ProjectResult } from '../../src/projections/project-shard';
+import { accountOfEvent, projectShard, type ProjectResult } from '../../src/pipeline/projections/project-shard';
+import { shardOf } from '../../src/codec/hash';
 import { Packer } from '../../src/pipeline/pack';
 import { encodeEnvelope, type EventEnvelope } from '../../src/codec/envelope';
 import { foldHistory, generateHistory } from '../helpers/event-history';

@@ -1,5 +1,5 @@
 import type { Pool, PoolClient } from 'pg';
-import type { KnownOutcome, SourcePlace } from '../../pipeline/decide-shard';
+import { outcomeKey, type KnownOutcome, type SourcePlace } from '../../pipeline/commands/decide-shard';
 import { fractionDigits } from '../../domain/currency';
 import { formatMoney, parseMinor } from '../../domain/money';
 
@@ -15,8 +15,8 @@ function sourceOf(r: SourceRow): SourcePlace {
  * authority for idempotency (docs/architecture.md §4). The ids are validated UUIDs, passed
  * as arrays that node-postgres encodes: no array literal is ever assembled.
  */
-export async function findKnownOutcomes(client: Pool | PoolClient, accounts: readonly string[], commands: readonly string[]): Promise<Record<string, KnownOutcome>> {
-  const known: Record<string, KnownOutcome> = {};
+export async function findKnownOutcomes(client: Pool | PoolClient, accounts: readonly string[], commands: readonly string[]): Promise<Map<string, KnownOutcome>> {
+  const known = new Map<string, KnownOutcome>();
   const ev = await client.query<{ account_id: string; command_id: string; event_type: string; version: string; balance_after: string; currency: string } & SourceRow>(
     `SELECT e.account_id, e.command_id, e.event_type, e.version, e.payload->'data'->>'balanceAfter' AS balance_after, e.payload->'data'->>'currency' AS currency,
             e.source_partition, e.source_offset
@@ -26,7 +26,7 @@ export async function findKnownOutcomes(client: Pool | PoolClient, accounts: rea
   );
   for (const r of ev.rows) {
     const minor = parseMinor(r.balance_after) ?? 0;
-    known[`${r.account_id}/${r.command_id}`] = { status: 'accepted', type: COMMAND_OF[r.event_type] ?? r.event_type, version: Number(r.version), balance: formatMoney(minor, fractionDigits(r.currency) ?? 2), ...sourceOf(r) };
+    known.set(outcomeKey(r.account_id, r.command_id), { status: 'accepted', type: COMMAND_OF[r.event_type] ?? r.event_type, version: Number(r.version), balance: formatMoney(minor, fractionDigits(r.currency) ?? 2), ...sourceOf(r) });
   }
   const rej = await client.query<{ account_id: string; command_id: string; command_type: string; reason: string; detail: string | null } & SourceRow>(
     `SELECT r.account_id, r.command_id, r.command_type, r.reason, r.detail, r.source_partition, r.source_offset
@@ -35,7 +35,7 @@ export async function findKnownOutcomes(client: Pool | PoolClient, accounts: rea
     [accounts, commands],
   );
   for (const r of rej.rows) {
-    known[`${r.account_id}/${r.command_id}`] = { status: 'rejected', type: r.command_type, reason: r.reason, ...(r.detail === null ? {} : { detail: r.detail }), ...sourceOf(r) };
+    known.set(outcomeKey(r.account_id, r.command_id), { status: 'rejected', type: r.command_type, reason: r.reason, ...(r.detail === null ? {} : { detail: r.detail }), ...sourceOf(r) });
   }
   return known;
 }

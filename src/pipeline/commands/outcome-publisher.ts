@@ -5,9 +5,9 @@
  * after a crash only the unacknowledged tail is re-published (at-least-once,
  * docs/architecture.md §2.2) and nothing is re-published twice in the normal case.
  */
-import type { ProducerClient } from '../kafka/producer';
-import type { Metrics } from '../metrics';
-import type { Logger } from '../logger';
+import type { ProducerClient } from '../../kafka/producer';
+import type { Metrics } from '../../metrics';
+import type { Logger } from '../../logger';
 
 interface BatchTrack {
   next: Map<number, number>;

@@ -12,7 +12,7 @@
  * dropped when it does not (the flushes after it are then prepared again).
  */
 import type { Pool, PoolClient } from 'pg';
-import { loadProjectedVersions } from '../db/sql/projected-versions';
+import { loadProjectedVersions } from '../../db/sql/projected-versions';
 
 export class ProjectedVersions {
   private readonly lru = new Map<string, number>();

@@ -23,13 +23,13 @@
  *     and opened_at of its first event here; the upsert keeps the stored
  *     owner_name and opened_at whenever the row already exists.
  */
-import { parseEnvelope, type EventEnvelope } from '../codec/envelope';
-import { scanEnvelope, type ScannedEnvelope } from '../codec/envelope-scan';
-import { CopyWriter } from '../codec/pgcopy';
-import { isUuid } from '../codec/command';
-import { fractionDigits } from '../domain/currency';
-import { parseMinor, parseMoney } from '../domain/money';
-import { PackReader } from '../pipeline/pack';
+import { parseEnvelope, type EventEnvelope } from '../../codec/envelope';
+import { scanEnvelope, type ScannedEnvelope } from '../../codec/envelope-scan';
+import { CopyWriter } from '../../codec/pgcopy';
+import { isUuid } from '../../codec/command';
+import { fractionDigits } from '../../domain/currency';
+import { parseMinor, parseMoney } from '../../domain/money';
+import { PackReader } from '../pack';
 
 export const TRANSACTION_COLUMNS = 'account_id, version, event_id, event_type, amount, balance_after, currency, command_id, recorded_at';
 export const ACCOUNT_STAGING_COLUMNS = 'account_id, owner_name, currency, balance, status, version, opened_at, updated_at, closed_at';
@@ -244,13 +244,6 @@ function inKeyOrder(rows: Buffer, rowStart: number[], rowAccount: number[], acco
     pos += rows.copy(out, pos, rowStart[i], i + 1 < n ? rowStart[i + 1] : rows.length);
   }
   return out;
-}
-
-/** FNV-1a over the account id: the shard of an account, identical on every thread. */
-export function shardOf(accountId: string, shards: number): number {
-  let h = 2166136261;
-  for (let i = 0; i < accountId.length; i++) h = Math.imul(h ^ accountId.charCodeAt(i), 16777619);
-  return (h >>> 0) % shards;
 }
 
 /**

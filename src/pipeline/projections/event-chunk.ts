@@ -16,10 +16,11 @@
  * rare message that needs it: a key that is not the account id verbatim (a
  * Debezium key struct, an upper-case UUID, none) and headers.
  */
-import type { Message } from '../kafka/consumer';
-import { isLowerUuidAt } from '../codec/hex';
-import { Packer, unpackMessages, type PackedMessage } from '../pipeline/pack';
-import { accountOfEvent, shardOf } from './project-shard';
+import type { Message } from '../../kafka/consumer';
+import { isLowerUuidAt } from '../../codec/hex';
+import { Packer, unpackMessages, type PackedMessage } from '../pack';
+import { shardOf } from '../../codec/hash';
+import { accountOfEvent } from './project-shard';
 
 type Headers = Array<Record<string, string | Buffer>>;
 

@@ -1,12 +1,11 @@
 /**
- * Runs shard tasks on piscina worker threads, or inline when the pool size
- * is 0 (the same pure function, for comparison). The packed input buffer is
- * transferred, not copied. Shared by the command and projection pipelines.
+ * Runs a role's shard tasks on piscina worker threads, or inline when the
+ * pool size is 0 (the same pure function, for comparison). The packed input
+ * buffer is transferred, not copied.
  */
 import * as path from 'node:path';
 import Piscina from 'piscina';
 import { distDir } from '../paths';
-import { decideShard, type ShardResult, type ShardTask } from './decide-shard';
 
 export interface WorkerPool<T, R> {
   run(task: T): Promise<R>;
@@ -33,10 +32,4 @@ export function createWorkerPool<T extends { msgs: Uint8Array }, R>(threads: num
     queueSize: () => pool.queueSize,
     close: () => pool.close(),
   };
-}
-
-export type ShardPool = WorkerPool<ShardTask, ShardResult>;
-
-export function createShardPool(threads: number): ShardPool {
-  return createWorkerPool(threads, 'command-worker.js', decideShard);
 }

@@ -5,11 +5,11 @@
  * events primary key at commit, and the batch is retried from Postgres.
  */
 import type { Pool, PoolClient } from 'pg';
-import type { AccountState } from '../domain/types';
-import { loadLatestStates } from '../db/sql/load-latest-states';
-import type { RedisClient } from '../redis';
-import { redisIsReady } from '../redis';
-import type { Logger } from '../logger';
+import type { AccountState } from '../../domain/types';
+import { loadLatestStates } from '../../db/sql/load-latest-states';
+import type { RedisClient } from '../../redis';
+import { redisIsReady } from '../../redis';
+import type { Logger } from '../../logger';
 
 const redisKey = (id: string) => `bes:acct:${id}`;
 
@@ -56,20 +56,19 @@ export class AccountStates {
   }
 
   /** Batch `seq` was decided into these states; batches after it see them until it commits or fails. */
-  prepared(seq: number, states: Record<string, AccountState>): void {
-    for (const id of Object.keys(states)) this.pending.set(id, { seq, state: states[id] });
+  prepared(seq: number, states: readonly AccountState[]): void {
+    for (const state of states) this.pending.set(state.accountId, { seq, state });
   }
 
   /** Batch `seq` committed: its states become the cached truth (write-through to Redis, best effort). */
-  committed(seq: number, states: Record<string, AccountState>): void {
-    const ids = Object.keys(states);
-    for (const id of ids) {
-      this.remember(id, states[id]);
-      if (this.pending.get(id)?.seq === seq) this.pending.delete(id);
+  committed(seq: number, states: readonly AccountState[]): void {
+    for (const s of states) {
+      this.remember(s.accountId, s);
+      if (this.pending.get(s.accountId)?.seq === seq) this.pending.delete(s.accountId);
     }
-    if (ids.length && redisIsReady(this.redis)) {
+    if (states.length && redisIsReady(this.redis)) {
       const p = this.redis!.pipeline();
-      for (const id of ids) p.set(redisKey(id), JSON.stringify(states[id]), 'PX', this.ttlMs);
+      for (const s of states) p.set(redisKey(s.accountId), JSON.stringify(s), 'PX', this.ttlMs);
       p.exec().catch((e: unknown) => this.log.debug({ err: e }, 'redis state write failed'));
     }
   }

@@ -5,14 +5,14 @@
  * accounts' current states and, on a careful retry, the outcomes Postgres
  * already holds), so any thread can run any shard.
  */
-import { decodeCommand } from '../codec/command';
-import { CopyWriter } from '../codec/pgcopy';
-import { encodeEnvelope, jsonString, newEventId } from '../codec/envelope';
-import { decide } from '../domain/decider';
-import { fractionDigits } from '../domain/currency';
-import { formatMoney } from '../domain/money';
-import type { AccountState, RejectReason } from '../domain/types';
-import { Packer, unpackMessages, type PackedMessage } from './pack';
+import { decodeCommand } from '../../codec/command';
+import { CopyWriter } from '../../codec/pgcopy';
+import { encodeEnvelope, jsonString, newEventId } from '../../codec/envelope';
+import { decide } from '../../domain/decider';
+import { fractionDigits } from '../../domain/currency';
+import { formatMoney } from '../../domain/money';
+import type { AccountState, RejectReason } from '../../domain/types';
+import { Packer, unpackMessages, type PackedMessage } from '../pack';
 
 /**
  * Where a decided command was read: its partition and offset in the command
@@ -26,48 +26,57 @@ export type KnownOutcome =
   | ({ status: 'rejected'; type: string; reason: string; detail?: string } & SourcePlace);
 
 export interface ShardTask {
+  /** This shard's slice of the batch, packed (src/pipeline/pack.ts): the one transferred buffer. */
   msgs: Uint8Array;
-  /** JSON Record<accountId, AccountState> for the accounts of this slice that exist. */
-  states: string;
-  /** JSON Record<"accountId/commandId", KnownOutcome>, set on a careful retry. */
-  known: string | null;
+  /** The current states of this slice's accounts that exist. */
+  states: AccountState[];
+  /** On a careful redo: what Postgres already holds, by outcomeKey(account, command). */
+  known: Map<string, KnownOutcome> | null;
   /** partition -> next offset already committed: messages below it are replays whose outcomes are re-published as they were. */
-  replayBelow: Record<number, number> | null;
+  replayBelow: Map<number, number> | null;
   maxMessageBytes: number;
   nowMs: number;
 }
 
 export interface DlqEntry { index: number; code: string; message: string }
 
+/** How many commands of one type ended with one status in a slice, for metrics. */
+export interface CommandCount { type: string; status: 'accepted' | 'rejected' | 'duplicate'; count: number }
+
 export interface ShardResult {
   events: Uint8Array;        // COPY rows for events (no header/trailer)
   eventCount: number;
   rejections: Uint8Array;    // COPY rows for command_rejections
   rejectionCount: number;
-  outcomes: Uint8Array;      // packed key/value records for bank.command-results
-  outcomeCount: number;
-  /** JSON Record<accountId, AccountState> of the accounts this slice changed. */
-  states: string;
+  /** packed key/value records (src/pipeline/pack.ts) for bank.command-results, in offset order */
+  outcomes: Uint8Array;
+  /** The states of the accounts this slice changed. */
+  states: AccountState[];
   /** The (account, command) pairs decided now (not known before), for the duplicate check at commit; validated UUIDs. */
   acceptedAccounts: string[];
   acceptedCommands: string[];
   rejectedAccounts: string[];
   rejectedCommands: string[];
   /**
-   * What this slice decided now, one line per command: "\n<accountId>/<commandId>\t<KnownOutcome JSON>".
-   * The next batch is decided before this one commits; a re-send in it finds its original here.
+   * What this slice decided now, by outcomeKey(account, command). The next
+   * batch is decided before this one commits; a re-send in it finds its original here.
    */
-  decided: string;
+  decided: Map<string, KnownOutcome>;
   dlq: DlqEntry[];
-  /** "type|status" -> count, for metrics. */
-  counts: Record<string, number>;
+  counts: CommandCount[];
   /** outcomes published again for replayed offsets (committed before, publication not recorded) */
   republished: number;
   rejectReasons: Record<string, number>;
 }
 
-const BATCH_EVENT_COLUMNS = 9; // account_id, version, event_id, event_type, payload, command_id, recorded_at, source_partition, source_offset
-const REJECTION_COLUMNS = 8;   // account_id, command_id, command_type, reason, detail, rejected_at, source_partition, source_offset
+/** The key of one command's outcome in ShardTask.known and ShardResult.decided. */
+export const outcomeKey = (accountId: string, commandId: string): string => `${accountId}/${commandId}`;
+
+/** The columns of the rows this module encodes, in order: copied into `events` and `command_rejections` under these names. */
+export const EVENT_COLUMNS = 'account_id, version, event_id, event_type, payload, command_id, recorded_at, source_partition, source_offset';
+export const REJECTION_COLUMNS = 'account_id, command_id, command_type, reason, detail, rejected_at, source_partition, source_offset';
+const EVENT_FIELDS = EVENT_COLUMNS.split(',').length;
+const REJECTION_FIELDS = REJECTION_COLUMNS.split(',').length;
 
 const EVENT_OF = { OpenAccount: 'AccountCreated', Deposit: 'MoneyDeposited', Withdraw: 'MoneyWithdrawn', CloseAccount: 'AccountClosed' } as const;
 
@@ -82,29 +91,32 @@ function outcomeJson(commandId: string, accountId: string, type: string, status:
 }
 
 export function decideShard(task: ShardTask): ShardResult {
-  const states = JSON.parse(task.states) as Record<string, AccountState>;
-  const known = task.known ? (JSON.parse(task.known) as Record<string, KnownOutcome>) : null;
+  const states = new Map<string, AccountState>();
+  for (const st of task.states) states.set(st.accountId, st);
+  const known = task.known;
   const events = new CopyWriter(task.msgs.byteLength * 3 + 1024);
   const rejections = new CopyWriter(1024);
   const outcomes = new Packer(task.msgs.byteLength * 2 + 1024);
-  const changed: Record<string, AccountState> = {};
+  const changed = new Map<string, AccountState>();
   const seen = new Map<string, KnownOutcome>();
   const accA: string[] = [], accC: string[] = [], rejA: string[] = [], rejC: string[] = [];
-  const decided: string[] = [];
+  const decided = new Map<string, KnownOutcome>();
   const dlq: DlqEntry[] = [];
-  const counts: Record<string, number> = {};
+  const counts = new Map<string, CommandCount>();
   const reasons: Record<string, number> = {};
   const processedAt = new Date(task.nowMs).toISOString();
   let eventCount = 0, rejectionCount = 0, republished = 0, index = -1;
 
-  const count = (type: string, status: string) => {
-    const k = `${type}|${status}`;
-    counts[k] = (counts[k] ?? 0) + 1;
+  const count = (type: string, status: CommandCount['status']) => {
+    const k = `${status} ${type}`;
+    const c = counts.get(k);
+    if (c) c.count++;
+    else counts.set(k, { type, status, count: 1 });
   };
   const balanceText = (s: AccountState) => formatMoney(s.balance, fractionDigits(s.currency) ?? 2);
   /** `asOriginal`: a replayed original command is answered again as it was, with its own status; everything else is a duplicate. */
   const emitKnown = (accountId: string, commandId: string, type: string, k: KnownOutcome, asOriginal: boolean) => {
-    const status = asOriginal ? k.status : 'duplicate';
+    const status: CommandCount['status'] = asOriginal ? k.status : 'duplicate';
     let rest = asOriginal ? '' : ',"originalStatus":"' + k.status + '"';
     // the same fields as the first answer, in the same order: a repeat is identical to it but for processedAt
     rest += k.status === 'accepted'
@@ -114,23 +126,24 @@ export function decideShard(task: ShardTask): ShardResult {
     count(type, status);
   };
   const reject = (m: PackedMessage, accountId: string, commandId: string, type: string, reason: RejectReason, detail: string | undefined) => {
-    rejections.row(REJECTION_COLUMNS).uuid(accountId).uuid(commandId).text(type).text(reason);
+    rejections.row(REJECTION_FIELDS).uuid(accountId).uuid(commandId).text(type).text(reason);
     if (detail === undefined) rejections.null(); else rejections.text(detail);
     rejections.timestamptz(task.nowMs).int4(m.partition).int8(m.offset);
     rejectionCount++;
     rejA.push(accountId); rejC.push(commandId);
     const rest = ',"reason":"' + reason + '"' + (detail === undefined ? '' : ',"detail":' + jsonString(detail));
     outcomes.record(accountId, outcomeJson(commandId, accountId, type, 'rejected', rest, processedAt));
-    const id = `${accountId}/${commandId}`;
-    seen.set(id, detail === undefined ? { status: 'rejected', type, reason } : { status: 'rejected', type, reason, detail });
-    decided.push('\n' + id + '\t{"status":"rejected","type":' + jsonString(type) + ',"reason":"' + reason + '"' + (detail === undefined ? '' : ',"detail":' + jsonString(detail)) + '}');
+    const id = outcomeKey(accountId, commandId);
+    const outcome: KnownOutcome = detail === undefined ? { status: 'rejected', type, reason } : { status: 'rejected', type, reason, detail };
+    seen.set(id, outcome);
+    decided.set(id, outcome);
     count(type, 'rejected');
     reasons[reason] = (reasons[reason] ?? 0) + 1;
   };
 
   for (const m of unpackMessages(task.msgs)) {
     index++;
-    const replay = task.replayBelow !== null && task.replayBelow[m.partition] !== undefined && m.offset < task.replayBelow[m.partition];
+    const replay = task.replayBelow !== null && m.offset < (task.replayBelow.get(m.partition) ?? -1);
     const d = decodeCommand(m.key, m.value, task.maxMessageBytes);
     if (d.kind === 'dlq') {
       if (!replay) dlq.push({ index, code: d.code, message: d.message }); // a replayed one was dead-lettered before its offset committed
@@ -139,8 +152,8 @@ export function decideShard(task: ShardTask): ShardResult {
     const accountId = d.kind === 'ok' ? d.command.accountId : d.accountId;
     const commandId = d.kind === 'ok' ? d.command.commandId : d.commandId;
     const type = d.kind === 'ok' ? d.command.type : d.type;
-    const id = `${accountId}/${commandId}`;
-    const prior = seen.get(id) ?? known?.[id];
+    const id = outcomeKey(accountId, commandId);
+    const prior = seen.get(id) ?? known?.get(id);
     if (prior) {
       // Answered as it was first answered: the original with its own status, a re-send with `duplicate`.
       // Postgres records where the original was read (0005): the message at that place is the original,
@@ -160,7 +173,7 @@ export function decideShard(task: ShardTask): ShardResult {
       continue;
     }
     const cmd = d.command;
-    const state = changed[accountId] ?? states[accountId] ?? null;
+    const state = changed.get(accountId) ?? states.get(accountId) ?? null;
     const decision = decide(state, cmd);
     if (!decision.accepted) {
       reject(m, accountId, commandId, type, decision.rejected, decision.detail);
@@ -169,14 +182,15 @@ export function decideShard(task: ShardTask): ShardResult {
     const ev = decision.event;
     const eventId = newEventId();
     const payload = encodeEnvelope({ eventId, accountId, version: ev.version, type: ev.type, data: ev.data as unknown as Record<string, unknown>, commandId, recordedAt: processedAt });
-    events.row(BATCH_EVENT_COLUMNS).uuid(accountId).int8(ev.version).uuid(eventId).text(EVENT_OF[cmd.type]).jsonb(payload).uuid(commandId).timestamptz(task.nowMs).int4(m.partition).int8(m.offset);
+    events.row(EVENT_FIELDS).uuid(accountId).int8(ev.version).uuid(eventId).text(EVENT_OF[cmd.type]).jsonb(payload).uuid(commandId).timestamptz(task.nowMs).int4(m.partition).int8(m.offset);
     eventCount++;
-    changed[accountId] = decision.state;
+    changed.set(accountId, decision.state);
     accA.push(accountId); accC.push(commandId);
     const balance = balanceText(decision.state);
     outcomes.record(accountId, outcomeJson(commandId, accountId, type, 'accepted', ',"version":' + ev.version + ',"balance":"' + balance + '"', processedAt));
-    seen.set(id, { status: 'accepted', type, version: ev.version, balance });
-    decided.push('\n' + id + '\t{"status":"accepted","type":' + jsonString(type) + ',"version":' + ev.version + ',"balance":"' + balance + '"}');
+    const outcome: KnownOutcome = { status: 'accepted', type, version: ev.version, balance };
+    seen.set(id, outcome);
+    decided.set(id, outcome);
     count(type, 'accepted');
   }
 
@@ -186,15 +200,14 @@ export function decideShard(task: ShardTask): ShardResult {
     rejections: rejections.finish(),
     rejectionCount,
     outcomes: outcomes.finish(),
-    outcomeCount: outcomes.count,
-    states: JSON.stringify(changed),
+    states: [...changed.values()],
     acceptedAccounts: accA,
     acceptedCommands: accC,
     rejectedAccounts: rejA,
     rejectedCommands: rejC,
-    decided: decided.join('') + '\n',
+    decided,
     dlq,
-    counts,
+    counts: [...counts.values()],
     republished,
     rejectReasons: reasons,
   };

@@ -9,16 +9,11 @@
  * A false positive costs one index probe; a miss (older than the window, or
  * written before a restart) is still caught by the unique keys at commit.
  */
-import { isUuid } from '../codec/command';
+import { isUuid } from '../../codec/command';
+import { fnv1a as fnv } from '../../codec/hash';
 
 const BITS_PER_ENTRY = 16;
 const PROBES = 4;
-
-function fnv(s: string, seed: number): number {
-  let h = (2166136261 ^ seed) >>> 0;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return h >>> 0;
-}
 
 class Bloom {
   private readonly bits: Uint32Array;

@@ -1,0 +1,167 @@
+/**
+ * One batch's way to its commit, as a state machine (docs/architecture.md §3).
+ * Pure: no I/O, no timers. The runner (batch-runner.ts) performs what each
+ * state asks for and reports back; this module decides what comes next.
+ *
+ * States:
+ *   prepare      decide (or project) the batch again; `careful` says from
+ *                Postgres and with what it already holds, not from caches
+ *   commit       a preparation is in hand: write it in one transaction
+ *   wait         back off after a failure (`waitFor` 'backoff'), or wait
+ *                out a write gate such as a projection rebuild ('gate')
+ *   isolate      the batch failed on its content: commit it in two halves
+ *   canary       one message failed on its content: does a known-good batch
+ *                commit? (if not, the schema is at fault, not the message)
+ *   dead-letter  the lone message is poison: dead-letter it, commit past it
+ *   halted       a fatal error: nothing is retried; wait for the stop
+ *   done         committed (`clean` when the preparation made ahead, on the
+ *                predecessor's pending state, committed as it was)
+ *   abandoned    given up: neither this batch nor any later one may commit
+ *
+ * Transitions:
+ *   prepare  --prepared-->   commit
+ *   prepare  --failed-->     (as commit --failed-->)
+ *   commit   --committed-->  done
+ *   commit   --redo-->       prepare (careful), or as --failed(conflict)--> past maxRedos in a row
+ *   commit   --gated-->      wait (gate)
+ *   commit   --failed-->     isolate (poison, more than one message) | canary (poison, one)
+ *                            | halted (fatal) | abandoned (stopping: fatal or past 3 attempts)
+ *                            | wait (backoff; transient, conflict, unknown)
+ *   wait     --waited-->     prepare
+ *   canary   --canary ok-->  dead-letter;  --canary failed--> wait (backoff, class unknown)
+ *   isolate, dead-letter, halted --finished--> done | abandoned
+ *   any      --abandon-->    abandoned (an earlier batch was abandoned)
+ *
+ * Invariants, asserted at each transition:
+ *   - done and abandoned are final;
+ *   - `careful` never turns back to false: once a batch was redone from
+ *     Postgres, every later attempt of it is;
+ *   - `clean` is true only while no attempt has failed, been redone or waited;
+ *   - nothing is retried unseen: every backoff is a counted failure, and a
+ *     redo streak longer than maxRedos counts as one.
+ */
+import type { ErrorClass } from '../errors';
+
+export type BatchState = 'prepare' | 'commit' | 'wait' | 'isolate' | 'canary' | 'dead-letter' | 'halted' | 'done' | 'abandoned';
+
+/** What one attempt to prepare or commit came to. */
+export type Attempt =
+  | { kind: 'committed' }
+  /** a key someone else holds: prepare again, carefully */
+  | { kind: 'redo' }
+  /** writes are closed for a while (a projection rebuild): wait, then prepare carefully; not a failure */
+  | { kind: 'gated' }
+  | { kind: 'failed'; errorClass: ErrorClass };
+
+/** Attempts after which a batch is given up at shutdown (it is redone after the restart). */
+const ATTEMPTS_AT_SHUTDOWN = 3;
+
+export class BatchRun {
+  private current: BatchState;
+  private isCareful = false;
+  private isClean: boolean;
+  private attempts = 0;
+  private redos = 0;
+  private gates = 0;
+  /** the class the last counted failure is reported with */
+  private failedAs: ErrorClass | null = null;
+  private waitingFor: 'backoff' | 'gate' | null = null;
+
+  /**
+   * @param size messages in the batch (or part of one)
+   * @param ahead a preparation made ahead of time is in hand (the run starts at commit)
+   * @param maxRedos careful redos in a row before one counts as a failed attempt
+   */
+  constructor(readonly size: number, ahead: boolean, private readonly maxRedos: number) {
+    this.current = ahead ? 'commit' : 'prepare';
+    this.isClean = ahead;
+  }
+
+  get state(): BatchState { return this.current; }
+  get careful(): boolean { return this.isCareful; }
+  get clean(): boolean { return this.isClean && this.current === 'done'; }
+  /** set in `wait`: whether it is a counted failure's backoff or a gate */
+  get waitFor(): 'backoff' | 'gate' | null { return this.waitingFor; }
+  /** the class of the failure being backed off from or acted on */
+  get errorClass(): ErrorClass | null { return this.failedAs; }
+  /** gates waited out in a row, for the length of the next wait */
+  get gatesInARow(): number { return this.gates; }
+
+  prepared(): void {
+    this.expect('prepare');
+    this.current = 'commit';
+  }
+
+  /** The outcome of preparing (only `failed`) or committing. */
+  attempted(a: Attempt, stopping: boolean): BatchState {
+    this.expect(a.kind === 'failed' ? 'prepare' : 'commit', 'commit');
+    this.attempts++;
+    switch (a.kind) {
+      case 'committed':
+        this.current = 'done';
+        break;
+      case 'redo':
+        this.isClean = false;
+        this.isCareful = true;
+        if (++this.redos <= this.maxRedos) this.current = 'prepare';
+        else this.fail('conflict', stopping);
+        break;
+      case 'gated':
+        this.isClean = false;
+        this.isCareful = true;
+        this.gates++;
+        this.waitingFor = 'gate';
+        this.current = 'wait';
+        break;
+      case 'failed':
+        this.fail(a.errorClass, stopping);
+        break;
+    }
+    return this.current;
+  }
+
+  waited(): void {
+    this.expect('wait');
+    if (this.waitingFor === 'backoff') this.gates = 0;
+    this.redos = 0;
+    this.waitingFor = null;
+    this.current = 'prepare';
+  }
+
+  /** Whether the known-good batch committed: the lone message is poison, or the store is at fault. */
+  canary(committed: boolean): void {
+    this.expect('canary');
+    if (committed) this.current = 'dead-letter';
+    else this.backoff('unknown');
+  }
+
+  /** The halves, the dead letter or the halt came to this. */
+  finished(result: 'done' | 'abandoned'): void {
+    this.expect('isolate', 'dead-letter', 'halted');
+    this.current = result;
+  }
+
+  /** An earlier batch was abandoned: this one may not commit either. */
+  abandon(): void {
+    if (this.current !== 'done') this.current = 'abandoned';
+  }
+
+  private fail(errorClass: ErrorClass, stopping: boolean): void {
+    this.isClean = false;
+    this.failedAs = errorClass;
+    if (stopping && (errorClass === 'fatal' || this.attempts > ATTEMPTS_AT_SHUTDOWN)) this.current = 'abandoned';
+    else if (errorClass === 'poison') this.current = this.size > 1 ? 'isolate' : 'canary';
+    else if (errorClass === 'fatal') this.current = 'halted';
+    else this.backoff(errorClass);
+  }
+
+  private backoff(errorClass: ErrorClass): void {
+    this.failedAs = errorClass;
+    this.waitingFor = 'backoff';
+    this.current = 'wait';
+  }
+
+  private expect(...states: BatchState[]): void {
+    if (!states.includes(this.current)) throw new Error(`BatchRun: ${this.current} cannot take this step (expected ${states.join(' or ')})`);
+  }
+}

@@ -1,0 +1,261 @@
+/**
+ * The classified retry loop (docs/architecture.md §3): takes one batch to its
+ * commit by doing what its BatchRun state asks for. Prepares (through the
+ * role), sends the batch's dead letters and commits it in one transaction
+ * with its offsets; on a failure, acts on the class: redo carefully, wait
+ * out a gate, back off (stalled past pipeline.maxRetries), isolate poison by
+ * halving, check the schema with a canary, dead-letter the lone culprit and
+ * commit past it, or halt on a fatal error. Once a batch was abandoned,
+ * nothing after it commits: that would move the offsets past it.
+ */
+import type { Pool } from 'pg';
+import type { Logger } from '../logger';
+import type { Metrics } from '../metrics';
+import { upsertOffsets } from '../db/sql/consumer-offsets';
+import { backoffMs, classifyError, coerceError, errorCodeOf } from '../errors';
+import type { RetryBudget } from '../retry-budget';
+import { BatchRun, type Attempt } from './batch-run';
+import { inTransaction, type TransactionResult } from './batch-transaction';
+import type { DeadLetterSender } from './dead-letter';
+import type { PartitionOffsets } from './partition-offsets';
+import type { Batch, PipelineRole } from './role';
+
+/** How a batch (or part of one) ended: committed as first prepared, committed after a redo or retry, or not at all. */
+export type RunResult = 'clean' | 'committed' | 'abandoned';
+
+/** The canary's messages claim a partition no topic has (partitions are int32 and counted from 0); its transaction is rolled back. */
+export const CANARY_PARTITION = 0x7fffffff;
+/** How long a canary that committed vouches for the schema. */
+const CANARY_VALID_MS = 5000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface RunnerContext {
+  pool: Pool;
+  log: Logger;
+  metrics: Metrics;
+}
+
+export class BatchRunner<B extends Batch, P, L> {
+  private stopping = false;
+  /** set once a batch was abandoned (a fatal error, or giving up at shutdown): nothing after it may commit */
+  private halted = false;
+  private canaryPassedAt = 0;
+  private gateLogged: string | null = null;
+  private stopped!: () => void;
+  /** resolves when stop() begins: a role halted by a fatal error waits for it instead of retrying */
+  private readonly stopRequested = new Promise<void>((r) => { this.stopped = r; });
+  /** "message"/"event": how logs name one of the role's messages */
+  private readonly noun: string;
+
+  constructor(
+    private readonly role: PipelineRole<unknown, B, P, L>,
+    private readonly ctx: RunnerContext,
+    private readonly budget: RetryBudget,
+    private readonly offsets: PartitionOffsets,
+    private readonly letters: DeadLetterSender,
+    /** offsets up to `next` committed in Postgres: Kafka's copy, lag */
+    private readonly onCommitted: (next: ReadonlyMap<number, number>) => void,
+    /** a fatal error: stop consuming until the role is stopped */
+    private readonly pause: () => void,
+  ) {
+    this.noun = role.settings.name === 'commands' ? 'message' : 'event';
+  }
+
+  get isHalted(): boolean {
+    return this.halted;
+  }
+
+  /** The role is stopping: give up retrying soon, and release a halted batch. */
+  stop(): void {
+    this.stopping = true;
+    this.stopped();
+  }
+
+  /** Commits `batch` (or a part of one) as number `seq`, from `first` when it was prepared ahead. Never rejects. */
+  async run(batch: B, seq: number, first?: P): Promise<RunResult> {
+    const { role } = this;
+    const run = new BatchRun(batch.count, first !== undefined, role.settings.maxRedos);
+    let prepared = first;
+    let learned: L | undefined;
+    let cause: unknown;
+    for (;;) {
+      if (this.halted) run.abandon();
+      switch (run.state) {
+        case 'prepare':
+          try {
+            prepared = await role.prepare(batch, seq, { careful: run.careful, learned, committedNext: this.offsets.committed });
+            run.prepared();
+          } catch (e) {
+            cause = e;
+            role.abandon(seq);
+            run.attempted({ kind: 'failed', errorClass: classifyError(e) }, this.stopping);
+          }
+          break;
+        case 'commit': {
+          const p = prepared!;
+          let t = await this.commit(p, batch.next);
+          if (t.kind === 'committed') {
+            this.committed(p, seq, batch.next);
+          } else {
+            role.abandon(seq, p);
+            prepared = undefined;
+          }
+          if (t.kind === 'redo') {
+            if (t.uniqueViolation) this.ctx.metrics.occConflicts.inc();
+            if (role.learn) {
+              try {
+                learned = await role.learn(p, learned);
+              } catch (e) {
+                t = { kind: 'failed', error: e, errorClass: classifyError(e) };
+              }
+            }
+          }
+          if (t.kind === 'failed') cause = t.error;
+          if (t.kind === 'gated' && this.gateLogged !== t.gate) {
+            this.ctx.log.warn({ gate: t.gate }, t.why);
+            this.gateLogged = t.gate;
+          }
+          run.attempted(attemptOf(t), this.stopping);
+          break;
+        }
+        case 'wait':
+          if (run.waitFor === 'gate') {
+            this.ctx.metrics.retries.inc({ component: role.settings.name, code: this.gateLogged ?? 'gate' });
+            await sleep(250 + backoffMs(Math.min(run.gatesInARow - 1, 4), 100, 2000));
+          } else {
+            await sleep(this.budget.failed(cause, run.errorClass!, `a batch of ${batch.count} ${this.noun}s`));
+          }
+          run.waited();
+          break;
+        case 'isolate':
+          run.finished(await this.isolate(batch, seq, cause));
+          break;
+        case 'canary':
+          run.canary(await this.canaryCommits(seq));
+          break;
+        case 'dead-letter':
+          run.finished(await this.deadLetterPoison(batch, seq, cause));
+          break;
+        case 'halted':
+          this.budget.failed(cause, 'fatal', `a batch of ${batch.count} ${this.noun}s`);
+          this.pause();
+          await this.stopRequested;
+          run.finished(this.halt(cause, 'stopped by a fatal error; the batch and every later one are redone on restart'));
+          break;
+        case 'done':
+          return run.clean ? 'clean' : 'committed';
+        case 'abandoned':
+          return this.halt(cause, 'giving up on a batch at shutdown; its offsets and every later batch\'s were not committed, so they are redone on restart');
+      }
+    }
+  }
+
+  /** Sends the preparation's dead letters (acknowledged before their offsets commit, so none is lost), then writes it with its offsets. */
+  private async commit(p: P, next: ReadonlyMap<number, number>, dryRun = false): Promise<TransactionResult> {
+    const { role } = this;
+    try {
+      await Promise.all(role.deadLetters(p).map((d) => this.letters.send(d.message, { code: d.code, message: d.reason })));
+    } catch (error) {
+      return { kind: 'failed', error, errorClass: classifyError(error) };
+    }
+    const { group, topic } = role.settings;
+    const rows = [...next].map(([partition, n]) => ({ partition, next: n, published: role.publishedOffset?.(partition) ?? null }));
+    return inTransaction(this.ctx.pool, (client) => role.write(client, p), { group, topic, rows }, dryRun);
+  }
+
+  private committed(p: P, seq: number, next: ReadonlyMap<number, number>): void {
+    this.budget.succeeded();
+    if (this.gateLogged) this.ctx.log.info({ gate: this.gateLogged }, 'writes are open again; the pipeline continues');
+    this.gateLogged = null;
+    this.role.committed(p, seq);
+    this.advance(next);
+  }
+
+  private advance(next: ReadonlyMap<number, number>): void {
+    this.offsets.advance(next);
+    this.letters.keepAbove(this.offsets.committed);
+    this.onCommitted(next);
+  }
+
+  private halt(e: unknown, why: string): 'abandoned' {
+    if (!this.halted) this.ctx.log.error({ err: coerceError(e), errorClass: classifyError(e) }, why);
+    this.halted = true;
+    return 'abandoned';
+  }
+
+  /**
+   * A batch failed because of one message's content ("poison"): commit it in
+   * two halves, in offset order (so per-account and per-partition order
+   * hold), splitting again whichever half fails the same way, until the
+   * culprit stands alone (Kafka Connect's sinks "unwrap the batch" the same way).
+   */
+  private async isolate(batch: B, seq: number, cause: unknown): Promise<'done' | 'abandoned'> {
+    const [a, b] = this.role.halves(batch);
+    this.ctx.log.warn({ err: coerceError(cause), messages: batch.count }, `a batch failed on its content; splitting it to isolate the ${this.noun}`);
+    for (const half of [a, b]) if ((await this.run(half, seq)) === 'abandoned') return 'abandoned';
+    return 'done';
+  }
+
+  /**
+   * Before one message is dead-lettered for its content, a known-good batch
+   * (the role's canary) is prepared and committed the same way, then rolled
+   * back. If it fails too, the fault is the schema's or the database's (a
+   * column type changed, a constraint added): dead-lettering would drain
+   * every message to the DLQ one by one, so the pipeline backs off and stalls instead.
+   */
+  private async canaryCommits(seq: number): Promise<boolean> {
+    // many poison messages in a row: one canary in a few seconds is enough
+    if (Date.now() - this.canaryPassedAt < CANARY_VALID_MS) return true;
+    const canary = this.role.canary();
+    let t: TransactionResult;
+    try {
+      const p = await this.role.prepare(canary, seq, { careful: true, learned: undefined, committedNext: this.offsets.committed });
+      t = await this.commit(p, canary.next, true);
+    } catch (error) {
+      t = { kind: 'failed', error, errorClass: classifyError(error) };
+    } finally {
+      this.role.abandon(seq);
+    }
+    if (t.kind === 'committed') {
+      this.canaryPassedAt = Date.now();
+      return true;
+    }
+    this.ctx.log.warn({ err: t.kind === 'failed' ? coerceError(t.error) : undefined, result: t.kind }, `a known-good batch fails to commit too: not dead-lettering the ${this.noun}`);
+    return false;
+  }
+
+  /** Dead-letters the lone poison message (with its error class and SQLSTATE), then commits its offset alone. */
+  private async deadLetterPoison(batch: B, seq: number, cause: unknown): Promise<'done' | 'abandoned'> {
+    const m = this.role.lone(batch);
+    const err = coerceError(cause);
+    const sqlstate = errorCodeOf(cause);
+    // a replayed offset was dead-lettered before the offset past it committed
+    const replayed = m.offset < (this.offsets.committed.get(m.partition) ?? -1);
+    if (!replayed) this.ctx.log.error({ err, sqlstate, partition: m.partition, offset: m.offset }, `poison ${this.noun} isolated: its content fails the commit; dead-lettered, the partition goes on`);
+    const { group, topic } = this.role.settings;
+    const next = new Map([[m.partition, m.offset + 1]]);
+    const failure = await this.budget.untilDone(`dead-lettering a poison ${this.noun}`, async () => {
+      if (!replayed) await this.letters.send(m, { code: 'POISON', message: err.message, sqlstate });
+      await upsertOffsets(this.ctx.pool, group, topic, [{ partition: m.partition, next: m.offset + 1, published: this.role.publishedOffset?.(m.partition) ?? null }]);
+    }, () => this.stopping || this.halted);
+    if (failure !== undefined) {
+      this.halt(failure, `could not commit past a dead-lettered ${this.noun}; it and every later batch are redone on restart`);
+      return 'abandoned';
+    }
+    // what the failed attempts prepared for this seq is stale: the next part loads afresh
+    this.role.abandon(seq);
+    this.role.committedPast(seq, next);
+    this.advance(next);
+    return 'done';
+  }
+}
+
+function attemptOf(t: TransactionResult): Attempt {
+  switch (t.kind) {
+    case 'committed': return { kind: 'committed' };
+    case 'redo': return { kind: 'redo' };
+    case 'gated': return { kind: 'gated' };
+    case 'failed': return { kind: 'failed', errorClass: t.errorClass };
+  }
+}

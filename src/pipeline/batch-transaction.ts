@@ -1,0 +1,55 @@
+/**
+ * The one transaction per batch (docs/architecture.md §4): BEGIN, the role's
+ * rows, the consumer offsets up to the batch's end, COMMIT, so the rows and
+ * the offsets that consumed them become visible together or not at all. A
+ * dry run (the canary) rolls back instead. Never throws: the result says
+ * what happened, every failure classified once (src/errors.ts).
+ */
+import type { Pool, PoolClient } from 'pg';
+import { upsertOffsets } from '../db/sql/consumer-offsets';
+import { classifyError, type ErrorClass } from '../errors';
+import type { WriteResult } from './role';
+
+export type TransactionResult =
+  | { kind: 'committed' }
+  | { kind: 'redo'; uniqueViolation: boolean }
+  | { kind: 'gated'; gate: string; why: string }
+  | { kind: 'failed'; error: unknown; errorClass: ErrorClass };
+
+export interface OffsetsRow { partition: number; next: number; published: number | null }
+
+export async function inTransaction(
+  pool: Pool,
+  write: (client: PoolClient) => Promise<WriteResult>,
+  offsets: { group: string; topic: string; rows: OffsetsRow[] },
+  dryRun = false,
+): Promise<TransactionResult> {
+  let client: PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (error) {
+    return { kind: 'failed', error, errorClass: classifyError(error) };
+  }
+  let result: TransactionResult;
+  try {
+    await client.query('BEGIN');
+    const written = await write(client);
+    if (written === 'written') {
+      await upsertOffsets(client, offsets.group, offsets.topic, offsets.rows);
+      if (dryRun) await client.query('ROLLBACK');
+      else await client.query('COMMIT');
+      client.release();
+      return { kind: 'committed' };
+    }
+    result = written === 'redo' ? { kind: 'redo', uniqueViolation: false } : { kind: 'gated', gate: written.gated, why: written.why };
+  } catch (error) {
+    const errorClass = classifyError(error);
+    result = errorClass === 'conflict' ? { kind: 'redo', uniqueViolation: true } : { kind: 'failed', error, errorClass };
+  }
+  await client.query('ROLLBACK').catch(() => undefined);
+  // a connection that failed transiently may be broken: destroyed rather than pooled again
+  client.release(result.kind === 'failed' && result.errorClass === 'transient' ? coerce(result.error) : undefined);
+  return result;
+}
+
+const coerce = (e: unknown): Error => (e instanceof Error ? e : new Error(String(e)));

@@ -1,0 +1,261 @@
+/**
+ * The command role (docs/architecture.md §1): consume bank.commands, shard by
+ * account, decide in workers, then in the core's one transaction per batch
+ * write events and rejections; outcomes go to bank.command-results once it
+ * commits. The partitioned-pipeline core (../partitioned-pipeline.ts) does
+ * the rest.
+ *
+ * A batch is decided on the states and outcomes the batch before it was
+ * decided into. It is redone carefully (states and known outcomes read from
+ * Postgres) when the commit meets a key someone holds, when it decided now
+ * what was decided before, or when it replays offsets whose outcomes may not
+ * have been published before a crash.
+ */
+import { randomUUID } from 'node:crypto';
+import type { PoolClient } from 'pg';
+import type { DaemonContext } from '../../daemon';
+import type { Message } from '../../kafka/consumer';
+import { copyIn } from '../../db/sql/copy-in';
+import { anyAlreadyIn, findKnownOutcomes } from '../../db/sql/find-known-outcomes';
+import { isUuid } from '../../codec/command';
+import { shardOf } from '../../codec/hash';
+import { coerceError } from '../../errors';
+import type { AccountState } from '../../domain/types';
+import { upsertOffsets } from '../../db/sql/consumer-offsets';
+import { CANARY_PARTITION } from '../batch-runner';
+import type { DeadMessage, Headers } from '../dead-letter';
+import { Packer, forEachRecord } from '../pack';
+import type { Batch, DeadLetter, PipelineRole, Preparation, RoleSettings, WriteResult } from '../role';
+import { createWorkerPool, type WorkerPool } from '../worker-pool';
+import { AccountStates } from './account-states';
+import { EVENT_COLUMNS, REJECTION_COLUMNS, decideShard, type KnownOutcome, type ShardResult, type ShardTask } from './decide-shard';
+import { OutcomePublisher } from './outcome-publisher';
+import { ResentCommands, type Pairs } from './resent-commands';
+import { scanCommandId } from './recent-commands';
+
+/** A batch of consumed commands, in consume order. */
+export class CommandBatch implements Batch {
+  readonly next = new Map<number, number>();
+  constructor(readonly msgs: Message[]) {
+    for (const m of msgs) if ((this.next.get(m.partition) ?? -1) < m.offset + 1) this.next.set(m.partition, m.offset + 1);
+  }
+  get count(): number { return this.msgs.length; }
+}
+
+/** What Postgres already holds for a batch redone carefully: accumulated over its redos. */
+type Learned = Map<string, KnownOutcome>;
+
+export interface DecidedBatch {
+  seq: number;
+  batch: CommandBatch;
+  /** per shard: the messages it decided, in order (a dead letter's index is into these) */
+  slices: Message[][];
+  results: ShardResult[];
+  careful: boolean;
+  /** the batch replays offsets already committed */
+  replay: boolean;
+  accountIds: string[];
+  changed: AccountState[];
+  pairs: Pairs;
+  accepted: { accounts: string[]; commands: string[] };
+  rejected: { accounts: string[]; commands: string[] };
+}
+
+/**
+ * The account a message is for, as the main thread sees it before any parse:
+ * its key, else the value's accountId, lower-cased, and only when it is a
+ * UUID. '' otherwise: such a message is sharded anywhere, and the worker
+ * rejects or dead-letters it. Only a validated id reaches SQL, Redis or the
+ * Bloom filter (docs/architecture.md §4).
+ */
+function accountOf(m: Message): string {
+  let raw: string | undefined;
+  if (m.key !== null && m.key !== undefined && m.key.length > 0) raw = m.key.toString('latin1');
+  else {
+    try {
+      const v = JSON.parse(m.value?.toString() ?? 'null') as { accountId?: unknown };
+      if (typeof v?.accountId === 'string') raw = v.accountId;
+    } catch { /* unreadable: any shard will dead-letter it */ }
+  }
+  return raw !== undefined && isUuid(raw) ? raw.toLowerCase() : '';
+}
+
+const deadMessage = (m: Message): DeadMessage => ({ key: m.key, value: m.value, headers: (m.headers as Headers | undefined) ?? [], partition: m.partition, offset: m.offset });
+
+export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedBatch, Learned> {
+  readonly settings: RoleSettings;
+  readonly workers: WorkerPool<ShardTask, ShardResult>;
+  private readonly states: AccountStates;
+  private readonly resent: ResentCommands;
+  private readonly publisher: OutcomePublisher;
+
+  constructor(private readonly ctx: DaemonContext) {
+    const { config, log, metrics, redis, pool } = ctx;
+    const p = config.pipeline;
+    this.settings = {
+      name: 'commands', topic: config.kafka.topics.commands, group: config.kafka.groupId, dlqTopic: config.kafka.topics.commandsDlq,
+      batchTimeMs: p.batchTimeMs, batchSize: p.batchSize, maxInFlight: p.maxInFlight,
+      // each careful redo learns what Postgres holds; a streak past this means another writer keeps racing us
+      maxRedos: 4,
+    };
+    this.workers = createWorkerPool(p.workers, 'command-worker.js', decideShard);
+    this.states = new AccountStates(p.stateCacheSize, log, redis, config.redis.stateTtlMs);
+    this.resent = new ResentCommands(pool, redis, config.redis.dedupWindowMs);
+    this.publisher = new OutcomePublisher(ctx.producer, config.kafka.topics.results, metrics, log);
+  }
+
+  itemsOf(msgs: Message[]): Message[] {
+    return msgs;
+  }
+
+  batchOf(msgs: Message[]): CommandBatch {
+    return new CommandBatch(msgs);
+  }
+
+  halves(b: CommandBatch): [CommandBatch, CommandBatch] {
+    const mid = b.msgs.length >> 1;
+    return [new CommandBatch(b.msgs.slice(0, mid)), new CommandBatch(b.msgs.slice(mid))];
+  }
+
+  lone(b: CommandBatch): DeadMessage {
+    return deadMessage(b.msgs[0]);
+  }
+
+  /** An OpenAccount and a Deposit to an unknown account: an event row and a rejection row. */
+  canary(): CommandBatch {
+    const accountId = randomUUID();
+    const commands = [
+      { commandId: randomUUID(), type: 'OpenAccount', accountId, ownerName: 'banking-es canary', currency: 'USD', initialBalance: '0' },
+      { commandId: randomUUID(), type: 'Deposit', accountId: randomUUID(), amount: '1.00' },
+    ];
+    return new CommandBatch(commands.map((c, i): Message => ({
+      topic: this.settings.topic, partition: CANARY_PARTITION, offset: i, key: Buffer.from(c.accountId), value: Buffer.from(JSON.stringify(c)), size: 0, timestamp: 0,
+    })));
+  }
+
+  /** Outcomes between the published and the committed offset may never have reached Kafka: start there and publish them again. */
+  startFrom(s: { nextOffset: number; publishedOffset: number | null }): number {
+    return s.publishedOffset !== null && s.publishedOffset < s.nextOffset ? s.publishedOffset : s.nextOffset;
+  }
+
+  assigned(partitions: number[]): void {
+    this.publisher.assigned(partitions);
+  }
+
+  /** Packs each shard's slice, loads its accounts' states and the outcomes re-sent commands already have, and decides it in a worker. */
+  async prepare(batch: CommandBatch, seq: number, how: Preparation<Learned>): Promise<DecidedBatch> {
+    const { config, pool } = this.ctx;
+    const shards = Math.max(1, config.pipeline.shards);
+    const packers = Array.from({ length: shards }, () => new Packer(64 * 1024));
+    const slices: Message[][] = Array.from({ length: shards }, () => []);
+    const accountsByShard: Array<Set<string>> = Array.from({ length: shards }, () => new Set());
+    const pairs = this.resent.pairs();
+    let replay = false;
+    for (const m of batch.msgs) {
+      const acct = accountOf(m);
+      const cmdId = acct ? scanCommandId(m.value) : null; // both validated UUIDs, or not used
+      if (cmdId) this.resent.add(pairs, acct, cmdId, how.careful);
+      const s = acct ? shardOf(acct, shards) : 0;
+      packers[s].message(m.partition, m.offset, m.key ?? null, m.value);
+      slices[s].push(m);
+      if (acct) accountsByShard[s].add(acct);
+      if (m.offset < (how.committedNext.get(m.partition) ?? -1)) replay = true;
+    }
+    const accountIds = accountsByShard.flatMap((s) => [...s]);
+    const [states, early] = await Promise.all([
+      this.states.load(pool, accountIds, seq, how.careful),
+      how.careful ? Promise.resolve(null) : this.resent.knownBefore(seq, pairs),
+    ]);
+    const known = how.learned ?? early;
+    const nowMs = Date.now();
+    const results = await Promise.all(packers.map((p, i) => {
+      const st: AccountState[] = [];
+      for (const id of accountsByShard[i]) { const v = states.get(id); if (v) st.push(v); }
+      return this.workers.run({
+        msgs: p.finish(), states: st, known: known && known.size ? known : null,
+        replayBelow: replay ? new Map(how.committedNext) : null, maxMessageBytes: config.limits.maxMessageBytes, nowMs,
+      });
+    }));
+    const changed = results.flatMap((r) => r.states);
+    this.states.prepared(seq, changed);
+    this.resent.decided(seq, results.map((r) => r.decided));
+    return {
+      seq, batch, slices, results, careful: how.careful, replay, accountIds, changed, pairs,
+      accepted: { accounts: results.flatMap((r) => r.acceptedAccounts), commands: results.flatMap((r) => r.acceptedCommands) },
+      rejected: { accounts: results.flatMap((r) => r.rejectedAccounts), commands: results.flatMap((r) => r.rejectedCommands) },
+    };
+  }
+
+  deadLetters(p: DecidedBatch): DeadLetter[] {
+    return p.results.flatMap((r, i) => r.dlq.map((d) => ({ message: deadMessage(p.slices[i][d.index]), code: d.code, reason: d.message })));
+  }
+
+  async write(client: PoolClient, p: DecidedBatch): Promise<WriteResult> {
+    // replayed offsets: their outcomes are published again as Postgres has them
+    if (p.replay && !p.careful) return 'redo';
+    const { results } = p;
+    if (results.some((r) => r.eventCount)) await copyIn(client, 'events', EVENT_COLUMNS, results.map((r) => r.events));
+    if (results.some((r) => r.rejectionCount)) await copyIn(client, 'command_rejections', REJECTION_COLUMNS, results.map((r) => r.rejections));
+    // decided now, decided before: accepted now but rejected earlier, or the reverse (the unique keys catch the rest)
+    if ((await anyAlreadyIn(client, 'command_rejections', p.accepted.accounts, p.accepted.commands)) || (await anyAlreadyIn(client, 'events', p.rejected.accounts, p.rejected.commands))) {
+      this.ctx.metrics.occConflicts.inc();
+      return 'redo';
+    }
+    return 'written';
+  }
+
+  /** What Postgres holds for every command of the batch; the next preparation decides on it. */
+  async learn(p: DecidedBatch, before: Learned | undefined): Promise<Learned> {
+    const known = await findKnownOutcomes(this.ctx.pool,
+      [...p.accepted.accounts, ...p.rejected.accounts, ...p.pairs.accounts],
+      [...p.accepted.commands, ...p.rejected.commands, ...p.pairs.commands]);
+    return before ? new Map([...before, ...known]) : known;
+  }
+
+  committed(p: DecidedBatch, seq: number): void {
+    const { metrics } = this.ctx;
+    this.resent.committed(seq);
+    this.states.committed(seq, p.changed);
+    let events = 0;
+    for (const r of p.results) {
+      events += r.eventCount;
+      for (const c of r.counts) metrics.commands.inc({ type: c.type, status: c.status }, c.count);
+      for (const [reason, v] of Object.entries(r.rejectReasons)) metrics.rejections.inc({ reason }, v);
+      if (r.republished) metrics.outcomesRepublished.inc(r.republished);
+    }
+    metrics.eventsAppended.inc(events);
+    const outcomes = this.publisher.beginBatch(p.batch.next);
+    for (const r of p.results) forEachRecord(r.outcomes, (key, value) => outcomes.add(key, value));
+    outcomes.end();
+  }
+
+  committedPast(_seq: number, next: ReadonlyMap<number, number>): void {
+    // nothing to publish for a dead-lettered message, but the published offsets move past it
+    this.publisher.beginBatch(new Map(next)).end();
+  }
+
+  abandon(seq: number, discarded?: DecidedBatch): void {
+    this.states.abandon(seq);
+    this.resent.abandon(seq);
+    // a failed attempt may have been decided on stale cached states: read them again
+    if (discarded) this.states.forget(discarded.accountIds);
+  }
+
+  publishedOffset(partition: number): number | null {
+    return this.publisher.publishedOffsets().get(partition) ?? null;
+  }
+
+  /**
+   * Publishes what is still unacknowledged and records how far outcomes reached Kafka. A quarter of
+   * the shutdown budget: with Kafka unreachable nothing more will be acknowledged, and the
+   * unacknowledged tail is published again after a restart anyway (published_offset).
+   */
+  async drained(): Promise<void> {
+    const { config, pool, log } = this.ctx;
+    await this.publisher.flushed(config.shutdown.timeoutMs / 4);
+    const published = this.publisher.publishedOffsets();
+    if (published.size === 0) return;
+    const rows = [...published].map(([partition, p]) => ({ partition, next: p, published: p }));
+    await upsertOffsets(pool, this.settings.group, this.settings.topic, rows).catch((e: unknown) => log.warn({ err: coerceError(e) }, 'could not record published offsets at shutdown'));
+  }
+}

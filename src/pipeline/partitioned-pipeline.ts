@@ -1,0 +1,135 @@
+/**
+ * The partitioned-pipeline core, one for both roles (docs/architecture.md §3):
+ * a consumer group on the role's topic whose messages are batched (RxJS,
+ * batch-sink.ts), prepared ahead and committed in order (commit-chain.ts,
+ * batch-runner.ts), with backpressure (consumption paused past
+ * maxInFlight, resumed below half), lag and worker metrics, and a stop that
+ * drains what was consumed. A role (role.ts) supplies how a batch is
+ * prepared and what it writes.
+ */
+import type { DaemonContext } from '../daemon';
+import { GroupConsumer, type Message } from '../kafka/consumer';
+import { coerceError } from '../errors';
+import { RetryBudget } from '../retry-budget';
+import { BatchRunner } from './batch-runner';
+import { BatchSink } from './batch-sink';
+import { CommitChain } from './commit-chain';
+import { DeadLetterSender } from './dead-letter';
+import { PartitionOffsets } from './partition-offsets';
+import type { Batch, PipelineRole } from './role';
+
+export class PartitionedPipeline<Item, B extends Batch, P, L> {
+  private readonly consumer: GroupConsumer;
+  private readonly sink: BatchSink<Item>;
+  private readonly chain: CommitChain<P>;
+  private readonly runner: BatchRunner<B, P, L>;
+  private readonly offsets: PartitionOffsets;
+  private readonly letters: DeadLetterSender;
+  private readonly utilTimer: NodeJS.Timeout;
+  private inFlight = 0;
+
+  constructor(private readonly ctx: DaemonContext, private readonly role: PipelineRole<Item, B, P, L>) {
+    const { config, log, metrics } = ctx;
+    const s = role.settings;
+    this.offsets = new PartitionOffsets(s.group, s.topic, config.kafka.autoOffsetReset === 'latest' ? 'latest' : 'earliest');
+    this.letters = new DeadLetterSender(ctx.producer, s.dlqTopic, s.topic, (code) => metrics.dlq.inc({ topic: s.dlqTopic, reason: code }));
+    const budget = new RetryBudget(s.name, ctx, config.pipeline.maxRetries);
+    this.runner = new BatchRunner(role as PipelineRole<unknown, B, P, L>, ctx, budget, this.offsets, this.letters, (next) => this.committed(next), () => this.setPaused(true));
+    this.chain = new CommitChain<P>((seq) => role.abandon(seq));
+    this.sink = new BatchSink<Item>(s.batchTimeMs, s.batchSize, (items) => this.handleBatch(items), role.weight?.bind(role));
+    this.consumer = new GroupConsumer(config, log, metrics, { groupId: s.group, topic: s.topic, name: s.name, consumeBatch: s.consumeBatch }, {
+      resolveStart: (tps) => this.offsets.resolveStart(ctx.pool, tps, (stored) => role.startFrom?.(stored) ?? stored.nextOffset),
+      onAssigned: (starts) => this.assigned(starts.map((st) => st.partition)),
+      onRevoke: () => this.drain(30_000),
+      onMessages: (msgs) => this.onMessages(msgs),
+    });
+    this.utilTimer = setInterval(() => {
+      metrics.workerUtilization.set({ pipeline: s.name }, role.workers.utilization());
+      metrics.workerQueue.set({ pipeline: s.name }, role.workers.queueSize());
+      this.updateLag();
+    }, 1000);
+    this.utilTimer.unref();
+  }
+
+  async start(): Promise<void> {
+    await this.consumer.serve(this.ctx.health, `${this.role.settings.name}-consumer`);
+  }
+
+  /** Stop consuming, let every consumed message commit, let the role flush, release the consumer and the workers. */
+  async stop(): Promise<void> {
+    const { name } = this.role.settings;
+    this.runner.stop();
+    clearInterval(this.utilTimer);
+    await this.consumer.stop();
+    await this.drain(this.ctx.config.shutdown.timeoutMs);
+    this.sink.close();
+    await this.role.drained?.().catch((e: unknown) => this.ctx.log.warn({ err: coerceError(e) }, `the ${name} role could not finish flushing at shutdown`));
+    await this.consumer.close();
+    await this.role.workers.close();
+    this.ctx.health.remove(`${name}-consumer`);
+    this.ctx.health.remove(`${name}-pipeline`);
+  }
+
+  private async drain(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.inFlight > 0 && Date.now() < deadline) await this.sink.idle(this.role.settings.batchTimeMs);
+  }
+
+  private assigned(partitions: number[]): void {
+    this.offsets.assigned(partitions);
+    this.letters.keepAbove(this.offsets.committed, partitions);
+    this.role.assigned?.(partitions);
+  }
+
+  private onMessages(msgs: Message[]): void {
+    this.inFlight += msgs.length;
+    this.ctx.metrics.inFlight.set({ pipeline: this.role.settings.name }, this.inFlight);
+    if (this.inFlight >= this.role.settings.maxInFlight) this.setPaused(true);
+    for (const item of this.role.itemsOf(msgs)) this.sink.push(item);
+  }
+
+  private setPaused(paused: boolean): void {
+    this.consumer.setPaused(paused);
+    this.ctx.metrics.paused.set({ pipeline: this.role.settings.name }, paused ? 1 : 0);
+  }
+
+  /**
+   * Two stages: batch N+1 is prepared (on the state batch N was prepared
+   * into, kept pending) while batch N commits; batches commit strictly in
+   * order, and N+1 commits as prepared only if N committed exactly that.
+   */
+  private async handleBatch(items: Item[]): Promise<void> {
+    const started = process.hrtime.bigint();
+    const batch = this.role.batchOf(items);
+    await this.chain.next(
+      (seq) => this.role.prepare(batch, seq, { careful: false, learned: undefined, committedNext: this.offsets.committed }),
+      async (seq, first) => (await this.finish(batch, await this.runner.run(batch, seq, first), started)) === 'clean',
+    );
+  }
+
+  private finish<R>(batch: B, result: R, started: bigint): R {
+    const { metrics } = this.ctx;
+    const { name, maxInFlight } = this.role.settings;
+    this.inFlight -= batch.count;
+    metrics.inFlight.set({ pipeline: name }, this.inFlight);
+    metrics.batchSize.observe({ sink: name }, batch.count);
+    metrics.flushDuration.observe({ sink: name }, Number(process.hrtime.bigint() - started) / 1e9);
+    if (this.inFlight <= maxInFlight / 2 && !this.runner.isHalted) this.setPaused(false);
+    return result;
+  }
+
+  /** Offsets up to `next` committed in Postgres: Kafka's copy for lag tooling, and the lag gauge. */
+  private committed(next: ReadonlyMap<number, number>): void {
+    this.updateLag();
+    this.consumer.commitToKafka([...next].map(([partition, offset]) => ({ topic: this.role.settings.topic, partition, offset })));
+  }
+
+  private updateLag(): void {
+    const { group } = this.role.settings;
+    for (const tp of this.consumer.assignment) {
+      const hi = this.consumer.cachedHighWatermark(tp.topic, tp.partition);
+      const nx = this.offsets.committed.get(tp.partition);
+      if (hi !== undefined && nx !== undefined) this.ctx.metrics.consumerLag.set({ group, topic: tp.topic, partition: String(tp.partition) }, Math.max(0, hi - nx));
+    }
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * What a role (commands, projections) gives the partitioned-pipeline core:
+ * only what differs between them, how a batch is prepared and what it
+ * writes. Everything else (the consumer, backpressure, lag, the classified
+ * retry loop, dead letters, the one transaction with the offsets) is the
+ * core's (docs/architecture.md §3).
+ */
+import type { PoolClient } from 'pg';
+import type { Message } from '../kafka/consumer';
+import type { DeadMessage } from './dead-letter';
+
+export interface RoleSettings {
+  /** the role's name: metric labels, the readiness probes `<name>-consumer` and `<name>-pipeline` */
+  name: 'commands' | 'projections';
+  topic: string;
+  group: string;
+  dlqTopic: string;
+  batchTimeMs: number;
+  batchSize: number;
+  maxInFlight: number;
+  /** messages per consume call (default the consumer's) */
+  consumeBatch?: number;
+  /** careful redos in a row before one counts as a failed attempt */
+  maxRedos: number;
+}
+
+/** A batch as the core sees it. */
+export interface Batch {
+  readonly count: number;
+  /** partition -> the offset after the batch's last message there */
+  readonly next: ReadonlyMap<number, number>;
+}
+
+/** How a batch is to be prepared. */
+export interface Preparation<L> {
+  /** from Postgres, not from caches or the pending state of earlier batches */
+  careful: boolean;
+  /** what earlier careful redos of this batch read from Postgres */
+  learned: L | undefined;
+  /** partition -> the next offset committed in Postgres: a message below it is a replay */
+  committedNext: ReadonlyMap<number, number>;
+}
+
+/** What a role's write came to inside the transaction (a failure is thrown, and classified by the core). */
+export type WriteResult = 'written' | 'redo' | { gated: string; why: string };
+
+/** A message a prepared batch dead-letters (it never reaches the store), and why. */
+export interface DeadLetter { message: DeadMessage; code: string; reason: string }
+
+export interface PipelineRole<Item, B extends Batch, P, L = never> {
+  readonly settings: RoleSettings;
+  readonly workers: { utilization(): number; queueSize(): number; close(): Promise<void> };
+
+  /** What the batch sink holds for one consume call's messages. */
+  itemsOf(msgs: Message[]): Item[];
+  /** An item's weight against settings.batchSize (default 1). */
+  weight?(item: Item): number;
+  batchOf(items: Item[]): B;
+  /** The batch in two halves, in offset order (to isolate a poison message). */
+  halves(batch: B): [B, B];
+  /** A batch of one message: that message. */
+  lone(batch: B): DeadMessage;
+  /** A known-good batch on partition CANARY_PARTITION; its transaction is rolled back. */
+  canary(): B;
+
+  /** The offset to start a partition from, given what Postgres stores (default its next offset). */
+  startFrom?(stored: { nextOffset: number; publishedOffset: number | null }): number;
+  /** The partitions were assigned (committed offsets already read). */
+  assigned?(partitions: number[]): void;
+
+  prepare(batch: B, seq: number, how: Preparation<L>): Promise<P>;
+  deadLetters(p: P): DeadLetter[];
+  /** Writes the preparation's rows inside the core's transaction (the offsets follow it). */
+  write(client: PoolClient, p: P): Promise<WriteResult>;
+  /** Reads, after a redo, what Postgres holds for the batch; passed to the next preparation. */
+  learn?(p: P, before: L | undefined): Promise<L>;
+  /** The preparation committed with offsets up to `next`: caches, metrics, outcomes. */
+  committed(p: P, seq: number): void;
+  /** A dead-lettered message was committed past, alone (its offsets up to `next`). */
+  committedPast(seq: number, next: ReadonlyMap<number, number>): void;
+  /** Batch `seq` and every later one will not commit as prepared; `discarded` is the failed preparation. */
+  abandon(seq: number, discarded?: P): void;
+  /** The offset up to which outcomes reached Kafka, stored beside the committed offset (commands). */
+  publishedOffset?(partition: number): number | null;
+  /** Everything consumed has committed (at stop): flush what the role still holds. */
+  drained?(): Promise<void>;
+}
