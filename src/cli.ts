@@ -18,9 +18,7 @@ import { runDaemon } from './daemon';
 import { closesStillRunning } from './kafka/native-close';
 import { createPool } from './db/pool';
 import { migrate } from './db/migrate';
-import { stackUp, stackDown, stackStatus } from './stack/stack';
 import { commandFromFlags, send } from './send';
-import { runDemo } from './demo';
 import { runRebuildCommand, runAccountCommand } from './projections/cli-commands';
 
 interface Args { cmd: string; positional: string[]; flags: Map<string, string | true> }
@@ -104,26 +102,9 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'stack': {
       const dir = typeof args.flags.get('dir') === 'string' ? (args.flags.get('dir') as string) : loadConfig({ ignoreStack: true }).config.stack.dir;
-      const say = (l: string) => process.stdout.write(`${l}\n`);
-      const sub = args.positional[0] ?? 'status';
-      if (sub === 'up') {
-        const s = await stackUp(dir, say);
-        say(`stack up; connection settings in ${s.dir}/config.json (banking-es commands pick them up)`);
-        return 0;
-      }
-      if (sub === 'down') {
-        await stackDown(dir, say);
-        return 0;
-      }
-      if (sub === 'status') {
-        const st = stackStatus(dir);
-        if (!st.state) say('stack is not up');
-        for (const p of st.processes) say(`${p.name.padEnd(10)} pid ${p.pid} ${p.alive ? 'running' : 'GONE'}`);
-        if (st.state) say(`kafka ${st.state.kafka.brokers}\npostgres 127.0.0.1:${st.state.postgres.port}${st.state.redis ? `\nredis 127.0.0.1:${st.state.redis.port}` : ''}`);
-        return st.up ? 0 : 1;
-      }
-      process.stderr.write(`unknown stack command "${sub}"; use up, down or status\n`);
-      return 2;
+      // the embedded stack is a development tool (dev/), loaded only for this command
+      const { stackCommand } = await import('../dev/stack/stack-command.js');
+      return stackCommand(args.positional[0] ?? 'status', dir, (l) => process.stdout.write(`${l}\n`));
     }
     case 'send': {
       const { config } = load(args);
@@ -136,6 +117,7 @@ async function main(argv: string[]): Promise<number> {
     case 'demo': {
       const num = (k: string, d: number) => (typeof args.flags.get(k) === 'string' ? Number(args.flags.get(k)) : d);
       const dir = loadConfig({ ignoreStack: true }).config.stack.dir;
+      const { runDemo } = await import('../dev/demo.js');
       return runDemo({ dir, accounts: num('accounts', 2000), commands: num('commands', 100000), rate: num('rate', 0), workers: num('workers', 1), keepStack: args.flags.has('keep-stack') }, (l) => process.stdout.write(`${l}\n`));
     }
     case 'rebuild-projections': {

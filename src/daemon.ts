@@ -15,6 +15,7 @@ import { Lifecycle, ShutdownRequested } from './lifecycle';
 import { ProducerClient } from './kafka/producer';
 import { createRedis, type RedisClient } from './redis';
 import { backoffMs, classifyError, coerceError } from './errors';
+import { ping } from './db/sql/ping';
 import { redactUrl } from './logger';
 import { startRoles } from './roles';
 import { Topics } from './kafka/topics';
@@ -36,7 +37,7 @@ async function untilPostgresReady(pool: Pool, log: Logger, lifecycle: Lifecycle)
   for (let attempt = 0; ; attempt++) {
     lifecycle.checkpoint();
     try {
-      await pool.query('SELECT 1');
+      await ping(pool);
       return;
     } catch (e) {
       if (classifyError(e) !== 'transient' || attempt >= 30) throw e;
@@ -60,7 +61,7 @@ export async function runDaemon(config: Config, log: Logger, lifecycle: Lifecycl
 
     const pool = createPool({ url: config.db.url, max: config.db.poolSize, statementTimeoutMs: config.db.statementTimeoutMs }, log);
     lifecycle.defer('postgres-pool', () => pool.end());
-    health.add('postgres', async () => { await pool.query('SELECT 1'); });
+    health.add('postgres', () => ping(pool));
     await untilPostgresReady(pool, log, lifecycle);
     if (config.db.migrate) {
       const applied = await migrate(pool);

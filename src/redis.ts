@@ -1,10 +1,14 @@
 /**
- * Optional Redis (docs/architecture.md §6). Correctness never depends on it: every caller
- * treats a Redis failure as "no information" and falls back to Postgres. The
- * client never queues commands while disconnected (that would grow memory
- * without bound) and reconnects forever in the background.
+ * Optional Redis (docs/architecture.md §6), and every command banking-es
+ * sends it: this is the one module that talks to Redis. Correctness never
+ * depends on it: every caller treats a Redis failure as "no information" and
+ * falls back to Postgres. The client never queues commands while
+ * disconnected (that would grow memory without bound) and reconnects
+ * forever in the background. Keys hold validated UUIDs only.
  */
+import { randomUUID } from 'node:crypto';
 import Redis from 'ioredis';
+import type { AccountState } from './domain/types';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
 import { redactUrl } from './logger';
@@ -58,4 +62,69 @@ export async function claimCommands(client: Redis, accounts: readonly string[], 
   const seen: number[] = [];
   (res ?? []).forEach(([err, v], i) => { if (!err && v === null) seen.push(i); });
   return seen;
+}
+
+const stateKey = (accountId: string) => `bes:acct:${accountId}`;
+
+/** Cached account states, by position in `ids` (null when not cached). Rejects when Redis fails. */
+export async function readCachedStates(client: Redis, ids: readonly string[]): Promise<Array<AccountState | null>> {
+  const vals = await client.mget(ids.map(stateKey));
+  return vals.map((v) => (v ? (JSON.parse(v) as AccountState) : null));
+}
+
+/** Writes account states through to the shared cache, each for `ttlMs`. Rejects when Redis fails. */
+export async function writeCachedStates(client: Redis, states: readonly AccountState[], ttlMs: number): Promise<void> {
+  const p = client.pipeline();
+  for (const s of states) p.set(stateKey(s.accountId), JSON.stringify(s), 'PX', ttlMs);
+  await p.exec();
+}
+
+/*
+ * A lock for singleton jobs (the projection rebuild): `SET key token NX PX ttl`
+ * with a random token, kept alive by a compare-and-expire while the job
+ * runs, released by a Lua compare-and-delete, so a holder never deletes a
+ * lock that expired and was taken by someone else.
+ */
+const RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+const EXTEND = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
+
+export interface RedisLock {
+  readonly key: string;
+  readonly token: string;
+  /** False once a refresh found the key gone or owned by another token. */
+  held(): boolean;
+  /** Stops refreshing and deletes the key if it is still ours; true when it was. */
+  release(): Promise<boolean>;
+}
+
+/** The lock, or null when another holder has it. Redis errors propagate to the caller. */
+export async function acquireRedisLock(redis: Redis, key: string, ttlMs: number, onLost?: () => void): Promise<RedisLock | null> {
+  const token = randomUUID();
+  const ok = await redis.set(key, token, 'PX', ttlMs, 'NX');
+  if (ok !== 'OK') return null;
+  let held = true;
+  const timer = setInterval(() => {
+    redis.eval(EXTEND, 1, key, token, String(ttlMs)).then((r) => {
+      if (Number(r) !== 1 && held) { held = false; onLost?.(); }
+    }).catch(() => undefined); // Redis down: the Postgres lock still guards the job
+  }, Math.max(100, Math.floor(ttlMs / 3)));
+  timer.unref();
+  return {
+    key,
+    token,
+    held: () => held,
+    async release() {
+      clearInterval(timer);
+      const r = await redis.eval(RELEASE, 1, key, token);
+      const was = held && Number(r) === 1;
+      held = false;
+      return was;
+    },
+  };
+}
+
+/** Who holds the lock now (its token), for a clear error message. */
+export async function redisLockHolder(redis: Redis, key: string): Promise<{ token: string | null; ttlMs: number }> {
+  const [token, ttl] = await Promise.all([redis.get(key), redis.pttl(key)]);
+  return { token, ttlMs: ttl };
 }

@@ -4,7 +4,7 @@
  * relays publish them (the text of the event store's jsonb column), plus each
  * account's expected final balance and version.
  */
-import { Workload } from '../../src/loadgen/generator';
+import { Workload } from '../../dev/loadgen/generator';
 import { decodeCommand } from '../../src/codec/command';
 import { newEventId } from '../../src/codec/envelope';
 import { decide } from '../../src/domain/decider';

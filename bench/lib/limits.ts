@@ -10,7 +10,7 @@ import { copyFrom } from './pg-copy';
 import { decideShard } from '../../src/pipeline/commands/decide-shard';
 import type { AccountState } from '../../src/domain/types';
 import { Packer } from '../../src/pipeline/pack';
-import { Workload } from '../../src/loadgen/generator';
+import { Workload } from '../../dev/loadgen/generator';
 import { PGCOPY_HEADER, PGCOPY_TRAILER } from '../../src/codec/pgcopy';
 
 /** Event rows exactly as the pipeline encodes them, in batches of `batch` rows. */

@@ -1,5 +1,5 @@
 /**
- * One batch's way to its commit, as a state machine (docs/architecture.md §3).
+ * One batch's way to its commit, as a state machine (docs/architecture.md §9).
  * Pure: no I/O, no timers. The runner (batch-runner.ts) performs what each
  * state asks for and reports back; this module decides what comes next.
  *

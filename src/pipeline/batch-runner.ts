@@ -1,5 +1,5 @@
 /**
- * The classified retry loop (docs/architecture.md §3): takes one batch to its
+ * The classified retry loop (docs/architecture.md §9): takes one batch to its
  * commit by doing what its BatchRun state asks for. Prepares (through the
  * role), sends the batch's dead letters and commits it in one transaction
  * with its offsets; on a failure, acts on the class: redo carefully, wait

@@ -1,5 +1,5 @@
 /**
- * The partitioned-pipeline core, one for both roles (docs/architecture.md §3):
+ * The partitioned-pipeline core, one for both roles (docs/architecture.md §9):
  * a consumer group on the role's topic whose messages are batched (RxJS,
  * batch-sink.ts), prepared ahead and committed in order (commit-chain.ts,
  * batch-runner.ts), with backpressure (consumption paused past

@@ -3,7 +3,7 @@
  * only what differs between them, how a batch is prepared and what it
  * writes. Everything else (the consumer, backpressure, lag, the classified
  * retry loop, dead letters, the one transaction with the offsets) is the
- * core's (docs/architecture.md §3).
+ * core's (docs/architecture.md §9).
  */
 import type { PoolClient } from 'pg';
 import type { Message } from '../kafka/consumer';

@@ -38,12 +38,14 @@ import { copyIn } from '../db/sql/copy-in';
 import { upsertAccountProjections } from '../db/sql/upsert-account-projections';
 import {
   advanceRebuild, beginRebuild, findRunningRebuild, finishRebuild, resumeRebuild,
-  LOCK_PROJECTION_REBUILD, LOCK_PROJECTION_WRITE, type RebuildCheckpoint,
+  LOCK_PROJECTION_REBUILD, type RebuildCheckpoint,
+  tryRebuildLock, holdProjectionWrites, releaseSessionLocks, inTransaction,
 } from '../db/sql/projection-rebuilds';
+import { countEvents, readEventsInOrder } from '../db/sql/events-in-order';
 import { coerceError } from '../errors';
 import { Packer } from '../pipeline/pack';
 import { projectShard, TRANSACTION_COLUMNS } from '../pipeline/projections/project-shard';
-import { acquireRedisLock, redisLockHolder, type RedisLock } from './redis-lock';
+import { acquireRedisLock, redisLockHolder, type RedisLock } from '../redis';
 
 export const REBUILD_REDIS_KEY = 'bes:lock:projection-rebuild';
 
@@ -84,23 +86,6 @@ export class RebuildLockedError extends Error {
   }
 }
 
-interface EventRow { account_id: string; version: string; payload: string }
-
-const PAGE_FIRST = 'SELECT account_id::text, version, payload::text FROM events ORDER BY account_id, version LIMIT $1';
-const PAGE_AFTER = 'SELECT account_id::text, version, payload::text FROM events WHERE (account_id, version) > ($2::uuid, $3::bigint) ORDER BY account_id, version LIMIT $1';
-
-async function inTransaction<T>(client: PoolClient, fn: () => Promise<T>): Promise<T> {
-  await client.query('BEGIN');
-  try {
-    const r = await fn();
-    await client.query('COMMIT');
-    return r;
-  } catch (e) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw e;
-  }
-}
-
 export async function rebuildProjections(opts: RebuildOptions): Promise<RebuildResult> {
   const { pool, log } = opts;
   if (!Number.isSafeInteger(opts.batchSize) || opts.batchSize < 1) throw new RangeError(`batchSize must be an integer >= 1, got ${opts.batchSize}`);
@@ -120,18 +105,17 @@ export async function rebuildProjections(opts: RebuildOptions): Promise<RebuildR
   let broken: Error | undefined;
   try {
     client = await pool.connect();
-    const { rows: [l] } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [LOCK_PROJECTION_REBUILD]);
-    if (!l.ok) throw new RebuildLockedError(`another projection rebuild is running (Postgres advisory lock ${LOCK_PROJECTION_REBUILD} is held)`);
+    if (!(await tryRebuildLock(client))) throw new RebuildLockedError(`another projection rebuild is running (Postgres advisory lock ${LOCK_PROJECTION_REBUILD} is held)`);
     try {
       log.info('waiting for in-flight projection flushes, then holding projectors until the rebuild is done');
-      await client.query('SELECT pg_advisory_lock($1)', [LOCK_PROJECTION_WRITE]);
+      await holdProjectionWrites(client);
       return await run(client, opts);
     } catch (e) {
       if (!(e instanceof RebuildLockedError)) broken = coerceError(e);
       throw e;
     } finally {
       // session locks outlive a pooled client's checkout: give them back explicitly (or drop the connection)
-      await client.query('SELECT pg_advisory_unlock_all()').catch((e: unknown) => { broken = coerceError(e); });
+      await releaseSessionLocks(client).catch((e: unknown) => { broken = coerceError(e); });
     }
   } finally {
     client?.release(broken);
@@ -141,8 +125,7 @@ export async function rebuildProjections(opts: RebuildOptions): Promise<RebuildR
 
 async function run(client: PoolClient, opts: RebuildOptions): Promise<RebuildResult> {
   const { log } = opts;
-  const { rows: [c] } = await client.query<{ n: string }>('SELECT count(*) AS n FROM events');
-  const total = Number(c.n);
+  const total = await countEvents(client);
   const running = await findRunningRebuild(client);
   const cp: RebuildCheckpoint = running
     ? await resumeRebuild(client, running.id, total)
@@ -159,9 +142,7 @@ async function run(client: PoolClient, opts: RebuildOptions): Promise<RebuildRes
   opts.onProgress({ done, total, etaSeconds: null });
 
   while (!opts.signal?.aborted) {
-    const { rows } = lastAccount === null
-      ? await client.query<EventRow>(PAGE_FIRST, [opts.batchSize])
-      : await client.query<EventRow>(PAGE_AFTER, [opts.batchSize, lastAccount, lastVersion]);
+    const rows = await readEventsInOrder(client, lastAccount === null ? null : { accountId: lastAccount, version: lastVersion }, opts.batchSize);
     if (rows.length === 0) break;
 
     const packer = new Packer(rows.length * 400 + 1024);

@@ -38,7 +38,7 @@ import { RetryBudget } from '../retry-budget';
 import { CommitTracker, type TxEntry } from './commit-tracker';
 import { formatLsn, parseLsn } from './lsn';
 import { RawPgoutputPlugin } from './raw-pgoutput';
-import { ensurePublication, ensureSlot, readSlot, RELAY_PUBLICATION, RELAY_SLOT } from './replication-slot';
+import { ensurePublication, ensureSlot, readSlot, RELAY_PUBLICATION, RELAY_SLOT } from '../db/sql/replication-slot';
 import { backfill, backfillPending, markBackfillPending } from './backfill';
 
 export interface LogicalRelayOptions {

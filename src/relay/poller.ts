@@ -27,6 +27,7 @@ import type { DaemonContext } from '../daemon';
 import { classifyError } from '../errors';
 import { RetryBudget } from '../retry-budget';
 import { readCommittedEvents, type CommittedEvent } from '../db/sql/read-committed-events';
+import { ensurePollerIndex, POLLER_INDEX } from '../db/sql/poller-index';
 import { readCheckpoint, saveCheckpoint, START_CHECKPOINT, type RelayCheckpoint } from '../db/sql/relay-checkpoints';
 
 export interface PollingRelayOptions {
@@ -42,7 +43,7 @@ export interface PollingRelayOptions {
 
 export const POLLING_RELAY_DEFAULTS: PollingRelayOptions = { name: 'banking_es_poller', batchSize: 5000, idleMs: 100, pipelineDepth: 2 };
 
-export const POLLER_INDEX = 'events_tx_position';
+export { POLLER_INDEX };
 
 export class PollingRelay {
   private readonly opts: PollingRelayOptions;
@@ -80,25 +81,7 @@ export class PollingRelay {
   }
 
   private async ensureIndex(): Promise<void> {
-    const client = await this.ctx.pool.connect();
-    try {
-      await client.query('SET statement_timeout = 0'); // a large table takes a while, and a cancelled build leaves an invalid index
-      const { rows } = await client.query<{ valid: boolean; building: boolean }>(
-        `SELECT i.indisvalid AS valid,
-                EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = i.indexrelid) AS building
-           FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-          WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace`,
-        [POLLER_INDEX],
-      );
-      if (rows[0] && !rows[0].valid && !rows[0].building) {
-        this.ctx.log.warn({ index: POLLER_INDEX }, 'dropping an invalid index left by an interrupted build');
-        await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${POLLER_INDEX}`);
-      }
-      await client.query(`CREATE INDEX CONCURRENTLY IF NOT EXISTS ${POLLER_INDEX} ON events (tx_id, position)`);
-    } finally {
-      await client.query('RESET statement_timeout').catch(() => undefined);
-      client.release();
-    }
+    await ensurePollerIndex(this.ctx.pool, () => this.ctx.log.warn({ index: POLLER_INDEX }, 'dropping an invalid index left by an interrupted build'));
   }
 
   private async run(): Promise<void> {

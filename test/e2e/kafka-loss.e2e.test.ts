@@ -15,7 +15,7 @@ import { CommandOracle } from '../helpers/oracle';
 import { Rig, sleep } from '../helpers/reliability';
 import type { Daemon } from '../helpers/daemon';
 import { releaseMockKafka, startMockKafka, type MockKafka } from '../helpers/faults';
-import { isAlive } from '../../src/stack/process';
+import { isAlive } from '../../dev/stack/process';
 
 const SHUTDOWN_MS = 10000;
 const clusters: MockKafka[] = [];

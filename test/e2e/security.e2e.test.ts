@@ -8,14 +8,14 @@
  *     listens (connection errors quote URLs); `banking-es config` prints none;
  *   - METRICS_HOST is honoured: with 127.0.0.1 the server listens on that
  *     address only (checked in /proc/net/tcp*), and it answers there.
- * (SQL parameterization is test/unit/sql-safety.unit.test.ts; npm audit is
+ * (SQL parameterization is test/db/sql-safety.unit.test.ts; npm audit is
  * recorded in the doc.)
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import { randomUUID } from 'node:crypto';
-import { freePort } from '../../src/stack/ports';
+import { freePort } from '../../dev/stack/ports';
 import { cmd, PipelineFixture } from '../helpers/pipeline';
 import { Daemon } from '../helpers/daemon';
 import { spawnCli, testStack, waitForExit } from '../helpers/stack';

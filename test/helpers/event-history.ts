@@ -11,7 +11,7 @@ import { fractionDigits } from '../../src/domain/currency';
 import { formatMoney } from '../../src/domain/money';
 import { encodeEnvelope, type EventEnvelope } from '../../src/codec/envelope';
 import type { AccountState, Command } from '../../src/domain/types';
-import { prng } from '../../src/loadgen/generator';
+import { prng } from '../../dev/loadgen/generator';
 
 /** the load generator's seeded PRNG (mulberry32), re-exported for the tests */
 export const rng = prng;

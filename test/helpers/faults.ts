@@ -9,10 +9,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client } from 'pg';
 import { distDir } from '../../src/paths';
-import { freePort } from '../../src/stack/ports';
-import { isAlive, spawnDetached, stopPid } from '../../src/stack/process';
-import { removePostgresData, startPostgres, type PgState } from '../../src/stack/postgres';
-import { startRedis, type RedisState } from '../../src/stack/redis';
+import { freePort } from '../../dev/stack/ports';
+import { isAlive, spawnDetached, stopPid } from '../../dev/stack/process';
+import { removePostgresData, startPostgres, type PgState } from '../../dev/stack/postgres';
+import { startRedis, type RedisState } from '../../dev/stack/redis';
 import { sleep } from './reliability';
 
 export interface PrivatePostgres { state: PgState; stateDir: string }
@@ -115,7 +115,7 @@ export async function startMockKafka(): Promise<MockKafka> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'banking-es-mockkafka-'));
   const file = path.join(dir, 'brokers');
   const logFile = path.join(dir, 'kafka-mock.log');
-  const pid = spawnDetached(process.execPath, [path.join(distDir(), 'src', 'stack', 'kafka-mock-host.js'), file, '3'], logFile);
+  const pid = spawnDetached(process.execPath, [path.join(distDir(), 'dev', 'stack', 'kafka-mock-host.js'), file, '3'], logFile);
   const deadline = Date.now() + 20000;
   while (!fs.existsSync(file)) {
     if (!isAlive(pid)) throw new Error(`the mock Kafka host exited: ${fs.readFileSync(logFile, 'utf8')}`);

@@ -19,7 +19,7 @@
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import type { Client } from 'pg';
-import { prng } from '../../src/loadgen/generator';
+import { prng } from '../../dev/loadgen/generator';
 
 export const REASONS = ['', 'INSUFFICIENT_FUNDS', 'ACCOUNT_NOT_FOUND', 'ACCOUNT_EXISTS', 'ACCOUNT_CLOSED', 'BALANCE_NOT_ZERO', 'VERSION_CONFLICT'] as const;
 type Reason = (typeof REASONS)[number];

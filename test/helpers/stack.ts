@@ -7,7 +7,7 @@ import { Client } from 'pg';
 import { randomUUID } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
-import { readStack, type StackState } from '../../src/stack/stack';
+import { readStack, type StackState } from '../../dev/stack/stack';
 import { packageRoot } from '../../src/paths';
 
 export function testStack(): StackState {

@@ -75,3 +75,32 @@ export async function advanceRebuild(client: PoolClient, id: number, lastAccount
 export async function finishRebuild(client: PoolClient, id: number): Promise<void> {
   await client.query("UPDATE projection_rebuilds SET state = 'done', finished_at = now(), updated_at = now() WHERE id = $1", [id]);
 }
+
+/** One rebuild at a time: a session lock, true when this session took it. */
+export async function tryRebuildLock(client: PoolClient): Promise<boolean> {
+  const { rows: [l] } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [LOCK_PROJECTION_REBUILD]);
+  return l.ok;
+}
+
+/** Waits until no projector flush writes the read models, then keeps them out until the session's locks are released. */
+export async function holdProjectionWrites(client: PoolClient): Promise<void> {
+  await client.query('SELECT pg_advisory_lock($1)', [LOCK_PROJECTION_WRITE]);
+}
+
+/** Session locks outlive a pooled client's checkout: give them back explicitly. */
+export async function releaseSessionLocks(client: PoolClient): Promise<void> {
+  await client.query('SELECT pg_advisory_unlock_all()');
+}
+
+/** Runs `fn` in a transaction on `client`: committed when it resolves, rolled back when it throws. */
+export async function inTransaction<T>(client: PoolClient, fn: () => Promise<T>): Promise<T> {
+  await client.query('BEGIN');
+  try {
+    const r = await fn();
+    await client.query('COMMIT');
+    return r;
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+}

@@ -8,10 +8,8 @@ import type { Pool, PoolClient } from 'pg';
 import type { AccountState } from '../../domain/types';
 import { loadLatestStates } from '../../db/sql/load-latest-states';
 import type { RedisClient } from '../../redis';
-import { redisIsReady } from '../../redis';
+import { readCachedStates, redisIsReady, writeCachedStates } from '../../redis';
 import type { Logger } from '../../logger';
-
-const redisKey = (id: string) => `bes:acct:${id}`;
 
 export class AccountStates {
   private readonly lru = new Map<string, AccountState>();
@@ -34,10 +32,10 @@ export class AccountStates {
     }
     if (missing.length && !fresh && redisIsReady(this.redis)) {
       try {
-        const vals = await this.redis!.mget(missing.map(redisKey));
+        const cached = await readCachedStates(this.redis!, missing);
         const still: string[] = [];
-        vals.forEach((v, i) => {
-          if (v) out.set(missing[i], JSON.parse(v) as AccountState);
+        cached.forEach((v, i) => {
+          if (v) out.set(missing[i], v);
           else still.push(missing[i]);
         });
         missing = still;
@@ -67,9 +65,7 @@ export class AccountStates {
       if (this.pending.get(s.accountId)?.seq === seq) this.pending.delete(s.accountId);
     }
     if (states.length && redisIsReady(this.redis)) {
-      const p = this.redis!.pipeline();
-      for (const s of states) p.set(redisKey(s.accountId), JSON.stringify(s), 'PX', this.ttlMs);
-      p.exec().catch((e: unknown) => this.log.debug({ err: e }, 'redis state write failed'));
+      writeCachedStates(this.redis!, states, this.ttlMs).catch((e: unknown) => this.log.debug({ err: e }, 'redis state write failed'));
     }
   }
 

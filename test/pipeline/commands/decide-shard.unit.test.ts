@@ -1,0 +1,90 @@
+/**
+ * decideShard's answers to replayed offsets (issue: every command keeps its
+ * outcome across a hand-over). After a crash or a hand-over, the offsets
+ * between the stored published and next offsets are decided again from what
+ * Postgres holds, and their outcomes re-published: each must be identical to
+ * the first answer but for processedAt. The original command is answered with
+ * its own status (and a rejection with its detail); a re-send of it with
+ * `duplicate`, because Postgres records which offset the original was read at.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { decideShard, type KnownOutcome } from '../../../src/pipeline/commands/decide-shard';
+import { forEachRecord, Packer } from '../../../src/pipeline/pack';
+
+const A = '0a000000-0000-4000-8000-000000000001';
+const C = '0c000000-0000-4000-8000-000000000001'; // rejected originally, read at 0:5
+const D = '0d000000-0000-4000-8000-000000000001'; // accepted by a row from before source offsets were recorded
+const E = '0e000000-0000-4000-8000-000000000001'; // decided now, then re-sent in the same batch
+
+const withdraw = (commandId: string, amount: string) => `{"commandId":"${commandId}","type":"Withdraw","accountId":"${A}","amount":"${amount}"}`;
+const deposit = (commandId: string) => `{"commandId":"${commandId}","type":"Deposit","accountId":"${A}","amount":"1.00"}`;
+
+type Out = Record<string, unknown>;
+
+function run(msgs: Array<[number, number, string]>, known: Record<string, KnownOutcome>, replayBelow: Record<number, number> | null) {
+  const below = replayBelow === null ? null : new Map(Object.entries(replayBelow).map(([p, o]) => [Number(p), o]));
+  const p = new Packer(4096);
+  for (const [partition, offset, value] of msgs) p.message(partition, offset, A, Buffer.from(value));
+  const state = { accountId: A, version: 3, balance: 500, currency: 'USD', status: 'open' as const, ownerName: 'x' };
+  const r = decideShard({ msgs: p.finish(), states: [state], known: new Map(Object.entries(known)), replayBelow: below, maxMessageBytes: 65536, nowMs: Date.parse('2026-12-01T00:00:00Z') });
+  const outs: Out[] = [];
+  forEachRecord(r.outcomes, (_k, v) => {
+    const o = JSON.parse(v!.toString()) as Out;
+    delete o.processedAt;
+    outs.push(o);
+  });
+  return { r, outs };
+}
+
+const rejectedC: KnownOutcome = { status: 'rejected', type: 'Withdraw', reason: 'INSUFFICIENT_FUNDS', detail: 'balance 5.00 is less than 20.00', sourcePartition: 0, sourceOffset: 5 };
+const acceptedD: KnownOutcome = { status: 'accepted', type: 'Deposit', version: 3, balance: '5.00' };
+
+test('a replay answers the original with its own status and detail, a re-send with duplicate', () => {
+  const { r, outs } = run([[0, 5, withdraw(C, '20.00')], [0, 7, withdraw(C, '20.00')], [0, 9, deposit(D)], [0, 10, deposit(D)]],
+    { [`${A}/${C}`]: rejectedC, [`${A}/${D}`]: acceptedD }, { 0: 100 });
+  assert.equal(outs, [
+    { commandId: C, accountId: A, type: 'Withdraw', status: 'rejected', reason: 'INSUFFICIENT_FUNDS', detail: 'balance 5.00 is less than 20.00' },
+    { commandId: C, accountId: A, type: 'Withdraw', status: 'duplicate', originalStatus: 'rejected', reason: 'INSUFFICIENT_FUNDS', detail: 'balance 5.00 is less than 20.00' },
+    // no source recorded (a row from before migration 0005): the first this replay meets is taken for the original
+    { commandId: D, accountId: A, type: 'Deposit', status: 'accepted', version: 3, balance: '5.00' },
+    { commandId: D, accountId: A, type: 'Deposit', status: 'duplicate', originalStatus: 'accepted', version: 3, balance: '5.00' },
+  ]);
+  assert.is(r.republished, 4);
+  assert.is(r.eventCount + r.rejectionCount, 0, 'a replay writes nothing');
+});
+
+test('a replayed re-send whose original was read before the replay range is a duplicate, not the original', () => {
+  const { outs } = run([[0, 7, withdraw(C, '20.00')]], { [`${A}/${C}`]: rejectedC }, { 0: 100 });
+  assert.equal(outs.map((o) => o.status), ['duplicate']);
+});
+
+test('outside a replay, a known command is a duplicate carrying the original detail', () => {
+  const { r, outs } = run([[0, 150, withdraw(C, '20.00')]], { [`${A}/${C}`]: rejectedC }, { 0: 100 });
+  assert.equal(outs, [{ commandId: C, accountId: A, type: 'Withdraw', status: 'duplicate', originalStatus: 'rejected', reason: 'INSUFFICIENT_FUNDS', detail: 'balance 5.00 is less than 20.00' }]);
+  assert.is(r.republished, 0);
+});
+
+test('a rejection decided now and re-sent in the same batch: the duplicate repeats its detail; rows record where each was read', () => {
+  const { r, outs } = run([[2, 40, withdraw(E, '99.00')], [2, 41, withdraw(E, '99.00')]], {}, null);
+  assert.is(outs[0].status, 'rejected');
+  assert.equal({ ...outs[1] }, { ...outs[0], status: 'duplicate', originalStatus: 'rejected' });
+  assert.ok(typeof outs[0].detail === 'string' && (outs[0].detail as string).length > 0);
+  assert.is(r.rejectionCount, 1);
+  // the decided line the next batch may read before this one commits carries the detail too
+  assert.equal([...r.decided.values()].map((o) => o.status === 'rejected' && typeof o.detail === 'string' && o.detail.length > 0), [true]);
+  // the COPY row ends with the source partition (int4 2) and offset (int8 40)
+  const row = Buffer.from(r.rejections);
+  assert.equal([...row.subarray(row.length - 20)], [0, 0, 0, 4, 0, 0, 0, 2, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 40]);
+});
+
+test('the original is the message at the recorded place, in whatever order the copies come and outside a replay too', () => {
+  // a copy read before the original (another partition, or a dead-lettered copy at a lower offset): duplicate; the original: its status
+  const { outs } = run([[0, 3, withdraw(C, '20.00')], [0, 5, withdraw(C, '20.00')]], { [`${A}/${C}`]: rejectedC }, { 0: 100 });
+  assert.equal(outs.map((o) => o.status), ['duplicate', 'rejected']);
+  // not a replay: the previous owner committed this very message first (a batch redone after a unique violation)
+  const redone = run([[0, 5, withdraw(C, '20.00')]], { [`${A}/${C}`]: rejectedC }, null);
+  assert.equal(redone.outs.map((o) => o.status), ['rejected']);
+});
+
+test.run();
