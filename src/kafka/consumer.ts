@@ -152,6 +152,7 @@ export class GroupConsumer {
         if (this.pausedAll) this.raw.pause(checked.map((s) => ({ topic: s.topic, partition: s.partition })));
         this.setAssigned(tps);
         this.hooks.onAssigned(checked);
+        this.metrics.consumerPartitions.set({ consumer: this.opts.name }, checked.length);
         this.log.info({ consumer: this.opts.name, partitions: checked.map((s) => `${s.partition}@${s.offset}${s.stored ? '' : ' (no stored offset)'}`) }, 'partitions assigned');
         return;
       } catch (e) {
@@ -176,6 +177,7 @@ export class GroupConsumer {
       this.log.error({ err: coerceError(e) }, 'draining before revoke failed');
     }
     this.setAssigned([]);
+    this.metrics.consumerPartitions.set({ consumer: this.opts.name }, 0);
     try { this.raw.unassign(); } catch (e) { this.log.warn({ err: coerceError(e) }, 'unassign failed'); }
     this.log.info({ consumer: this.opts.name, partitions: tps.map((t) => t.partition) }, 'partitions revoked');
   }

@@ -315,6 +315,7 @@ export class LogicalRelay {
 
   private async run(): Promise<void> {
     const { log, metrics } = this.ctx;
+    metrics.relayStreaming.set({ slot: this.opts.slot }, 0);
     for (let attempt = 0; !this.stopping; ) {
       try {
         const slot = await readSlot(this.ctx.pool, this.opts.slot);
@@ -330,6 +331,7 @@ export class LogicalRelay {
           this.budget?.succeeded();
           this.sessionCount++;
           this.isStreaming = true;
+          metrics.relayStreaming.set({ slot: this.opts.slot }, 1);
           this.resumedFrom = slot.confirmedFlushLsn ?? '0/0';
           log.info({ slot: this.opts.slot, from: slot.confirmedFlushLsn }, 'relay streaming');
           this.signalStreaming?.();
@@ -350,6 +352,7 @@ export class LogicalRelay {
       } finally {
         this.session = undefined;
         this.isStreaming = false;
+        metrics.relayStreaming.set({ slot: this.opts.slot }, 0);
       }
       if (this.stopping) break;
       await sleep(Math.max(250, backoffMs(attempt++, 250, 10_000)), undefined, { signal: this.abort.signal }).catch(() => undefined);

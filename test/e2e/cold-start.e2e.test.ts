@@ -89,7 +89,7 @@ test('2. no topic exists, creation off: not ready, naming them; the roles start 
   failed = 'cold-report';
   const r = await rig('coldreport');
   const d = await r.start({ KAFKA_CREATE_TOPICS: 'false' }, { partitions: null });
-  await d.logged('metrics and health server listening', 30000);
+  await d.until(async () => (await d.get('/healthz')).status === 200, 30000, 'the health server');
   const all = [r.topics.commands, r.topics.results, r.topics.dlq, r.topics.events!, r.topics.eventsDlq!];
   const deadline = Date.now() + 30000;
   let body = '';

@@ -35,7 +35,7 @@ test(`${KILLS} SIGKILLs mid-stream: outcomes, event store and projections match 
   await r.tap(oracle);
   let d = await r.start();
   // the slot must exist before the first event commits: a slot created later never decodes what came before it
-  await d.logged('relay streaming', 45000);
+  await d.streaming(45000);
 
   let stop = false;
   const produced = r.stream(oracle, { stop: () => stop, chunk: 100, pauseMs: 250, maxAhead: 20000 });

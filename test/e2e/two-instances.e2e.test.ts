@@ -29,7 +29,7 @@ test('a second instance joins mid-stream, the first is SIGKILLed: partitions and
   await r.tap(oracle);
   const first = await r.start();
   // the slot must exist before the first event commits: a slot created later never decodes what came before it
-  await first.logged('relay streaming', 45000);
+  await first.streaming(45000);
   const slotPid = async (): Promise<number | null | undefined> => {
     // the relay's slot, whatever its name: the only slot of this database
     const { rows } = await r.pg.query<{ active_pid: number | null }>('SELECT active_pid FROM pg_replication_slots WHERE database = current_database()');
@@ -42,8 +42,11 @@ test('a second instance joins mid-stream, the first is SIGKILLed: partitions and
   await sleep(3000);
   const second = await r.start({}, { partitions: null });
   const deadline = Date.now() + 30000;
-  const sharedBy = (consumer: string) => first.owned(consumer).length > 0 && second.owned(consumer).length > 0 && first.owned(consumer).length + second.owned(consumer).length === 4;
-  while (!sharedBy('commands')) {
+  const sharedBy = async (consumer: string) => {
+    const [a, b] = await Promise.all([first.partitionsOwned(consumer), second.partitionsOwned(consumer)]);
+    return a > 0 && b > 0 && a + b === 4;
+  };
+  while (!(await sharedBy('commands').catch(() => false))) {
     if (Date.now() > deadline) throw new Error(`partitions were not shared: first ${first.owned()}, second ${second.owned()}`);
     await sleep(100);
   }
@@ -75,7 +78,7 @@ test('a second instance joins mid-stream, the first is SIGKILLed: partitions and
   const [movedMs, projMovedMs, relayMs] = await Promise.all([
     since(second.assigned(4, 30000)),
     since(second.assigned(4, 60000, 'projections')),
-    since(second.logged('relay streaming', 90000)),
+    since(second.streaming(90000)),
     watchSlot,
   ]);
   await sleep(3000);

@@ -1,11 +1,12 @@
 /**
- * `banking-es start` as a child process for integration tests: waits for its
- * partitions, reads its pino lines, finds its metrics port, samples its RSS,
- * and stops it (SIGTERM, graceful) or kills it (SIGKILL, a crash).
+ * `banking-es start` as a child process for integration tests: waits on
+ * typed state, not on log text (its metrics and /readyz, polled: partitions
+ * owned, the relay streaming, ready), reads its pino lines for assertions,
+ * samples its RSS, and stops it (SIGTERM, graceful) or kills it (SIGKILL, a crash).
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import { spawnCli, waitForExit, waitForOutput } from './stack';
+import { spawnCli, waitForExit } from './stack';
 
 type Cli = ReturnType<typeof spawnCli>;
 
@@ -30,17 +31,45 @@ export class Daemon {
   }
 
   /**
-   * Resolves once a log line says its `consumer` ('commands' or 'projections')
-   * owns `partitions` partitions (a new owner after a SIGKILL waits out the 6 s
-   * session timeout). A daemon running several roles logs one assignment per
-   * consumer, so the consumer name matters.
+   * Resolves once `pred` holds, polled every 100 ms; rejects when the daemon
+   * exits first or after timeoutMs, with `what` and the daemon's output.
+   * A failed poll (the metrics server not up yet) counts as "not yet".
+   */
+  async until(pred: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (!this.alive) throw new Error(`daemon exited (${this.child.exitCode ?? this.child.signalCode}) before ${what}:\n${this.output()}`);
+      if (await pred().catch(() => false)) return;
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}:\n${this.output().slice(-4000)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** Partitions `consumer` ('commands' or 'projections') owns now, by its metrics. */
+  async partitionsOwned(consumer = 'commands'): Promise<number> {
+    return (await this.metric(`banking_es_consumer_partitions_owned{consumer="${consumer}"}`)) ?? 0;
+  }
+
+  /**
+   * Resolves once its `consumer` owns `partitions` partitions, by its metrics
+   * (a new owner after a SIGKILL waits out the 6 s session timeout). A daemon
+   * running several roles has one consumer per role, so the name matters.
    */
   async assigned(partitions = 4, timeoutMs = 30000, consumer = 'commands'): Promise<void> {
-    const owns = () => this.logs().some((l) => l.msg === 'partitions assigned' && l.consumer === consumer && Array.isArray(l.partitions) && l.partitions.length === partitions);
-    await waitForOutput(this.child, (out) => {
-      if (!this.alive) throw new Error(`daemon exited (${this.child.exitCode ?? this.child.signalCode}):\n${out}`);
-      return out.includes('partitions assigned') && owns();
-    }, timeoutMs);
+    await this.until(async () => (await this.partitionsOwned(consumer)) === partitions, timeoutMs, `${consumer} to own ${partitions} partitions`);
+  }
+
+  /** Resolves once its logical relay streams from its slot (whatever the slot's name), by its metrics. */
+  async streaming(timeoutMs = 30000): Promise<void> {
+    await this.until(async () => {
+      const { body } = await this.get('/metrics');
+      return body.split('\n').some((l) => l.startsWith('banking_es_relay_streaming{') && l.endsWith(' 1'));
+    }, timeoutMs, 'the relay to stream');
+  }
+
+  /** Resolves once /readyz answers 200. */
+  async ready(timeoutMs = 30000): Promise<void> {
+    await this.until(async () => (await this.get('/readyz')).status === 200, timeoutMs, '/readyz to answer 200');
   }
 
   metricsPort(): number {
@@ -81,19 +110,7 @@ export class Daemon {
     return Number(m[1]) * 1024;
   }
 
-  /** Resolves once a log line has message `msg` (and passes `pred`); rejects when the daemon exits or after timeoutMs. */
-  async logged(msg: string, timeoutMs = 30000, pred: (l: LogLine) => boolean = () => true): Promise<LogLine> {
-    let hit: LogLine | undefined;
-    await waitForOutput(this.child, (out) => {
-      if (out.includes(msg)) hit = this.logs().find((l) => l.msg === msg && pred(l));
-      if (hit) return true;
-      if (!this.alive) throw new Error(`daemon exited (${this.child.exitCode ?? this.child.signalCode}) before logging "${msg}":\n${out}`);
-      return false;
-    }, timeoutMs);
-    return hit!;
-  }
-
-  /** Partitions of the latest assignment `consumer` logged ([] after a revoke). */
+  /** Partitions of the latest assignment `consumer` logged ([] after a revoke): what a daemon, dead or alive, last owned, for notes. */
   owned(consumer = 'commands'): number[] {
     const a = this.logs().filter((l) => (l.msg === 'partitions assigned' || l.msg === 'partitions revoked') && l.consumer === consumer).pop();
     if (!a || a.msg === 'partitions revoked' || !Array.isArray(a.partitions)) return [];

@@ -88,20 +88,19 @@ export class ProjectionFixture {
   /** A projector child process; resolves once it owns all 4 partitions. */
   async spawnChild(env: Record<string, string> = {}, assignTimeoutMs = 30000): Promise<Child> {
     const file = path.join(packageRoot(), 'dist', 'test', 'helpers', 'projector-child.js');
-    const child = spawn(process.execPath, [file], { env: { ...process.env, ...this.env, LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [file], { env: { ...process.env, ...this.env, LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     let out = '';
     child.stdout!.on('data', (d) => { out += d; });
     child.stderr!.on('data', (d) => { out += d; });
     const c = Object.assign(child, { output: () => out });
     this.children.push(c);
-    const owns = (o: string) => o.split('\n').some((l) => {
-      if (!l.includes('partitions assigned')) return false;
-      try { return (JSON.parse(l) as { partitions?: unknown[] }).partitions?.length === 4; } catch { return false; }
-    });
+    // the child reports the partitions it owns over IPC (projector-child.ts)
+    let owned = 0;
+    child.on('message', (m: { type?: string; count?: number }) => { if (m.type === 'partitions-owned') owned = m.count ?? 0; });
     try {
       await waitForOutput(c, (o) => {
         if (c.exitCode !== null || c.signalCode !== null) throw new Error(`projector child exited (${c.exitCode ?? c.signalCode}):\n${o}`);
-        return owns(o);
+        return owned === 4;
       }, assignTimeoutMs);
     } catch (e) {
       child.kill('SIGKILL');
