@@ -17,7 +17,7 @@ import { CopyWriter } from '../src/codec/pgcopy';
 import { copyIn } from '../src/db/sql/copy-in';
 import { upsertOffsets } from '../src/db/sql/consumer-offsets';
 import { upsertAccountProjections } from '../src/db/sql/upsert-account-projections';
-import { TRANSACTION_COLUMNS } from '../src/pipeline/projections/project-shard';
+import { TRANSACTION_COLUMNS } from '../src/codec/rows';
 
 const [brokers, events, dbUrl] = process.argv.slice(2);
 const GROUP = `projection-limit-${process.pid}`;

@@ -49,6 +49,16 @@ export function redisIsReady(client: Redis | undefined): boolean {
   return client !== undefined && client.status === 'ready';
 }
 
+/** Resolves once the client is ready, or after `ms` (a one-shot command then runs without Redis). */
+export async function waitRedisReady(redis: Redis, ms: number): Promise<void> {
+  if (redis.status === 'ready') return;
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() { clearTimeout(t); redis.off('ready', done); resolve(); }
+    redis.once('ready', done);
+  });
+}
+
 /**
  * Marks each (account, command) pair as seen in the instances' shared window
  * (SET NX with a time to live) and returns the indexes of the pairs some

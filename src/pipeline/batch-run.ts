@@ -22,23 +22,28 @@
  *   prepare  --prepared-->   commit
  *   prepare  --failed-->     (as commit --failed-->)
  *   commit   --committed-->  done
- *   commit   --redo-->       prepare (careful), or as --failed(conflict)--> past maxRedos in a row
- *   commit   --gated-->      wait (gate)
+ *   commit   --redo-->       prepare (careful), or as --failed(conflict)--> past maxRedos redos
+ *   commit   --gated-->      wait (gate), or abandoned (stopping, past 3 attempts)
  *   commit   --failed-->     isolate (poison, more than one message) | canary (poison, one)
  *                            | halted (fatal) | abandoned (stopping: fatal or past 3 attempts)
  *                            | wait (backoff; transient, conflict, unknown)
  *   wait     --waited-->     prepare
  *   canary   --canary ok-->  dead-letter;  --canary failed--> wait (backoff, class unknown)
- *   isolate, dead-letter, halted --finished--> done | abandoned
- *   any      --abandon-->    abandoned (an earlier batch was abandoned)
+ *   isolate, dead-letter --finished--> done | abandoned
+ *   halted   --finished-->   abandoned
+ *   any      --abandon-->    abandoned (an earlier batch was abandoned; a batch already done stays done)
  *
- * Invariants, asserted at each transition:
- *   - done and abandoned are final;
+ * Invariants, asserted after each transition (a broken one throws: the
+ * runner then halts the role rather than commit on a wrong assumption):
+ *   - done and abandoned are final: no step is taken from them;
  *   - `careful` never turns back to false: once a batch was redone from
  *     Postgres, every later attempt of it is;
- *   - `clean` is true only while no attempt has failed, been redone or waited;
- *   - nothing is retried unseen: every backoff is a counted failure, and a
- *     redo streak longer than maxRedos counts as one.
+ *   - `clean` only while the first attempt, on the preparation made ahead,
+ *     is the only one;
+ *   - nothing is retried unseen: every backoff is a counted failure, and
+ *     every redo past maxRedos (over the whole run) counts as one;
+ *   - at shutdown nothing waits forever: past 3 attempts a failing or gated
+ *     batch is abandoned (it is redone after the restart).
  */
 import type { ErrorClass } from '../errors';
 
@@ -70,7 +75,7 @@ export class BatchRun {
   /**
    * @param size messages in the batch (or part of one)
    * @param ahead a preparation made ahead of time is in hand (the run starts at commit)
-   * @param maxRedos careful redos in a row before one counts as a failed attempt
+   * @param maxRedos careful redos before each further one counts as a failed attempt
    */
   constructor(readonly size: number, ahead: boolean, private readonly maxRedos: number) {
     this.current = ahead ? 'commit' : 'prepare';
@@ -90,11 +95,13 @@ export class BatchRun {
   prepared(): void {
     this.expect('prepare');
     this.current = 'commit';
+    this.invariants();
   }
 
   /** The outcome of preparing (only `failed`) or committing. */
   attempted(a: Attempt, stopping: boolean): BatchState {
     this.expect(a.kind === 'failed' ? 'prepare' : 'commit', 'commit');
+    const wasCareful = this.isCareful;
     this.attempts++;
     switch (a.kind) {
       case 'committed':
@@ -110,6 +117,10 @@ export class BatchRun {
         this.isClean = false;
         this.isCareful = true;
         this.gates++;
+        if (stopping && this.attempts > ATTEMPTS_AT_SHUTDOWN) {
+          this.current = 'abandoned';
+          break;
+        }
         this.waitingFor = 'gate';
         this.current = 'wait';
         break;
@@ -117,15 +128,17 @@ export class BatchRun {
         this.fail(a.errorClass, stopping);
         break;
     }
+    if (wasCareful && !this.isCareful) throw new Error('BatchRun: a careful batch turned careless');
+    this.invariants();
     return this.current;
   }
 
   waited(): void {
     this.expect('wait');
     if (this.waitingFor === 'backoff') this.gates = 0;
-    this.redos = 0;
     this.waitingFor = null;
     this.current = 'prepare';
+    this.invariants();
   }
 
   /** Whether the known-good batch committed: the lone message is poison, or the store is at fault. */
@@ -133,15 +146,17 @@ export class BatchRun {
     this.expect('canary');
     if (committed) this.current = 'dead-letter';
     else this.backoff('unknown');
+    this.invariants();
   }
 
-  /** The halves, the dead letter or the halt came to this. */
+  /** What the halves or the dead letter came to; a halt comes only to abandoned. */
   finished(result: 'done' | 'abandoned'): void {
-    this.expect('isolate', 'dead-letter', 'halted');
+    this.expect(...(result === 'done' ? ['isolate', 'dead-letter'] as const : ['isolate', 'dead-letter', 'halted'] as const));
     this.current = result;
+    this.invariants();
   }
 
-  /** An earlier batch was abandoned: this one may not commit either. */
+  /** An earlier batch was abandoned: this one may not commit either (one already done stays done). */
   abandon(): void {
     if (this.current !== 'done') this.current = 'abandoned';
   }
@@ -161,7 +176,13 @@ export class BatchRun {
     this.current = 'wait';
   }
 
-  private expect(...states: BatchState[]): void {
+  private invariants(): void {
+    if (this.isClean && this.attempts > 1) throw new Error(`BatchRun: clean after ${this.attempts} attempts`);
+    if (this.current === 'wait' && this.waitingFor === null) throw new Error('BatchRun: waiting for nothing');
+    if (this.current !== 'wait' && this.waitingFor !== null) throw new Error(`BatchRun: ${this.current} while waiting for a ${this.waitingFor}`);
+  }
+
+  private expect(...states: readonly BatchState[]): void {
     if (!states.includes(this.current)) throw new Error(`BatchRun: ${this.current} cannot take this step (expected ${states.join(' or ')})`);
   }
 }

@@ -20,11 +20,17 @@ import type { DeadLetterSender } from './dead-letter';
 import type { PartitionOffsets } from './partition-offsets';
 import type { Batch, PipelineRole } from './role';
 
+/** The cause a redo streak past maxRedos is reported with, when no unique violation named one. */
+class KeyConflict extends Error {
+  readonly code = 'CONFLICT';
+  constructor() {
+    super('the batch keeps meeting rows another writer already holds; redone carefully, it conflicts again');
+  }
+}
+
 /** How a batch (or part of one) ended: committed as first prepared, committed after a redo or retry, or not at all. */
 export type RunResult = 'clean' | 'committed' | 'abandoned';
 
-/** The canary's messages claim a partition no topic has (partitions are int32 and counted from 0); its transaction is rolled back. */
-export const CANARY_PARTITION = 0x7fffffff;
 /** How long a canary that committed vouches for the schema. */
 const CANARY_VALID_MS = 5000;
 
@@ -36,20 +42,17 @@ export interface RunnerContext {
   metrics: Metrics;
 }
 
-export class BatchRunner<B extends Batch, P, L> {
+export class BatchRunner<Item, B extends Batch, P, L> {
   private stopping = false;
   /** set once a batch was abandoned (a fatal error, or giving up at shutdown): nothing after it may commit */
-  private halted = false;
+  private abandoned = false;
   private canaryPassedAt = 0;
   private gateLogged: string | null = null;
   private stopped!: () => void;
   /** resolves when stop() begins: a role halted by a fatal error waits for it instead of retrying */
   private readonly stopRequested = new Promise<void>((r) => { this.stopped = r; });
-  /** "message"/"event": how logs name one of the role's messages */
-  private readonly noun: string;
-
   constructor(
-    private readonly role: PipelineRole<unknown, B, P, L>,
+    private readonly role: PipelineRole<Item, B, P, L>,
     private readonly ctx: RunnerContext,
     private readonly budget: RetryBudget,
     private readonly offsets: PartitionOffsets,
@@ -58,12 +61,11 @@ export class BatchRunner<B extends Batch, P, L> {
     private readonly onCommitted: (next: ReadonlyMap<number, number>) => void,
     /** a fatal error: stop consuming until the role is stopped */
     private readonly pause: () => void,
-  ) {
-    this.noun = role.settings.name === 'commands' ? 'message' : 'event';
-  }
+  ) {}
 
-  get isHalted(): boolean {
-    return this.halted;
+  /** A batch was abandoned: nothing after it commits, and consumption stays paused. */
+  get isAbandoned(): boolean {
+    return this.abandoned;
   }
 
   /** The role is stopping: give up retrying soon, and release a halted batch. */
@@ -74,13 +76,25 @@ export class BatchRunner<B extends Batch, P, L> {
 
   /** Commits `batch` (or a part of one) as number `seq`, from `first` when it was prepared ahead. Never rejects. */
   async run(batch: B, seq: number, first?: P): Promise<RunResult> {
+    try {
+      return await this.steps(batch, seq, first);
+    } catch (e) {
+      // a broken invariant of the state machine, or a role's bug: committing on would rest on a wrong assumption
+      this.budget.failed(e, 'fatal', `a batch of ${batch.count} ${this.role.settings.noun}s (internal error)`);
+      this.pause();
+      return this.giveUp(e, 'an internal error stopped the pipeline; the batch and every later one are redone on restart');
+    }
+  }
+
+  private async steps(batch: B, seq: number, first?: P): Promise<RunResult> {
     const { role } = this;
+    const what = `a batch of ${batch.count} ${role.settings.noun}s`;
     const run = new BatchRun(batch.count, first !== undefined, role.settings.maxRedos);
     let prepared = first;
     let learned: L | undefined;
     let cause: unknown;
     for (;;) {
-      if (this.halted) run.abandon();
+      if (this.abandoned) run.abandon();
       switch (run.state) {
         case 'prepare':
           try {
@@ -102,7 +116,11 @@ export class BatchRunner<B extends Batch, P, L> {
             prepared = undefined;
           }
           if (t.kind === 'redo') {
-            if (t.uniqueViolation) this.ctx.metrics.occConflicts.inc();
+            cause = t.error ?? new KeyConflict();
+            if (t.error !== undefined) {
+              this.ctx.metrics.occConflicts.inc();
+              this.ctx.log.info({ err: coerceError(t.error) }, `rows of ${what} already written by another writer; redoing it carefully, from what Postgres holds`);
+            }
             if (role.learn) {
               try {
                 learned = await role.learn(p, learned);
@@ -124,7 +142,7 @@ export class BatchRunner<B extends Batch, P, L> {
             this.ctx.metrics.retries.inc({ component: role.settings.name, code: this.gateLogged ?? 'gate' });
             await sleep(250 + backoffMs(Math.min(run.gatesInARow - 1, 4), 100, 2000));
           } else {
-            await sleep(this.budget.failed(cause, run.errorClass!, `a batch of ${batch.count} ${this.noun}s`));
+            await sleep(this.budget.failed(cause, run.errorClass!, what));
           }
           run.waited();
           break;
@@ -138,15 +156,15 @@ export class BatchRunner<B extends Batch, P, L> {
           run.finished(await this.deadLetterPoison(batch, seq, cause));
           break;
         case 'halted':
-          this.budget.failed(cause, 'fatal', `a batch of ${batch.count} ${this.noun}s`);
+          this.budget.failed(cause, 'fatal', what);
           this.pause();
           await this.stopRequested;
-          run.finished(this.halt(cause, 'stopped by a fatal error; the batch and every later one are redone on restart'));
+          run.finished(this.giveUp(cause, 'stopped by a fatal error; the batch and every later one are redone on restart'));
           break;
         case 'done':
           return run.clean ? 'clean' : 'committed';
         case 'abandoned':
-          return this.halt(cause, 'giving up on a batch at shutdown; its offsets and every later batch\'s were not committed, so they are redone on restart');
+          return this.giveUp(cause, 'giving up on a batch at shutdown; its offsets and every later batch\'s were not committed, so they are redone on restart');
       }
     }
   }
@@ -154,6 +172,7 @@ export class BatchRunner<B extends Batch, P, L> {
   /** Sends the preparation's dead letters (acknowledged before their offsets commit, so none is lost), then writes it with its offsets. */
   private async commit(p: P, next: ReadonlyMap<number, number>, dryRun = false): Promise<TransactionResult> {
     const { role } = this;
+    if (role.mustRedo?.(p)) return { kind: 'redo' };
     try {
       await Promise.all(role.deadLetters(p).map((d) => this.letters.send(d.message, { code: d.code, message: d.reason })));
     } catch (error) {
@@ -178,9 +197,10 @@ export class BatchRunner<B extends Batch, P, L> {
     this.onCommitted(next);
   }
 
-  private halt(e: unknown, why: string): 'abandoned' {
-    if (!this.halted) this.ctx.log.error({ err: coerceError(e), errorClass: classifyError(e) }, why);
-    this.halted = true;
+  /** This batch is abandoned, and with it every later one (logged once). */
+  private giveUp(e: unknown, why: string): 'abandoned' {
+    if (!this.abandoned) this.ctx.log.error({ err: coerceError(e), errorClass: classifyError(e) }, why);
+    this.abandoned = true;
     return 'abandoned';
   }
 
@@ -191,8 +211,9 @@ export class BatchRunner<B extends Batch, P, L> {
    * culprit stands alone (Kafka Connect's sinks "unwrap the batch" the same way).
    */
   private async isolate(batch: B, seq: number, cause: unknown): Promise<'done' | 'abandoned'> {
+    const from = this.role.first(batch);
+    this.ctx.log.warn({ err: coerceError(cause), messages: batch.count, from: `${from.partition}:${from.offset}` }, `a batch failed on its content; splitting it to isolate the ${this.role.settings.noun}`);
     const [a, b] = this.role.halves(batch);
-    this.ctx.log.warn({ err: coerceError(cause), messages: batch.count }, `a batch failed on its content; splitting it to isolate the ${this.noun}`);
     for (const half of [a, b]) if ((await this.run(half, seq)) === 'abandoned') return 'abandoned';
     return 'done';
   }
@@ -221,31 +242,29 @@ export class BatchRunner<B extends Batch, P, L> {
       this.canaryPassedAt = Date.now();
       return true;
     }
-    this.ctx.log.warn({ err: t.kind === 'failed' ? coerceError(t.error) : undefined, result: t.kind }, `a known-good batch fails to commit too: not dead-lettering the ${this.noun}`);
+    this.ctx.log.warn({ err: t.kind === 'failed' ? coerceError(t.error) : undefined, result: t.kind }, `a known-good batch fails to commit too: not dead-lettering the ${this.role.settings.noun}`);
     return false;
   }
 
   /** Dead-letters the lone poison message (with its error class and SQLSTATE), then commits its offset alone. */
   private async deadLetterPoison(batch: B, seq: number, cause: unknown): Promise<'done' | 'abandoned'> {
-    const m = this.role.lone(batch);
+    const m = this.role.first(batch);
     const err = coerceError(cause);
     const sqlstate = errorCodeOf(cause);
     // a replayed offset was dead-lettered before the offset past it committed
     const replayed = m.offset < (this.offsets.committed.get(m.partition) ?? -1);
-    if (!replayed) this.ctx.log.error({ err, sqlstate, partition: m.partition, offset: m.offset }, `poison ${this.noun} isolated: its content fails the commit; dead-lettered, the partition goes on`);
+    // one text for both roles (tests and alerts match it), the topic says which
+    if (!replayed) this.ctx.log.error({ err, sqlstate, topic: this.role.settings.topic, partition: m.partition, offset: m.offset }, 'poison message isolated: its content fails the commit; dead-lettered, the partition goes on');
     const { group, topic } = this.role.settings;
     const next = new Map([[m.partition, m.offset + 1]]);
-    const failure = await this.budget.untilDone(`dead-lettering a poison ${this.noun}`, async () => {
+    const failure = await this.budget.untilDone(`dead-lettering a poison ${this.role.settings.noun}`, async () => {
       if (!replayed) await this.letters.send(m, { code: 'POISON', message: err.message, sqlstate });
       await upsertOffsets(this.ctx.pool, group, topic, [{ partition: m.partition, next: m.offset + 1, published: this.role.publishedOffset?.(m.partition) ?? null }]);
-    }, () => this.stopping || this.halted);
-    if (failure !== undefined) {
-      this.halt(failure, `could not commit past a dead-lettered ${this.noun}; it and every later batch are redone on restart`);
-      return 'abandoned';
-    }
+    }, () => this.stopping || this.abandoned);
+    if (failure !== undefined) return this.giveUp(failure, `could not commit past a dead-lettered ${this.role.settings.noun}; it and every later batch are redone on restart`);
     // what the failed attempts prepared for this seq is stale: the next part loads afresh
     this.role.abandon(seq);
-    this.role.committedPast(seq, next);
+    this.role.committedPast?.(seq, next);
     this.advance(next);
     return 'done';
   }

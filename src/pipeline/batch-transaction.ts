@@ -7,12 +7,14 @@
  */
 import type { Pool, PoolClient } from 'pg';
 import { upsertOffsets } from '../db/sql/consumer-offsets';
+import { begin, commit, rollback } from '../db/sql/transaction';
 import { classifyError, type ErrorClass } from '../errors';
 import type { WriteResult } from './role';
 
 export type TransactionResult =
   | { kind: 'committed' }
-  | { kind: 'redo'; uniqueViolation: boolean }
+  /** `error`: the unique violation, when that is what asked for the redo (not the role) */
+  | { kind: 'redo'; error?: unknown }
   | { kind: 'gated'; gate: string; why: string }
   | { kind: 'failed'; error: unknown; errorClass: ErrorClass };
 
@@ -32,21 +34,21 @@ export async function inTransaction(
   }
   let result: TransactionResult;
   try {
-    await client.query('BEGIN');
+    await begin(client);
     const written = await write(client);
     if (written === 'written') {
       await upsertOffsets(client, offsets.group, offsets.topic, offsets.rows);
-      if (dryRun) await client.query('ROLLBACK');
-      else await client.query('COMMIT');
+      if (dryRun) await rollback(client);
+      else await commit(client);
       client.release();
       return { kind: 'committed' };
     }
-    result = written === 'redo' ? { kind: 'redo', uniqueViolation: false } : { kind: 'gated', gate: written.gated, why: written.why };
+    result = written === 'redo' ? { kind: 'redo' } : { kind: 'gated', gate: written.gated, why: written.why };
   } catch (error) {
     const errorClass = classifyError(error);
-    result = errorClass === 'conflict' ? { kind: 'redo', uniqueViolation: true } : { kind: 'failed', error, errorClass };
+    result = errorClass === 'conflict' ? { kind: 'redo', error } : { kind: 'failed', error, errorClass };
   }
-  await client.query('ROLLBACK').catch(() => undefined);
+  await rollback(client);
   // a connection that failed transiently may be broken: destroyed rather than pooled again
   client.release(result.kind === 'failed' && result.errorClass === 'transient' ? coerce(result.error) : undefined);
   return result;

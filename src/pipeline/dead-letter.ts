@@ -16,8 +16,8 @@ import type { ProducerClient } from '../kafka/producer';
 export type Headers = Array<Record<string, string | Buffer>>;
 
 export interface DeadMessage {
-  key: Buffer | string | null | undefined;
-  value: Buffer | null | undefined;
+  key: Buffer | string | null;
+  value: Buffer | null;
   headers: Headers;
   partition: number;
   offset: number;

@@ -22,7 +22,7 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
   private readonly consumer: GroupConsumer;
   private readonly sink: BatchSink<Item>;
   private readonly chain: CommitChain<P>;
-  private readonly runner: BatchRunner<B, P, L>;
+  private readonly runner: BatchRunner<Item, B, P, L>;
   private readonly offsets: PartitionOffsets;
   private readonly letters: DeadLetterSender;
   private readonly utilTimer: NodeJS.Timeout;
@@ -34,7 +34,7 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
     this.offsets = new PartitionOffsets(s.group, s.topic, config.kafka.autoOffsetReset === 'latest' ? 'latest' : 'earliest');
     this.letters = new DeadLetterSender(ctx.producer, s.dlqTopic, s.topic, (code) => metrics.dlq.inc({ topic: s.dlqTopic, reason: code }));
     const budget = new RetryBudget(s.name, ctx, config.pipeline.maxRetries);
-    this.runner = new BatchRunner(role as PipelineRole<unknown, B, P, L>, ctx, budget, this.offsets, this.letters, (next) => this.committed(next), () => this.setPaused(true));
+    this.runner = new BatchRunner(role, ctx, budget, this.offsets, this.letters, (next) => this.committed(next), () => this.setPaused(true));
     this.chain = new CommitChain<P>((seq) => role.abandon(seq));
     this.sink = new BatchSink<Item>(s.batchTimeMs, s.batchSize, (items) => this.handleBatch(items), role.weight?.bind(role));
     this.consumer = new GroupConsumer(config, log, metrics, { groupId: s.group, topic: s.topic, name: s.name, consumeBatch: s.consumeBatch }, {
@@ -63,7 +63,7 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
     await this.consumer.stop();
     await this.drain(this.ctx.config.shutdown.timeoutMs);
     this.sink.close();
-    await this.role.drained?.().catch((e: unknown) => this.ctx.log.warn({ err: coerceError(e) }, `the ${name} role could not finish flushing at shutdown`));
+    await this.role.drained?.(this.offsets.committed).catch((e: unknown) => this.ctx.log.warn({ err: coerceError(e) }, `the ${name} role could not finish flushing at shutdown`));
     await this.consumer.close();
     await this.role.workers.close();
     this.ctx.health.remove(`${name}-consumer`);
@@ -103,19 +103,23 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
     const batch = this.role.batchOf(items);
     await this.chain.next(
       (seq) => this.role.prepare(batch, seq, { careful: false, learned: undefined, committedNext: this.offsets.committed }),
-      async (seq, first) => (await this.finish(batch, await this.runner.run(batch, seq, first), started)) === 'clean',
+      async (seq, first) => {
+        const result = await this.runner.run(batch, seq, first);
+        this.finished(batch, started);
+        return result === 'clean';
+      },
     );
   }
 
-  private finish<R>(batch: B, result: R, started: bigint): R {
+  /** A batch left the pipeline (committed or abandoned): in-flight accounting, batch metrics, backpressure released below half. */
+  private finished(batch: B, started: bigint): void {
     const { metrics } = this.ctx;
     const { name, maxInFlight } = this.role.settings;
     this.inFlight -= batch.count;
     metrics.inFlight.set({ pipeline: name }, this.inFlight);
     metrics.batchSize.observe({ sink: name }, batch.count);
     metrics.flushDuration.observe({ sink: name }, Number(process.hrtime.bigint() - started) / 1e9);
-    if (this.inFlight <= maxInFlight / 2 && !this.runner.isHalted) this.setPaused(false);
-    return result;
+    if (this.inFlight <= maxInFlight / 2 && !this.runner.isAbandoned) this.setPaused(false);
   }
 
   /** Offsets up to `next` committed in Postgres: Kafka's copy for lag tooling, and the lag gauge. */

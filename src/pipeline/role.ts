@@ -9,9 +9,14 @@ import type { PoolClient } from 'pg';
 import type { Message } from '../kafka/consumer';
 import type { DeadMessage } from './dead-letter';
 
+/** The canary's messages claim a partition no topic has (partitions are int32 and counted from 0); its transaction is rolled back. */
+export const CANARY_PARTITION = 0x7fffffff;
+
 export interface RoleSettings {
   /** the role's name: metric labels, the readiness probes `<name>-consumer` and `<name>-pipeline` */
-  name: 'commands' | 'projections';
+  name: string;
+  /** what logs call one of its messages ('command', 'event') */
+  noun: string;
   topic: string;
   group: string;
   dlqTopic: string;
@@ -20,7 +25,7 @@ export interface RoleSettings {
   maxInFlight: number;
   /** messages per consume call (default the consumer's) */
   consumeBatch?: number;
-  /** careful redos in a row before one counts as a failed attempt */
+  /** careful redos of a batch before each further one counts as a failed attempt */
   maxRedos: number;
 }
 
@@ -58,8 +63,8 @@ export interface PipelineRole<Item, B extends Batch, P, L = never> {
   batchOf(items: Item[]): B;
   /** The batch in two halves, in offset order (to isolate a poison message). */
   halves(batch: B): [B, B];
-  /** A batch of one message: that message. */
-  lone(batch: B): DeadMessage;
+  /** The batch's first message in offset order (of a lone poison message: that message). */
+  first(batch: B): DeadMessage;
   /** A known-good batch on partition CANARY_PARTITION; its transaction is rolled back. */
   canary(): B;
 
@@ -69,19 +74,21 @@ export interface PipelineRole<Item, B extends Batch, P, L = never> {
   assigned?(partitions: number[]): void;
 
   prepare(batch: B, seq: number, how: Preparation<L>): Promise<P>;
+  /** A preparation to redo carefully before anything of it is written (commands: it replays offsets). */
+  mustRedo?(p: P): boolean;
   deadLetters(p: P): DeadLetter[];
   /** Writes the preparation's rows inside the core's transaction (the offsets follow it). */
   write(client: PoolClient, p: P): Promise<WriteResult>;
   /** Reads, after a redo, what Postgres holds for the batch; passed to the next preparation. */
   learn?(p: P, before: L | undefined): Promise<L>;
-  /** The preparation committed with offsets up to `next`: caches, metrics, outcomes. */
+  /** Batch `seq` committed as `p` prepared it: caches, metrics, outcomes. */
   committed(p: P, seq: number): void;
-  /** A dead-lettered message was committed past, alone (its offsets up to `next`). */
-  committedPast(seq: number, next: ReadonlyMap<number, number>): void;
+  /** A dead-lettered message was committed past, alone (offsets up to `next`). */
+  committedPast?(seq: number, next: ReadonlyMap<number, number>): void;
   /** Batch `seq` and every later one will not commit as prepared; `discarded` is the failed preparation. */
   abandon(seq: number, discarded?: P): void;
   /** The offset up to which outcomes reached Kafka, stored beside the committed offset (commands). */
   publishedOffset?(partition: number): number | null;
-  /** Everything consumed has committed (at stop): flush what the role still holds. */
-  drained?(): Promise<void>;
+  /** Everything consumed has committed (at stop), up to `committed`: flush what the role still holds. */
+  drained?(committed: ReadonlyMap<number, number>): Promise<void>;
 }

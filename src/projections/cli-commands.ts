@@ -10,7 +10,7 @@ import { createPool } from '../db/pool';
 import { migrate } from '../db/migrate';
 import { createMetrics } from '../metrics';
 import { Registry } from 'prom-client';
-import { createRedis, type RedisClient } from '../redis';
+import { createRedis, waitRedisReady, type RedisClient } from '../redis';
 import { isUuid } from '../codec/command';
 import { coerceError } from '../errors';
 import { rebuildProjections, RebuildLockedError, type RebuildProgress } from './rebuild';
@@ -28,15 +28,6 @@ export function progressLine(p: RebuildProgress, width = 30): string {
   const ratio = p.total > 0 ? Math.min(1, p.done / p.total) : 1;
   const filled = Math.round(ratio * width);
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(ratio * 100).toFixed(1).padStart(5)}%  ${p.done}/${p.total} events  ETA ${duration(p.etaSeconds)}`;
-}
-
-async function waitRedisReady(redis: RedisClient, ms: number): Promise<void> {
-  if (redis.status === 'ready') return;
-  await new Promise<void>((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() { clearTimeout(t); redis.off('ready', done); resolve(); }
-    redis.once('ready', done);
-  });
 }
 
 export async function runRebuildCommand(config: Config, log: Logger, opts: { batchSize?: number; stderr?: NodeJS.WritableStream } = {}): Promise<number> {

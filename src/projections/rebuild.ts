@@ -39,12 +39,14 @@ import { upsertAccountProjections } from '../db/sql/upsert-account-projections';
 import {
   advanceRebuild, beginRebuild, findRunningRebuild, finishRebuild, resumeRebuild,
   LOCK_PROJECTION_REBUILD, type RebuildCheckpoint,
-  tryRebuildLock, holdProjectionWrites, releaseSessionLocks, inTransaction,
+  tryRebuildLock, holdProjectionWrites, releaseSessionLocks,
 } from '../db/sql/projection-rebuilds';
 import { countEvents, readEventsInOrder } from '../db/sql/events-in-order';
+import { inTransaction } from '../db/sql/transaction';
 import { coerceError } from '../errors';
 import { Packer } from '../pipeline/pack';
-import { projectShard, TRANSACTION_COLUMNS } from '../pipeline/projections/project-shard';
+import { TRANSACTION_COLUMNS } from '../codec/rows';
+import { projectShard } from '../pipeline/projections/project-shard';
 import { acquireRedisLock, redisLockHolder, type RedisLock } from '../redis';
 
 export const REBUILD_REDIS_KEY = 'bes:lock:projection-rebuild';

@@ -32,7 +32,7 @@ const ALLOWED_INTERPOLATIONS: Record<string, Record<string, string>> = {
     "table === 'events' ? 'events' : 'command_rejections'": 'one of two literal table names',
   },
   'db/sql/upsert-account-projections.ts': {
-    ACCOUNT_STAGING_COLUMNS: 'column-list constant from pipeline/projections/project-shard.ts',
+    ACCOUNT_STAGING_COLUMNS: 'column-list constant from codec/rows.ts',
   },
   'db/sql/poller-index.ts': {
     POLLER_INDEX: 'index-name constant',

@@ -43,7 +43,7 @@ test('a redo prepares again carefully, and careful never turns back', () => {
   assert.not.ok(r.clean, 'redone: not clean');
 });
 
-test('a redo streak past maxRedos counts as a failed attempt (class conflict), and a backoff resets the streak', () => {
+test('redos past maxRedos count as failed attempts (class conflict), each backed off, for the rest of the run', () => {
   const r = new BatchRun(10, true, 2);
   assert.is(r.attempted(redo, false), 'prepare');
   r.prepared();
@@ -53,8 +53,12 @@ test('a redo streak past maxRedos counts as a failed attempt (class conflict), a
   assert.is(r.waitFor, 'backoff');
   assert.is(r.errorClass, 'conflict');
   r.waited();
+  assert.ok(r.careful, 'prepared again carefully');
   r.prepared();
-  assert.is(r.attempted(redo, false), 'prepare', 'a new streak after the backoff');
+  assert.is(r.attempted(redo, false), 'wait', 'no free redo after a backoff: a conflict that survives careful redos is a fault');
+  r.waited();
+  r.prepared();
+  assert.is(r.attempted(committed, false), 'done');
 });
 
 test('a gate is waited out without counting as a failure, then the batch is prepared carefully', () => {
@@ -115,6 +119,27 @@ test('a failure while preparing is acted on like one while committing', () => {
   assert.is(r.attempted(failed('poison'), false), 'isolate');
 });
 
+test('at shutdown a gated batch is abandoned past three attempts too: a rebuild never holds a stop', () => {
+  const r = new BatchRun(3, true, 3);
+  const seen: BatchState[] = [];
+  for (let i = 0; i < 4; i++) {
+    seen.push(r.attempted(gated, true));
+    if (r.state === 'wait') { r.waited(); r.prepared(); }
+  }
+  assert.equal(seen, ['wait', 'wait', 'wait', 'abandoned']);
+});
+
+test('at shutdown redos past maxRedos are failures, so they end abandoned as well', () => {
+  const r = new BatchRun(3, true, 1);
+  const seen: BatchState[] = [];
+  for (let i = 0; i < 5 && r.state !== 'abandoned'; i++) {
+    seen.push(r.attempted(redo, true));
+    if (r.state === 'wait') r.waited();
+    if (r.state === 'prepare') r.prepared();
+  }
+  assert.equal(seen, ['prepare', 'wait', 'wait', 'abandoned']);
+});
+
 test('at shutdown a fatal error abandons at once, and any failure past three attempts does', () => {
   const fatal = new BatchRun(3, true, 3);
   assert.is(fatal.attempted(failed('fatal'), true), 'abandoned');
@@ -138,12 +163,20 @@ test('an earlier batch abandoned abandons this one, but never undoes a commit', 
   assert.is(d.state, 'done');
 });
 
+test('a halt ends only abandoned, never done', () => {
+  const r = new BatchRun(3, true, 3);
+  r.attempted(failed('fatal'), false);
+  assert.throws(() => r.finished('done'), /halted cannot take this step/);
+  r.finished('abandoned');
+  assert.is(r.state, 'abandoned');
+});
+
 test('steps out of turn are refused, and final states are final', () => {
   const r = new BatchRun(3, true, 3);
   assert.throws(() => r.prepared(), /commit cannot take this step/);
   assert.throws(() => r.waited(), /expected wait/);
   assert.throws(() => r.canary(true), /expected canary/);
-  assert.throws(() => r.finished('done'), /expected isolate or dead-letter or halted/);
+  assert.throws(() => r.finished('done'), /expected isolate or dead-letter\)/);
   r.attempted(committed, false);
   assert.throws(() => r.attempted(committed, false), /done cannot take this step/);
   const p = new BatchRun(3, false, 3);

@@ -91,16 +91,3 @@ export async function holdProjectionWrites(client: PoolClient): Promise<void> {
 export async function releaseSessionLocks(client: PoolClient): Promise<void> {
   await client.query('SELECT pg_advisory_unlock_all()');
 }
-
-/** Runs `fn` in a transaction on `client`: committed when it resolves, rolled back when it throws. */
-export async function inTransaction<T>(client: PoolClient, fn: () => Promise<T>): Promise<T> {
-  await client.query('BEGIN');
-  try {
-    const r = await fn();
-    await client.query('COMMIT');
-    return r;
-  } catch (e) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw e;
-  }
-}

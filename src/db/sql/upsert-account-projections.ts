@@ -1,6 +1,6 @@
 import type { PoolClient } from 'pg';
 import { copyIn } from './copy-in';
-import { ACCOUNT_STAGING_COLUMNS } from '../../pipeline/projections/project-shard';
+import { ACCOUNT_STAGING_COLUMNS } from '../../codec/rows';
 
 /**
  * Folded account rows (binary COPY, one per account) into account_projections

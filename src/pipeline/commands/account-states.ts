@@ -17,11 +17,11 @@ export class AccountStates {
 
   constructor(private readonly maxSize: number, private readonly log: Logger, private readonly redis?: RedisClient, private readonly ttlMs = 3_600_000) {}
 
-  /** States of `ids` that exist (absent = account does not exist) as batch `seq` must see them. `fresh` skips the caches. */
-  async load(db: Pool | PoolClient, ids: string[], seq: number, fresh = false): Promise<Map<string, AccountState>> {
+  /** States of `ids` that exist (absent = account does not exist) as batch `seq` must see them. `careful` skips the caches (reads Postgres). */
+  async load(db: Pool | PoolClient, ids: string[], seq: number, careful = false): Promise<Map<string, AccountState>> {
     const out = new Map<string, AccountState>();
     let missing: string[] = [];
-    if (fresh) missing = ids;
+    if (careful) missing = ids;
     else {
       for (const id of ids) {
         const p = this.pending.get(id);
@@ -30,7 +30,7 @@ export class AccountStates {
         else missing.push(id);
       }
     }
-    if (missing.length && !fresh && redisIsReady(this.redis)) {
+    if (missing.length && !careful && redisIsReady(this.redis)) {
       try {
         const cached = await readCachedStates(this.redis!, missing);
         const still: string[] = [];

@@ -22,16 +22,15 @@ import { shardOf } from '../../codec/hash';
 import { coerceError } from '../../errors';
 import type { AccountState } from '../../domain/types';
 import { upsertOffsets } from '../../db/sql/consumer-offsets';
-import { CANARY_PARTITION } from '../batch-runner';
 import type { DeadMessage, Headers } from '../dead-letter';
 import { Packer, forEachRecord } from '../pack';
-import type { Batch, DeadLetter, PipelineRole, Preparation, RoleSettings, WriteResult } from '../role';
+import { CANARY_PARTITION, type Batch, type DeadLetter, type PipelineRole, type Preparation, type RoleSettings, type WriteResult } from '../role';
 import { createWorkerPool, type WorkerPool } from '../worker-pool';
 import { AccountStates } from './account-states';
-import { EVENT_COLUMNS, REJECTION_COLUMNS, decideShard, type KnownOutcome, type ShardResult, type ShardTask } from './decide-shard';
+import { EVENT_COLUMNS, REJECTION_COLUMNS } from '../../codec/rows';
+import { decideShard, type KnownOutcome, type ShardResult, type ShardTask } from './decide-shard';
 import { OutcomePublisher } from './outcome-publisher';
-import { ResentCommands, type Pairs } from './resent-commands';
-import { scanCommandId } from './recent-commands';
+import { ResentCommands, scanCommandId, type Pairs } from './resent-commands';
 
 /** A batch of consumed commands, in consume order. */
 export class CommandBatch implements Batch {
@@ -80,7 +79,7 @@ function accountOf(m: Message): string {
   return raw !== undefined && isUuid(raw) ? raw.toLowerCase() : '';
 }
 
-const deadMessage = (m: Message): DeadMessage => ({ key: m.key, value: m.value, headers: (m.headers as Headers | undefined) ?? [], partition: m.partition, offset: m.offset });
+const deadMessage = (m: Message): DeadMessage => ({ key: m.key ?? null, value: m.value ?? null, headers: (m.headers as Headers | undefined) ?? [], partition: m.partition, offset: m.offset });
 
 export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedBatch, Learned> {
   readonly settings: RoleSettings;
@@ -93,7 +92,7 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     const { config, log, metrics, redis, pool } = ctx;
     const p = config.pipeline;
     this.settings = {
-      name: 'commands', topic: config.kafka.topics.commands, group: config.kafka.groupId, dlqTopic: config.kafka.topics.commandsDlq,
+      name: 'commands', noun: 'command', topic: config.kafka.topics.commands, group: config.kafka.groupId, dlqTopic: config.kafka.topics.commandsDlq,
       batchTimeMs: p.batchTimeMs, batchSize: p.batchSize, maxInFlight: p.maxInFlight,
       // each careful redo learns what Postgres holds; a streak past this means another writer keeps racing us
       maxRedos: 4,
@@ -117,7 +116,7 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     return [new CommandBatch(b.msgs.slice(0, mid)), new CommandBatch(b.msgs.slice(mid))];
   }
 
-  lone(b: CommandBatch): DeadMessage {
+  first(b: CommandBatch): DeadMessage {
     return deadMessage(b.msgs[0]);
   }
 
@@ -190,9 +189,12 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     return p.results.flatMap((r, i) => r.dlq.map((d) => ({ message: deadMessage(p.slices[i][d.index]), code: d.code, reason: d.message })));
   }
 
+  /** Replayed offsets: their outcomes are published again as Postgres has them, so the batch is decided from there. */
+  mustRedo(p: DecidedBatch): boolean {
+    return p.replay && !p.careful;
+  }
+
   async write(client: PoolClient, p: DecidedBatch): Promise<WriteResult> {
-    // replayed offsets: their outcomes are published again as Postgres has them
-    if (p.replay && !p.careful) return 'redo';
     const { results } = p;
     if (results.some((r) => r.eventCount)) await copyIn(client, 'events', EVENT_COLUMNS, results.map((r) => r.events));
     if (results.some((r) => r.rejectionCount)) await copyIn(client, 'command_rejections', REJECTION_COLUMNS, results.map((r) => r.rejections));
@@ -250,12 +252,12 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
    * the shutdown budget: with Kafka unreachable nothing more will be acknowledged, and the
    * unacknowledged tail is published again after a restart anyway (published_offset).
    */
-  async drained(): Promise<void> {
+  async drained(committed: ReadonlyMap<number, number>): Promise<void> {
     const { config, pool, log } = this.ctx;
     await this.publisher.flushed(config.shutdown.timeoutMs / 4);
     const published = this.publisher.publishedOffsets();
     if (published.size === 0) return;
-    const rows = [...published].map(([partition, p]) => ({ partition, next: p, published: p }));
+    const rows = [...published].map(([partition, p]) => ({ partition, next: committed.get(partition) ?? p, published: p }));
     await upsertOffsets(pool, this.settings.group, this.settings.topic, rows).catch((e: unknown) => log.warn({ err: coerceError(e) }, 'could not record published offsets at shutdown'));
   }
 }

@@ -7,6 +7,7 @@
  */
 import { decodeCommand } from '../../codec/command';
 import { CopyWriter } from '../../codec/pgcopy';
+import { EVENT_COLUMNS, REJECTION_COLUMNS, fieldCount } from '../../codec/rows';
 import { encodeEnvelope, jsonString, newEventId } from '../../codec/envelope';
 import { decide } from '../../domain/decider';
 import { fractionDigits } from '../../domain/currency';
@@ -72,11 +73,8 @@ export interface ShardResult {
 /** The key of one command's outcome in ShardTask.known and ShardResult.decided. */
 export const outcomeKey = (accountId: string, commandId: string): string => `${accountId}/${commandId}`;
 
-/** The columns of the rows this module encodes, in order: copied into `events` and `command_rejections` under these names. */
-export const EVENT_COLUMNS = 'account_id, version, event_id, event_type, payload, command_id, recorded_at, source_partition, source_offset';
-export const REJECTION_COLUMNS = 'account_id, command_id, command_type, reason, detail, rejected_at, source_partition, source_offset';
-const EVENT_FIELDS = EVENT_COLUMNS.split(',').length;
-const REJECTION_FIELDS = REJECTION_COLUMNS.split(',').length;
+const EVENT_FIELDS = fieldCount(EVENT_COLUMNS);
+const REJECTION_FIELDS = fieldCount(REJECTION_COLUMNS);
 
 const EVENT_OF = { OpenAccount: 'AccountCreated', Deposit: 'MoneyDeposited', Withdraw: 'MoneyWithdrawn', CloseAccount: 'AccountClosed' } as const;
 

@@ -18,11 +18,10 @@
  */
 import type { Message } from '../../kafka/consumer';
 import { isLowerUuidAt } from '../../codec/hex';
+import type { DeadMessage, Headers } from '../dead-letter';
 import { Packer, unpackMessages, type PackedMessage } from '../pack';
 import { shardOf } from '../../codec/hash';
 import { accountOfEvent } from './project-shard';
-
-type Headers = Array<Record<string, string | Buffer>>;
 
 /** What a dead letter needs beyond the packed bytes, for one message. */
 interface Extra {
@@ -48,14 +47,8 @@ export interface EventChunk {
   extras: Extra[];
 }
 
-/** A dead letter's source message, rebuilt from the pack. */
-export interface SourceMessage {
-  key: Buffer | string | null;
-  value: Buffer | null;
-  headers: Headers;
-  partition: number;
-  offset: number;
-}
+/** A message rebuilt from the pack as it was consumed: a dead letter's source. */
+export type SourceMessage = DeadMessage;
 
 /** A rebuilt message in the shape it was consumed in, to pack it again (a poison flush narrowed down). */
 export function asConsumed(topic: string, m: SourceMessage): Message {

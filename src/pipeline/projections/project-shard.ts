@@ -26,15 +26,14 @@
 import { parseEnvelope, type EventEnvelope } from '../../codec/envelope';
 import { scanEnvelope, type ScannedEnvelope } from '../../codec/envelope-scan';
 import { CopyWriter } from '../../codec/pgcopy';
+import { ACCOUNT_STAGING_COLUMNS, TRANSACTION_COLUMNS, fieldCount } from '../../codec/rows';
 import { isUuid } from '../../codec/command';
 import { fractionDigits } from '../../domain/currency';
 import { parseMinor, parseMoney } from '../../domain/money';
 import { PackReader } from '../pack';
 
-export const TRANSACTION_COLUMNS = 'account_id, version, event_id, event_type, amount, balance_after, currency, command_id, recorded_at';
-export const ACCOUNT_STAGING_COLUMNS = 'account_id, owner_name, currency, balance, status, version, opened_at, updated_at, closed_at';
-const TRANSACTION_FIELDS = 9;
-const ACCOUNT_FIELDS = 9;
+const TRANSACTION_FIELDS = fieldCount(TRANSACTION_COLUMNS);
+const ACCOUNT_FIELDS = fieldCount(ACCOUNT_STAGING_COLUMNS);
 /** Gaps reported per task, at most: enough to log, bounded for a history that starts mid-stream everywhere. */
 const MAX_GAPS_REPORTED = 100;
 

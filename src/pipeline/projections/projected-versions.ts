@@ -4,7 +4,7 @@
  * is updated only after a commit, so it never runs ahead of Postgres; it can
  * fall behind when another writer (a rebuild, a zombie after a rebalance)
  * advanced an account, and then the transaction rows hit their primary key
- * and the batch is redone with versions read fresh.
+ * and the batch is redone with versions read from Postgres.
  *
  * Flush N+1 is prepared while flush N commits, so N's versions are kept as
  * pending, tagged with N's sequence number: a flush sees the pending versions
@@ -20,13 +20,13 @@ export class ProjectedVersions {
 
   constructor(private readonly maxSize: number) {}
 
-  /** Version of each id (0 = not projected) as flush `seq` must see it. `fresh` skips the caches. */
-  async load(db: Pool | PoolClient, ids: string[], seq: number, fresh = false): Promise<Map<string, number>> {
+  /** Version of each id (0 = not projected) as flush `seq` must see it. `careful` skips the caches (reads Postgres). */
+  async load(db: Pool | PoolClient, ids: string[], seq: number, careful = false): Promise<Map<string, number>> {
     const out = new Map<string, number>();
     const missing: string[] = [];
     for (const id of ids) {
-      const p = fresh ? undefined : this.pending.get(id);
-      const v = p && p.seq < seq ? p.v : fresh ? undefined : this.lru.get(id);
+      const p = careful ? undefined : this.pending.get(id);
+      const v = p && p.seq < seq ? p.v : careful ? undefined : this.lru.get(id);
       if (v === undefined) missing.push(id);
       else out.set(id, v);
     }

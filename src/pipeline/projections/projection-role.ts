@@ -21,12 +21,12 @@ import { upsertAccountProjections } from '../../db/sql/upsert-account-projection
 import { projectorWriteGate } from '../../db/sql/projection-rebuilds';
 import { encodeEnvelope } from '../../codec/envelope';
 import type { EventType } from '../../domain/types';
-import { CANARY_PARTITION } from '../batch-runner';
 import type { DeadMessage } from '../dead-letter';
-import type { DeadLetter, PipelineRole, Preparation, RoleSettings, WriteResult } from '../role';
+import { CANARY_PARTITION, type DeadLetter, type PipelineRole, type Preparation, type RoleSettings, type WriteResult } from '../role';
 import { createWorkerPool, type WorkerPool } from '../worker-pool';
 import { asConsumed, FlushInput, packChunk, type EventChunk, type SourceMessage } from './event-chunk';
-import { projectShard, TRANSACTION_COLUMNS, type ProjectResult, type ProjectTask } from './project-shard';
+import { TRANSACTION_COLUMNS } from '../../codec/rows';
+import { projectShard, type ProjectResult, type ProjectTask } from './project-shard';
 import { ProjectedVersions } from './projected-versions';
 
 export interface ProjectedFlush {
@@ -52,11 +52,11 @@ export class ProjectionRole implements PipelineRole<EventChunk, FlushInput, Proj
     const { config } = ctx;
     const p = config.projections;
     this.settings = {
-      name: 'projections', topic: config.kafka.topics.events, group: config.kafka.projectionGroupId, dlqTopic: config.kafka.topics.eventsDlq,
+      name: 'projections', noun: 'event', topic: config.kafka.topics.events, group: config.kafka.projectionGroupId, dlqTopic: config.kafka.topics.eventsDlq,
       batchTimeMs: p.batchTimeMs, batchSize: p.batchSize, maxInFlight: p.maxInFlight,
       // a consume call is packed as one chunk, and a flush takes whole chunks: none may exceed a flush
       consumeBatch: Math.min(2000, p.batchSize),
-      // redone once with versions from Postgres; a conflict that survives that is a real fault, retried with backoff
+      // redone once with versions from Postgres; each conflict after that is a real fault, counted and backed off
       maxRedos: 1,
     };
     this.workers = createWorkerPool(config.pipeline.workers, 'projection-worker.js', projectShard);
@@ -83,7 +83,7 @@ export class ProjectionRole implements PipelineRole<EventChunk, FlushInput, Proj
     return [this.flushOf(msgs.slice(0, mid)), this.flushOf(msgs.slice(mid))];
   }
 
-  lone(input: FlushInput): DeadMessage {
+  first(input: FlushInput): DeadMessage {
     return input.all()[0];
   }
 
@@ -160,10 +160,6 @@ export class ProjectionRole implements PipelineRole<EventChunk, FlushInput, Proj
       if (r.newestRecordedAtMs > newest) newest = r.newestRecordedAtMs;
     }
     if (newest > 0) metrics.projectionLagSeconds.set(Math.max(0, (Date.now() - newest) / 1000));
-  }
-
-  committedPast(seq: number): void {
-    this.versions.abandon(seq);
   }
 
   abandon(seq: number): void {
