@@ -80,8 +80,17 @@ async function main(argv: string[]): Promise<number> {
         return code;
       }
       log.flush();
-      // shutdown has run every closer it could within the budget; nothing may keep the process alive past it
-      setTimeout(() => process.exit(code), 500).unref();
+      // shutdown has run every closer it could within the budget; nothing may keep the process alive past it.
+      // A closer that overran the budget may still start a Kafka close meanwhile: process.exit() would then
+      // wait for it without bound (native-close.ts), so it is checked again at the last moment.
+      setTimeout(() => {
+        const late = closesStillRunning();
+        if (late.length === 0) process.exit(code);
+        log.error({ clients: late }, 'a Kafka client began closing after the shutdown budget; ending the process by SIGTERM without waiting for it');
+        log.flush();
+        process.removeAllListeners('SIGTERM');
+        process.kill(process.pid, 'SIGTERM');
+      }, 500).unref();
       return code;
     }
     case 'migrate': {

@@ -13,7 +13,7 @@ import { createPool } from './db/pool';
 import { migrate } from './db/migrate';
 import { Lifecycle, ShutdownRequested } from './lifecycle';
 import { ProducerClient } from './kafka/producer';
-import { createRedis, type RedisClient } from './redis';
+import { createRedis, pingRedis, type RedisClient } from './redis';
 import { backoffMs, classifyError, coerceError } from './errors';
 import { ping } from './db/sql/ping';
 import { redactUrl } from './logger';
@@ -82,7 +82,7 @@ export async function runDaemon(config: Config, log: Logger, lifecycle: Lifecycl
       const client = createRedis(config.redis.url, log, metrics);
       redis = client;
       lifecycle.defer('redis', async () => { client.disconnect(); });
-      health.add('redis', async () => { await client.ping(); return 'optional: the daemon runs without it'; }, { required: false });
+      health.add('redis', async () => { await pingRedis(client); return 'optional: the daemon runs without it'; }, { required: false });
     }
 
     const ctx: DaemonContext = { config, log, metrics, health, pool, producer, redis, lifecycle, topics };

@@ -49,6 +49,11 @@ export function redisIsReady(client: Redis | undefined): boolean {
   return client !== undefined && client.status === 'ready';
 }
 
+/** One round trip (the readiness probe's optional Redis check). */
+export async function pingRedis(client: Redis): Promise<void> {
+  await client.ping();
+}
+
 /** Resolves once the client is ready, or after `ms` (a one-shot command then runs without Redis). */
 export async function waitRedisReady(redis: Redis, ms: number): Promise<void> {
   if (redis.status === 'ready') return;

@@ -11,7 +11,8 @@
  *                out a write gate such as a projection rebuild ('gate')
  *   isolate      the batch failed on its content: commit it in two halves
  *   canary       one message failed on its content: does a known-good batch
- *                commit? (if not, the schema is at fault, not the message)
+ *                commit? (if not, the schema is at fault, not the message;
+ *                if so, the message is tried once more right after it)
  *   dead-letter  the lone message is poison: dead-letter it, commit past it
  *   halted       a fatal error: nothing is retried; wait for the stop
  *   done         committed (`clean` when the preparation made ahead, on the
@@ -24,11 +25,12 @@
  *   commit   --committed-->  done
  *   commit   --redo-->       prepare (careful), or as --failed(conflict)--> past maxRedos redos
  *   commit   --gated-->      wait (gate), or abandoned (stopping, past 3 attempts)
- *   commit   --failed-->     isolate (poison, more than one message) | canary (poison, one)
- *                            | halted (fatal) | abandoned (stopping: fatal or past 3 attempts)
+ *   commit   --failed-->     isolate (poison, more than one message)
+ *                            | canary (poison, one) | dead-letter (poison, one, right after a passing canary)
+ *                            | halted (fatal) | abandoned (stopping: fatal, poison, or past 3 attempts)
  *                            | wait (backoff; transient, conflict, unknown)
  *   wait     --waited-->     prepare
- *   canary   --canary ok-->  dead-letter;  --canary failed--> wait (backoff, class unknown)
+ *   canary   --canary ok-->  prepare (the message once more);  --canary failed--> wait (backoff, class unknown)
  *   isolate, dead-letter --finished--> done | abandoned
  *   halted   --finished-->   abandoned
  *   any      --abandon-->    abandoned (an earlier batch was abandoned; a batch already done stays done)
@@ -42,8 +44,10 @@
  *     is the only one;
  *   - nothing is retried unseen: every backoff is a counted failure, and
  *     every redo past maxRedos (over the whole run) counts as one;
- *   - at shutdown nothing waits forever: past 3 attempts a failing or gated
- *     batch is abandoned (it is redone after the restart).
+ *   - at shutdown nothing waits forever: a fatal or poison failure, or past
+ *     3 attempts any failure or gate, abandons the batch (it is redone after
+ *     the restart); the pipeline abandons what is still in flight when its
+ *     share of the shutdown budget is spent (PartitionedPipeline.stop).
  */
 import type { ErrorClass } from '../errors';
 
@@ -71,6 +75,8 @@ export class BatchRun {
   /** the class the last counted failure is reported with */
   private failedAs: ErrorClass | null = null;
   private waitingFor: 'backoff' | 'gate' | null = null;
+  /** a canary passed since the last wait: a lone message that fails on its content now is poison */
+  private canaryPassed = false;
 
   /**
    * @param size messages in the batch (or part of one)
@@ -137,15 +143,24 @@ export class BatchRun {
     this.expect('wait');
     if (this.waitingFor === 'backoff') this.gates = 0;
     this.waitingFor = null;
+    this.canaryPassed = false;
     this.current = 'prepare';
     this.invariants();
   }
 
-  /** Whether the known-good batch committed: the lone message is poison, or the store is at fault. */
+  /**
+   * Whether the known-good batch committed. If it did, the message is tried
+   * once more at once: it is dead-lettered only if it fails on its content
+   * right after a passing canary (a schema fault that came and went between
+   * the two would otherwise dead-letter a valid message). If not, the store
+   * is at fault: back off.
+   */
   canary(committed: boolean): void {
     this.expect('canary');
-    if (committed) this.current = 'dead-letter';
-    else this.backoff('unknown');
+    if (committed) {
+      this.canaryPassed = true;
+      this.current = 'prepare';
+    } else this.backoff('unknown');
     this.invariants();
   }
 
@@ -164,8 +179,9 @@ export class BatchRun {
   private fail(errorClass: ErrorClass, stopping: boolean): void {
     this.isClean = false;
     this.failedAs = errorClass;
-    if (stopping && (errorClass === 'fatal' || this.attempts > ATTEMPTS_AT_SHUTDOWN)) this.current = 'abandoned';
-    else if (errorClass === 'poison') this.current = this.size > 1 ? 'isolate' : 'canary';
+    // at shutdown a poison batch is not narrowed down (that is a commit per halving): it is redone after the restart
+    if (stopping && (errorClass === 'fatal' || errorClass === 'poison' || this.attempts > ATTEMPTS_AT_SHUTDOWN)) this.current = 'abandoned';
+    else if (errorClass === 'poison') this.current = this.size > 1 ? 'isolate' : this.canaryPassed ? 'dead-letter' : 'canary';
     else if (errorClass === 'fatal') this.current = 'halted';
     else this.backoff(errorClass);
   }

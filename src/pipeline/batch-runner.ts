@@ -31,8 +31,6 @@ class KeyConflict extends Error {
 /** How a batch (or part of one) ended: committed as first prepared, committed after a redo or retry, or not at all. */
 export type RunResult = 'clean' | 'committed' | 'abandoned';
 
-/** How long a canary that committed vouches for the schema. */
-const CANARY_VALID_MS = 5000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -46,7 +44,6 @@ export class BatchRunner<Item, B extends Batch, P, L> {
   private stopping = false;
   /** set once a batch was abandoned (a fatal error, or giving up at shutdown): nothing after it may commit */
   private abandoned = false;
-  private canaryPassedAt = 0;
   private gateLogged: string | null = null;
   private stopped!: () => void;
   /** resolves when stop() begins: a role halted by a fatal error waits for it instead of retrying */
@@ -72,6 +69,13 @@ export class BatchRunner<Item, B extends Batch, P, L> {
   stop(): void {
     this.stopping = true;
     this.stopped();
+  }
+
+  /** The shutdown budget is spent: every batch still running ends at its next step, uncommitted (redone after the restart). */
+  abandonAll(): void {
+    this.stop();
+    if (!this.abandoned) this.ctx.log.warn('batches still in flight at the end of the shutdown budget are abandoned; they are redone after the restart');
+    this.abandoned = true;
   }
 
   /** Commits `batch` (or a part of one) as number `seq`, from `first` when it was prepared ahead. Never rejects. */
@@ -164,7 +168,12 @@ export class BatchRunner<Item, B extends Batch, P, L> {
         case 'done':
           return run.clean ? 'clean' : 'committed';
         case 'abandoned':
-          return this.giveUp(cause, 'giving up on a batch at shutdown; its offsets and every later batch\'s were not committed, so they are redone on restart');
+          if (!this.abandoned) {
+            const err = cause === undefined ? undefined : coerceError(cause);
+            this.ctx.log.warn({ err, errorClass: cause === undefined ? undefined : classifyError(cause) }, 'giving up on a batch at shutdown; its offsets and every later batch\'s were not committed, so they are redone on restart');
+          }
+          this.abandoned = true;
+          return 'abandoned';
       }
     }
   }
@@ -224,10 +233,10 @@ export class BatchRunner<Item, B extends Batch, P, L> {
    * back. If it fails too, the fault is the schema's or the database's (a
    * column type changed, a constraint added): dead-lettering would drain
    * every message to the DLQ one by one, so the pipeline backs off and stalls instead.
+   * Run before every dead letter, not cached: a schema fault that appears
+   * a moment after a real poison message must not dead-letter valid ones.
    */
   private async canaryCommits(seq: number): Promise<boolean> {
-    // many poison messages in a row: one canary in a few seconds is enough
-    if (Date.now() - this.canaryPassedAt < CANARY_VALID_MS) return true;
     const canary = this.role.canary();
     let t: TransactionResult;
     try {
@@ -238,10 +247,7 @@ export class BatchRunner<Item, B extends Batch, P, L> {
     } finally {
       this.role.abandon(seq);
     }
-    if (t.kind === 'committed') {
-      this.canaryPassedAt = Date.now();
-      return true;
-    }
+    if (t.kind === 'committed') return true;
     this.ctx.log.warn({ err: t.kind === 'failed' ? coerceError(t.error) : undefined, result: t.kind }, `a known-good batch fails to commit too: not dead-lettering the ${this.role.settings.noun}`);
     return false;
   }

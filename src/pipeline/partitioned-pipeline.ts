@@ -55,13 +55,24 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
     await this.consumer.serve(this.ctx.health, `${this.role.settings.name}-consumer`);
   }
 
-  /** Stop consuming, let every consumed message commit, let the role flush, release the consumer and the workers. */
+  /**
+   * Stop consuming, let what was consumed commit, let the role flush, release
+   * the consumer and the workers, within the shutdown budget: the drain gets
+   * two fifths of it; what is still in flight then is abandoned (redone after
+   * the restart) and given a tenth more to let go, so the consumer is closed
+   * inside the budget, not after the process decided to exit.
+   */
   async stop(): Promise<void> {
     const { name } = this.role.settings;
+    const budgetMs = this.ctx.config.shutdown.timeoutMs;
     this.runner.stop();
     clearInterval(this.utilTimer);
     await this.consumer.stop();
-    await this.drain(this.ctx.config.shutdown.timeoutMs);
+    await this.drain(budgetMs * 0.4);
+    if (this.inFlight > 0) {
+      this.runner.abandonAll();
+      await this.drain(budgetMs * 0.1);
+    }
     this.sink.close();
     await this.role.drained?.(this.offsets.committed).catch((e: unknown) => this.ctx.log.warn({ err: coerceError(e) }, `the ${name} role could not finish flushing at shutdown`));
     await this.consumer.close();

@@ -88,9 +88,30 @@ test('poison in a batch of many is isolated; a lone poison message goes through 
   lone.prepared();
   assert.is(lone.attempted(failed('poison'), false), 'canary');
   lone.canary(true);
-  assert.is(lone.state, 'dead-letter');
+  assert.is(lone.state, 'prepare', 'tried once more right after the passing canary');
+  lone.prepared();
+  assert.is(lone.attempted(failed('poison'), false), 'dead-letter');
   lone.finished('done');
   assert.is(lone.state, 'done');
+});
+
+test('a lone message that commits right after a passing canary is not dead-lettered (the fault was passing)', () => {
+  const r = new BatchRun(1, true, 3);
+  r.attempted(failed('poison'), false);
+  r.canary(true);
+  r.prepared();
+  assert.is(r.attempted(committed, false), 'done');
+});
+
+test('after a backoff the canary is run again before a dead letter', () => {
+  const r = new BatchRun(1, true, 3);
+  r.attempted(failed('poison'), false);
+  r.canary(true);
+  r.prepared();
+  assert.is(r.attempted(failed('transient'), false), 'wait');
+  r.waited();
+  r.prepared();
+  assert.is(r.attempted(failed('poison'), false), 'canary', 'the earlier canary no longer vouches');
 });
 
 test('a lone message whose canary fails too is not dead-lettered: the batch backs off as unknown', () => {
@@ -161,6 +182,13 @@ test('an earlier batch abandoned abandons this one, but never undoes a commit', 
   d.attempted(committed, false);
   d.abandon();
   assert.is(d.state, 'done');
+});
+
+test('at shutdown a poison batch is not narrowed down: it is abandoned, and redone after the restart', () => {
+  const many = new BatchRun(8, true, 3);
+  assert.is(many.attempted(failed('poison'), true), 'abandoned');
+  const lone = new BatchRun(1, true, 3);
+  assert.is(lone.attempted(failed('poison'), true), 'abandoned');
 });
 
 test('a halt ends only abandoned, never done', () => {
