@@ -54,8 +54,10 @@ function runFile(file) {
     child.stdout.on('data', (d) => { out += d; process.stdout.write(d); });
     child.stderr.on('data', (d) => { out += d; process.stderr.write(d); });
     const timer = setTimeout(() => { out += `\n[runner] ${file} timed out after ${FILE_TIMEOUT_MS} ms\n`; child.kill('SIGKILL'); }, FILE_TIMEOUT_MS);
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
+      // a test process that dies on a signal (e.g. SIGSEGV in a native client at teardown) prints nothing itself
+      if (signal || code !== 0) console.log(`[runner] ${path.relative(root, file)} exited with ${signal ? `signal ${signal}` : `code ${code}`}`);
       const num = (label) => { const m = out.match(new RegExp(`^\\s*${label}:\\s+(\\d+)`, 'm')); return m ? Number(m[1]) : undefined; };
       const total = num('Total');
       const passed = num('Passed');
