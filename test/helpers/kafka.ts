@@ -192,8 +192,10 @@ export class TopicReader<T = unknown> {
 
   async close(): Promise<void> {
     this.running = false;
-    await Promise.race([this.loop, new Promise((r) => setTimeout(r, 2000))]);
-    if (!this.raw.isConnected()) return;
+    const ended = await Promise.race([this.loop.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 10000))]);
+    // disconnecting while a consume() is still running on a pool thread is node-rdkafka's use-after-free
+    // (Blizzard/node-rdkafka#1057: SIGSEGV at teardown); a reader whose loop did not end is left to the process exit
+    if (!ended || !this.raw.isConnected()) return;
     await new Promise<void>((resolve) => {
       const t = setTimeout(resolve, 5000);
       this.raw.disconnect(() => { clearTimeout(t); resolve(); });
