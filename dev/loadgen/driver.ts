@@ -139,6 +139,7 @@ export async function drive(w: Workload, o: DriveOptions): Promise<DriveResult> 
     running = false;
     await consumeLoop;
     await new Promise<void>((r) => producer.flush(5000, () => r()));
+    producer.setPollInterval(0); // no poll() while disconnect() deletes the native handle (see src/kafka/producer.ts)
     await new Promise<void>((r) => producer.disconnect(() => r()));
     await new Promise<void>((r) => consumer.disconnect(() => r()));
   }

@@ -103,6 +103,9 @@ export class ProducerClient {
   async close(timeoutMs: number): Promise<void> {
     if (!this.raw.isConnected()) return;
     await this.flush(timeoutMs).catch((err) => this.log.warn({ err }, 'producer flush incomplete at shutdown'));
+    // the poll timer must stop first: node-rdkafka's poll() reaches the native handle without its lock while
+    // disconnect() deletes that handle on a pool thread, and a poll in that window is a SIGSEGV at shutdown
+    this.raw.setPollInterval(0);
     // disconnect(0): node-rdkafka's disconnect() otherwise flushes again for 5 s, on a pool thread that
     // process.exit() waits for (native-close.ts). We have flushed; what Kafka has not acknowledged by now is
     // re-sent after restart (published_offset, the relay's confirmed LSN).

@@ -105,6 +105,7 @@ export async function producer(brokers: string): Promise<TestProducer> {
     async close() {
       if (!raw.isConnected()) return;
       await new Promise<void>((resolve) => raw.flush(10000, () => resolve()));
+      raw.setPollInterval(0); // no poll() while disconnect() deletes the native handle (see src/kafka/producer.ts)
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, 5000);
         raw.disconnect(() => { clearTimeout(t); resolve(); });

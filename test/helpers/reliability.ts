@@ -55,8 +55,8 @@ export class OutcomeTap {
 
   async close(): Promise<void> {
     this.running = false;
-    await Promise.race([this.loop, sleep(2000)]);
-    if (!this.raw.isConnected()) return;
+    const ended = await Promise.race([this.loop.then(() => true), sleep(10000).then(() => false)]);
+    if (!ended || !this.raw.isConnected()) return; // as TopicReader.close: never disconnect under a running consume()
     await new Promise<void>((resolve) => {
       const t = setTimeout(resolve, 5000);
       this.raw.disconnect(() => { clearTimeout(t); resolve(); });
