@@ -7,6 +7,19 @@ import { Registry, Counter, Gauge, Histogram, collectDefaultMetrics } from 'prom
 
 const BATCH_BUCKETS = [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000];
 const SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** Stages are short: finer at the bottom, to tell 2 ms from 5 ms. */
+const STAGE_BUCKETS = [0.0005, 0.001, 0.002, 0.004, 0.007, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5];
+
+/**
+ * Where a message's time goes, one stage after the other (docs/metrics.md):
+ * fetch (produced → consumed, by the Kafka timestamp), batch (consumed → its
+ * batch sealed), prepare (state loads and the workers; worker is the workers'
+ * part of it), wait (prepared → its commit starts, behind the batch before),
+ * write (the role's rows: COPY and checks), commit (offsets and COMMIT),
+ * publish (committed → every outcome acknowledged by Kafka).
+ */
+export const STAGES = ['fetch', 'batch', 'prepare', 'worker', 'wait', 'write', 'commit', 'publish'] as const;
+export type Stage = (typeof STAGES)[number];
 
 export function createMetrics(registry: Registry = new Registry(), opts: { defaultMetrics?: boolean } = {}) {
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'banking_es_' });
@@ -17,6 +30,7 @@ export function createMetrics(registry: Registry = new Registry(), opts: { defau
     rejections: new Counter({ name: 'banking_es_command_rejections_total', help: 'Rejected commands by reason code.', labelNames: ['reason'] as const, registers: r }),
     eventsAppended: new Counter({ name: 'banking_es_events_appended_total', help: 'Events committed to the event store.', registers: r }),
     batchSize: new Histogram({ name: 'banking_es_batch_size', help: 'Messages per flushed batch, per sink.', labelNames: ['sink'] as const, buckets: BATCH_BUCKETS, registers: r }),
+    stage: new Histogram({ name: 'banking_es_pipeline_stage_seconds', help: 'Time spent in each stage, per pipeline, observed once per batch (fetch once per consume call; fetch and batch for the oldest message): fetch, batch, prepare, worker (part of prepare), wait, write, commit, publish.', labelNames: ['pipeline', 'stage'] as const, buckets: STAGE_BUCKETS, registers: r }),
     flushDuration: new Histogram({ name: 'banking_es_flush_duration_seconds', help: 'Time to process and commit one batch, per sink.', labelNames: ['sink'] as const, buckets: SECONDS_BUCKETS, registers: r }),
     consumerLag: new Gauge({ name: 'banking_es_consumer_lag_messages', help: 'High watermark minus next offset, per consumed partition.', labelNames: ['group', 'topic', 'partition'] as const, registers: r }),
     dlq: new Counter({ name: 'banking_es_dlq_messages_total', help: 'Messages sent to a dead-letter topic, by reason code.', labelNames: ['topic', 'reason'] as const, registers: r }),

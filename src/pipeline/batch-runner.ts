@@ -114,6 +114,8 @@ export class BatchRunner<Item, B extends Batch, P, L> {
           const p = prepared!;
           let t = await this.commit(p, batch.next);
           if (t.kind === 'committed') {
+            this.ctx.metrics.stage.observe({ pipeline: role.settings.name, stage: 'write' }, t.writeSeconds);
+            this.ctx.metrics.stage.observe({ pipeline: role.settings.name, stage: 'commit' }, t.commitSeconds);
             this.committed(p, seq, batch.next);
           } else {
             role.abandon(seq, p);

@@ -12,7 +12,8 @@ import { classifyError, type ErrorClass } from '../errors';
 import type { WriteResult } from './role';
 
 export type TransactionResult =
-  | { kind: 'committed' }
+  /** seconds spent writing the role's rows, then the offsets and COMMIT */
+  | { kind: 'committed'; writeSeconds: number; commitSeconds: number }
   /** `error`: the unique violation, when that is what asked for the redo (not the role) */
   | { kind: 'redo'; error?: unknown }
   | { kind: 'gated'; gate: string; why: string }
@@ -34,14 +35,16 @@ export async function inTransaction(
   }
   let result: TransactionResult;
   try {
+    const t0 = performance.now();
     await begin(client);
     const written = await write(client);
     if (written === 'written') {
+      const t1 = performance.now();
       await upsertOffsets(client, offsets.group, offsets.topic, offsets.rows);
       if (dryRun) await rollback(client);
       else await commit(client);
       client.release();
-      return { kind: 'committed' };
+      return { kind: 'committed', writeSeconds: (t1 - t0) / 1000, commitSeconds: (performance.now() - t1) / 1000 };
     }
     result = written === 'redo' ? { kind: 'redo' } : { kind: 'gated', gate: written.gated, why: written.why };
   } catch (error) {

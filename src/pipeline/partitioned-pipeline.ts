@@ -10,6 +10,8 @@
 import type { DaemonContext } from '../daemon';
 import { GroupConsumer, type Message } from '../kafka/consumer';
 import { coerceError } from '../errors';
+import type { Stage } from '../metrics';
+import { Arrivals } from './arrivals';
 import { RetryBudget } from '../retry-budget';
 import { BatchRunner } from './batch-runner';
 import { BatchSink } from './batch-sink';
@@ -26,6 +28,7 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
   private readonly offsets: PartitionOffsets;
   private readonly letters: DeadLetterSender;
   private readonly utilTimer: NodeJS.Timeout;
+  private readonly arrivals = new Arrivals();
   private inFlight = 0;
 
   constructor(private readonly ctx: DaemonContext, private readonly role: PipelineRole<Item, B, P, L>) {
@@ -93,6 +96,10 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
   }
 
   private onMessages(msgs: Message[]): void {
+    // Kafka's timestamp is the producer's clock (CreateTime): on one host or with synced clocks, produce → consumed
+    const produced = msgs[0].timestamp;
+    if (produced) this.observe('fetch', Math.max(0, Date.now() - produced) / 1000);
+    this.arrivals.arrived(performance.now(), msgs.length);
     this.inFlight += msgs.length;
     this.ctx.metrics.inFlight.set({ pipeline: this.role.settings.name }, this.inFlight);
     if (this.inFlight >= this.role.settings.maxInFlight) this.setPaused(true);
@@ -112,14 +119,28 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
   private async handleBatch(items: Item[]): Promise<void> {
     const started = process.hrtime.bigint();
     const batch = this.role.batchOf(items);
+    const sealed = performance.now();
+    const arrived = this.arrivals.take(batch.count);
+    if (arrived !== undefined) this.observe('batch', (sealed - arrived) / 1000);
+    let prepared = sealed;
     await this.chain.next(
-      (seq) => this.role.prepare(batch, seq, { careful: false, learned: undefined, committedNext: this.offsets.committed }),
+      async (seq) => {
+        const p = await this.role.prepare(batch, seq, { careful: false, learned: undefined, committedNext: this.offsets.committed });
+        prepared = performance.now();
+        this.observe('prepare', (prepared - sealed) / 1000);
+        return p;
+      },
       async (seq, first) => {
+        if (first !== undefined) this.observe('wait', (performance.now() - prepared) / 1000);
         const result = await this.runner.run(batch, seq, first);
         this.finished(batch, started);
         return result === 'clean';
       },
     );
+  }
+
+  private observe(stage: Stage, seconds: number): void {
+    this.ctx.metrics.stage.observe({ pipeline: this.role.settings.name, stage }, seconds);
   }
 
   /** A batch left the pipeline (committed or abandoned): in-flight accounting, batch metrics, backpressure released below half. */

@@ -167,6 +167,7 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     ]);
     const known = how.learned ?? early;
     const nowMs = Date.now();
+    const t0 = performance.now();
     const results = await Promise.all(packers.map((p, i) => {
       const st: AccountState[] = [];
       for (const id of accountsByShard[i]) { const v = states.get(id); if (v) st.push(v); }
@@ -175,6 +176,7 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
         replayBelow: replay ? new Map(how.committedNext) : null, maxMessageBytes: config.limits.maxMessageBytes, nowMs,
       });
     }));
+    this.ctx.metrics.stage.observe({ pipeline: this.settings.name, stage: 'worker' }, (performance.now() - t0) / 1000);
     const changed = results.flatMap((r) => r.states);
     this.states.prepared(seq, changed);
     this.resent.decided(seq, results.map((r) => r.decided));

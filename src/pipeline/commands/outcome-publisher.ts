@@ -16,6 +16,9 @@ interface BatchTrack {
   failed: boolean;
   /** produced before the latest assignment: its acknowledgements advance nothing (the new start covers them) */
   stale: boolean;
+  /** performance.now() when the batch's outcomes were handed over, and how many */
+  since: number;
+  outcomes: number;
 }
 
 export class OutcomePublisher {
@@ -44,11 +47,12 @@ export class OutcomePublisher {
   }
 
   beginBatch(next: Map<number, number>) {
-    const t: BatchTrack = { next, remaining: 0, ended: false, failed: false, stale: false };
+    const t: BatchTrack = { next, remaining: 0, ended: false, failed: false, stale: false, since: performance.now(), outcomes: 0 };
     this.inOrder.push(t);
     return {
       add: (key: Buffer | null, value: Buffer | null) => {
         t.remaining++;
+        t.outcomes++;
         this.produce(key, value, t);
       },
       end: () => {
@@ -76,6 +80,7 @@ export class OutcomePublisher {
   private settle(): void {
     while (this.inOrder.length && this.inOrder[0].ended && this.inOrder[0].remaining === 0) {
       const t = this.inOrder.shift()!;
+      if (t.outcomes > 0 && !t.failed) this.metrics.stage.observe({ pipeline: 'commands', stage: 'publish' }, (performance.now() - t.since) / 1000);
       if (t.stale) continue;
       if (t.failed) for (const p of t.next.keys()) this.frozen.add(p);
       for (const [p, n] of t.next) if (!this.frozen.has(p)) this.published.set(p, Math.max(n, this.published.get(p) ?? 0));

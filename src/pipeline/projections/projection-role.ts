@@ -111,6 +111,7 @@ export class ProjectionRole implements PipelineRole<EventChunk, FlushInput, Proj
   /** Projects a flush in the workers, one task per shard; what it advances is pending until it commits. */
   async prepare(input: FlushInput, seq: number, how: Preparation<never>): Promise<ProjectedFlush> {
     const versions = await this.versions.load(this.ctx.pool, input.accounts.flatMap((s) => [...s]), seq, how.careful);
+    const t0 = performance.now();
     const results = await Promise.all(input.packs.map((msgs, i) => {
       const projectedIds: string[] = [];
       const projectedVersions: number[] = [];
@@ -121,6 +122,7 @@ export class ProjectionRole implements PipelineRole<EventChunk, FlushInput, Proj
       // the pool moves what it is given; a copy goes, the pack stays here for a redo and for dead letters
       return this.workers.run({ msgs: new Uint8Array(msgs), projectedIds, projectedVersions });
     }));
+    this.ctx.metrics.stage.observe({ pipeline: this.settings.name, stage: 'worker' }, (performance.now() - t0) / 1000);
     const advanced = new Map<string, number>();
     for (const r of results) for (let k = 0; k < r.advancedIds.length; k++) advanced.set(r.advancedIds[k], r.advancedVersions[k]);
     this.versions.prepared(seq, advanced);
