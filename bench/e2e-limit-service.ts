@@ -85,13 +85,19 @@ void Promise.all(lanes.map((l) => l.db.connect())).then(() => p.connect({}, () =
   p.setPollInterval(5);
   c.connect({}, () => {
     c.subscribe([commands]);
-    c.setDefaultConsumeTimeout(10);
     c.on('rebalance', (err) => { if (err.code === -175) process.stdout.write('partitions assigned\n'); });
-    const loop = () => c.consume(2000, (_e, msgs) => {
-      for (const m of msgs ?? []) lanes[m.partition % LANES].batch.push(m);
-      for (const l of lanes) if (l.batch.length) void l.drain();
-      setImmediate(loop);
-    });
+    // the daemon's consume loop (src/kafka/consumer.ts): wait for one message, then drain what is queued.
+    // consume(n) with a timeout holds messages until n arrive or one wait times out: 70 ms p50 at 1,000/s
+    let idle = true;
+    const loop = () => {
+      c.setDefaultConsumeTimeout(idle ? 50 : 0);
+      c.consume(idle ? 1 : 2000, (_e, msgs) => {
+        idle = !msgs || msgs.length === 0;
+        for (const m of msgs ?? []) lanes[m.partition % LANES].batch.push(m);
+        for (const l of lanes) if (l.batch.length) void l.drain();
+        setImmediate(loop);
+      });
+    };
     loop();
   });
 }));

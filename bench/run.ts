@@ -16,17 +16,19 @@ import { Client } from 'pg';
 import { randomUUID } from 'node:crypto';
 import { stackUp, stackDown, readStack, stackStatus } from '../dev/stack/stack';
 import { loadConfig } from '../src/config';
+import { STAGES } from '../src/metrics';
 import { packageRoot } from '../src/paths';
 import { Workload } from '../dev/loadgen/generator';
 import { drive, ensureTopics, percentile, type DriveResult } from '../dev/loadgen/driver';
 import { createPool } from '../src/db/pool';
 import { migrate } from '../src/db/migrate';
 import { createLogger } from '../src/logger';
-import { summarize, round, ProcessMeter, pidsMatching, pidsNamed, type Summary, type ProcUsage } from './lib/stats';
+import { summarize, median, round, ProcessMeter, pidsMatching, pidsNamed, type Summary, type ProcUsage } from './lib/stats';
 import { encodedEventBatches, copyLimit, produceLimit, consumeLimit, commandMessages } from './lib/limits';
 import { startService, cli, benchEntry, type Service } from './lib/service';
 import { lineChart } from './lib/svg';
 import { eventHistory } from './lib/events';
+import { formatStages, metricsPortFromLog, scrapeStages, stageFigures, type StageFigures, type StageSnapshot } from './lib/stages';
 import Kafka from 'node-rdkafka';
 
 const argv = process.argv.slice(2);
@@ -36,11 +38,54 @@ const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1].split(',
 const want = (name: string) => !only || only.some((o) => name.startsWith(o));
 const size = full ? { cmds: 300_000, baseline: 20_000, latencySecs: 20, copyRows: 300_000 } : { cmds: 100_000, baseline: 6_000, latencySecs: 8, copyRows: 100_000 };
 
-interface Result { name: string; unit: string; value: Summary; limit?: string; ofLimit?: number; vsBaseline?: number; latencyMs?: { p50: Summary; p95: Summary; p99: Summary }; procs?: Record<string, ProcUsage>; ok: boolean; notes?: string }
+interface Result {
+  name: string; unit: string; value: Summary; limit?: string; ofLimit?: number; vsBaseline?: number;
+  latencyMs?: { p50: Summary; p95: Summary; p99: Summary };
+  /** at a fixed rate: p50 and p99 over those of limit.e2e at the same rate (1 = the floor) */
+  latencyOverFloor?: { p50: number; p99: number };
+  /** CPU and peak RSS per process group, of the last run */
+  procs?: Record<string, ProcUsage>;
+  /** CPU µs per command (or event) per process group: the median over the runs */
+  cpuUsPerOp?: Record<string, number>;
+  /** the daemon's stage histograms over the measured part (medians over the runs of each figure), ms */
+  stagesMs?: Record<string, StageFigures>;
+  ok: boolean; notes?: string;
+}
 const results: Result[] = [];
 const timelines: Record<string, Array<[number, number]>> = {};
 const say = (s: string) => process.stderr.write(`${s}\n`);
 const progress = (s: string) => process.stderr.write(process.stderr.isTTY ? `\r${s.padEnd(100)}` : '');
+
+/** Per-run figures of one case, summarised per process group and per stage as medians over the runs. */
+class CaseCosts {
+  private readonly perOp = new Map<string, number[]>();
+  private readonly stages = new Map<string, StageFigures[]>();
+  /** `ops` commands or events were handled while `procs` was metered */
+  add(procs: Record<string, ProcUsage>, ops: number, stages?: Record<string, StageFigures>): void {
+    for (const [name, p] of Object.entries(procs)) {
+      if (!this.perOp.has(name)) this.perOp.set(name, []);
+      this.perOp.get(name)!.push((p.cpuSeconds * 1e6) / ops);
+    }
+    for (const [stage, f] of Object.entries(stages ?? {})) {
+      if (!this.stages.has(stage)) this.stages.set(stage, []);
+      this.stages.get(stage)!.push(f);
+    }
+  }
+  cpuUsPerOp(): Record<string, number> {
+    return Object.fromEntries([...this.perOp].map(([k, xs]) => [k, round(median(xs), 1)]));
+  }
+  stagesMs(): Record<string, StageFigures> | undefined {
+    if (this.stages.size === 0) return undefined;
+    const m = (fs: StageFigures[], k: keyof StageFigures) => round(median(fs.map((f) => f[k])), 2);
+    return Object.fromEntries([...this.stages].map(([s, fs]) => [s, { meanMs: m(fs, 'meanMs'), p50Ms: m(fs, 'p50Ms'), p99Ms: m(fs, 'p99Ms'), count: m(fs, 'count') }]));
+  }
+}
+
+/** Stage histograms of a banking-es service, when it logged its metrics port (undefined for the limit services). */
+async function stagesOf(logFile: string, pipeline: string): Promise<StageSnapshot | undefined> {
+  const port = metricsPortFromLog(logFile);
+  return port === undefined ? undefined : scrapeStages(port, pipeline).catch(() => undefined);
+}
 
 async function main() {
   const root = packageRoot();
@@ -126,26 +171,40 @@ async function main() {
       return t;
     };
 
-    /** A limit service driven like banking-es: the same driver, workload and window. */
-    const limitCase = async (name: string, what: string, entry: string, extraArgs: string[], timeline: string) => {
+    /**
+     * A limit service driven like banking-es: the same driver, workload and window; at maximum load
+     * (rate 0) or at fixed rates, where its latency is the floor banking-es's is read against.
+     */
+    const limitCase = async (name: string, what: string, entry: string, extraArgs: string[], timeline: string, rates: number[] = [0]) => {
       say(`\nlimit: ${what}, with the same driver`);
-      const xs: number[] = [];
-      let procs: Record<string, ProcUsage> | undefined;
-      for (let i = 0; i < runs; i++) {
-        const t = await topicsFor(name.replace('limit.', ''));
-        const svc = await startService(name, [benchEntry(entry), brokers, t.cmd, t.res, ...extraArgs], {}, path.join(logs, `bench-${name}.log`));
-        try {
-          const { r, procs: p } = await driveRun(svc, t, size.cmds, 0);
-          xs.push(r.answered / (r.elapsedMs / 1000));
-          procs = p;
-          if (i === 0) timelines[timeline] = r.perSecond.map((v, s) => [s, v]);
-        } finally { await svc.stop(); }
+      for (const rate of rates) {
+        const xs: number[] = [], p50: number[] = [], p95: number[] = [], p99: number[] = [];
+        const costs = new CaseCosts();
+        let procs: Record<string, ProcUsage> | undefined;
+        for (let i = 0; i < runs; i++) {
+          const t = await topicsFor(name.replace('limit.', ''));
+          const svc = await startService(name, [benchEntry(entry), brokers, t.cmd, t.res, ...extraArgs], {}, path.join(logs, `bench-${name}.log`));
+          try {
+            // at a fixed rate, the same unmeasured second as banking-es gets
+            if (rate) await driveRun(svc, t, rate, rate);
+            const { r, procs: p } = await driveRun(svc, t, rate ? Math.round(rate * size.latencySecs) : size.cmds, rate);
+            xs.push(r.answered / (r.elapsedMs / 1000));
+            p50.push(percentile(r.latenciesMs, 50)); p95.push(percentile(r.latenciesMs, 95)); p99.push(percentile(r.latenciesMs, 99));
+            if (rate) say(`  run ${i + 1}/${runs} at ${rate}/s: p50 / p95 / p99 ${p50[i].toFixed(0)} / ${p95[i].toFixed(0)} / ${p99[i].toFixed(0)} ms`);
+            procs = p;
+            costs.add(p, r.answered);
+            if (i === 0 && !rate) timelines[timeline] = r.perSecond.map((v, s) => [s, v]);
+          } finally { await svc.stop(); }
+        }
+        results.push({ name: rate ? `${name}@${rate}/s` : name, unit: 'commands/s', value: summarize(xs), latencyMs: { p50: summarize(p50), p95: summarize(p95), p99: summarize(p99) }, procs, cpuUsPerOp: costs.cpuUsPerOp(), ok: true });
       }
-      results.push({ name, unit: 'commands/s', value: summarize(xs), procs, ok: true });
     };
+    const latencyRates = full ? [1000, 10000, 30000] : [1000, 10000];
     if (want('limit.roundtrip')) await limitCase('limit.roundtrip', 'Kafka round trip (an echo service answers every command, no Postgres)', 'echo-service.js', [], 'Kafka round trip (echo)');
-    if (want('limit.e2e')) {
-      await limitCase('limit.e2e', 'end to end (one pre-encoded event row per command by COPY, offsets in the same durable transaction, an outcome each; no decisions)', 'e2e-limit-service.js', [dbUrl], 'end-to-end limit');
+    // the latency floor runs with the latency cases: `--only commands.latency` measures both
+    const e2eRates = [...(want('limit.e2e') ? [0] : []), ...(!only || only.some((o) => o.startsWith('limit.e2e@') || o.startsWith('commands.latency')) ? latencyRates : [])];
+    if (e2eRates.length) {
+      await limitCase('limit.e2e', 'end to end (one pre-encoded event row per command by COPY, offsets in the same durable transaction, an outcome each; no decisions)', 'e2e-limit-service.js', [dbUrl], 'end-to-end limit', e2eRates);
       await pool.query('TRUNCATE events, command_rejections, consumer_offsets');
     }
 
@@ -164,26 +223,33 @@ async function main() {
       say(`\n${name}: banking-es end to end (${Object.entries(extra).map(([k, v]) => `${k}=${v}`).join(' ') || 'defaults'})`);
       for (const rate of rates) {
         const xs: number[] = [], p50: number[] = [], p95: number[] = [], p99: number[] = [];
+        const costs = new CaseCosts();
         let procs: Record<string, ProcUsage> | undefined;
         let ok = true, notes = '';
         for (let i = 0; i < runs; i++) {
           const t = await topicsFor(name.replace(/[^a-z0-9]/gi, ''));
-          const svc = await startService('banking-es', [cli(), 'start'], daemonEnv(t, extra), path.join(logs, `bench-${name}.log`));
+          const logFile = path.join(logs, `bench-${name}.log`);
+          const svc = await startService('banking-es', [cli(), 'start'], daemonEnv(t, extra), logFile);
           try {
             const n = rate ? Math.round(rate * size.latencySecs) : commands;
             // warm-up, not measured: JIT, worker start, first batches (a fresh daemon otherwise pays them inside a 4 s run)
             await driveRun(svc, t, rate ? rate : 10_000, rate, 20_000, skew);
+            const before = await stagesOf(logFile, 'commands');
             const { r, procs: p, w } = await driveRun(svc, t, n, rate, 20_000, skew);
+            const after = await stagesOf(logFile, 'commands');
+            const stages = before && after ? stageFigures(before, after) : undefined;
+            costs.add(p, r.answered, stages);
             const wrong = await balancesOk(w);
             if (r.mismatches || r.timedOut || wrong) { ok = false; notes += `run ${i + 1}: ${r.mismatches} outcome mismatches, ${r.sent - r.answered} unanswered, ${wrong} wrong balances. `; }
             xs.push(r.answered / (r.elapsedMs / 1000));
             p50.push(percentile(r.latenciesMs, 50)); p95.push(percentile(r.latenciesMs, 95)); p99.push(percentile(r.latenciesMs, 99));
-            say(`  run ${i + 1}/${runs}: ${Math.round(xs[i])} commands/s, p50 / p95 / p99 ${p50[i].toFixed(0)} / ${p95[i].toFixed(0)} / ${p99[i].toFixed(0)} ms`);
+            say(`  run ${i + 1}/${runs}: ${Math.round(xs[i])} commands/s, p50 / p95 / p99 ${p50[i].toFixed(0)} / ${p95[i].toFixed(0)} / ${p99[i].toFixed(0)} ms, daemon ${round((p.service.cpuSeconds * 1e6) / r.answered)} µs CPU per command`);
+            say(`    stages, mean ms: ${formatStages(stages)}`);
             procs = p;
             if (i === 0 && !rate && name === 'commands.max') timelines['banking-es'] = r.perSecond.map((v, s) => [s, v]);
           } finally { await svc.stop(); }
         }
-        results.push({ name: rate ? `${name}@${rate}/s` : name, unit: 'commands/s', value: summarize(xs), latencyMs: { p50: summarize(p50), p95: summarize(p95), p99: summarize(p99) }, procs, ok, notes: notes || undefined });
+        results.push({ name: rate ? `${name}@${rate}/s` : name, unit: 'commands/s', value: summarize(xs), latencyMs: { p50: summarize(p50), p95: summarize(p95), p99: summarize(p99) }, procs, cpuUsPerOp: costs.cpuUsPerOp(), stagesMs: costs.stagesMs(), ok, notes: notes || undefined });
       }
     };
 
@@ -199,8 +265,9 @@ async function main() {
     }
 
     /** bank.events → committed read models, streamed by this process; `checked` compares every projected balance and version. */
-    const projectionCase = async (name: string, start: (t: { cmd: string; res: string }) => Promise<Service>, checked: boolean) => {
+    const projectionCase = async (name: string, start: (t: { cmd: string; res: string }) => Promise<Service>, logFile: string, checked: boolean) => {
       const xs: number[] = [];
+      const costs = new CaseCosts();
       let procs: Record<string, ProcUsage> | undefined;
       let ok = true, notes = '';
       const producer = new Kafka.Producer({ 'bootstrap.servers': brokers, 'linger.ms': 5, 'batch.num.messages': 10000, 'queue.buffering.max.messages': 1_000_000, 'compression.type': 'lz4', 'dr_cb': false } as Kafka.ProducerGlobalConfig);
@@ -229,6 +296,7 @@ async function main() {
             // (two flushes, ~0.4 s) was a quarter of a 100k-event run
             const h = eventHistory(full ? 600_000 : 300_000, full ? 10_000 : 5000, 1000 + i);
             const ids = [...h.expected.keys()];
+            const before = await stagesOf(logFile, 'projections');
             const meter = new ProcessMeter({ service: () => [svc.pid], postgres: pgPids, 'kafka-mock': mockPids, driver: () => [process.pid] });
             meter.begin();
             const t0 = performance.now();
@@ -250,6 +318,8 @@ async function main() {
             }
             const secs = (performance.now() - t0) / 1000;
             procs = meter.end();
+            const after = await stagesOf(logFile, 'projections');
+            costs.add(procs, done, before && after ? stageFigures(before, after) : undefined);
             xs.push(done / secs);
             const { rows } = await pool.query<{ account_id: string; balance: string; version: string }>('SELECT account_id, balance, version FROM account_projections WHERE account_id = ANY($1::uuid[])', [ids]);
             const wrong = ids.length - rows.filter((r) => { const x = h.expected.get(r.account_id)!; return (!checked || Number(r.balance) === x.balance) && Number(r.version) === x.version; }).length;
@@ -260,21 +330,24 @@ async function main() {
       } finally {
         await new Promise<void>((r) => producer.disconnect(() => r()));
       }
-      results.push({ name, unit: 'events/s', value: summarize(xs), procs, ok, notes: notes || undefined });
+      results.push({ name, unit: 'events/s', value: summarize(xs), procs, cpuUsPerOp: costs.cpuUsPerOp(), stagesMs: costs.stagesMs(), ok, notes: notes || undefined });
     };
     if (want('limit.projections')) {
       say('\nlimit: projections end to end (a transaction row per event, a folded account row per account by the same staging upsert, offsets, one durable transaction per flush; no parsing)');
-      await projectionCase('limit.projections', (t) => startService('limit.projections', [benchEntry('projection-limit-service.js'), brokers, t.cmd, dbUrl], {}, path.join(logs, 'bench-limit.projections.log')), false);
+      const logFile = path.join(logs, 'bench-limit.projections.log');
+      await projectionCase('limit.projections', (t) => startService('limit.projections', [benchEntry('projection-limit-service.js'), brokers, t.cmd, dbUrl], {}, logFile), logFile, false);
       await pool.query('TRUNCATE transaction_projections, account_projections, consumer_offsets');
     }
     if (want('projections')) {
       say('\nprojections: bank.events → committed read models (banking-es, role projections)');
-      await projectionCase('projections.max', (t) => startService('projector', [cli(), 'start'], { ...daemonEnv(t), ROLES: 'projections', KAFKA_TOPIC_EVENTS: t.cmd, KAFKA_TOPIC_EVENTS_DLQ: `${t.cmd}.dlq`, KAFKA_PROJECTION_GROUP_ID: `bench-proj-${randomUUID().slice(0, 8)}` }, path.join(logs, 'bench-projections.log')), true);
+      const logFile = path.join(logs, 'bench-projections.log');
+      await projectionCase('projections.max', (t) => startService('projector', [cli(), 'start'], { ...daemonEnv(t), ROLES: 'projections', KAFKA_TOPIC_EVENTS: t.cmd, KAFKA_TOPIC_EVENTS_DLQ: `${t.cmd}.dlq`, KAFKA_PROJECTION_GROUP_ID: `bench-proj-${randomUUID().slice(0, 8)}` }, logFile), logFile, true);
     }
 
     if (want('baseline')) {
       say('\nbaseline: naive one-message-at-a-time service on the same workload');
       const xs: number[] = [];
+      const costs = new CaseCosts();
       let procs: Record<string, ProcUsage> | undefined;
       let ok = true, notes = '';
       for (let i = 0; i < runs; i++) {
@@ -286,10 +359,11 @@ async function main() {
           if (r.mismatches || r.timedOut || wrong) { ok = false; notes += `run ${i + 1}: ${r.mismatches} mismatches, ${wrong} wrong balances. `; }
           xs.push(r.answered / (r.elapsedMs / 1000));
           procs = p;
+          costs.add(p, r.answered);
           if (i === 0) timelines['baseline'] = r.perSecond.map((v, s) => [s, v]);
         } finally { await svc.stop(); }
       }
-      results.push({ name: 'baseline', unit: 'commands/s', value: summarize(xs), procs, ok, notes: notes || undefined });
+      results.push({ name: 'baseline', unit: 'commands/s', value: summarize(xs), procs, cpuUsPerOp: costs.cpuUsPerOp(), ok, notes: notes || undefined });
     }
   } finally {
     await pool.end();
@@ -307,6 +381,9 @@ async function main() {
     const lim = r.limit ? byName.get(r.limit)?.value.median : undefined;
     if (lim) r.ofLimit = round(r.value.median / lim, 2);
     if (r.name.startsWith('commands') && base) r.vsBaseline = round(r.value.median / base, 1);
+    const rate = r.name.match(/^commands\.latency(@\d+\/s)$/)?.[1];
+    const floor = rate ? byName.get(`limit.e2e${rate}`)?.latencyMs : undefined;
+    if (r.latencyMs && floor) r.latencyOverFloor = { p50: round(r.latencyMs.p50.median / floor.p50.median, 1), p99: round(r.latencyMs.p99.median / floor.p99.median, 1) };
   }
   writeReport(results, timelines, (Date.now() - started) / 1000);
   if (results.some((r) => !r.ok)) process.exitCode = 1;
@@ -319,13 +396,25 @@ function writeReport(rs: Result[], tl: Record<string, Array<[number, number]>>, 
   const meta = { when: new Date().toISOString(), suite: full ? 'full' : 'quick', runs, node: process.version, cpus: os.cpus().length, seconds: round(seconds) };
   fs.writeFileSync(path.join(dir, `${stamp}.json`), JSON.stringify({ meta, results: rs, timelines: tl }, null, 2));
   const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+  const groups = ['service', 'postgres', 'kafka-mock', 'driver'];
+  const cost = (r: Result) => (r.cpuUsPerOp ? groups.map((g) => r.cpuUsPerOp![g] ?? '–').join(' / ') : '');
+  const staged = rs.filter((r) => r.stagesMs);
   const lines = [
     `# banking-es benchmark (${meta.suite}, ${meta.when})`, '',
-    `${meta.cpus} CPUs, Node ${meta.node}, ${runs} runs each; medians with [min–max]. Everything (daemon, Postgres, Kafka mock, load driver) shares the machine.`, '',
-    '| benchmark | median | [min–max] | unit | p50 / p95 / p99 ms | of limit | × baseline | CPU cores (svc / pg / kafka / driver) | peak RSS MB (svc) | ok |',
-    '|---|---:|---|---|---|---:|---:|---|---:|---|',
-    ...rs.map((r) => `| ${r.name} | ${fmt(r.value.median)} | ${fmt(r.value.min)}–${fmt(r.value.max)} | ${r.unit} | ${r.latencyMs ? `${r.latencyMs.p50.median.toFixed(0)} / ${r.latencyMs.p95.median.toFixed(0)} / ${r.latencyMs.p99.median.toFixed(0)}` : ''} | ${r.ofLimit !== undefined ? `${r.ofLimit} (${r.limit!.replace('limit.', '')})` : ''} | ${r.vsBaseline ?? ''} | ${r.procs ? `${r.procs.service?.cpuCores} / ${r.procs.postgres?.cpuCores} / ${r.procs['kafka-mock']?.cpuCores} / ${r.procs.driver?.cpuCores}` : ''} | ${r.procs?.service?.peakRssMb ?? ''} | ${r.ok ? 'yes' : `NO: ${r.notes}`} |`),
-    '', `![throughput over time](${stamp}.svg)`, '', `Total ${round(seconds)} s. JSON: ${stamp}.json`,
+    `${meta.cpus} CPUs, Node ${meta.node}, ${runs} runs each; medians with [min–max]. Everything (daemon, Postgres, Kafka mock, load driver) shares the machine.`,
+    'CPU µs per op: each process group\'s CPU seconds over the commands (or events) of the measured part, median over the runs; steadier than rates on a shared machine.', '',
+    '| benchmark | median | [min–max] | unit | p50 / p95 / p99 ms | × floor p50 / p99 | of limit | × baseline | CPU µs per op (svc / pg / kafka / driver) | CPU cores (svc / pg / kafka / driver) | peak RSS MB (svc) | ok |',
+    '|---|---:|---|---|---|---|---:|---:|---|---|---:|---|',
+    ...rs.map((r) => `| ${r.name} | ${fmt(r.value.median)} | ${fmt(r.value.min)}–${fmt(r.value.max)} | ${r.unit} | ${r.latencyMs ? `${r.latencyMs.p50.median.toFixed(0)} / ${r.latencyMs.p95.median.toFixed(0)} / ${r.latencyMs.p99.median.toFixed(0)}` : ''} | ${r.latencyOverFloor ? `${r.latencyOverFloor.p50} / ${r.latencyOverFloor.p99}` : ''} | ${r.ofLimit !== undefined ? `${r.ofLimit} (${r.limit!.replace('limit.', '')})` : ''} | ${r.vsBaseline ?? ''} | ${cost(r)} | ${r.procs ? `${r.procs.service?.cpuCores} / ${r.procs.postgres?.cpuCores} / ${r.procs['kafka-mock']?.cpuCores} / ${r.procs.driver?.cpuCores}` : ''} | ${r.procs?.service?.peakRssMb ?? ''} | ${r.ok ? 'yes' : `NO: ${r.notes}`} |`),
+    '',
+    ...(staged.length ? [
+      '## Where the time goes (banking_es_pipeline_stage_seconds over the measured part)', '',
+      'Mean ms per stage, and p50 / p99 as histogram bucket bounds (≤); medians over the runs. fetch: produced → consumed; batch: consumed → batch sealed; prepare: state and workers (worker: the workers\' part); wait: behind the commit before; write: COPY and checks; commit: offsets and COMMIT; publish: committed → outcomes acknowledged.', '',
+      `| benchmark | ${STAGES.join(' | ')} |`, `|---|${STAGES.map(() => '---').join('|')}|`,
+      ...staged.map((r) => `| ${r.name} | ${STAGES.map((s) => { const f = r.stagesMs![s]; return f ? `${f.meanMs} (${f.p50Ms} / ${f.p99Ms})` : ''; }).join(' | ')} |`),
+      '',
+    ] : []),
+    `![throughput over time](${stamp}.svg)`, '', `Total ${round(seconds)} s. JSON: ${stamp}.json`,
   ];
   fs.writeFileSync(path.join(dir, `${stamp}.md`), lines.join('\n') + '\n');
   const colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e'];
