@@ -6,11 +6,14 @@
  * offsets, in ONE durable transaction per flush, rows in key order like the
  * projector's. Like the projector, a flush is encoded while the one before it
  * commits (the projector prepares ahead in workers), so the encoding is never
- * on Postgres's clock. No JSON parsing (the account comes from the key, the
+ * on Postgres's clock; and like limit.e2e, it never waits for itself:
+ * partitions are split over LANES lanes, each with its own connection,
+ * committing its own flushes (an account's events are all in one partition,
+ * so lanes never touch the same rows). No JSON parsing (the account comes from the key, the
  * version is counted), no validation, no skipping, no random ids per row;
  * amounts, ids and times are constants of realistic size. The bench measures
  * it exactly as it measures the projector, and banking-es's projector beating
- * it means this limit is wrong. argv: brokers eventsTopic databaseUrl
+ * it means this limit is wrong. argv: brokers eventsTopic databaseUrl [lanes]
  */
 import Kafka from 'node-rdkafka';
 import { randomUUID } from 'node:crypto';
@@ -21,7 +24,8 @@ import { upsertOffsets } from '../src/db/sql/consumer-offsets';
 import { upsertAccountProjections } from '../src/db/sql/upsert-account-projections';
 import { TRANSACTION_COLUMNS } from '../src/codec/rows';
 
-const [brokers, events, dbUrl] = process.argv.slice(2);
+const [brokers, events, dbUrl, lanesArg] = process.argv.slice(2);
+const LANES = Number(lanesArg ?? 2);
 const GROUP = `projection-limit-${process.pid}`;
 // the projector's own defaults (projections.batchSize / batchTimeMs): a flush is 20,000 events or 50 ms old
 const FLUSH = 20_000;
@@ -30,12 +34,8 @@ const FLUSH_MS = 50;
 const EVENT_IDS = Array.from({ length: 64 }, () => randomUUID());
 const COMMAND_ID = randomUUID();
 
-const db = new Client({ connectionString: dbUrl });
 const c = new Kafka.KafkaConsumer({ 'bootstrap.servers': brokers, 'group.id': GROUP, 'enable.auto.commit': false, 'fetch.wait.max.ms': 10, 'fetch.queue.backoff.ms': 5, 'rebalance_cb': true } as Kafka.ConsumerGlobalConfig, { 'auto.offset.reset': 'earliest' });
 const versions = new Map<string, number>();
-let batch: Kafka.Message[] = [];
-let batchStarted = 0;
-let sealing = false;
 
 interface Encoded { tx: Buffer; accounts: Buffer; next: Map<number, number> }
 
@@ -45,7 +45,7 @@ function encode(msgs: Kafka.Message[]): Encoded {
   const now = Date.now();
   const rows: Array<[string, number]> = [];
   for (const m of msgs) {
-    const account = m.key!.toString();
+    const account = m.key!.toString('latin1');
     const v = (versions.get(account) ?? 0) + 1;
     versions.set(account, v);
     folded.set(account, v);
@@ -61,48 +61,59 @@ function encode(msgs: Kafka.Message[]): Encoded {
   return { tx: tx.finish(), accounts: accounts.finish(), next };
 }
 
-async function write(e: Encoded): Promise<void> {
-  const client = db as unknown as PoolClient;
-  await db.query('BEGIN');
-  await copyIn(client, 'transaction_projections', TRANSACTION_COLUMNS, [e.tx]);
-  await upsertAccountProjections(client, [e.accounts]);
-  await upsertOffsets(client, GROUP, events, [...e.next].map(([partition, n]) => ({ partition, next: n, published: null })));
-  await db.query('COMMIT');
-}
+class Lane {
+  readonly db = new Client({ connectionString: dbUrl });
+  batch: Kafka.Message[] = [];
+  started = 0;
+  private sealing = false;
 
-/**
- * Seals flushes (full, or FLUSH_MS old) and encodes each at once, then commits them one transaction at a
- * time: flush N+1 is encoded while N commits, and what arrives meanwhile is the flush after.
- */
-async function seal(): Promise<void> {
-  if (sealing) return;
-  sealing = true;
-  let committing: Promise<void> = Promise.resolve();
-  while (batch.length) {
-    const age = Date.now() - batchStarted;
-    if (batch.length < FLUSH && age < FLUSH_MS) await new Promise((r) => setTimeout(r, FLUSH_MS - age));
-    const msgs = batch.length > FLUSH ? batch.splice(0, FLUSH) : batch;
-    if (msgs === batch) batch = [];
-    batchStarted = Date.now();
-    const encoded = encode(msgs);
-    await committing;
-    committing = write(encoded);
+  private async write(e: Encoded): Promise<void> {
+    const client = this.db as unknown as PoolClient;
+    await this.db.query('BEGIN');
+    await copyIn(client, 'transaction_projections', TRANSACTION_COLUMNS, [e.tx]);
+    await upsertAccountProjections(client, [e.accounts]);
+    await upsertOffsets(client, GROUP, events, [...e.next].map(([partition, n]) => ({ partition, next: n, published: null })));
+    await this.db.query('COMMIT');
   }
-  await committing;
-  sealing = false;
-  if (batch.length) void seal();
+
+  /**
+   * Seals flushes (full, or FLUSH_MS old) and encodes each at once, then commits them one transaction at a
+   * time: flush N+1 is encoded while N commits, and what arrives meanwhile is the flush after.
+   */
+  async seal(): Promise<void> {
+    if (this.sealing) return;
+    this.sealing = true;
+    let committing: Promise<void> = Promise.resolve();
+    while (this.batch.length) {
+      const age = Date.now() - this.started;
+      if (this.batch.length < FLUSH && age < FLUSH_MS) await new Promise((r) => setTimeout(r, FLUSH_MS - age));
+      const msgs = this.batch.length > FLUSH ? this.batch.splice(0, FLUSH) : this.batch;
+      if (msgs === this.batch) this.batch = [];
+      this.started = Date.now();
+      const encoded = encode(msgs);
+      await committing;
+      committing = this.write(encoded);
+    }
+    await committing;
+    this.sealing = false;
+    if (this.batch.length) void this.seal();
+  }
 }
 
-void db.connect().then(() => c.connect({}, () => {
+const lanes = Array.from({ length: LANES }, () => new Lane());
+void Promise.all(lanes.map((l) => l.db.connect())).then(() => c.connect({}, () => {
   c.subscribe([events]);
   c.setDefaultConsumeTimeout(10);
   c.on('rebalance', (err) => { if (err.code === -175) process.stdout.write('partitions assigned\n'); });
   const loop = () => c.consume(5000, (_e, msgs) => {
-    if (batch.length === 0 && msgs?.length) batchStarted = Date.now();
-    for (const m of msgs ?? []) batch.push(m);
-    if (batch.length) void seal();
+    for (const m of msgs ?? []) {
+      const lane = lanes[m.partition % LANES];
+      if (lane.batch.length === 0) lane.started = Date.now();
+      lane.batch.push(m);
+    }
+    for (const l of lanes) if (l.batch.length) void l.seal();
     setImmediate(loop);
   });
   loop();
 }));
-process.on('SIGTERM', () => void db.end().finally(() => process.exit(0)));
+process.on('SIGTERM', () => void Promise.all(lanes.map((l) => l.db.end())).finally(() => process.exit(0)));
