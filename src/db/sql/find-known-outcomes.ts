@@ -40,15 +40,22 @@ export async function findKnownOutcomes(client: Pool | PoolClient, accounts: rea
   return known;
 }
 
-/** True when any pair already has a row in `table` (a command decided now that was decided before). */
-export async function anyAlreadyIn(client: PoolClient, table: 'events' | 'command_rejections', accounts: readonly string[], commands: readonly string[]): Promise<boolean> {
-  if (accounts.length === 0) return false;
-  const { rows } = await client.query(
-    `SELECT 1 FROM unnest($1::uuid[], $2::uuid[]) AS c(a, k)
-      WHERE EXISTS (SELECT 1 FROM ${table === 'events' ? 'events' : 'command_rejections'} t WHERE t.account_id = c.a AND t.command_id = c.k) LIMIT 1`,
-    [accounts, commands],
+type Pairs = { accounts: readonly string[]; commands: readonly string[] };
+
+/**
+ * True when a command decided now was decided the other way before: an
+ * accepted pair already has a rejection row, or a rejected pair an event
+ * row (the unique keys catch a pair decided the same way). One round trip
+ * for both tables; none when there is nothing to check.
+ */
+export async function decidedOtherwise(client: PoolClient, accepted: Pairs, rejected: Pairs): Promise<boolean> {
+  if (accepted.accounts.length === 0 && rejected.accounts.length === 0) return false;
+  const { rows } = await client.query<{ hit: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM unnest($1::uuid[], $2::uuid[]) AS c(a, k) JOIN command_rejections t ON t.account_id = c.a AND t.command_id = c.k)
+         OR EXISTS (SELECT 1 FROM unnest($3::uuid[], $4::uuid[]) AS c(a, k) JOIN events t ON t.account_id = c.a AND t.command_id = c.k) AS hit`,
+    [accepted.accounts, accepted.commands, rejected.accounts, rejected.commands],
   );
-  return rows.length > 0;
+  return rows[0].hit;
 }
 
 const COMMAND_OF: Record<string, string> = { AccountCreated: 'OpenAccount', MoneyDeposited: 'Deposit', MoneyWithdrawn: 'Withdraw', AccountClosed: 'CloseAccount' };

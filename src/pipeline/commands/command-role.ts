@@ -16,7 +16,7 @@ import type { PoolClient } from 'pg';
 import type { DaemonContext } from '../../daemon';
 import type { Message } from '../../kafka/consumer';
 import { copyIn } from '../../db/sql/copy-in';
-import { anyAlreadyIn, findKnownOutcomes } from '../../db/sql/find-known-outcomes';
+import { decidedOtherwise, findKnownOutcomes } from '../../db/sql/find-known-outcomes';
 import { isUuid } from '../../codec/command';
 import { shardOf } from '../../codec/hash';
 import { coerceError } from '../../errors';
@@ -201,7 +201,7 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     if (results.some((r) => r.eventCount)) await copyIn(client, 'events', EVENT_COLUMNS, results.map((r) => r.events));
     if (results.some((r) => r.rejectionCount)) await copyIn(client, 'command_rejections', REJECTION_COLUMNS, results.map((r) => r.rejections));
     // decided now, decided before: accepted now but rejected earlier, or the reverse (the unique keys catch the rest)
-    if ((await anyAlreadyIn(client, 'command_rejections', p.accepted.accounts, p.accepted.commands)) || (await anyAlreadyIn(client, 'events', p.rejected.accounts, p.rejected.commands))) {
+    if (await decidedOtherwise(client, p.accepted, p.rejected)) {
       this.ctx.metrics.occConflicts.inc();
       return 'redo';
     }
