@@ -27,10 +27,4 @@ export class Arrivals {
     if (this.head > 1024) { this.chunks.splice(0, this.head); this.head = 0; }
     return first;
   }
-
-  /** Forgets everything (a revoke or stop: what arrived will not be batched in this order). */
-  clear(): void {
-    this.chunks.length = 0;
-    this.head = 0;
-  }
 }

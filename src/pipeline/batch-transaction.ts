@@ -12,7 +12,7 @@ import { classifyError, type ErrorClass } from '../errors';
 import type { WriteResult } from './role';
 
 export type TransactionResult =
-  /** seconds spent writing the role's rows, then the offsets and COMMIT */
+  /** seconds from asking the pool for a connection to the role's rows written, then the offsets and COMMIT */
   | { kind: 'committed'; writeSeconds: number; commitSeconds: number }
   /** `error`: the unique violation, when that is what asked for the redo (not the role) */
   | { kind: 'redo'; error?: unknown }
@@ -27,6 +27,7 @@ export async function inTransaction(
   offsets: { group: string; topic: string; rows: OffsetsRow[] },
   dryRun = false,
 ): Promise<TransactionResult> {
+  const t0 = performance.now();
   let client: PoolClient;
   try {
     client = await pool.connect();
@@ -35,7 +36,6 @@ export async function inTransaction(
   }
   let result: TransactionResult;
   try {
-    const t0 = performance.now();
     await begin(client);
     const written = await write(client);
     if (written === 'written') {

@@ -97,8 +97,9 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
 
   private onMessages(msgs: Message[]): void {
     // Kafka's timestamp is the producer's clock (CreateTime): on one host or with synced clocks, produce → consumed
-    const produced = msgs[0].timestamp;
-    if (produced) this.observe('fetch', Math.max(0, Date.now() - produced) / 1000);
+    let produced = Infinity;
+    for (const m of msgs) if (m.timestamp && m.timestamp < produced) produced = m.timestamp;
+    if (produced !== Infinity) this.observe('fetch', Math.max(0, Date.now() - produced) / 1000);
     this.arrivals.arrived(performance.now(), msgs.length);
     this.inFlight += msgs.length;
     this.ctx.metrics.inFlight.set({ pipeline: this.role.settings.name }, this.inFlight);
@@ -128,6 +129,7 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
         const p = await this.role.prepare(batch, seq, { careful: false, learned: undefined, committedNext: this.offsets.committed });
         prepared = performance.now();
         this.observe('prepare', (prepared - sealed) / 1000);
+        this.observe('worker', this.role.workerSeconds(p));
         return p;
       },
       async (seq, first) => {

@@ -74,6 +74,8 @@ export interface PipelineRole<Item, B extends Batch, P, L = never> {
   assigned?(partitions: number[]): void;
 
   prepare(batch: B, seq: number, how: Preparation<L>): Promise<P>;
+  /** Seconds the preparation spent in the worker pool (the `worker` stage of banking_es_pipeline_stage_seconds). */
+  workerSeconds(p: P): number;
   /** A preparation to redo carefully before anything of it is written (commands: it replays offsets). */
   mustRedo?(p: P): boolean;
   deadLetters(p: P): DeadLetter[];

@@ -58,6 +58,7 @@ export interface DecidedBatch {
   pairs: Pairs;
   accepted: { accounts: string[]; commands: string[] };
   rejected: { accounts: string[]; commands: string[] };
+  workerSeconds: number;
 }
 
 /**
@@ -100,7 +101,7 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     this.workers = createWorkerPool(p.workers, 'command-worker.js', decideShard);
     this.states = new AccountStates(p.stateCacheSize, log, redis, config.redis.stateTtlMs);
     this.resent = new ResentCommands(pool, redis, config.redis.dedupWindowMs);
-    this.publisher = new OutcomePublisher(ctx.producer, config.kafka.topics.results, metrics, log);
+    this.publisher = new OutcomePublisher(ctx.producer, config.kafka.topics.results, metrics, log, this.settings.name);
   }
 
   itemsOf(msgs: Message[]): Message[] {
@@ -176,15 +177,19 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
         replayBelow: replay ? new Map(how.committedNext) : null, maxMessageBytes: config.limits.maxMessageBytes, nowMs,
       });
     }));
-    this.ctx.metrics.stage.observe({ pipeline: this.settings.name, stage: 'worker' }, (performance.now() - t0) / 1000);
+    const workerSeconds = (performance.now() - t0) / 1000;
     const changed = results.flatMap((r) => r.states);
     this.states.prepared(seq, changed);
     this.resent.decided(seq, results.map((r) => r.decided));
     return {
-      seq, batch, slices, results, careful: how.careful, replay, accountIds, changed, pairs,
+      seq, batch, slices, results, careful: how.careful, replay, accountIds, changed, pairs, workerSeconds,
       accepted: { accounts: results.flatMap((r) => r.acceptedAccounts), commands: results.flatMap((r) => r.acceptedCommands) },
       rejected: { accounts: results.flatMap((r) => r.rejectedAccounts), commands: results.flatMap((r) => r.rejectedCommands) },
     };
+  }
+
+  workerSeconds(p: DecidedBatch): number {
+    return p.workerSeconds;
   }
 
   deadLetters(p: DecidedBatch): DeadLetter[] {

@@ -33,7 +33,7 @@ export class OutcomePublisher {
   private readonly frozen = new Set<number>();
   private waiters: Array<() => void> = [];
 
-  constructor(private readonly producer: ProducerClient, private readonly topic: string, private readonly metrics: Metrics, private readonly log: Logger) {
+  constructor(private readonly producer: ProducerClient, private readonly topic: string, private readonly metrics: Metrics, private readonly log: Logger, private readonly pipeline = 'commands') {
     producer.raw.on('delivery-report', (err, report) => {
       const t = report.opaque as BatchTrack | undefined;
       if (!t || !('remaining' in t)) return;
@@ -80,7 +80,7 @@ export class OutcomePublisher {
   private settle(): void {
     while (this.inOrder.length && this.inOrder[0].ended && this.inOrder[0].remaining === 0) {
       const t = this.inOrder.shift()!;
-      if (t.outcomes > 0 && !t.failed) this.metrics.stage.observe({ pipeline: 'commands', stage: 'publish' }, (performance.now() - t.since) / 1000);
+      if (t.outcomes > 0 && !t.failed) this.metrics.stage.observe({ pipeline: this.pipeline, stage: 'publish' }, (performance.now() - t.since) / 1000);
       if (t.stale) continue;
       if (t.failed) for (const p of t.next.keys()) this.frozen.add(p);
       for (const [p, n] of t.next) if (!this.frozen.has(p)) this.published.set(p, Math.max(n, this.published.get(p) ?? 0));

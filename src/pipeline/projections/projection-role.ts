@@ -35,6 +35,7 @@ export interface ProjectedFlush {
   results: ProjectResult[];
   /** accountId -> version this flush projects it to */
   advanced: Map<string, number>;
+  workerSeconds: number;
 }
 
 const GATE_WHY = {
@@ -122,11 +123,15 @@ export class ProjectionRole implements PipelineRole<EventChunk, FlushInput, Proj
       // the pool moves what it is given; a copy goes, the pack stays here for a redo and for dead letters
       return this.workers.run({ msgs: new Uint8Array(msgs), projectedIds, projectedVersions });
     }));
-    this.ctx.metrics.stage.observe({ pipeline: this.settings.name, stage: 'worker' }, (performance.now() - t0) / 1000);
+    const workerSeconds = (performance.now() - t0) / 1000;
     const advanced = new Map<string, number>();
     for (const r of results) for (let k = 0; k < r.advancedIds.length; k++) advanced.set(r.advancedIds[k], r.advancedVersions[k]);
     this.versions.prepared(seq, advanced);
-    return { seq, input, results, advanced };
+    return { seq, input, results, advanced, workerSeconds };
+  }
+
+  workerSeconds(p: ProjectedFlush): number {
+    return p.workerSeconds;
   }
 
   deadLetters(p: ProjectedFlush): DeadLetter[] {
