@@ -4,19 +4,19 @@
  * pipeline writes, and Kafka produce / consume / round-trip rates of the very
  * messages it reads.
  */
-import { Client } from 'pg';
+import { Client, type PoolClient } from 'pg';
 import Kafka from 'node-rdkafka';
-import { copyFrom } from './pg-copy';
+import { copyIn } from '../../src/db/sql/copy-in';
+import { EVENT_COLUMNS } from '../../src/codec/rows';
 import { decideShard } from '../../src/pipeline/commands/decide-shard';
 import type { AccountState } from '../../src/domain/types';
 import { Packer } from '../../src/pipeline/pack';
 import { Workload } from '../../dev/loadgen/generator';
-import { PGCOPY_HEADER, PGCOPY_TRAILER } from '../../src/codec/pgcopy';
 
-/** Event rows exactly as the pipeline encodes them, in batches of `batch` rows. */
-export function encodedEventBatches(rows: number, batch: number): Buffer[] {
+/** Event rows exactly as the pipeline encodes them (every column of EVENT_COLUMNS), in batches of `batch` rows. */
+export function encodedEventBatches(rows: number, batch: number): Array<{ rows: number; data: Uint8Array }> {
   const w = new Workload({ accounts: Math.max(1, Math.floor(rows / 40)), commands: Math.floor(rows / 40) + rows, invalidRatio: 0, duplicateRatio: 0, seed: 11 });
-  const out: Buffer[] = [];
+  const out: Array<{ rows: number; data: Uint8Array }> = [];
   let pending: { key: string; value: string }[] = [];
   const states = new Map<string, AccountState>();
   const flush = () => {
@@ -24,7 +24,7 @@ export function encodedEventBatches(rows: number, batch: number): Buffer[] {
     for (const c of pending) p.message(0, 0, Buffer.from(c.key), Buffer.from(c.value));
     const r = decideShard({ msgs: p.finish(), states: [...states.values()], known: null, replayBelow: null, maxMessageBytes: 65536, nowMs: Date.now() });
     for (const st of r.states) states.set(st.accountId, st);
-    out.push(Buffer.concat([PGCOPY_HEADER, Buffer.from(r.events), PGCOPY_TRAILER]));
+    out.push({ rows: r.eventCount, data: r.events });
     pending = [];
   };
   for (let c = w.next(); c; c = w.next()) {
@@ -37,34 +37,22 @@ export function encodedEventBatches(rows: number, batch: number): Buffer[] {
 }
 
 /** rows/s of durable COPY transactions (BEGIN; COPY; COMMIT) into a fresh events table. */
-export async function copyLimit(url: string, batches: Buffer[]): Promise<number> {
+export async function copyLimit(url: string, batches: Array<{ rows: number; data: Uint8Array }>): Promise<number> {
   const c = new Client({ connectionString: url });
   await c.connect();
   try {
     await c.query('TRUNCATE events, command_rejections, consumer_offsets');
     let rows = 0;
-    for (const b of batches) rows += countRows(b);
+    for (const b of batches) rows += b.rows;
     const t0 = performance.now();
     for (const b of batches) {
       await c.query('BEGIN');
-      await copyFrom(c, 'COPY events (account_id, version, event_id, event_type, payload, command_id, recorded_at) FROM STDIN (FORMAT binary)', b);
+      await copyIn(c as unknown as PoolClient, 'events', EVENT_COLUMNS, [b.data]);
       await c.query('COMMIT');
     }
     return rows / ((performance.now() - t0) / 1000);
   } finally {
     await c.end();
-  }
-}
-
-function countRows(b: Buffer): number {
-  // header 19 bytes; each row: int16 field count + fields (int32 length + data); trailer int16 -1
-  let pos = 19, n = 0;
-  for (;;) {
-    const fields = b.readInt16BE(pos);
-    pos += 2;
-    if (fields === -1) return n;
-    for (let i = 0; i < fields; i++) { const len = b.readInt32BE(pos); pos += 4 + Math.max(0, len); }
-    n++;
   }
 }
 
@@ -93,6 +81,7 @@ export async function produceLimit(brokers: string, topic: string, msgs: Array<{
     await done;
     return msgs.length / ((performance.now() - t0) / 1000);
   } finally {
+    p.setPollInterval(0); // no poll() while disconnect() deletes the native handle (src/kafka/producer.ts)
     await new Promise<void>((r) => p.disconnect(() => r()));
   }
 }

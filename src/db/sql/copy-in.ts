@@ -13,6 +13,9 @@ import { PGCOPY_HEADER, PGCOPY_TRAILER } from '../../codec/pgcopy';
  * protocol allows it: the backend reads the data once it is in copy mode, and
  * when the statement fails before that, it ignores CopyData and CopyDone
  * outside copy mode ("Accept but ignore these messages", postgres.c).
+ * The write is not throttled (the rows are in memory already; one writev
+ * takes them). node-postgres refuses a submittable on a client in its
+ * pipeline mode, which the daemon does not use.
  */
 export function copyIn(client: PoolClient, table: string, columns: string, rowChunks: Uint8Array[]): Promise<void> {
   const copy = new CopyInOneWrite(`COPY ${table} (${columns}) FROM STDIN (FORMAT binary)`, [PGCOPY_HEADER, ...rowChunks.filter((c) => c.byteLength > 0), PGCOPY_TRAILER]);
@@ -29,12 +32,13 @@ class CopyInOneWrite implements Submittable {
   readonly done: Promise<void>;
   private settle!: (e?: Error) => void;
 
-  constructor(private readonly text: string, private readonly chunks: Uint8Array[]) {
+  constructor(private readonly text: string, private chunks: Uint8Array[]) {
     this.done = new Promise<void>((resolve, reject) => {
       let settled = false;
       this.settle = (e) => {
         if (settled) return;
         settled = true;
+        this.callback(e ?? null); // pg wraps it to clear its query_timeout timer, when one is configured
         if (e) reject(e); else resolve();
       };
     });
@@ -58,10 +62,11 @@ class CopyInOneWrite implements Submittable {
     }
     stream.write(COPY_DONE);
     stream.uncork();
+    this.chunks = []; // written: the socket holds them now
   }
 
-  /** pg's read-timeout hook; the promise is the callback here. */
-  callback(): void { /* settled by the handlers */ }
+  /** pg replaces this to learn the query ended (its query_timeout); the promise is what callers await. */
+  callback(_err: Error | null): void { /* nothing of our own */ }
 
   handleCopyInResponse(): void { /* the data is on its way already */ }
   handleCommandComplete(): void { /* "COPY n": ReadyForQuery follows */ }

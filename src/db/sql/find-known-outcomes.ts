@@ -40,7 +40,7 @@ export async function findKnownOutcomes(client: Pool | PoolClient, accounts: rea
   return known;
 }
 
-type Pairs = { accounts: readonly string[]; commands: readonly string[] };
+type DecidedPairs = { accounts: readonly string[]; commands: readonly string[] };
 
 /**
  * True when a command decided now was decided the other way before: an
@@ -48,7 +48,7 @@ type Pairs = { accounts: readonly string[]; commands: readonly string[] };
  * row (the unique keys catch a pair decided the same way). One round trip
  * for both tables; none when there is nothing to check.
  */
-export async function decidedOtherwise(client: PoolClient, accepted: Pairs, rejected: Pairs): Promise<boolean> {
+export async function decidedOtherwise(client: PoolClient, accepted: DecidedPairs, rejected: DecidedPairs): Promise<boolean> {
   if (accepted.accounts.length === 0 && rejected.accounts.length === 0) return false;
   const { rows } = await client.query<{ hit: boolean }>(
     `SELECT EXISTS (SELECT 1 FROM unnest($1::uuid[], $2::uuid[]) AS c(a, k) JOIN command_rejections t ON t.account_id = c.a AND t.command_id = c.k)
