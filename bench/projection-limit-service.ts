@@ -9,7 +9,9 @@
  * on Postgres's clock; and like limit.e2e, it never waits for itself:
  * partitions are split over LANES lanes, each with its own connection,
  * committing its own flushes (an account's events are all in one partition,
- * so lanes never touch the same rows). No JSON parsing (the account comes from the key, the
+ * so lanes never touch the same rows): a ceiling of what Kafka and Postgres
+ * allow for this work with two connections, where the projector commits one
+ * flush at a time. No JSON parsing (the account comes from the key, the
  * version is counted), no validation, no skipping, no random ids per row;
  * amounts, ids and times are constants of realistic size. The bench measures
  * it exactly as it measures the projector, and banking-es's projector beating
@@ -26,6 +28,7 @@ import { TRANSACTION_COLUMNS } from '../src/codec/rows';
 
 const [brokers, events, dbUrl, lanesArg] = process.argv.slice(2);
 const LANES = Number(lanesArg ?? 2);
+if (!Number.isInteger(LANES) || LANES < 1) throw new Error(`lanes must be a positive integer, not ${lanesArg}`);
 const GROUP = `projection-limit-${process.pid}`;
 // the projector's own defaults (projections.batchSize / batchTimeMs): a flush is 20,000 events or 50 ms old
 const FLUSH = 20_000;
