@@ -3,7 +3,10 @@
  * batch N+1 is prepared while batch N commits, and batches commit strictly in
  * order. A batch is prepared on what its predecessor was prepared into, so it
  * may commit only if the predecessor committed exactly that; otherwise its
- * pending state is abandoned and it is prepared again on what was committed.
+ * pending state is abandoned and it is prepared again, at once, on what was
+ * committed: no later batch has been prepared yet, so that preparation is
+ * one the next batch can build on, and one redone batch does not make every
+ * later one redo its preparation too.
  */
 export class CommitChain<P> {
   private seq = 0;
@@ -20,15 +23,17 @@ export class CommitChain<P> {
    */
   async next(prepare: (seq: number) => Promise<P>, commit: (seq: number, first: P | undefined) => Promise<boolean>): Promise<void> {
     const seq = ++this.seq;
-    let prepared: P | undefined;
-    try {
-      prepared = await prepare(seq);
-    } catch {
-      prepared = undefined; // e.g. Postgres unreachable while loading state: the commit stage retries with backoff
-    }
+    const attempt = async () => {
+      try {
+        return await prepare(seq);
+      } catch {
+        return undefined; // e.g. Postgres unreachable while loading state: the commit stage retries with backoff
+      }
+    };
+    let prepared = await attempt();
     if (!(await this.tail)) {
       this.abandon(seq);
-      prepared = undefined;
+      prepared = await attempt();
     }
     this.tail = commit(seq, prepared);
   }

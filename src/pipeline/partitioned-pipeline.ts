@@ -96,10 +96,12 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
   }
 
   private onMessages(msgs: Message[]): void {
-    // Kafka's timestamp is the producer's clock (CreateTime): on one host or with synced clocks, produce → consumed
+    // Kafka's timestamp is the producer's clock (CreateTime): on one host or with synced clocks, produce → consumed.
+    // A backlog, a skewed clock or a hostile timestamp is not a fetch: only 0..60 s is observed
     let produced = Infinity;
     for (const m of msgs) if (m.timestamp && m.timestamp < produced) produced = m.timestamp;
-    if (produced !== Infinity) this.observe('fetch', Math.max(0, Date.now() - produced) / 1000);
+    const fetchMs = Date.now() - produced;
+    if (fetchMs >= 0 && fetchMs <= 60_000) this.observe('fetch', fetchMs / 1000);
     this.arrivals.arrived(performance.now(), msgs.length);
     this.inFlight += msgs.length;
     this.ctx.metrics.inFlight.set({ pipeline: this.role.settings.name }, this.inFlight);
@@ -128,12 +130,15 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
       async (seq) => {
         const p = await this.role.prepare(batch, seq, { careful: false, learned: undefined, committedNext: this.offsets.committed });
         prepared = performance.now();
-        this.observe('prepare', (prepared - sealed) / 1000);
-        this.observe('worker', this.role.workerSeconds(p));
         return p;
       },
       async (seq, first) => {
-        if (first !== undefined) this.observe('wait', (performance.now() - prepared) / 1000);
+        // once per batch, for the preparation it commits from (prepared again when the batch before was redone)
+        if (first !== undefined) {
+          this.observe('prepare', (prepared - sealed) / 1000);
+          this.observe('worker', this.role.workerSeconds(first));
+          this.observe('wait', (performance.now() - prepared) / 1000);
+        }
         const result = await this.runner.run(batch, seq, first);
         this.finished(batch, started);
         return result === 'clean';

@@ -72,4 +72,32 @@ test('a re-send right behind its original finds it among the outcomes still comm
   assert.is((await d.metric('banking_es_occ_conflicts_total')) ?? 0, conflictsBefore, 'no batch met a key at commit');
 });
 
+test('after a redone batch, the batches behind it are prepared ahead again', async () => {
+  const accounts = Array.from({ length: ACCOUNTS }, () => randomUUID());
+  const opens = accounts.map((a) => cmd.open(a, '100.00'));
+  const deposits = accounts.map((a) => cmd.deposit(a, '50.00'));
+  await f.sendAll(opens);
+  await f.outcomeFor(opens, WAIT_MS);
+  await f.sendAll(deposits);
+  await f.outcomeFor(deposits, WAIT_MS);
+  // cold again: the re-sent deposits are decided as new and redone at commit (a key someone holds)
+  const d = await f.restart();
+  const conflicts = (await d.metric('banking_es_occ_conflicts_total')) ?? 0;
+  await f.sendAll(deposits);
+  await f.outcomeFor(deposits, WAIT_MS, 2);
+  assert.ok(((await d.metric('banking_es_occ_conflicts_total')) ?? 0) > conflicts, 'the re-sends were redone');
+
+  const stage = async (s: string) => (await d.metric(`banking_es_pipeline_stage_seconds_count{pipeline="commands",stage="${s}"}`)) ?? 0;
+  const before = { batch: await stage('batch'), wait: await stage('wait') };
+  const more = accounts.map((a) => cmd.deposit(a, '1.00'));
+  await f.sendAll(more);
+  const os = await f.outcomeFor(more, WAIT_MS);
+  assert.ok(os.every((o) => o.status === 'accepted' && o.balance === '151.00'));
+  const batches = (await stage('batch')) - before.batch;
+  const waited = (await stage('wait')) - before.wait;
+  assert.ok(batches >= ACCOUNTS, `one message per batch: ${batches} batches`);
+  // a batch committed from a preparation made ahead observes `wait`; one whose preparation was dropped does not
+  assert.is(waited, batches, 'every later batch committed from a preparation made ahead, none prepared twice inside its commit');
+});
+
 test.run();
