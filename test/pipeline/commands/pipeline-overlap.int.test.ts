@@ -30,7 +30,8 @@ test.after(async () => {
   await f?.release();
 });
 
-test('a batch decided on a predecessor that was redone is decided again', async () => {
+/** ACCOUNTS new accounts opened with 100.00, then a deposit of 50.00 to each, committed. */
+async function openedWithDeposits() {
   const accounts = Array.from({ length: ACCOUNTS }, () => randomUUID());
   const opens = accounts.map((a) => cmd.open(a, '100.00'));
   const deposits = accounts.map((a) => cmd.deposit(a, '50.00'));
@@ -39,6 +40,11 @@ test('a batch decided on a predecessor that was redone is decided again', async 
   await f.sendAll(deposits);
   const first = await f.outcomeFor(deposits, WAIT_MS);
   assert.ok(first.every((o) => o.status === 'accepted' && o.balance === '150.00'));
+  return { accounts, deposits };
+}
+
+test('a batch decided on a predecessor that was redone is decided again', async () => {
+  const { accounts, deposits } = await openedWithDeposits();
 
   await f.restart();
   const withdrawals = accounts.map((a) => cmd.withdraw(a, '180.00'));
@@ -73,13 +79,7 @@ test('a re-send right behind its original finds it among the outcomes still comm
 });
 
 test('after a redone batch, the batches behind it are prepared ahead again', async () => {
-  const accounts = Array.from({ length: ACCOUNTS }, () => randomUUID());
-  const opens = accounts.map((a) => cmd.open(a, '100.00'));
-  const deposits = accounts.map((a) => cmd.deposit(a, '50.00'));
-  await f.sendAll(opens);
-  await f.outcomeFor(opens, WAIT_MS);
-  await f.sendAll(deposits);
-  await f.outcomeFor(deposits, WAIT_MS);
+  const { accounts, deposits } = await openedWithDeposits();
   // cold again: the re-sent deposits are decided as new and redone at commit (a key someone holds)
   const d = await f.restart();
   const conflicts = (await d.metric('banking_es_occ_conflicts_total')) ?? 0;
