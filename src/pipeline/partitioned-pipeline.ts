@@ -128,6 +128,8 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
     let prepared = sealed;
     await this.chain.next(
       async (seq) => {
+        // given up at shutdown: the batch is not committed, so preparing it (again) only spends the stop budget
+        if (this.runner.isAbandoned) throw new Error('the pipeline gave up its batches at shutdown');
         const p = await this.role.prepare(batch, seq, { careful: false, learned: undefined, committedNext: this.offsets.committed });
         prepared = performance.now();
         return p;
