@@ -193,15 +193,24 @@ export class TopicReader<T = unknown> {
 
   async close(): Promise<void> {
     this.running = false;
-    const ended = await Promise.race([this.loop.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 10000))]);
-    // disconnecting while a consume() is still running on a pool thread is node-rdkafka's use-after-free
-    // (Blizzard/node-rdkafka#1057: SIGSEGV at teardown); a reader whose loop did not end is left to the process exit
-    if (!ended || !this.raw.isConnected()) return;
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, 5000);
-      this.raw.disconnect(() => { clearTimeout(t); resolve(); });
-    });
+    await closeReader(this.raw, this.loop);
   }
+}
+
+/**
+ * Disconnects a test consumer once its consume loop ended. Disconnecting while a consume() is still
+ * running on a pool thread is node-rdkafka's use-after-free (Blizzard/node-rdkafka#1057: SIGSEGV at
+ * teardown), so a consumer whose loop did not end within 10 s is left to the process exit.
+ */
+export async function closeReader(raw: Kafka.KafkaConsumer, loop: Promise<void>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const ended = await Promise.race([loop.then(() => true), new Promise<boolean>((r) => { timer = setTimeout(() => r(false), 10000); })]);
+  clearTimeout(timer);
+  if (!ended || !raw.isConnected()) return;
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, 5000);
+    raw.disconnect(() => { clearTimeout(t); resolve(); });
+  });
 }
 
 /**

@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import Kafka from 'node-rdkafka';
 import { Client } from 'pg';
 import { createTestDatabase, testStack, uniqueTopic, type TestDb } from './stack';
-import { producer, testConsumer, TopicReader, type TestProducer } from './kafka';
+import { closeReader, producer, testConsumer, TopicReader, type TestProducer } from './kafka';
 import { Daemon } from './daemon';
 import { commandsDaemonEnv } from './pipeline';
 import { verifyAccountProjections, verifyTransactionProjections, type CommandOracle, type OutcomeJson } from './oracle';
@@ -55,12 +55,7 @@ export class OutcomeTap {
 
   async close(): Promise<void> {
     this.running = false;
-    const ended = await Promise.race([this.loop.then(() => true), sleep(10000).then(() => false)]);
-    if (!ended || !this.raw.isConnected()) return; // as TopicReader.close: never disconnect under a running consume()
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, 5000);
-      this.raw.disconnect(() => { clearTimeout(t); resolve(); });
-    });
+    await closeReader(this.raw, this.loop);
   }
 }
 
