@@ -83,6 +83,39 @@ class CaseCosts {
   }
 }
 
+/** The runs of one driven command case (a limit service or banking-es) at one rate: rate, latency, costs, verdict. */
+class DrivenRuns extends CaseCosts {
+  private readonly rates: number[] = [];
+  private readonly p50: number[] = [];
+  private readonly p95: number[] = [];
+  private readonly p99: number[] = [];
+  private procs: Record<string, ProcUsage> | undefined;
+  private notes = '';
+
+  /** Adds a run; says what was wrong with it (appended to the notes) when `wrong` is not empty. */
+  override add(procs: Record<string, ProcUsage>, ops: number, stages?: Record<string, StageFigures>, r?: DriveResult, wrong = ''): void {
+    super.add(procs, ops, stages);
+    this.procs = procs;
+    if (!r) return;
+    this.rates.push(r.answered / (r.elapsedMs / 1000));
+    this.p50.push(percentile(r.latenciesMs, 50)); this.p95.push(percentile(r.latenciesMs, 95)); this.p99.push(percentile(r.latenciesMs, 99));
+    if (wrong) this.notes += `run ${this.rates.length}: ${wrong}. `;
+  }
+
+  /** "N commands/s, p50 / p95 / p99 … ms" of the latest run */
+  latest(): string {
+    const i = this.rates.length - 1;
+    return `${Math.round(this.rates[i])} commands/s, p50 / p95 / p99 ${this.p50[i].toFixed(0)} / ${this.p95[i].toFixed(0)} / ${this.p99[i].toFixed(0)} ms`;
+  }
+
+  result(name: string): Result {
+    return {
+      name, unit: 'commands/s', value: summarize(this.rates), latencyMs: { p50: summarize(this.p50), p95: summarize(this.p95), p99: summarize(this.p99) },
+      procs: this.procs, cpuUsPerOp: this.cpuUsPerOp(), stagesMs: this.stagesMs(), ok: this.notes === '', notes: this.notes || undefined,
+    };
+  }
+}
+
 /** Stage histograms of a banking-es service, when it logged its metrics port (undefined for the limit services). */
 async function stagesOf(logFile: string, pipeline: string): Promise<StageSnapshot | undefined> {
   const port = metricsPortFromLog(logFile);
@@ -180,10 +213,7 @@ async function main() {
     const limitCase = async (name: string, what: string, entry: string, extraArgs: string[], timeline: string, rates: number[] = [0]) => {
       say(`\nlimit: ${what}, with the same driver`);
       for (const rate of rates) {
-        const xs: number[] = [], p50: number[] = [], p95: number[] = [], p99: number[] = [];
-        const costs = new CaseCosts();
-        let procs: Record<string, ProcUsage> | undefined;
-        let ok = true, notes = '';
+        const runsOf = new DrivenRuns();
         for (let i = 0; i < runs; i++) {
           const t = await topicsFor(name.replace('limit.', ''));
           const svc = await startService(name, [benchEntry(entry), brokers, t.cmd, t.res, ...extraArgs], {}, path.join(logs, `bench-${name}.log`));
@@ -191,16 +221,12 @@ async function main() {
             // at a fixed rate, the same unmeasured second as banking-es gets
             if (rate) await driveRun(svc, t, rate, rate);
             const { r, procs: p } = await driveRun(svc, t, rate ? Math.round(rate * size.latencySecs) : size.cmds, rate);
-            if (r.timedOut || r.answered < r.sent) { ok = false; notes += `run ${i + 1}: ${r.sent - r.answered} unanswered. `; }
-            xs.push(r.answered / (r.elapsedMs / 1000));
-            p50.push(percentile(r.latenciesMs, 50)); p95.push(percentile(r.latenciesMs, 95)); p99.push(percentile(r.latenciesMs, 99));
-            if (rate) say(`  run ${i + 1}/${runs} at ${rate}/s: p50 / p95 / p99 ${p50[i].toFixed(0)} / ${p95[i].toFixed(0)} / ${p99[i].toFixed(0)} ms`);
-            procs = p;
-            costs.add(p, r.answered);
+            runsOf.add(p, r.answered, undefined, r, r.timedOut || r.answered < r.sent ? `${r.sent - r.answered} unanswered` : '');
+            if (rate) say(`  run ${i + 1}/${runs}: ${runsOf.latest()}`);
             if (i === 0 && !rate) timelines[timeline] = r.perSecond.map((v, s) => [s, v]);
           } finally { await svc.stop(); }
         }
-        results.push({ name: rate ? `${name}@${rate}/s` : name, unit: 'commands/s', value: summarize(xs), latencyMs: { p50: summarize(p50), p95: summarize(p95), p99: summarize(p99) }, procs, cpuUsPerOp: costs.cpuUsPerOp(), ok, notes: notes || undefined });
+        results.push(runsOf.result(rate ? `${name}@${rate}/s` : name));
       }
     };
     const latencyRates = full ? [1000, 10000, 30000] : [1000, 10000];
@@ -226,10 +252,7 @@ async function main() {
     const runDaemonCase = async (name: string, extra: Record<string, string>, commands: number, rates: number[], skew: 'uniform' | number = 'uniform') => {
       say(`\n${name}: banking-es end to end (${Object.entries(extra).map(([k, v]) => `${k}=${v}`).join(' ') || 'defaults'})`);
       for (const rate of rates) {
-        const xs: number[] = [], p50: number[] = [], p95: number[] = [], p99: number[] = [];
-        const costs = new CaseCosts();
-        let procs: Record<string, ProcUsage> | undefined;
-        let ok = true, notes = '';
+        const runsOf = new DrivenRuns();
         for (let i = 0; i < runs; i++) {
           const t = await topicsFor(name.replace(/[^a-z0-9]/gi, ''));
           const logFile = path.join(logs, `bench-${name}.log`);
@@ -242,18 +265,14 @@ async function main() {
             const { r, procs: p, w } = await driveRun(svc, t, n, rate, 20_000, skew);
             const after = await stagesOf(logFile, 'commands');
             const stages = before && after ? stageFigures(before, after) : undefined;
-            costs.add(p, r.answered, stages);
             const wrong = await balancesOk(w);
-            if (r.mismatches || r.timedOut || wrong) { ok = false; notes += `run ${i + 1}: ${r.mismatches} outcome mismatches, ${r.sent - r.answered} unanswered, ${wrong} wrong balances. `; }
-            xs.push(r.answered / (r.elapsedMs / 1000));
-            p50.push(percentile(r.latenciesMs, 50)); p95.push(percentile(r.latenciesMs, 95)); p99.push(percentile(r.latenciesMs, 99));
-            say(`  run ${i + 1}/${runs}: ${Math.round(xs[i])} commands/s, p50 / p95 / p99 ${p50[i].toFixed(0)} / ${p95[i].toFixed(0)} / ${p99[i].toFixed(0)} ms, daemon ${round((p.service.cpuSeconds * 1e6) / r.answered)} µs CPU per command`);
+            runsOf.add(p, r.answered, stages, r, r.mismatches || r.timedOut || wrong ? `${r.mismatches} outcome mismatches, ${r.sent - r.answered} unanswered, ${wrong} wrong balances` : '');
+            say(`  run ${i + 1}/${runs}: ${runsOf.latest()}, daemon ${round((p.service.cpuSeconds * 1e6) / r.answered)} µs CPU per command`);
             say(`    stages, mean ms: ${formatStages(stages)}`);
-            procs = p;
             if (i === 0 && !rate && name === 'commands.max') timelines['banking-es'] = r.perSecond.map((v, s) => [s, v]);
           } finally { await svc.stop(); }
         }
-        results.push({ name: rate ? `${name}@${rate}/s` : name, unit: 'commands/s', value: summarize(xs), latencyMs: { p50: summarize(p50), p95: summarize(p95), p99: summarize(p99) }, procs, cpuUsPerOp: costs.cpuUsPerOp(), stagesMs: costs.stagesMs(), ok, notes: notes || undefined });
+        results.push(runsOf.result(rate ? `${name}@${rate}/s` : name));
       }
     };
 
