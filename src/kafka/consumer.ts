@@ -41,6 +41,7 @@ export class GroupConsumer {
   private loopDone: Promise<void> = Promise.resolve();
   private assigned: Tp[] = [];
   private readonly stopped = new Set<string>(); // "topic/partition" stopped for OFFSET_OUT_OF_RANGE
+  private readonly stoppedTopics: Set<string>; // topics banking_es_partitions_stopped has a series for
   private pausedAll = false;
   private rebalancing: Promise<void> = Promise.resolve();
   private closing = false;
@@ -57,6 +58,8 @@ export class GroupConsumer {
     private readonly opts: { groupId: string; topic: string; name: string; consumeBatch?: number },
     private readonly hooks: ConsumerHooks,
   ) {
+    this.stoppedTopics = new Set([opts.topic]);
+    metrics.partitionsStopped.set({ topic: opts.topic }, 0); // a series from the start, for alerts
     this.raw = new Kafka.KafkaConsumer(
       {
         ...baseKafkaConfig(config, opts.name),
@@ -120,6 +123,23 @@ export class GroupConsumer {
     if (tps.length === 0) this.unassignedSince ??= Date.now();
     else this.unassignedSince = undefined;
     this.publishAssignmentState();
+    this.publishStopped();
+  }
+
+  /** The partitions this instance owns and has stopped; one stopped after a revoke is another owner's to find. */
+  private stoppedAssigned(): Tp[] {
+    return this.assigned.filter((tp) => this.stopped.has(`${tp.topic}/${tp.partition}`));
+  }
+
+  /** banking_es_partitions_stopped{topic}: owned and stopped now, so it falls back to 0 once fixed or handed over. */
+  private publishStopped(): void {
+    const byTopic = new Map<string, number>();
+    for (const t of this.stoppedTopics) byTopic.set(t, 0);
+    for (const tp of this.stoppedAssigned()) byTopic.set(tp.topic, (byTopic.get(tp.topic) ?? 0) + 1);
+    for (const [topic, n] of byTopic) {
+      this.metrics.partitionsStopped.set({ topic }, n);
+      this.stoppedTopics.add(topic);
+    }
   }
 
   get assignment(): Tp[] {
@@ -197,9 +217,9 @@ export class GroupConsumer {
     const key = `${s.topic}/${s.partition}`;
     if (!this.stopped.has(key)) {
       this.stopped.add(key);
-      this.metrics.partitionsStopped.inc({ topic: s.topic });
       this.metrics.errors.inc({ component: this.opts.name, code: 'OFFSET_OUT_OF_RANGE' });
     }
+    this.publishStopped();
     this.log.error({ topic: s.topic, partition: s.partition, storedOffset: s.offset, logStart: wm.lowOffset, logEnd: wm.highOffset },
       'OFFSET_OUT_OF_RANGE: the stored offset is no longer in Kafka, so commands were lost before banking-es read them; this partition is stopped and will not be reset');
   }
@@ -299,6 +319,11 @@ export class GroupConsumer {
       if (!this.raw.isConnected()) throw new Error('consumer disconnected');
       // owning nothing is information, not unreadiness: more instances than partitions own nothing by design
       const group = `group ${this.opts.groupId} ${this.groupState.state}/${this.groupState.join}`;
+      const stopped = this.stoppedAssigned();
+      if (stopped.length) {
+        throw new Error(`${stopped.length} of ${this.assigned.length} partitions stopped (OFFSET_OUT_OF_RANGE: commands lost before they were read): `
+          + `${stopped.map((t) => `${t.topic}/${t.partition}`).join(', ')}; docs/runbook.md "Partitions stopped"`);
+      }
       if (this.assigned.length === 0) return `0 partitions assigned for ${Math.round(this.unassignedSeconds)} s (${group})`;
       return `${this.assigned.length} partitions assigned (${group})`;
     });

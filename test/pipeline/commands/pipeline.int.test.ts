@@ -314,6 +314,18 @@ test('a stored offset past the end of the log stops that partition (never reset)
   const { rows: [after] } = await f.pg.query<{ next: number }>('SELECT next_offset::int AS next FROM consumer_offsets WHERE consumer = $1 AND topic = $2 AND partition = $3', [f.group, f.topics.commands, stored.partition]);
   assert.is(after.next, lost, 'the stored offset is left as it was');
   assert.ok(d.alive);
+  const ready = await d.get('/readyz');
+  assert.is(ready.status, 503, 'a role with a stopped partition is not ready');
+  assert.match(ready.body, new RegExp(`1 of 4 partitions stopped \\(OFFSET_OUT_OF_RANGE[^"]*${f.topics.commands}/${stored.partition}`));
+  assert.is((await d.get('/healthz')).status, 200, 'it is alive: restarting it would not help');
+
+  // docs/runbook.md "Partitions stopped": move both offsets to where reading should resume, restart
+  await f.stop();
+  await f.pg.query('UPDATE consumer_offsets SET next_offset = $4, published_offset = $4 WHERE consumer = $1 AND topic = $2 AND partition = $3', [f.group, f.topics.commands, stored.partition, stored.next]);
+  const resumed = await f.start();
+  await f.outcomeFor(stuck, WAIT_MS);
+  await resumed.ready();
+  assert.is(await resumed.metric(`banking_es_partitions_stopped{topic="${f.topics.commands}"}`), 0);
 });
 
 test.run();
