@@ -22,7 +22,12 @@ export const STAGES = ['fetch', 'batch', 'prepare', 'worker', 'wait', 'write', '
 export type Stage = (typeof STAGES)[number];
 
 export function createMetrics(registry: Registry = new Registry(), opts: { defaultMetrics?: boolean } = {}) {
-  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'banking_es_' });
+  if (opts.defaultMetrics !== false) {
+    collectDefaultMetrics({ register: registry, prefix: 'banking_es_' });
+    // prom-client's gauges named *_total break Prometheus's naming rule (promtool rejects them); the
+    // same counts stay by type in banking_es_nodejs_active_{handles,requests,resources}{type}: sum them
+    for (const kind of ['handles', 'requests', 'resources']) registry.removeSingleMetric(`banking_es_nodejs_active_${kind}_total`);
+  }
   const r = [registry];
   return {
     registry,

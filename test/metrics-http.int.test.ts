@@ -4,7 +4,6 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -19,29 +18,9 @@ import { startPostgres, removePostgresData, type PgState } from '../dev/stack/po
 import { freePort } from '../dev/stack/ports';
 import { isAlive, stopPid } from '../dev/stack/process';
 import { createTestDatabase, withTimeout, type TestDb } from './helpers/stack';
+import { promtoolCheck } from './helpers/promtool';
 
 const log = createLogger({ level: 'silent', destination: new Writable({ write(_c, _e, cb) { cb(); } }) });
-
-/** prom-client's default gauges carry `_total` upstream; promtool's linter flags exactly these. */
-const ACCEPTED_LINT = /^\S*nodejs_active_(handles|requests|resources)_total non-counter metrics should not have "_total" suffix$/;
-
-function promtoolCheck(text: string): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('promtool', ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let output = '';
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`promtool did not finish within 30 s:\n${output}`)); }, 30000);
-    child.stdout.on('data', (d) => { output += d; });
-    child.stderr.on('data', (d) => { output += d; });
-    child.once('error', (e: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      if (e.code === 'ENOENT') reject(new Error('promtool is not on PATH: install it (Debian/Ubuntu: apt-get install prometheus) to lint /metrics'));
-      else reject(e);
-    });
-    child.once('close', (code) => { clearTimeout(timer); resolve({ code, output }); });
-    child.stdin.on('error', () => undefined); // a promtool that died early must not crash us with EPIPE
-    child.stdin.end(text);
-  });
-}
 
 async function get(server: HttpServer, pathname: string, init?: RequestInit): Promise<{ status: number; type: string; body: string }> {
   const res = await withTimeout(fetch(`http://127.0.0.1:${server.port}${pathname}`, init), 15000, `GET ${pathname}`);
@@ -90,11 +69,10 @@ metricsSuite('/metrics is Prometheus text that promtool accepts', async () => {
       }
 
       const { code, output } = await promtoolCheck(res.body);
-      const lines = output.split('\n').map((l) => l.trim()).filter(Boolean);
-      const unexpected = lines.filter((l) => !ACCEPTED_LINT.test(l));
-      assert.equal(unexpected, [], `promtool complained (exit ${code}):\n${output}`);
-      // 0: clean; 3: only lint problems, all of them the accepted ones above. 1 is a parse error.
-      assert.ok(code === 0 || (code === 3 && lines.length > 0), `promtool exit ${code}:\n${output}`);
+      assert.is(code, 0, `promtool complained (exit ${code}):\n${output}`); // no allow list: lint problems fail too
+      assert.is(output.trim(), '');
+      assert.ok(res.body.includes('banking_es_nodejs_active_handles{type='), 'the handle counts stay, by type');
+      assert.not.ok(res.body.includes('_active_handles_total'));
     });
   } finally {
     await pool?.end().catch(() => undefined);

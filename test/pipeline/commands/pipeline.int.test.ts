@@ -10,6 +10,7 @@ import * as assert from 'uvu/assert';
 import { randomUUID } from 'node:crypto';
 import { cmd, PipelineFixture, type Cmd, type Outcome } from '../../helpers/pipeline';
 import type { Delivered } from '../../helpers/kafka';
+import { promtoolCheck } from '../../helpers/promtool';
 
 const WAIT_MS = 45000;
 let f: PipelineFixture;
@@ -216,6 +217,16 @@ async function markEveryPartition(): Promise<Cmd[]> {
   await f.outcomeFor(marks, WAIT_MS);
   return marks;
 }
+
+test('the running daemon\'s whole /metrics, after traffic, rejections and dead letters, passes promtool check metrics with no allow list', async () => {
+  const d = f.daemon;
+  assert.ok(d);
+  const { status, body } = await d.get('/metrics');
+  assert.is(status, 200);
+  assert.ok(body.includes('banking_es_dlq_messages_total{'), 'the dead-letter series are in the text checked');
+  const { code, output } = await promtoolCheck(body);
+  assert.is(code, 0, `promtool check metrics exit ${code}:\n${output}`);
+});
 
 test('restart without new input re-processes nothing; stored offsets decide where each partition resumes', async () => {
   const n = async (sql: string, args: unknown[] = []) => (await f.pg.query(sql, args)).rows[0].n as number;
