@@ -8,6 +8,7 @@
  * argv: brokers commandsTopic resultsTopic databaseUrl groupId
  */
 import Kafka from 'node-rdkafka';
+import { PRODUCER_TOPIC_CONFIG } from '../src/kafka/client-config';
 import { Client } from 'pg';
 import { decodeCommand } from '../src/codec/command';
 import { encodeEnvelope, newEventId } from '../src/codec/envelope';
@@ -22,7 +23,7 @@ const EVENT_OF = { OpenAccount: 'AccountCreated', Deposit: 'MoneyDeposited', Wit
 async function main() {
   const db = new Client({ connectionString: url });
   await db.connect();
-  const p = new Kafka.Producer({ 'bootstrap.servers': brokers, 'linger.ms': 2 } as Kafka.ProducerGlobalConfig);
+  const p = new Kafka.Producer({ 'bootstrap.servers': brokers, 'linger.ms': 2 } as Kafka.ProducerGlobalConfig, PRODUCER_TOPIC_CONFIG);
   await new Promise<void>((res, rej) => p.connect({}, (e) => (e ? rej(e) : res())));
   p.setPollInterval(10);
   const offsets = new Map<number, number>();

@@ -16,6 +16,7 @@
  * argv: brokers commandsTopic resultsTopic databaseUrl [lanes]
  */
 import Kafka from 'node-rdkafka';
+import { PRODUCER_TOPIC_CONFIG } from '../src/kafka/client-config';
 import { randomUUID } from 'node:crypto';
 import { Client, type PoolClient } from 'pg';
 import { CopyWriter } from '../src/codec/pgcopy';
@@ -32,7 +33,7 @@ const payload = encodeEnvelope({ eventId: randomUUID(), accountId: randomUUID(),
   data: { amount: '1234.56', balanceAfter: '987654.32', currency: 'USD' }, commandId: randomUUID(), recordedAt: new Date().toISOString() });
 
 const c = new Kafka.KafkaConsumer({ 'bootstrap.servers': brokers, 'group.id': GROUP, 'enable.auto.commit': false, 'fetch.wait.max.ms': 10, 'fetch.queue.backoff.ms': 5, 'rebalance_cb': true } as Kafka.ConsumerGlobalConfig, { 'auto.offset.reset': 'earliest' });
-const p = new Kafka.Producer({ 'bootstrap.servers': brokers, 'linger.ms': 2, 'batch.num.messages': 10000, 'queue.buffering.max.messages': 1_000_000, 'compression.type': 'lz4' } as Kafka.ProducerGlobalConfig);
+const p = new Kafka.Producer({ 'bootstrap.servers': brokers, 'linger.ms': 2, 'batch.num.messages': 10000, 'queue.buffering.max.messages': 1_000_000, 'compression.type': 'lz4' } as Kafka.ProducerGlobalConfig, PRODUCER_TOPIC_CONFIG);
 const versions = new Map<string, number>();
 const seen = new Set<string>();
 

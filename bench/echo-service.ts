@@ -5,10 +5,11 @@
  * driver itself allow on this machine. argv: brokers commandsTopic resultsTopic
  */
 import Kafka from 'node-rdkafka';
+import { PRODUCER_TOPIC_CONFIG } from '../src/kafka/client-config';
 
 const [brokers, commands, results] = process.argv.slice(2);
 const c = new Kafka.KafkaConsumer({ 'bootstrap.servers': brokers, 'group.id': `echo-${process.pid}`, 'enable.auto.commit': false, 'fetch.wait.max.ms': 10, 'fetch.queue.backoff.ms': 5, 'rebalance_cb': true } as Kafka.ConsumerGlobalConfig, { 'auto.offset.reset': 'earliest' });
-const p = new Kafka.Producer({ 'bootstrap.servers': brokers, 'linger.ms': 2, 'batch.num.messages': 10000, 'queue.buffering.max.messages': 1_000_000, 'compression.type': 'lz4' } as Kafka.ProducerGlobalConfig);
+const p = new Kafka.Producer({ 'bootstrap.servers': brokers, 'linger.ms': 2, 'batch.num.messages': 10000, 'queue.buffering.max.messages': 1_000_000, 'compression.type': 'lz4' } as Kafka.ProducerGlobalConfig, PRODUCER_TOPIC_CONFIG);
 p.connect({}, () => {
   p.setPollInterval(5);
   c.connect({}, () => {

@@ -30,6 +30,7 @@ import { lineChart } from './lib/svg';
 import { eventHistory } from './lib/events';
 import { formatStages, metricsPortFromLog, scrapeStages, stageFigures, type StageFigures, type StageSnapshot } from './lib/stages';
 import Kafka from 'node-rdkafka';
+import { PRODUCER_TOPIC_CONFIG } from '../src/kafka/client-config';
 
 const argv = process.argv.slice(2);
 const full = argv.includes('--full');
@@ -293,7 +294,7 @@ async function main() {
       const costs = new CaseCosts();
       let procs: Record<string, ProcUsage> | undefined;
       let ok = true, notes = '';
-      const producer = new Kafka.Producer({ 'bootstrap.servers': brokers, 'linger.ms': 5, 'batch.num.messages': 10000, 'queue.buffering.max.messages': 1_000_000, 'compression.type': 'lz4', 'dr_cb': false } as Kafka.ProducerGlobalConfig);
+      const producer = new Kafka.Producer({ 'bootstrap.servers': brokers, 'linger.ms': 5, 'batch.num.messages': 10000, 'queue.buffering.max.messages': 1_000_000, 'compression.type': 'lz4', 'dr_cb': false } as Kafka.ProducerGlobalConfig, PRODUCER_TOPIC_CONFIG);
       await new Promise<void>((res, rej) => producer.connect({}, (e) => (e ? rej(e) : res())));
       producer.setPollInterval(5);
       try {

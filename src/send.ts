@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import * as readline from 'node:readline';
 import Kafka from 'node-rdkafka';
 import type { Config } from './config';
-import { baseKafkaConfig } from './kafka/client-config';
+import { baseKafkaConfig, PRODUCER_TOPIC_CONFIG } from './kafka/client-config';
 import { Topics } from './kafka/topics';
 import { Health } from './health';
 import { createMetrics } from './metrics';
@@ -45,7 +45,7 @@ async function readNdjson(): Promise<Array<Record<string, unknown>>> {
 export async function send(config: Config, commands: Array<Record<string, unknown>> | 'stdin', timeoutMs: number, print: (s: string) => void): Promise<number> {
   const list = commands === 'stdin' ? await readNdjson() : commands;
   const base = baseKafkaConfig(config, 'send');
-  const producer = new Kafka.Producer({ ...base, dr_cb: true } as Kafka.ProducerGlobalConfig);
+  const producer = new Kafka.Producer({ ...base, dr_cb: true } as Kafka.ProducerGlobalConfig, PRODUCER_TOPIC_CONFIG);
   const consumer = new Kafka.KafkaConsumer({ ...base, 'group.id': `banking-es-send-${randomUUID()}`, 'enable.auto.commit': false } as Kafka.ConsumerGlobalConfig, {});
   await new Promise<void>((res, rej) => producer.connect({ timeout: 10000 }, (e) => (e ? rej(e) : res())));
   await new Promise<void>((res, rej) => consumer.connect({ timeout: 10000 }, (e) => (e ? rej(e) : res())));

@@ -6,6 +6,7 @@
  */
 import { Client, type PoolClient } from 'pg';
 import Kafka from 'node-rdkafka';
+import { PRODUCER_TOPIC_CONFIG } from '../../src/kafka/client-config';
 import { copyIn } from '../../src/db/sql/copy-in';
 import { EVENT_COLUMNS } from '../../src/codec/rows';
 import { decideShard } from '../../src/pipeline/commands/decide-shard';
@@ -69,7 +70,7 @@ export function commandMessages(n: number): Array<{ key: string; value: Buffer }
 
 /** msgs/s that one node-rdkafka producer gets acknowledged (delivery reports). */
 export async function produceLimit(brokers: string, topic: string, msgs: Array<{ key: string; value: Buffer }>): Promise<number> {
-  const p = await connect(new Kafka.Producer({ 'bootstrap.servers': brokers, 'dr_cb': true, 'linger.ms': 2, 'batch.num.messages': 10000, 'queue.buffering.max.messages': 1_000_000, 'compression.type': 'lz4' } as Kafka.ProducerGlobalConfig));
+  const p = await connect(new Kafka.Producer({ 'bootstrap.servers': brokers, 'dr_cb': true, 'linger.ms': 2, 'batch.num.messages': 10000, 'queue.buffering.max.messages': 1_000_000, 'compression.type': 'lz4' } as Kafka.ProducerGlobalConfig, PRODUCER_TOPIC_CONFIG));
   try {
     let acked = 0;
     const done = new Promise<void>((res) => p.on('delivery-report', () => { if (++acked === msgs.length) res(); }));

@@ -4,6 +4,7 @@
  * never outrun) and reads outcomes, measuring produce→outcome latency.
  */
 import Kafka from 'node-rdkafka';
+import { PRODUCER_TOPIC_CONFIG } from '../../src/kafka/client-config';
 import type { Workload, GenCommand } from './generator';
 
 export interface DriveOptions {
@@ -50,7 +51,7 @@ function metadata(client: Kafka.Producer | Kafka.KafkaConsumer, topic: string): 
 
 /** Asks for the topics' metadata until the (auto-creating) cluster has them. */
 export async function ensureTopics(brokers: string, topics: string[]): Promise<void> {
-  const p = new Kafka.Producer({ 'bootstrap.servers': brokers, 'allow.auto.create.topics': true } as Kafka.ProducerGlobalConfig);
+  const p = new Kafka.Producer({ 'bootstrap.servers': brokers, 'allow.auto.create.topics': true } as Kafka.ProducerGlobalConfig, PRODUCER_TOPIC_CONFIG);
   await new Promise<void>((res, rej) => p.connect({ timeout: 10000 }, (e) => (e ? rej(e) : res())));
   try {
     for (const t of topics) {
@@ -62,7 +63,7 @@ export async function ensureTopics(brokers: string, topics: string[]): Promise<v
 }
 
 export async function drive(w: Workload, o: DriveOptions): Promise<DriveResult> {
-  const producer = new Kafka.Producer({ 'bootstrap.servers': o.brokers, 'linger.ms': 2, 'batch.num.messages': 10000, 'queue.buffering.max.messages': 1_000_000, 'compression.type': 'lz4', 'partitioner': 'murmur2_random' } as Kafka.ProducerGlobalConfig);
+  const producer = new Kafka.Producer({ 'bootstrap.servers': o.brokers, 'linger.ms': 2, 'batch.num.messages': 10000, 'queue.buffering.max.messages': 1_000_000, 'compression.type': 'lz4' } as Kafka.ProducerGlobalConfig, PRODUCER_TOPIC_CONFIG);
   const consumer = new Kafka.KafkaConsumer({ 'bootstrap.servers': o.brokers, 'group.id': `loadgen-${process.pid}-${Date.now()}`, 'enable.auto.commit': false, 'fetch.wait.max.ms': 5 } as Kafka.ConsumerGlobalConfig, {});
   await new Promise<void>((res, rej) => producer.connect({ timeout: 10000 }, (e) => (e ? rej(e) : res())));
   await new Promise<void>((res, rej) => consumer.connect({ timeout: 10000 }, (e) => (e ? rej(e) : res())));

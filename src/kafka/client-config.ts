@@ -1,4 +1,15 @@
+import type Kafka from 'node-rdkafka';
 import type { Config } from '../config';
+
+/**
+ * Topic settings of every producer in the project (the daemon's, `send`'s, the load driver's, the
+ * bench's and the tests'): the Java client's partitioner, murmur2 of the key made positive, modulo
+ * the partition count (`murmur2_random`: a null key goes anywhere, as in Java). librdkafka's default
+ * is CRC32, so the same account would land on another partition than Kafka Connect, Debezium or any
+ * Java producer put it on, and switching relay modes would reorder an account's events.
+ * node-rdkafka honours topic properties only in the constructor's second argument.
+ */
+export const PRODUCER_TOPIC_CONFIG: Kafka.ProducerTopicConfig = Object.freeze({ partitioner: 'murmur2_random' });
 
 /** librdkafka settings shared by every client: brokers, identity, TLS/SASL. */
 export function baseKafkaConfig(config: Config, role: string): Record<string, string | number | boolean> {

@@ -8,7 +8,7 @@ import type { Config } from '../config';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import { recordRdkafkaStats } from '../metrics';
-import { baseKafkaConfig } from './client-config';
+import { baseKafkaConfig, PRODUCER_TOPIC_CONFIG } from './client-config';
 import { closeWithin } from './native-close';
 
 export interface OutMessage {
@@ -40,7 +40,7 @@ export class ProducerClient {
       'enable.idempotence': true,
       'message.send.max.retries': 2147483647,
       ...extra,
-    } as Kafka.ProducerGlobalConfig, topicConfig);
+    } as Kafka.ProducerGlobalConfig, { ...PRODUCER_TOPIC_CONFIG, ...topicConfig });
     this.raw.on('delivery-report', (err, report) => {
       const p = report.opaque as Pending | undefined;
       if (!p || typeof p.resolve !== 'function') return; // other trackers (outcome batches) listen too

@@ -6,6 +6,7 @@
  * reads. Every client has a `close`.
  */
 import Kafka from 'node-rdkafka';
+import { PRODUCER_TOPIC_CONFIG } from '../../src/kafka/client-config';
 
 export type Headers = Record<string, string>;
 
@@ -70,7 +71,7 @@ export async function producer(brokers: string): Promise<TestProducer> {
     'linger.ms': 2,
     'queue.buffering.max.messages': 200000,
     'log.connection.close': false,
-  } as Kafka.ProducerGlobalConfig);
+  } as Kafka.ProducerGlobalConfig, PRODUCER_TOPIC_CONFIG);
   raw.on('delivery-report', (err, report) => {
     const p = report.opaque as Pending | undefined;
     if (!p) return;
