@@ -61,6 +61,7 @@ export async function runDemo(o: DemoOptions, say: (s: string) => void): Promise
     const secs = r.elapsedMs / 1000;
     say('');
     say(`outcomes     accepted ${r.byStatus.accepted ?? 0}, rejected ${r.byStatus.rejected ?? 0}, duplicate ${r.byStatus.duplicate ?? 0}  (expected ${r.expectedByStatus.accepted ?? 0} / ${r.expectedByStatus.rejected ?? 0} / ${r.expectedByStatus.duplicate ?? 0})`);
+    if (r.republished) say(`re-published ${r.republished} copies of outcomes already received (a hand-over or restart re-sends what it could not prove published: at-least-once, not a difference)`);
     say(`throughput   ${Math.round(r.answered / secs).toLocaleString('en-US')} commands/s end to end (${r.answered} in ${secs.toFixed(1)} s)`);
     say(`latency      produce→outcome p50 ${percentile(r.latenciesMs, 50).toFixed(1)} ms, p99 ${percentile(r.latenciesMs, 99).toFixed(1)} ms`);
     const db = new Client({ connectionString: stack.postgres.url });

@@ -31,7 +31,7 @@ export function createMetrics(registry: Registry = new Registry(), opts: { defau
   const r = [registry];
   return {
     registry,
-    commands: new Counter({ name: 'banking_es_commands_total', help: 'Commands processed, by type and outcome status.', labelNames: ['type', 'status'] as const, registers: r }),
+    commands: new Counter({ name: 'banking_es_commands_total', help: 'Commands answered, by type and outcome status; each message read once (outcomes re-published after a hand-over or crash are in banking_es_outcomes_republished_total).', labelNames: ['type', 'status'] as const, registers: r }),
     rejections: new Counter({ name: 'banking_es_command_rejections_total', help: 'Rejected commands by reason code.', labelNames: ['reason'] as const, registers: r }),
     eventsAppended: new Counter({ name: 'banking_es_events_appended_total', help: 'Events committed to the event store.', registers: r }),
     batchSize: new Histogram({ name: 'banking_es_batch_size', help: 'Messages per flushed batch, per sink.', labelNames: ['sink'] as const, buckets: BATCH_BUCKETS, registers: r }),

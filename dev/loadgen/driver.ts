@@ -5,7 +5,8 @@
  */
 import Kafka from 'node-rdkafka';
 import { PRODUCER_TOPIC_CONFIG } from '../../src/kafka/client-config';
-import type { Workload, GenCommand } from './generator';
+import { OutcomeChecker } from './outcome-checker';
+import type { Workload } from './generator';
 
 export interface DriveOptions {
   brokers: string;
@@ -27,6 +28,8 @@ export interface DriveResult {
   byStatus: Record<string, number>;
   expectedByStatus: Record<string, number>;
   mismatches: number;
+  /** copies of an outcome already received (re-published after a hand-over or crash: at-least-once), not answers */
+  republished: number;
   elapsedMs: number;
   latenciesMs: Float64Array;
   timedOut: boolean;
@@ -73,13 +76,12 @@ export async function drive(w: Workload, o: DriveOptions): Promise<DriveResult> 
     consumer.queryWatermarkOffsets(o.resultsTopic, p, 10000, (e, wm) => (e ? rej(e) : res(wm.highOffset))))));
   consumer.assign(starts.map((offset, partition) => ({ topic: o.resultsTopic, partition, offset })));
 
-  const pendingAt = new Map<string, number[]>();
   const expectedByStatus: Record<string, number> = {};
   const byStatus: Record<string, number> = {};
   const lat: number[] = [];
   const perSecond: number[] = [];
-  let sent = 0, answered = 0, mismatches = 0;
-  const expectOf = new Map<string, GenCommand['expect'][]>();
+  let sent = 0;
+  const checker = new OutcomeChecker();
   const t0 = performance.now();
   let running = true;
 
@@ -92,15 +94,11 @@ export async function drive(w: Workload, o: DriveOptions): Promise<DriveResult> 
       idle = msgs.length === 0;
       const now = performance.now();
       for (const m of msgs) {
-        const out = JSON.parse(m.value!.toString()) as { commandId: string; status: string };
-        const times = pendingAt.get(out.commandId);
-        if (!times || times.length === 0) continue; // a re-published outcome we already counted
-        lat.push(now - times.shift()!);
-        if (times.length === 0) pendingAt.delete(out.commandId);
-        const exp = expectOf.get(out.commandId)!.shift()!;
-        if (exp !== out.status) mismatches++;
+        const out = JSON.parse(m.value!.toString()) as { commandId: string; status: string; processedAt?: string };
+        const r = checker.received(out, now);
+        if (r.kind !== 'answer') continue;
+        lat.push(r.latencyMs);
         byStatus[out.status] = (byStatus[out.status] ?? 0) + 1;
-        answered++;
         const sec = Math.floor((now - t0) / 1000);
         perSecond[sec] = (perSecond[sec] ?? 0) + 1;
       }
@@ -108,12 +106,12 @@ export async function drive(w: Workload, o: DriveOptions): Promise<DriveResult> 
   })();
 
   const deadline = Date.now() + o.timeoutMs;
-  const progressTimer = setInterval(() => o.onProgress?.({ sent, answered, total: w.total, elapsedMs: performance.now() - t0 }), 200);
+  const progressTimer = setInterval(() => o.onProgress?.({ sent, answered: checker.answered, total: w.total, elapsedMs: performance.now() - t0 }), 200);
   try {
     while (!w.done && Date.now() < deadline) {
       const now = performance.now();
       const allowedByRate = o.rate > 0 ? Math.floor(((now - t0) / 1000) * o.rate) - sent : Infinity;
-      const allowedByWindow = o.window - (sent - answered);
+      const allowedByWindow = o.window - (sent - checker.answered);
       let n = Math.min(allowedByRate, allowedByWindow, 2000);
       if (n <= 0) { await new Promise((r) => setTimeout(r, o.rate > 0 ? 1 : 2)); continue; }
       const ts = performance.now();
@@ -121,10 +119,7 @@ export async function drive(w: Workload, o: DriveOptions): Promise<DriveResult> 
         const c = w.next();
         if (!c) break;
         expectedByStatus[c.expect] = (expectedByStatus[c.expect] ?? 0) + 1;
-        const list = pendingAt.get(c.commandId);
-        if (list) list.push(ts); else pendingAt.set(c.commandId, [ts]);
-        const el = expectOf.get(c.commandId);
-        if (el) el.push(c.expect); else expectOf.set(c.commandId, [c.expect]);
+        checker.sent(c.commandId, c.expect, ts);
         for (;;) {
           try { producer.produce(o.commandsTopic, null, Buffer.from(c.value), c.key, Date.now()); break; }
           catch { producer.poll(); await new Promise((r) => setTimeout(r, 1)); }
@@ -133,10 +128,10 @@ export async function drive(w: Workload, o: DriveOptions): Promise<DriveResult> 
       }
       await new Promise((r) => setImmediate(r));
     }
-    while (answered < sent && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while (checker.answered < sent && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   } finally {
     clearInterval(progressTimer);
-    o.onProgress?.({ sent, answered, total: w.total, elapsedMs: performance.now() - t0 });
+    o.onProgress?.({ sent, answered: checker.answered, total: w.total, elapsedMs: performance.now() - t0 });
     running = false;
     await consumeLoop;
     await new Promise<void>((r) => producer.flush(5000, () => r()));
@@ -145,5 +140,6 @@ export async function drive(w: Workload, o: DriveOptions): Promise<DriveResult> 
     await new Promise<void>((r) => consumer.disconnect(() => r()));
   }
   const latencies = Float64Array.from(lat).sort();
-  return { sent, answered, byStatus, expectedByStatus, mismatches, elapsedMs: performance.now() - t0, latenciesMs: latencies, timedOut: answered < sent, perSecond: Array.from(perSecond, (x) => x ?? 0) };
+  const { answered, mismatches, republished } = checker;
+  return { sent, answered, byStatus, expectedByStatus, mismatches, republished, elapsedMs: performance.now() - t0, latenciesMs: latencies, timedOut: answered < sent, perSecond: Array.from(perSecond, (x) => x ?? 0) };
 }

@@ -43,7 +43,12 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
     this.consumer = new GroupConsumer(config, log, metrics, { groupId: s.group, topic: s.topic, name: s.name, consumeBatch: s.consumeBatch }, {
       resolveStart: (tps) => this.offsets.resolveStart(ctx.pool, tps, (stored) => role.startFrom?.(stored) ?? stored.nextOffset),
       onAssigned: (starts) => this.assigned(starts.map((st) => st.partition)),
-      onRevoke: () => this.drain(30_000),
+      // a graceful hand-over: what was consumed commits, and the role records what it published (commands:
+      // the outcomes' offsets), so the next owner re-publishes nothing
+      onRevoke: async () => {
+        await this.drain(30_000);
+        await this.role.drained?.(this.offsets.committed).catch((e: unknown) => log.warn({ err: coerceError(e) }, `the ${s.name} role could not finish flushing before its partitions were revoked`));
+      },
       onMessages: (msgs) => this.onMessages(msgs),
     });
     this.utilTimer = setInterval(() => {

@@ -91,6 +91,6 @@ export interface PipelineRole<Item, B extends Batch, P, L = never> {
   abandon(seq: number, discarded?: P): void;
   /** The offset up to which outcomes reached Kafka, stored beside the committed offset (commands). */
   publishedOffset?(partition: number): number | null;
-  /** Everything consumed has committed (at stop), up to `committed`: flush what the role still holds. */
+  /** Everything consumed has committed (at stop, and before partitions are revoked), up to `committed`: flush what the role still holds. */
   drained?(committed: ReadonlyMap<number, number>): Promise<void>;
 }

@@ -102,6 +102,16 @@ export class Daemon {
     return undefined;
   }
 
+  /** Sum of every sample of one metric family (all label sets), e.g. metricSum('banking_es_commands_total'); 0 when it has none. */
+  async metricSum(name: string): Promise<number> {
+    const { body } = await this.get('/metrics');
+    let sum = 0;
+    for (const line of body.split('\n')) {
+      if (line.startsWith(name + '{') || line.startsWith(name + ' ')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+    return sum;
+  }
+
   /** Resident set size in bytes, from /proc. */
   rssBytes(): number {
     const status = fs.readFileSync(`/proc/${this.pid}/status`, 'utf8');

@@ -112,6 +112,13 @@ export class PipelineFixture {
     return d;
   }
 
+  /** Starts one more instance in the fixture's group next to the running one; the caller waits for its share. */
+  join(env: Record<string, string> = {}): Daemon {
+    const d = Daemon.start({ ...this.baseEnv, ...env });
+    this.daemons.push(d);
+    return d;
+  }
+
   /** SIGTERM; asserts a clean exit 0. */
   async stop(): Promise<void> {
     const d = this.daemon;

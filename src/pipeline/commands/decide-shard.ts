@@ -65,7 +65,7 @@ export interface ShardResult {
   decided: Map<string, KnownOutcome>;
   dlq: DlqEntry[];
   counts: CommandCount[];
-  /** outcomes published again for replayed offsets (committed before, publication not recorded) */
+  /** outcomes published again for replayed offsets (committed before, publication not recorded); not in `counts` */
   republished: number;
   rejectReasons: Record<string, number>;
 }
@@ -112,8 +112,11 @@ export function decideShard(task: ShardTask): ShardResult {
     else counts.set(k, { type, status, count: 1 });
   };
   const balanceText = (s: AccountState) => formatMoney(s.balance, fractionDigits(s.currency) ?? 2);
-  /** `asOriginal`: a replayed original command is answered again as it was, with its own status; everything else is a duplicate. */
-  const emitKnown = (accountId: string, commandId: string, type: string, k: KnownOutcome, asOriginal: boolean) => {
+  /**
+   * `asOriginal`: a replayed original command is answered again as it was, with its own status; everything else is a duplicate.
+   * `replay`: its offset committed before, so it was counted then; it counts as re-published, not as a command.
+   */
+  const emitKnown = (accountId: string, commandId: string, type: string, k: KnownOutcome, asOriginal: boolean, replay: boolean) => {
     const status: CommandCount['status'] = asOriginal ? k.status : 'duplicate';
     let rest = asOriginal ? '' : ',"originalStatus":"' + k.status + '"';
     // the same fields as the first answer, in the same order: a repeat is identical to it but for processedAt
@@ -121,7 +124,8 @@ export function decideShard(task: ShardTask): ShardResult {
       ? ',"version":' + k.version + ',"balance":' + jsonString(k.balance)
       : ',"reason":' + jsonString(k.reason) + (k.detail === undefined ? '' : ',"detail":' + jsonString(k.detail));
     outcomes.record(accountId, outcomeJson(commandId, accountId, type, status, rest, processedAt));
-    count(type, status);
+    if (replay) republished++;
+    else count(type, status);
   };
   const reject = (m: PackedMessage, accountId: string, commandId: string, type: string, reason: RejectReason, detail: string | undefined) => {
     rejections.row(REJECTION_FIELDS).uuid(accountId).uuid(commandId).text(type).text(reason);
@@ -161,8 +165,7 @@ export function decideShard(task: ShardTask): ShardResult {
       const original = prior.sourceOffset !== undefined
         ? prior.sourcePartition === m.partition && prior.sourceOffset === m.offset
         : replay && !seen.has(id);
-      if (replay) republished++;
-      emitKnown(accountId, commandId, type, prior, original);
+      emitKnown(accountId, commandId, type, prior, original, replay);
       seen.set(id, prior); // any later copy in this batch is a re-send
       continue;
     }

@@ -52,6 +52,7 @@ test('a replay answers the original with its own status and detail, a re-send wi
   ]);
   assert.is(r.republished, 4);
   assert.is(r.eventCount + r.rejectionCount, 0, 'a replay writes nothing');
+  assert.equal(r.counts, [], 'a replay was counted when it was first decided: banking_es_commands_total does not count it again');
 });
 
 test('a replayed re-send whose original was read before the replay range is a duplicate, not the original', () => {
@@ -63,6 +64,7 @@ test('outside a replay, a known command is a duplicate carrying the original det
   const { r, outs } = run([[0, 150, withdraw(C, '20.00')]], { [`${A}/${C}`]: rejectedC }, { 0: 100 });
   assert.equal(outs, [{ commandId: C, accountId: A, type: 'Withdraw', status: 'duplicate', originalStatus: 'rejected', reason: 'INSUFFICIENT_FUNDS', detail: 'balance 5.00 is less than 20.00' }]);
   assert.is(r.republished, 0);
+  assert.equal(r.counts, [{ type: 'Withdraw', status: 'duplicate', count: 1 }], 'a re-send outside a replay is a command of its own');
 });
 
 test('a rejection decided now and re-sent in the same batch: the duplicate repeats its detail; rows record where each was read', () => {

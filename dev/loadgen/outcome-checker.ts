@@ -1,0 +1,45 @@
+/**
+ * The load driver's check of outcomes against the generator's model: each
+ * command sent is owed one answer with the status the model expects, in the
+ * order sent (a command sent twice is owed its own status, then `duplicate`).
+ *
+ * Outcomes are at-least-once (docs/architecture.md §2.2): after a hand-over
+ * or a crash an outcome may arrive again. A copy of an answer the command
+ * already got (identical but for processedAt) is counted as re-published,
+ * not as an answer and not as a difference; so is any outcome of a command
+ * owed nothing more.
+ */
+import type { GenCommand } from './generator';
+
+type Status = GenCommand['expect'];
+
+interface Owed { sentAt: number[]; expect: Status[]; received?: Set<string> }
+
+export interface Answer { kind: 'answer'; latencyMs: number; matches: boolean }
+
+export class OutcomeChecker {
+  private readonly owed = new Map<string, Owed>();
+  answered = 0;
+  mismatches = 0;
+  republished = 0;
+
+  sent(commandId: string, expect: Status, at: number): void {
+    const o = this.owed.get(commandId);
+    if (o) { o.sentAt.push(at); o.expect.push(expect); } else this.owed.set(commandId, { sentAt: [at], expect: [expect] });
+  }
+
+  /** One outcome read from the topic, at `now` (the clock `sent` used). */
+  received(out: { commandId: string; status: string; processedAt?: string }, now: number): Answer | { kind: 'republished' } {
+    const o = this.owed.get(out.commandId);
+    if (!o) { this.republished++; return { kind: 'republished' }; }
+    const same = JSON.stringify({ ...out, processedAt: undefined });
+    if (o.expect[0] !== out.status && o.received?.has(same)) { this.republished++; return { kind: 'republished' }; }
+    const latencyMs = now - o.sentAt.shift()!;
+    const matches = o.expect.shift() === out.status;
+    if (o.sentAt.length === 0) this.owed.delete(out.commandId);
+    else (o.received ??= new Set()).add(same);
+    this.answered++;
+    if (!matches) this.mismatches++;
+    return { kind: 'answer', latencyMs, matches };
+  }
+}

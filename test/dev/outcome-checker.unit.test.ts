@@ -1,0 +1,42 @@
+/**
+ * The load driver's (and so the demo's) check of outcomes against the model
+ * (dev/loadgen/outcome-checker.ts): a re-published copy after a hand-over is
+ * at-least-once, not a difference; a wrong answer still is one.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { OutcomeChecker } from '../../dev/loadgen/outcome-checker';
+
+const C = '3f0c1d52-6f1e-4d7e-9a57-0b6f4c1e2a10';
+const accepted = (at: string) => ({ commandId: C, status: 'accepted', version: 1, balance: '5.00', processedAt: at });
+const duplicate = (at: string) => ({ commandId: C, status: 'duplicate', originalStatus: 'accepted', version: 1, balance: '5.00', processedAt: at });
+
+test('a command sent twice, its first answer re-published before the duplicate arrives: no difference', () => {
+  const k = new OutcomeChecker();
+  k.sent(C, 'accepted', 0);
+  k.sent(C, 'duplicate', 1);
+  assert.equal(k.received(accepted('t1'), 10), { kind: 'answer', latencyMs: 10, matches: true });
+  assert.equal(k.received(accepted('t2'), 11), { kind: 'republished' }, 'the same answer again, later processedAt');
+  assert.equal(k.received(duplicate('t3'), 12), { kind: 'answer', latencyMs: 11, matches: true });
+  assert.equal(k.received(duplicate('t4'), 13), { kind: 'republished' }, 'a command owed nothing more');
+  assert.equal([k.answered, k.mismatches, k.republished], [2, 0, 2]);
+});
+
+test('an answer that differs from every earlier one and from the model is a mismatch', () => {
+  const k = new OutcomeChecker();
+  k.sent(C, 'accepted', 0);
+  k.sent(C, 'duplicate', 1);
+  k.received(accepted('t1'), 5);
+  const other = { ...accepted('t2'), balance: '6.00' }; // not a copy: another balance
+  assert.equal(k.received(other, 6), { kind: 'answer', latencyMs: 5, matches: false });
+  assert.equal([k.answered, k.mismatches, k.republished], [2, 1, 0]);
+});
+
+test('a wrong first answer is a mismatch, not mistaken for a copy', () => {
+  const k = new OutcomeChecker();
+  k.sent(C, 'rejected', 0);
+  assert.equal(k.received(accepted('t1'), 3), { kind: 'answer', latencyMs: 3, matches: false });
+  assert.is(k.mismatches, 1);
+});
+
+test.run();
