@@ -11,7 +11,7 @@
  *   account <id>          an account's projection and its latest transactions
  */
 import { loadConfig, type LoadedConfig } from './config';
-import { ConfigError, coerceError } from './errors';
+import { ConfigError, UsageError, coerceError } from './errors';
 import { createLogger } from './logger';
 import { Lifecycle } from './lifecycle';
 import { runDaemon } from './daemon';
@@ -21,47 +21,143 @@ import { migrate } from './db/migrate';
 import { commandFromFlags, send } from './send';
 import { runRebuildCommand, runAccountCommand } from './projections/cli-commands';
 
-interface Args { cmd: string; positional: string[]; flags: Map<string, string | true> }
+type FlagKind = 'value' | 'number' | 'switch';
+interface CommandSpec {
+  usage: string;
+  flags: Record<string, FlagKind>;
+  /** how many positional arguments it takes */
+  positional: [min: number, max: number];
+}
 
+const CONFIG_FLAG = { config: 'value' } as const;
+/** Every subcommand: its usage (printed by `--help`, which does nothing else) and what it accepts. */
+export const COMMANDS: Record<string, CommandSpec> = {
+  start: {
+    usage: 'start [--roles commands,projections,relay] [--config file.json]\n  run the daemon until SIGTERM or SIGINT',
+    flags: { roles: 'value', ...CONFIG_FLAG }, positional: [0, 0],
+  },
+  migrate: { usage: 'migrate [--config file.json]\n  apply the database migrations and exit', flags: { ...CONFIG_FLAG }, positional: [0, 0] },
+  config: { usage: 'config [--roles …] [--config file.json]\n  print the effective configuration, secrets redacted', flags: { roles: 'value', ...CONFIG_FLAG }, positional: [0, 0] },
+  stack: {
+    usage: 'stack up|down|status [--dir path]\n  the embedded local stack: Postgres, a Kafka mock cluster, Redis (default: status)',
+    flags: { dir: 'value' }, positional: [0, 1],
+  },
+  send: {
+    usage: 'send <OpenAccount|Deposit|Withdraw|CloseAccount> [--account id] [--amount 10.00]\n'
+      + '     [--owner name] [--currency USD] [--initial-balance 0] [--reason text]\n'
+      + '     [--expected-version n] [--command-id id] [--timeout ms] [--config file.json]\n'
+      + '  produce one command and print its outcome (or that it was dead-lettered)\n'
+      + 'send - [--timeout ms]\n'
+      + '  NDJSON commands from stdin, one outcome per line; a line that is not a JSON object is reported by number and not sent',
+    flags: {
+      account: 'value', amount: 'value', owner: 'value', currency: 'value', 'initial-balance': 'value', reason: 'value',
+      'expected-version': 'number', 'command-id': 'value', timeout: 'number', ...CONFIG_FLAG,
+    },
+    positional: [1, 1],
+  },
+  demo: {
+    usage: 'demo [--commands 100000] [--accounts 2000] [--rate 0] [--workers 1] [--keep-stack]\n  stack + daemon + load generator, then a checked summary',
+    flags: { commands: 'number', accounts: 'number', rate: 'number', workers: 'number', 'keep-stack': 'switch' }, positional: [0, 0],
+  },
+  'rebuild-projections': {
+    usage: 'rebuild-projections [--batch-size 5000] [--yes] [--config file.json]\n'
+      + '  empty the read models (account_projections, transaction_projections) and rebuild them from the\n'
+      + '  event store, resumable; asks first on a terminal, needs --yes otherwise',
+    flags: { 'batch-size': 'number', yes: 'switch', ...CONFIG_FLAG }, positional: [0, 0],
+  },
+  account: { usage: 'account <id> [--limit 20] [--config file.json]\n  an account\'s projection and its latest transactions', flags: { limit: 'number', ...CONFIG_FLAG }, positional: [1, 1] },
+};
+
+interface Args { cmd: string; positional: string[]; flags: Map<string, string | true>; help: boolean }
+
+/**
+ * Parses `argv` against the subcommand's spec. `--help` / `-h` anywhere asks for its usage; an
+ * unknown flag, a missing or non-numeric value, or a wrong number of arguments is a UsageError.
+ */
 export function parseArgs(argv: string[]): Args {
+  const help = argv.includes('--help') || argv.includes('-h');
+  const rest = argv.filter((a) => a !== '--help' && a !== '-h');
+  const cmd = rest.shift() ?? 'help';
   const positional: string[] = [];
   const flags = new Map<string, string | true>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a.startsWith('--')) {
-      const eq = a.indexOf('=');
-      if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
-      else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) flags.set(a.slice(2), argv[++i]);
-      else flags.set(a.slice(2), true);
-    } else positional.push(a);
+  const spec = COMMANDS[cmd];
+  if (!spec || help) return { cmd, positional: rest, flags, help };
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i];
+    if (!a.startsWith('--')) { positional.push(a); continue; }
+    const eq = a.indexOf('=');
+    const name = eq > 0 ? a.slice(2, eq) : a.slice(2);
+    const kind = spec.flags[name];
+    if (!kind) throw new UsageError(`${cmd}: unknown option --${name}`);
+    if (kind === 'switch') {
+      if (eq > 0) throw new UsageError(`${cmd}: --${name} takes no value`);
+      flags.set(name, true);
+      continue;
+    }
+    const value = eq > 0 ? a.slice(eq + 1) : rest[++i];
+    if (value === undefined || value === '') throw new UsageError(`${cmd}: --${name} needs a value`);
+    if (kind === 'number' && !/^\d+$/.test(value)) throw new UsageError(`${cmd}: --${name} must be a whole number, not "${value}"`);
+    flags.set(name, value);
   }
-  return { cmd: positional.shift() ?? 'help', positional, flags };
+  const [min, max] = spec.positional;
+  if (positional.length < min) throw new UsageError(`${cmd}: missing argument (usage: banking-es ${spec.usage.split('\n')[0]})`);
+  if (positional.length > max) throw new UsageError(`${cmd}: unexpected argument "${positional[max]}"`);
+  return { cmd, positional, flags, help };
 }
+
+const text = (args: Args, k: string): string | undefined => {
+  const v = args.flags.get(k);
+  return typeof v === 'string' ? v : undefined;
+};
+const num = (args: Args, k: string, d: number): number => {
+  const v = text(args, k);
+  return v === undefined ? d : Number(v);
+};
 
 function load(args: Args): LoadedConfig {
-  const files = typeof args.flags.get('config') === 'string' ? [args.flags.get('config') as string] : [];
+  const file = text(args, 'config');
   const env = { ...process.env };
-  const roles = args.flags.get('roles');
-  if (typeof roles === 'string') env.ROLES = roles;
-  return loadConfig({ files, env });
+  const roles = text(args, 'roles');
+  if (roles !== undefined) env.ROLES = roles;
+  return loadConfig({ files: file ? [file] : [], env });
 }
 
-const HELP = `usage: banking-es <command>
-  start [--roles commands,projections,relay] [--config file.json]
-  migrate                 apply database migrations
-  config                  print the effective configuration (secrets redacted)
-  stack up|down|status    embedded local stack: Postgres, Kafka mock cluster, Redis
-  send <OpenAccount|Deposit|Withdraw|CloseAccount> [--account id] [--amount 10.00]
-       [--owner name] [--currency USD] [--initial-balance 0] [--reason text]
-       [--expected-version n] [--command-id id]      print the command's outcome
-  send -                  NDJSON commands from stdin, one outcome per line
-  rebuild-projections [--batch-size 5000]   rebuild read models from the event store
-  account <id> [--limit 20]                 an account's projection and latest transactions
-  demo [--commands 100000] [--accounts 2000] [--rate 0] [--workers 1] [--keep-stack]
+const HELP = `usage: banking-es <command> [options]     (banking-es <command> --help for one command)
+${Object.values(COMMANDS).map((c) => c.usage.split('\n').map((l) => `  ${l}`).join('\n')).join('\n')}
 Environment variables override config files; see docs/configuration.md.`;
+
+/** host:port/database of a Postgres URL, never its credentials. */
+function redactedDatabase(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || 5432}${u.pathname}`;
+  } catch {
+    return 'the configured database';
+  }
+}
+
+/** On a terminal, asks; elsewhere (a script, CI, a pipe) a destructive command needs --yes. */
+async function confirm(args: Args, what: string): Promise<void> {
+  process.stderr.write(`${what}\n`);
+  if (args.flags.has('yes')) return;
+  if (!process.stdin.isTTY || !process.stderr.isTTY) throw new UsageError(`${args.cmd}: not on a terminal; pass --yes to go ahead`);
+  const readline = await import('node:readline/promises');
+  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await rl.question('continue? [y/N] ');
+    if (!/^y(es)?$/i.test(answer.trim())) throw new UsageError(`${args.cmd}: nothing done`);
+  } finally {
+    rl.close();
+  }
+}
 
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
+  if (args.help) {
+    const spec = COMMANDS[args.cmd];
+    process.stdout.write(spec ? `usage: banking-es ${spec.usage}\n` : `${HELP}\n`);
+    return 0;
+  }
   switch (args.cmd) {
     case 'start': {
       const { config, sources } = load(args);
@@ -110,43 +206,43 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'stack': {
-      const dir = typeof args.flags.get('dir') === 'string' ? (args.flags.get('dir') as string) : loadConfig({ ignoreStack: true }).config.stack.dir;
+      const action = args.positional[0] ?? 'status';
+      if (!['up', 'down', 'status'].includes(action)) throw new UsageError(`stack: "${action}" is not up, down or status`);
+      const dir = text(args, 'dir') ?? loadConfig({ ignoreStack: true }).config.stack.dir;
       // the embedded stack is a development tool (dev/), loaded only for this command
       const { stackCommand } = await import('../dev/stack/stack-command.js');
-      return stackCommand(args.positional[0] ?? 'status', dir, (l) => process.stdout.write(`${l}\n`));
+      return stackCommand(action, dir, (l) => process.stdout.write(`${l}\n`));
     }
     case 'send': {
-      const { config } = load(args);
       const type = args.positional[0];
-      const timeout = Number(args.flags.get('timeout') ?? 30000);
+      const command = type === '-' ? 'stdin' : commandFromFlags(type, args.flags); // usage errors before connecting
+      const { config } = load(args);
       const print = (l: string) => process.stdout.write(`${l}\n`);
-      if (!type || type === '-') return send(config, 'stdin', timeout, print);
-      return send(config, [commandFromFlags(type, args.flags)], timeout, print);
+      return send(config, command === 'stdin' ? 'stdin' : [command], num(args, 'timeout', 30000), print);
     }
     case 'demo': {
-      const num = (k: string, d: number) => (typeof args.flags.get(k) === 'string' ? Number(args.flags.get(k)) : d);
       const dir = loadConfig({ ignoreStack: true }).config.stack.dir;
       const { runDemo } = await import('../dev/demo.js');
-      return runDemo({ dir, accounts: num('accounts', 2000), commands: num('commands', 100000), rate: num('rate', 0), workers: num('workers', 1), keepStack: args.flags.has('keep-stack') }, (l) => process.stdout.write(`${l}\n`));
+      return runDemo({ dir, accounts: num(args, 'accounts', 2000), commands: num(args, 'commands', 100000), rate: num(args, 'rate', 0), workers: num(args, 'workers', 1), keepStack: args.flags.has('keep-stack') }, (l) => process.stdout.write(`${l}\n`));
     }
     case 'rebuild-projections': {
       // handles SIGINT/SIGTERM itself: the first stops after the current page (resumable), the second exits
       const { config } = load(args);
+      await confirm(args, `rebuild-projections empties account_projections and transaction_projections in ${redactedDatabase(config.db.url)} and rebuilds them from the event store; `
+        + 'reads answer from partial read models until it completes (it resumes if interrupted)');
       const log = createLogger({ level: config.log.level });
-      const bs = args.flags.get('batch-size');
-      return runRebuildCommand(config, log, { batchSize: typeof bs === 'string' ? Number(bs) : undefined });
+      const bs = text(args, 'batch-size');
+      return runRebuildCommand(config, log, { batchSize: bs === undefined ? undefined : Number(bs) });
     }
     case 'account': {
       const { config } = load(args);
-      return runAccountCommand(config, args.positional[0], process.stdout, { limit: Number(args.flags.get('limit') ?? 20) });
+      return runAccountCommand(config, args.positional[0], process.stdout, { limit: num(args, 'limit', 20) });
     }
     case 'help':
-    case '--help':
-      process.stdout.write(HELP + '\n');
+      process.stdout.write(`${args.positional[0] && COMMANDS[args.positional[0]] ? `usage: banking-es ${COMMANDS[args.positional[0]].usage}` : HELP}\n`);
       return 0;
     default:
-      process.stderr.write(`unknown command "${args.cmd}"\n${HELP}\n`);
-      return 2;
+      throw new UsageError(`unknown command "${args.cmd}"; banking-es --help lists them`);
   }
 }
 
@@ -154,7 +250,7 @@ if (require.main === module) {
   main(process.argv.slice(2)).then(
     (code) => { process.exitCode = code; },
     (e: unknown) => {
-      if (e instanceof ConfigError) {
+      if (e instanceof ConfigError || e instanceof UsageError) {
         process.stderr.write(`banking-es: ${e.message}\n`);
         process.exitCode = 2;
         return;

@@ -214,22 +214,27 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   if (!opts.ignoreStack) candidates.push(stackConnectionFile(conf.get('stack.dir')));
   const extra = [...(opts.files ?? [])];
   if (env.BANKING_ES_CONFIG) extra.push(...env.BANKING_ES_CONFIG.split(',').filter(Boolean));
-  try {
-    for (const f of candidates) {
-      if (fs.existsSync(f)) {
-        conf.loadFile(f);
-        sources.push(f);
-      }
+  /** A file that is not JSON is named, with the parser's reason. */
+  const loadFile = (f: string) => {
+    try {
+      conf.loadFile(f);
+    } catch (e) {
+      throw new ConfigError(`config file ${f} is not valid JSON: ${(e as Error).message}`);
     }
+    sources.push(f);
+  };
+  try {
+    for (const f of candidates) if (fs.existsSync(f)) loadFile(f);
     for (const f of extra) {
       if (!fs.existsSync(f)) throw new ConfigError(`config file ${f} does not exist`);
-      conf.loadFile(f);
-      sources.push(f);
+      loadFile(f);
     }
     conf.validate({ allowed: 'strict' });
   } catch (e) {
     if (e instanceof ConfigError) throw e;
-    throw new ConfigError(`invalid configuration: ${(e as Error).message}`);
+    const own = path.join(root, 'config');
+    const files = sources.filter((f) => path.dirname(f) !== own); // the user's files, which may hold the mistake
+    throw new ConfigError(`invalid configuration${files.length ? ` (files: ${files.join(', ')}; environment variables override them)` : ''}: ${(e as Error).message}`);
   }
   const config = conf.getProperties() as Config;
   return { config, sources, redacted: () => conf.toString() };

@@ -31,6 +31,14 @@ export class BankingError extends Error {
   }
 }
 
+/** A mistake in how a command line was written: reported in one line, exit 2, never a stack trace. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
 export class ConfigError extends BankingError {
   constructor(message: string) {
     super('CONFIG_INVALID', message);

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import * as readline from 'node:readline';
 import Kafka from 'node-rdkafka';
 import type { Config } from './config';
+import { UsageError } from './errors';
 import { baseKafkaConfig, PRODUCER_TOPIC_CONFIG } from './kafka/client-config';
 import { Topics } from './kafka/topics';
 import { Health } from './health';
@@ -16,7 +17,7 @@ import { Registry } from 'prom-client';
 export function commandFromFlags(type: string, flags: Map<string, string | true>): Record<string, unknown> {
   const get = (k: string) => (typeof flags.get(k) === 'string' ? (flags.get(k) as string) : undefined);
   const accountId = get('account') ?? (type === 'OpenAccount' ? randomUUID() : undefined);
-  if (!accountId) throw new Error('--account <uuid> is required');
+  if (!accountId) throw new UsageError(`send ${type}: --account <uuid> is required`);
   const cmd: Record<string, unknown> = { commandId: get('command-id') ?? randomUUID(), type, accountId };
   if (get('expected-version') !== undefined) cmd.expectedVersion = Number(get('expected-version'));
   if (type === 'OpenAccount') {
@@ -25,63 +26,139 @@ export function commandFromFlags(type: string, flags: Map<string, string | true>
     cmd.initialBalance = get('initial-balance') ?? get('amount') ?? '0';
   } else if (type === 'Deposit' || type === 'Withdraw') {
     const amount = get('amount');
-    if (!amount) throw new Error('--amount <decimal> is required');
+    if (!amount) throw new UsageError(`send ${type}: --amount <decimal> is required`);
     cmd.amount = amount;
   } else if (type === 'CloseAccount') {
     if (get('reason')) cmd.reason = get('reason');
-  } else throw new Error(`unknown command type "${type}"; use OpenAccount, Deposit, Withdraw or CloseAccount`);
+  } else throw new UsageError(`send: unknown command type "${type}"; use OpenAccount, Deposit, Withdraw or CloseAccount`);
   return cmd;
 }
 
-async function readNdjson(): Promise<Array<Record<string, unknown>>> {
-  const out: Array<Record<string, unknown>> = [];
-  const rl = readline.createInterface({ input: process.stdin });
-  for await (const line of rl) {
-    if (line.trim()) out.push(JSON.parse(line) as Record<string, unknown>);
-  }
-  return out;
+/** One command to send: its bytes as produced, and what identifies its answer. */
+interface Sendable { value: string; key: string; commandId?: string; accountId?: string }
+
+function sendable(c: Record<string, unknown>, text = JSON.stringify(c)): Sendable {
+  return {
+    value: text,
+    key: typeof c.accountId === 'string' ? c.accountId : '',
+    commandId: typeof c.commandId === 'string' ? c.commandId : undefined,
+    accountId: typeof c.accountId === 'string' ? c.accountId : undefined,
+  };
 }
 
+/** NDJSON from stdin: each line that is a JSON object is sent as it is; any other line is reported by number and skipped. */
+async function readNdjson(print: (s: string) => void): Promise<{ list: Sendable[]; bad: number }> {
+  const list: Sendable[] = [];
+  let bad = 0;
+  let n = 0;
+  const rl = readline.createInterface({ input: process.stdin });
+  for await (const line of rl) {
+    n++;
+    const text = line.trim();
+    if (!text) continue;
+    let v: unknown;
+    try {
+      v = JSON.parse(text);
+    } catch (e) {
+      print(JSON.stringify({ line: n, error: `not JSON (${(e as Error).message}); not sent` }));
+      bad++;
+      continue;
+    }
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+      print(JSON.stringify({ line: n, error: 'not a JSON object; not sent' }));
+      bad++;
+      continue;
+    }
+    list.push(sendable(v as Record<string, unknown>, text));
+  }
+  return { list, bad };
+}
+
+/** Partitions of `topic`, 0 if it does not exist. */
+function partitionCount(consumer: Kafka.KafkaConsumer, topic: string): Promise<number> {
+  return new Promise((res, rej) => consumer.getMetadata({ topic, timeout: 10000 }, (e, m) => (e ? rej(e) : res(m.topics.find((t) => t.name === topic)?.partitions.length ?? 0))));
+}
+
+function highWatermarks(consumer: Kafka.KafkaConsumer, topic: string, parts: number): Promise<Array<{ topic: string; partition: number; offset: number }>> {
+  return Promise.all(Array.from({ length: parts }, (_, partition) => new Promise<{ topic: string; partition: number; offset: number }>((res, rej) =>
+    consumer.queryWatermarkOffsets(topic, partition, 10000, (e, w) => (e ? rej(e) : res({ topic, partition, offset: w.highOffset }))))));
+}
+
+const header = (m: Kafka.Message, name: string): string | undefined => {
+  for (const h of m.headers ?? []) if (name in h) return String(h[name]);
+  return undefined;
+};
+
+/**
+ * Sends the commands and prints, one JSON line each, their outcome from the outcome topic, or that
+ * the daemon dead-lettered them (read back from the command dead-letter topic, matched by the bytes
+ * sent). Exit code 0 when every command got an outcome (whatever its status), 1 otherwise.
+ */
 export async function send(config: Config, commands: Array<Record<string, unknown>> | 'stdin', timeoutMs: number, print: (s: string) => void): Promise<number> {
-  const list = commands === 'stdin' ? await readNdjson() : commands;
+  const input = commands === 'stdin' ? await readNdjson(print) : { list: commands.map((c) => sendable(c)), bad: 0 };
+  const { list } = input;
+  if (list.length === 0) return input.bad ? 1 : 0;
   const base = baseKafkaConfig(config, 'send');
   const producer = new Kafka.Producer({ ...base, dr_cb: true } as Kafka.ProducerGlobalConfig, PRODUCER_TOPIC_CONFIG);
   const consumer = new Kafka.KafkaConsumer({ ...base, 'group.id': `banking-es-send-${randomUUID()}`, 'enable.auto.commit': false } as Kafka.ConsumerGlobalConfig, {});
   await new Promise<void>((res, rej) => producer.connect({ timeout: 10000 }, (e) => (e ? rej(e) : res())));
   await new Promise<void>((res, rej) => consumer.connect({ timeout: 10000 }, (e) => (e ? rej(e) : res())));
   try {
-    const topic = config.kafka.topics.results;
-    // on a fresh cluster the results topic may not exist yet: listening to nothing would report no outcome
+    const { results, commandsDlq } = config.kafka.topics;
+    // on a fresh cluster the topics may not exist yet: listening to nothing would report no outcome
     const metrics = createMetrics(new Registry(), { defaultMetrics: false });
     const topics = new Topics(config, producer, { health: new Health(metrics), metrics, log: createLogger({ level: 'silent' }) });
-    await topics.ensure('send', [config.kafka.topics.commands, topic]);
+    await topics.ensure('send', [config.kafka.topics.commands, results, commandsDlq]);
     topics.close();
-    const md = await new Promise<Kafka.Metadata>((res, rej) => consumer.getMetadata({ topic, timeout: 10000 }, (e, m) => (e ? rej(e) : res(m))));
-    const parts = md.topics.find((t) => t.name === topic)?.partitions.length ?? 0;
+    const parts = await partitionCount(consumer, results);
     if (parts === 0) {
-      print(JSON.stringify({ error: `topic ${topic} does not exist: create it, or set KAFKA_CREATE_TOPICS=true` }));
+      print(JSON.stringify({ error: `topic ${results} does not exist: create it, or set KAFKA_CREATE_TOPICS=true; nothing was sent` }));
       return 2;
     }
-    const starts = await Promise.all(Array.from({ length: parts }, (_, p) => new Promise<number>((res, rej) => consumer.queryWatermarkOffsets(topic, p, 10000, (e, w) => (e ? rej(e) : res(w.highOffset))))));
-    consumer.assign(starts.map((offset, partition) => ({ topic, partition, offset })));
-    const waiting = new Set(list.map((c) => String(c.commandId)));
-    for (const c of list) producer.produce(config.kafka.topics.commands, null, Buffer.from(JSON.stringify(c)), String(c.accountId ?? ''), Date.now());
+    const dlqParts = await partitionCount(consumer, commandsDlq); // without it a dead-lettered command shows as no outcome
+    consumer.assign([...await highWatermarks(consumer, results, parts), ...await highWatermarks(consumer, commandsDlq, dlqParts)]);
+
+    const waiting = new Set(list);
+    const byId = new Map<string, Sendable>();
+    const byValue = new Map<string, Sendable>();
+    for (const c of list) {
+      if (c.commandId !== undefined) byId.set(c.commandId, c);
+      byValue.set(c.value, c);
+    }
+    for (const c of list) producer.produce(config.kafka.topics.commands, null, Buffer.from(c.value), c.key, Date.now());
     await new Promise<void>((r) => producer.flush(10000, () => r()));
+    let deadLettered = 0;
     const deadline = Date.now() + timeoutMs;
     consumer.setDefaultConsumeTimeout(100);
     while (waiting.size > 0 && Date.now() < deadline) {
       const msgs = await new Promise<Kafka.Message[]>((res) => consumer.consume(1000, (_e, m) => res(m ?? [])));
       for (const m of msgs) {
-        const o = JSON.parse(m.value!.toString()) as { commandId: string };
-        if (waiting.delete(o.commandId)) print(m.value!.toString());
+        const text = m.value?.toString() ?? '';
+        if (m.topic === commandsDlq) {
+          const c = byValue.get(text);
+          if (!c || !waiting.delete(c)) continue;
+          deadLettered++;
+          print(JSON.stringify({ commandId: c.commandId ?? null, accountId: c.accountId ?? null, status: 'dead-lettered', topic: commandsDlq,
+            error: { code: header(m, 'error.code'), message: header(m, 'error.message') }, note: 'the daemon could not read this command; it was not applied' }));
+          continue;
+        }
+        let id: unknown;
+        try { id = (JSON.parse(text) as { commandId?: unknown }).commandId; } catch { continue; }
+        const c = typeof id === 'string' ? byId.get(id) : undefined;
+        if (c && waiting.delete(c)) print(text);
       }
     }
     if (waiting.size) {
-      print(JSON.stringify({ error: `no outcome within ${timeoutMs} ms`, commandIds: [...waiting] }));
-      return 1;
+      const left = [...waiting];
+      print(JSON.stringify({
+        error: `no outcome within ${timeoutMs} ms for ${left.length} of ${list.length} commands`,
+        note: 'they may still be applied; re-send exactly these (same commandId and accountId) to learn their outcome without a second effect, e.g. with: banking-es send - < file',
+        resend: left.map((c) => JSON.parse(c.value) as unknown),
+      }));
     }
-    return 0;
+    return waiting.size || deadLettered || input.bad ? 1 : 0;
   } finally {
+    producer.setPollInterval(0);
     await new Promise<void>((r) => producer.disconnect(() => r()));
     await new Promise<void>((r) => consumer.disconnect(() => r()));
   }

@@ -112,6 +112,11 @@ export class PipelineFixture {
     return d;
   }
 
+  /** The daemon's environment (database, topics, group), for the CLI against the same topics. */
+  get env(): Record<string, string> {
+    return { ...this.baseEnv };
+  }
+
   /** Starts one more instance in the fixture's group next to the running one; the caller waits for its share. */
   join(env: Record<string, string> = {}): Daemon {
     const d = Daemon.start({ ...this.baseEnv, ...env });

@@ -11,6 +11,25 @@ import { randomUUID } from 'node:crypto';
 import { cmd, PipelineFixture, type Cmd, type Outcome } from '../../helpers/pipeline';
 import type { Delivered } from '../../helpers/kafka';
 import { promtoolCheck } from '../../helpers/promtool';
+import { spawn } from 'node:child_process';
+import { cliPath } from '../../helpers/stack';
+
+/** `banking-es send …` against the fixture's topics, `stdin` fed to it; its exit code and stdout lines as JSON. */
+function sendCli(args: string[], stdin = ''): Promise<{ code: number | null; lines: Array<Record<string, unknown>>; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cliPath(), 'send', ...args], { env: { ...process.env, NODE_ENV: 'test', ...f.env, LOG_LEVEL: 'warn' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { err += d; });
+    const t = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`send did not exit:\n${out}${err}`)); }, 60000);
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      resolve({ code, stderr: err, lines: out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) });
+    });
+    child.stdin.end(stdin);
+  });
+}
 
 const WAIT_MS = 45000;
 let f: PipelineFixture;
@@ -226,6 +245,42 @@ test('the running daemon\'s whole /metrics, after traffic, rejections and dead l
   assert.ok(body.includes('banking_es_dlq_messages_total{'), 'the dead-letter series are in the text checked');
   const { code, output } = await promtoolCheck(body);
   assert.is(code, 0, `promtool check metrics exit ${code}:\n${output}`);
+});
+
+test('send: a dead-lettered command is reported as such; bad NDJSON lines are named and the good ones sent', async () => {
+  const dead = await sendCli(['Deposit', '--account', 'not-a-uuid', '--amount', '1', '--timeout', '30000']);
+  assert.is(dead.code, 1, dead.stderr);
+  assert.is(dead.lines.length, 1);
+  assert.is(dead.lines[0].status, 'dead-lettered');
+  assert.equal(dead.lines[0].error, { code: 'NO_ACCOUNT_ID', message: 'accountId must be a UUID string' });
+
+  const a = randomUUID();
+  const open = cmd.open(a, '3.00');
+  const ndjson = [JSON.stringify(open), '{ "type": "Deposit", ', '[1, 2]', '', JSON.stringify(cmd.deposit(a, '2.00')), JSON.stringify({ type: 'Deposit', accountId: a, amount: '1' })].join('\n') + '\n';
+  const r = await sendCli(['-', '--timeout', '30000'], ndjson);
+  assert.is(r.code, 1, 'not everything went through');
+  const by = (pred: (l: Record<string, unknown>) => boolean) => r.lines.filter(pred);
+  assert.equal(by((l) => l.line !== undefined).map((l) => l.line), [2, 3], 'the bad lines, by number');
+  assert.is(by((l) => l.status === 'accepted').length, 2, 'the two good commands were sent and answered');
+  const noId = by((l) => l.status === 'dead-lettered');
+  assert.is(noId.length, 1, 'the command without a commandId is reported dead-lettered, not as "undefined"');
+  assert.is(noId[0].commandId, null);
+  assert.not.ok(r.lines.some((l) => 'error' in l && String(l.error).startsWith('no outcome')), 'nothing timed out');
+});
+
+test('send: on a timeout it names the command to re-send; re-sending it answers duplicate, never a second account', async () => {
+  const first = await sendCli(['OpenAccount', '--owner', 'Ann', '--timeout', '0']);
+  assert.is(first.code, 1);
+  const timedOut = first.lines.find((l) => typeof l.error === 'string' && l.error.startsWith('no outcome'));
+  assert.ok(timedOut, JSON.stringify(first.lines));
+  const resend = timedOut.resend as Array<{ commandId: string; accountId: string }>;
+  assert.is(resend.length, 1);
+  const again = await sendCli(['-', '--timeout', '30000'], resend.map((c) => JSON.stringify(c)).join('\n'));
+  assert.is(again.code, 0, again.stderr);
+  assert.is(again.lines[0].commandId, resend[0].commandId);
+  assert.ok(again.lines[0].status === 'duplicate' || again.lines[0].status === 'accepted', JSON.stringify(again.lines[0]));
+  const events = await f.events(resend[0].accountId);
+  assert.is(events.length, 1, 'one account opened');
 });
 
 test('restart without new input re-processes nothing; stored offsets decide where each partition resumes', async () => {
