@@ -148,7 +148,7 @@ const schema = {
     shards: { doc: 'Shards per batch (tasks sent to the pool).', format: 'positive-int', default: 2, env: 'PIPELINE_SHARDS' },
     maxInFlight: { doc: 'Messages consumed but not yet committed before the consumer pauses (backpressure).', format: 'positive-int', default: 50000, env: 'PIPELINE_MAX_IN_FLIGHT' },
     stateCacheSize: { doc: 'Accounts kept in the in-process state cache.', format: 'positive-int', default: 200000, env: 'PIPELINE_STATE_CACHE_SIZE' },
-    maxRetries: { doc: 'Failed attempts in a row (a batch, a flush, a relay step) after which the role reports itself stalled: not ready in /readyz, banking_es_pipeline_stalled 1. Transient faults are still retried after it, with backoff; a fatal one stops the role at once.', format: 'positive-int', default: 8, env: 'PIPELINE_MAX_RETRIES' },
+    maxRetries: { doc: 'Failed attempts in a row (a batch, a flush, a relay step) after which the role reports itself stalled: not ready in /readyz, banking_es_pipeline_stalled 1. Transient faults are still retried after it, with backoff; a fatal one stops the role at once. Applies to the command and projection pipelines and both relays.', format: 'positive-int', default: 8, env: 'PIPELINE_MAX_RETRIES' },
   },
   projections: {
     batchSize: { doc: 'Max events per projection flush. Read models favour throughput: bigger than the command batches.', format: 'positive-int', default: 20000, env: 'PROJECTIONS_BATCH_SIZE' },
@@ -238,4 +238,29 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   }
   const config = conf.getProperties() as Config;
   return { config, sources, redacted: () => conf.toString() };
+}
+
+interface SchemaLeaf { doc: string; format: unknown; default: unknown; env?: string; sensitive?: boolean }
+
+/**
+ * The "Keys" table of docs/configuration.md, generated from the schema (dev/docs/config-table.ts
+ * writes it; a unit test checks the file has exactly this), so every key and env variable is listed.
+ */
+export function configurationTable(): string {
+  const rows: string[] = ['| key | env | default | format | meaning |', '|---|---|---|---|---|'];
+  const walk = (node: Record<string, unknown>, prefix: string) => {
+    for (const [k, v] of Object.entries(node)) {
+      const key = prefix ? `${prefix}.${k}` : k;
+      const leaf = v as SchemaLeaf;
+      if (typeof leaf === 'object' && leaf !== null && 'doc' in leaf && 'default' in leaf) {
+        const format = Array.isArray(leaf.format) ? leaf.format.join(' \\| ')
+          : typeof leaf.format === 'string' ? leaf.format
+            : leaf.format === String ? 'string' : leaf.format === Boolean ? 'boolean' : leaf.format === Number ? 'number' : String(leaf.format);
+        const doc = leaf.doc.replace(/\|/g, '\\|') + (leaf.sensitive ? ' **Secret**: redacted in logs and `banking-es config`.' : '');
+        rows.push(`| \`${key}\` | ${leaf.env ? `\`${leaf.env}\`` : ''} | ${JSON.stringify(leaf.default).replace(/\|/g, '\\|')} | ${format} | ${doc} |`);
+      } else walk(v as Record<string, unknown>, key);
+    }
+  };
+  walk(configSchema as unknown as Record<string, unknown>, '');
+  return rows.join('\n');
 }
