@@ -9,14 +9,15 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { parse } from 'yaml';
 import { packageRoot } from '../../src/paths';
 import { configSchema } from '../../src/config';
 import { readMigrations } from '../../src/db/migrate';
 import { RELAY_PUBLICATION, RELAY_SLOT } from '../../src/db/sql/replication-slot';
 
 const file = path.join(packageRoot(), 'connectors', 'debezium-postgres.json');
-const connector = JSON.parse(fs.readFileSync(file, 'utf8')) as { name: string; config: Record<string, string> };
-const c = connector.config;
+/** The config object alone: what `PUT /connectors/<name>/config` takes, creating or updating the connector. */
+const c = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, string>;
 
 /** Column name → type of `events`, from its CREATE TABLE in the migrations. */
 function eventsColumns(): Map<string, string> {
@@ -31,8 +32,8 @@ function eventsColumns(): Map<string, string> {
   return cols;
 }
 
-test('a Kafka Connect registration body for the Debezium Postgres connector over pgoutput', () => {
-  assert.type(connector.name, 'string');
+test('a Kafka Connect config object for the Debezium Postgres connector over pgoutput', () => {
+  assert.not.ok('config' in c || 'name' in c, 'the config object alone, not {name, config}');
   assert.is(c['connector.class'], 'io.debezium.connector.postgresql.PostgresConnector');
   assert.is(c['plugin.name'], 'pgoutput');
   assert.is(c['table.include.list'], 'public.events');
@@ -42,6 +43,30 @@ test('a Kafka Connect registration body for the Debezium Postgres connector over
 test('its slot and publication are not the built-in relay’s', () => {
   assert.ok(c['slot.name'] && c['slot.name'] !== RELAY_SLOT);
   assert.ok(c['publication.name'] && c['publication.name'] !== RELAY_PUBLICATION);
+});
+
+test('the publication is the migrations\' (never autocreated), and the snapshot reads each account in version order', () => {
+  assert.is(c['publication.autocreate.mode'], 'disabled');
+  const sql = readMigrations().map((m) => m.sql).join('\n');
+  assert.ok(sql.includes(`CREATE PUBLICATION ${c['publication.name']} FOR TABLE events`), 'a migration creates the connector\'s publication');
+  assert.is(c['snapshot.select.statement.overrides'], 'public.events');
+  assert.match(c['snapshot.select.statement.overrides.public.events'], /FROM public\.events ORDER BY account_id, version$/);
+});
+
+test('it logs in as docker-compose\'s Postgres user and registers by an idempotent PUT once the publication exists', () => {
+  const compose = parse(fs.readFileSync(path.join(packageRoot(), 'docker-compose.yml'), 'utf8')) as { services: Record<string, { environment?: Record<string, string>; command?: string[]; depends_on?: Record<string, { condition: string }> }> };
+  const pg = compose.services.postgres.environment!;
+  assert.is(c['database.user'], pg.POSTGRES_USER);
+  assert.is(c['database.password'], pg.POSTGRES_PASSWORD);
+  assert.is(c['database.dbname'], pg.POSTGRES_DB);
+  assert.match(compose.services['banking-es'].environment!.DATABASE_URL, new RegExp(`^postgres://${pg.POSTGRES_USER}:${pg.POSTGRES_PASSWORD}@postgres:5432/${pg.POSTGRES_DB}$`));
+  const init = compose.services['connect-init'];
+  const cmd = init.command!.join(' ');
+  assert.match(cmd, /-X PUT .*--data @\/connector\.json http:\/\/connect:8083\/connectors\/banking-es-events\/config/);
+  assert.not.match(cmd, /POST|readyz/, 'no POST fallback, no wait on /readyz');
+  assert.is(init.depends_on!['schema-wait'].condition, 'service_completed_successfully');
+  const wait = compose.services['schema-wait'].command!.join(' ');
+  assert.ok(wait.includes(`pubname = '${c['publication.name']}'`) && wait.includes(`${pg.POSTGRES_USER}:${pg.POSTGRES_PASSWORD}@postgres:5432/${pg.POSTGRES_DB}`), wait);
 });
 
 test('the outbox event router reads columns that exist in the events table', () => {
