@@ -53,6 +53,14 @@ export async function runDaemon(config: Config, log: Logger, lifecycle: Lifecycl
   try {
     const metrics = createMetrics();
     const health = new Health(metrics);
+    // not ready until every role has started, nor once a stop began (roles then drop their own checks)
+    let started = false;
+    health.add('lifecycle', async () => {
+      if (lifecycle.isStopping) throw new Error('stopping');
+      if (!started) throw new Error('starting');
+      return 'running';
+    });
+    lifecycle.defer('health-watch', health.watch(5000));
     log.info({ roles: config.roles, kafka: config.kafka.brokers, db: redactUrl(config.db.url), redis: config.redis.url ? redactUrl(config.redis.url) : 'off' }, 'starting banking-es');
 
     const http = await startHttpServer({ host: config.metrics.host, port: config.metrics.port, registry: metrics.registry, health, log });
@@ -88,6 +96,7 @@ export async function runDaemon(config: Config, log: Logger, lifecycle: Lifecycl
     const ctx: DaemonContext = { config, log, metrics, health, pool, producer, redis, lifecycle, topics };
     await startRoles(ctx);
     lifecycle.checkpoint();
+    started = true;
     log.info({ metricsPort: http.port }, 'banking-es started');
     await lifecycle.stopSignal;
   } catch (e) {

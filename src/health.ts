@@ -40,7 +40,24 @@ export class Health {
       checks[name] = results[i];
       if (results[i].required && !results[i].ok) ready = false;
     });
+    this.metrics?.ready.set(ready ? 1 : 0);
     return { ready, checks };
+  }
+
+  /**
+   * Checks every `intervalMs` as well as on each /readyz, so banking_es_ready and
+   * banking_es_dependency_up are current for alerts whether or not a probe is asking.
+   * Returns the stop function.
+   */
+  watch(intervalMs = 5000): () => void {
+    let running = false;
+    const timer = setInterval(() => {
+      if (running) return;
+      running = true;
+      this.check().catch(() => undefined).finally(() => { running = false; });
+    }, intervalMs);
+    timer.unref();
+    return () => clearInterval(timer);
   }
 
   private async run(name: string, p: Probe): Promise<ProbeResult> {

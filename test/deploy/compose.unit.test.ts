@@ -82,6 +82,7 @@ test('every metric the Grafana dashboard queries exists', async () => {
   const used = new Set(dash.panels.flatMap((p) => p.targets.flatMap((t) => t.expr.match(/banking_es_[a-z_]+/g) ?? [])));
   assert.ok(used.size >= 10);
   for (const u of used) assert.ok(names.has(u.replace(/_(bucket|sum|count)$/, '')), `${u} is not defined in src/metrics.ts`);
+  for (const m of ['banking_es_partitions_stopped', 'banking_es_dlq_messages_total', 'banking_es_outcomes_republished_total', 'banking_es_ready']) assert.ok(used.has(m), `a panel shows ${m}`);
   for (const t of ['throughput', 'lag', 'batch', 'flush', 'dead', 'error']) assert.ok(dash.panels.some((p) => JSON.stringify(p).toLowerCase().includes(t)), `a panel about ${t}`);
 });
 

@@ -12,7 +12,8 @@ import { cmd, PipelineFixture, type Cmd, type Outcome } from '../../helpers/pipe
 import type { Delivered } from '../../helpers/kafka';
 import { promtoolCheck } from '../../helpers/promtool';
 import { spawn } from 'node:child_process';
-import { cliPath } from '../../helpers/stack';
+import * as http from 'node:http';
+import { cliPath, waitForExit } from '../../helpers/stack';
 
 /** `banking-es send …` against the fixture's topics, `stdin` fed to it; its exit code and stdout lines as JSON. */
 function sendCli(args: string[], stdin = ''): Promise<{ code: number | null; lines: Array<Record<string, unknown>>; stderr: string }> {
@@ -341,6 +342,26 @@ test('SIGTERM under load: exit 0, what was consumed is committed and published, 
   const first = f.outcomes.messages.length;
   const sending = f.sendAll(burst);
   await f.outcomes.waitFor((m) => m.length > first, WAIT_MS, 'first outcome of the burst');
+  // readiness through the stop: a daemon draining after SIGTERM is not ready, from the first answer on
+  const d = f.daemon!;
+  assert.is((await d.get('/readyz')).status, 200, 'ready under load');
+  const port = d.metricsPort();
+  d.child.kill('SIGTERM');
+  const seen: number[] = [];
+  for (;;) {
+    const r = await new Promise<number | null>((resolve) => {
+      const req = http.get({ host: '127.0.0.1', port, path: '/readyz', timeout: 2000 }, (res) => { res.resume(); resolve(res.statusCode ?? null); });
+      req.on('error', () => resolve(null));
+      req.on('timeout', () => req.destroy());
+    });
+    if (r === null) break; // the server closed, last of all
+    seen.push(r);
+  }
+  // the signal is handled asynchronously: a request that raced it may still see 200, none after the first 503
+  const from = seen.indexOf(503);
+  assert.ok(from >= 0 && from <= 1, `/readyz while stopping: ${seen.join(',')}`);
+  assert.ok(seen.slice(from).every((x) => x === 503), `/readyz while stopping: ${seen.join(',')}`);
+  await waitForExit(d.child, 30000);
   await f.stop(); // asserts exit code 0
   await sending;
   const { rows } = await f.pg.query<{ partition: number; next: number; published: number }>('SELECT partition, next_offset::int AS next, published_offset::int AS published FROM consumer_offsets WHERE consumer = $1 AND topic = $2', [f.group, f.topics.commands]);
