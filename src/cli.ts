@@ -9,6 +9,7 @@
  *   demo                  stack + daemon + load generator, then a checked summary
  *   rebuild-projections   rebuild the read models from the event store (resumable, one at a time)
  *   account <id>          an account's projection and its latest transactions
+ *   dlq list|show|replay  the dead-letter topics: look, and send fixed letters back
  */
 import { loadConfig, type LoadedConfig } from './config';
 import { ConfigError, UsageError, coerceError } from './errors';
@@ -20,6 +21,8 @@ import { createPool } from './db/pool';
 import { migrate } from './db/migrate';
 import { commandFromFlags, send } from './send';
 import { runRebuildCommand, runAccountCommand } from './projections/cli-commands';
+import { readFileSync } from 'node:fs';
+import { header, parseSince, produceAll, readLetters, replayMessage, REPLAYED_FROM, summary, whole, type Selection } from './dlq';
 
 type FlagKind = 'value' | 'number' | 'switch';
 interface CommandSpec {
@@ -64,6 +67,20 @@ export const COMMANDS: Record<string, CommandSpec> = {
       + '  empty the read models (account_projections, transaction_projections) and rebuild them from the\n'
       + '  event store, resumable; asks first on a terminal, needs --yes otherwise',
     flags: { 'batch-size': 'number', yes: 'switch', ...CONFIG_FLAG }, positional: [0, 0],
+  },
+  dlq: {
+    usage: 'dlq list|show|replay [--topic bank.commands.dlq] [--code CODE] [--since 2h|<ISO time>] [--until <ISO time>]\n'
+      + '    [--partition n] [--offset n] [--from-offset n] [--to-offset n] [--source-partition n] [--limit n]\n'
+      + '    [--value-file fixed.json] [--again] [--yes] [--config file.json]\n'
+      + '  list: one JSON line per dead letter (default topic: the command DLQ); show: one letter whole, headers and\n'
+      + '  value (--partition, --offset); replay: send the selected letters to their source topic marked\n'
+      + '  banking-es.replayed-from, skipping letters already replayed once unless --again; --value-file replaces the\n'
+      + '  value of the one letter selected; asks first on a terminal, needs --yes otherwise',
+    flags: {
+      topic: 'value', code: 'value', since: 'value', until: 'value', partition: 'number', offset: 'number', 'from-offset': 'number',
+      'to-offset': 'number', 'source-partition': 'number', limit: 'number', 'value-file': 'value', again: 'switch', yes: 'switch', ...CONFIG_FLAG,
+    },
+    positional: [1, 1],
   },
   account: { usage: 'account <id> [--limit 20] [--config file.json]\n  an account\'s projection and its latest transactions', flags: { limit: 'number', ...CONFIG_FLAG }, positional: [1, 1] },
 };
@@ -151,6 +168,51 @@ async function confirm(args: Args, what: string): Promise<void> {
   }
 }
 
+async function dlqCommand(args: Args): Promise<number> {
+  const action = args.positional[0];
+  if (!['list', 'show', 'replay'].includes(action)) throw new UsageError(`dlq: "${action}" is not list, show or replay`);
+  const n = (k: string) => (text(args, k) === undefined ? undefined : num(args, k, 0));
+  const since = text(args, 'since');
+  const until = text(args, 'until');
+  const sel: Selection = {
+    code: text(args, 'code'), sinceMs: since === undefined ? undefined : parseSince(since), untilMs: until === undefined ? undefined : parseSince(until),
+    partition: n('partition'), offset: n('offset'), fromOffset: n('from-offset'), toOffset: n('to-offset'), sourcePartition: n('source-partition'), limit: n('limit'),
+  };
+  if (sel.offset !== undefined && sel.partition === undefined) throw new UsageError('dlq: --offset needs --partition');
+  if (action === 'show' && (sel.partition === undefined || sel.offset === undefined)) throw new UsageError('dlq show: --partition and --offset name the letter');
+  const selects = Object.entries(sel).some(([k, v]) => k !== 'limit' && v !== undefined);
+  if (action === 'replay' && !selects) throw new UsageError('dlq replay: select the letters (--partition and --offset, --code, --since, --source-partition, …)');
+  const valueFile = text(args, 'value-file');
+  if (valueFile !== undefined && action !== 'replay') throw new UsageError('dlq: --value-file is for replay');
+  const { config } = load(args);
+  const topic = text(args, 'topic') ?? config.kafka.topics.commandsDlq;
+  const out = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
+  const letters = await readLetters(config, topic, sel);
+  if (action === 'list') {
+    for (const l of letters) out(summary(l, topic));
+    process.stderr.write(`${letters.length} dead letters in ${topic}${selects ? ' matching' : ''}\n`);
+    return 0;
+  }
+  if (action === 'show') {
+    if (letters.length === 0) { process.stderr.write(`banking-es: no letter at ${topic}/${sel.partition}/${sel.offset}\n`); return 1; }
+    out(whole(letters[0], topic));
+    return 0;
+  }
+  const again = args.flags.has('again');
+  const skipped = again ? [] : letters.filter((l) => header(l, REPLAYED_FROM) !== undefined);
+  const chosen = letters.filter((l) => !skipped.includes(l));
+  if (valueFile !== undefined && chosen.length !== 1) throw new UsageError(`dlq replay: --value-file replaces one letter's value; ${chosen.length} are selected`);
+  const note = skipped.length ? `; ${skipped.length} letters that were replayed before and failed again are left out (--again includes them)` : '';
+  if (chosen.length === 0) { process.stderr.write(`nothing to replay from ${topic}${note}\n`); return 0; }
+  const value = valueFile === undefined ? undefined : readFileSync(valueFile);
+  const msgs = chosen.map((l) => replayMessage(l, topic, value ?? l.value));
+  const targets = [...new Set(msgs.map((m) => m.topic))].join(', ');
+  await confirm(args, `dlq replay sends ${chosen.length} letters from ${topic} to ${targets}${valueFile ? ` with the value of ${valueFile}` : ' as they were'}${note}`);
+  await produceAll(config, msgs);
+  out({ replayed: chosen.length, from: topic, to: targets, letters: chosen.map((l) => `${topic}/${l.partition}/${l.offset}`), skipped: skipped.length });
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
   if (args.help) {
@@ -234,6 +296,8 @@ async function main(argv: string[]): Promise<number> {
       const bs = text(args, 'batch-size');
       return runRebuildCommand(config, log, { batchSize: bs === undefined ? undefined : Number(bs) });
     }
+    case 'dlq':
+      return dlqCommand(args);
     case 'account': {
       const { config } = load(args);
       return runAccountCommand(config, args.positional[0], process.stdout, { limit: num(args, 'limit', 20) });
