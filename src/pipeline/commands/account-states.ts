@@ -10,12 +10,13 @@ import { loadLatestStates } from '../../db/sql/load-latest-states';
 import type { RedisClient } from '../../redis';
 import { readCachedStates, redisIsReady, writeCachedStates } from '../../redis';
 import type { Logger } from '../../logger';
+import type { Metrics } from '../../metrics';
 
 export class AccountStates {
   private readonly lru = new Map<string, AccountState>();
   private readonly pending = new Map<string, { seq: number; state: AccountState }>();
 
-  constructor(private readonly maxSize: number, private readonly log: Logger, private readonly redis?: RedisClient, private readonly ttlMs = 3_600_000) {}
+  constructor(private readonly maxSize: number, private readonly log: Logger, private readonly redis?: RedisClient, private readonly ttlMs = 3_600_000, private readonly metrics?: Metrics) {}
 
   /** States of `ids` that exist (absent = account does not exist) as batch `seq` must see them. `careful` skips the caches (reads Postgres). */
   async load(db: Pool | PoolClient, ids: string[], seq: number, careful = false): Promise<Map<string, AccountState>> {
@@ -29,6 +30,7 @@ export class AccountStates {
         if (s) out.set(id, s);
         else missing.push(id);
       }
+      this.metrics?.stateLookups.inc({ answered: 'memory' }, out.size);
     }
     if (missing.length && !careful && redisIsReady(this.redis)) {
       try {
@@ -38,12 +40,14 @@ export class AccountStates {
           if (v) out.set(missing[i], v);
           else still.push(missing[i]);
         });
+        this.metrics?.stateLookups.inc({ answered: 'redis' }, missing.length - still.length);
         missing = still;
       } catch (e) {
         this.log.debug({ err: e }, 'redis state read failed; reading Postgres');
       }
     }
     if (missing.length) {
+      this.metrics?.stateLookups.inc({ answered: 'postgres' }, missing.length); // a new account is looked up there too
       const loaded = await loadLatestStates(db, missing);
       for (const [id, s] of loaded) {
         out.set(id, s);
@@ -81,6 +85,10 @@ export class AccountStates {
   private remember(id: string, s: AccountState): void {
     this.lru.delete(id);
     this.lru.set(id, s);
-    if (this.lru.size > this.maxSize) this.lru.delete(this.lru.keys().next().value as string);
+    if (this.lru.size > this.maxSize) {
+      this.lru.delete(this.lru.keys().next().value as string);
+      this.metrics?.stateEvictions.inc();
+    }
+    this.metrics?.stateCached.set(this.lru.size);
   }
 }

@@ -99,7 +99,7 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
       maxRedos: 4,
     };
     this.workers = createWorkerPool(p.workers, 'command-worker.js', decideShard);
-    this.states = new AccountStates(p.stateCacheSize, log, redis, config.redis.stateTtlMs);
+    this.states = new AccountStates(p.stateCacheSize, log, redis, config.redis.stateTtlMs, metrics);
     this.resent = new ResentCommands(pool, redis, config.redis.dedupWindowMs);
     this.publisher = new OutcomePublisher(ctx.producer, config.kafka.topics.results, metrics, log, this.settings.name);
   }

@@ -246,6 +246,10 @@ test('the running daemon\'s whole /metrics, after traffic, rejections and dead l
   assert.ok(body.includes('banking_es_dlq_messages_total{'), 'the dead-letter series are in the text checked');
   const { code, output } = await promtoolCheck(body);
   assert.is(code, 0, `promtool check metrics exit ${code}:\n${output}`);
+  // where account states came from: new accounts from Postgres, later commands from memory
+  assert.ok((await d.metric('banking_es_state_lookups_total{answered="postgres"}'))! > 0, 'state lookups answered by Postgres');
+  assert.ok((await d.metric('banking_es_state_lookups_total{answered="memory"}'))! > 0, 'state lookups answered from memory');
+  assert.ok((await d.metric('banking_es_state_cache_accounts'))! > 0);
 });
 
 test('send: a dead-lettered command is reported as such; bad NDJSON lines are named and the good ones sent', async () => {
