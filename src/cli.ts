@@ -22,9 +22,11 @@ import { migrate } from './db/migrate';
 import { commandFromFlags, send } from './send';
 import { runRebuildCommand, runAccountCommand } from './projections/cli-commands';
 import { readFileSync } from 'node:fs';
-import { header, parseSince, produceAll, readLetters, replayMessage, REPLAYED_FROM, summary, whole, type Selection } from './dlq';
+import { parseSince } from './time-arg';
+import { header, produceAll, readLetters, replayMessage, REPLAYED_FROM, summary, whole, type Selection } from './dlq';
 
-type FlagKind = 'value' | 'number' | 'switch';
+/** value: one string; list: repeatable, values joined by commas; number: a whole number; switch: no value. */
+type FlagKind = 'value' | 'list' | 'number' | 'switch';
 interface CommandSpec {
   usage: string;
   flags: Record<string, FlagKind>;
@@ -33,6 +35,7 @@ interface CommandSpec {
 }
 
 const CONFIG_FLAG = { config: 'value' } as const;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Every subcommand: its usage (printed by `--help`, which does nothing else) and what it accepts. */
 export const COMMANDS: Record<string, CommandSpec> = {
   start: {
@@ -63,10 +66,11 @@ export const COMMANDS: Record<string, CommandSpec> = {
     flags: { commands: 'number', accounts: 'number', rate: 'number', workers: 'number', 'keep-stack': 'switch' }, positional: [0, 0],
   },
   'rebuild-projections': {
-    usage: 'rebuild-projections [--batch-size 5000] [--yes] [--config file.json]\n'
+    usage: 'rebuild-projections [--account id[,id…]]… [--since 2h|<ISO time>] [--batch-size 5000] [--yes] [--config file.json]\n'
       + '  empty the read models (account_projections, transaction_projections) and rebuild them from the\n'
-      + '  event store, resumable; asks first on a terminal, needs --yes otherwise',
-    flags: { 'batch-size': 'number', yes: 'switch', ...CONFIG_FLAG }, positional: [0, 0],
+      + '  event store, resumable; with --account or --since, only the rows of those accounts (--since: every\n'
+      + '  account with an event recorded since then); asks first on a terminal, needs --yes otherwise',
+    flags: { account: 'list', since: 'value', 'batch-size': 'number', yes: 'switch', ...CONFIG_FLAG }, positional: [0, 0],
   },
   dlq: {
     usage: 'dlq list|show|replay [--topic bank.commands.dlq] [--code CODE] [--since 2h|<ISO time>] [--until <ISO time>]\n'
@@ -114,7 +118,8 @@ export function parseArgs(argv: string[]): Args {
     const value = eq > 0 ? a.slice(eq + 1) : rest[++i];
     if (value === undefined || value === '') throw new UsageError(`${cmd}: --${name} needs a value`);
     if (kind === 'number' && !/^\d+$/.test(value)) throw new UsageError(`${cmd}: --${name} must be a whole number, not "${value}"`);
-    flags.set(name, value);
+    const before = flags.get(name);
+    flags.set(name, kind === 'list' && typeof before === 'string' ? `${before},${value}` : value);
   }
   const [min, max] = spec.positional;
   if (positional.length < min) throw new UsageError(`${cmd}: missing argument (usage: banking-es ${spec.usage.split('\n')[0]})`);
@@ -289,12 +294,19 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'rebuild-projections': {
       // handles SIGINT/SIGTERM itself: the first stops after the current page (resumable), the second exits
+      const accounts = text(args, 'account')?.split(',').map((a) => a.trim()).filter(Boolean);
+      for (const a of accounts ?? []) if (!UUID.test(a)) throw new UsageError(`rebuild-projections: --account "${a}" is not a UUID`);
+      const sinceArg = text(args, 'since');
+      const since = sinceArg === undefined ? undefined : new Date(parseSince(sinceArg));
       const { config } = load(args);
-      await confirm(args, `rebuild-projections empties account_projections and transaction_projections in ${redactedDatabase(config.db.url)} and rebuilds them from the event store; `
-        + 'reads answer from partial read models until it completes (it resumes if interrupted)');
+      const rows = accounts || since
+        ? `the rows of ${[accounts ? `${accounts.length} accounts` : '', since ? `every account with an event recorded since ${since.toISOString()}` : ''].filter(Boolean).join(' and ')} in`
+        : 'every row of';
+      await confirm(args, `rebuild-projections empties ${rows} account_projections and transaction_projections in ${redactedDatabase(config.db.url)} and rebuilds them from the event store; `
+        + 'reads of those rows answer from partial read models until it completes (it resumes if interrupted)');
       const log = createLogger({ level: config.log.level });
       const bs = text(args, 'batch-size');
-      return runRebuildCommand(config, log, { batchSize: bs === undefined ? undefined : Number(bs) });
+      return runRebuildCommand(config, log, { batchSize: bs === undefined ? undefined : Number(bs), scope: accounts || since ? { accounts, since } : undefined });
     }
     case 'dlq':
       return dlqCommand(args);

@@ -13,6 +13,7 @@ import Kafka from 'node-rdkafka';
 import { randomUUID } from 'node:crypto';
 import type { Config } from './config';
 import { UsageError } from './errors';
+export { parseSince } from './time-arg';
 import { baseKafkaConfig, PRODUCER_TOPIC_CONFIG } from './kafka/client-config';
 
 export const REPLAYED_FROM = 'banking-es.replayed-from';
@@ -43,15 +44,6 @@ export const header = (l: Letter, name: string): string | undefined => {
   const h = l.headers.find(([k]) => k === name);
   return h ? h[1].toString('utf8') : undefined;
 };
-
-/** A time given as an ISO timestamp or as a duration back from now: 90s, 15m, 2h, 7d. */
-export function parseSince(s: string, now = Date.now()): number {
-  const m = /^(\d+)(s|m|h|d)$/.exec(s);
-  if (m) return now - Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 's' | 'm' | 'h' | 'd'];
-  const t = Date.parse(s);
-  if (Number.isNaN(t)) throw new UsageError(`dlq: "${s}" is neither an ISO time nor a duration like 30m, 2h, 7d`);
-  return t;
-}
 
 export function matches(l: Letter, sel: Selection): boolean {
   if (sel.partition !== undefined && l.partition !== sel.partition) return false;

@@ -13,7 +13,7 @@ import { Registry } from 'prom-client';
 import { createRedis, waitRedisReady, type RedisClient } from '../redis';
 import { isUuid } from '../codec/command';
 import { coerceError } from '../errors';
-import { rebuildProjections, RebuildLockedError, type RebuildProgress } from './rebuild';
+import { rebuildProjections, RebuildLockedError, type RebuildOptions, type RebuildProgress } from './rebuild';
 import { accountReport, formatAccountReport } from './account-report';
 
 function duration(s: number | null): string {
@@ -30,7 +30,7 @@ export function progressLine(p: RebuildProgress, width = 30): string {
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(ratio * 100).toFixed(1).padStart(5)}%  ${p.done}/${p.total} events  ETA ${duration(p.etaSeconds)}`;
 }
 
-export async function runRebuildCommand(config: Config, log: Logger, opts: { batchSize?: number; stderr?: NodeJS.WritableStream } = {}): Promise<number> {
+export async function runRebuildCommand(config: Config, log: Logger, opts: { batchSize?: number; stderr?: NodeJS.WritableStream; scope?: RebuildOptions['scope'] } = {}): Promise<number> {
   const err = opts.stderr ?? process.stderr;
   const tty = (err as NodeJS.WriteStream).isTTY === true;
   const pool = createPool({ url: config.db.url, max: 2, applicationName: 'banking-es rebuild-projections' }, log);
@@ -51,7 +51,7 @@ export async function runRebuildCommand(config: Config, log: Logger, opts: { bat
       await waitRedisReady(redis, 2000);
     }
     const r = await rebuildProjections({
-      pool, log, redis, batchSize: opts.batchSize ?? Math.max(1000, config.pipeline.batchSize), signal: abort.signal,
+      pool, log, redis, batchSize: opts.batchSize ?? Math.max(1000, config.pipeline.batchSize), signal: abort.signal, scope: opts.scope,
       onProgress: (p) => {
         const now = Date.now();
         const final = p.done >= p.total;

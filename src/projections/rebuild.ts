@@ -1,5 +1,7 @@
 /**
- * Rebuilds both read models from the event store (`banking-es rebuild-projections`).
+ * Rebuilds both read models from the event store (`banking-es rebuild-projections`), or only the
+ * rows of some accounts (`--account`, `--since`): the same pages, the same checkpoint, over those
+ * accounts' events.
  *
  * Streaming: events are read in pages by (account_id, version) keyset
  * pagination on the events primary key, never all at once, and each page is
@@ -37,7 +39,7 @@ import { redisIsReady } from '../redis';
 import { copyIn } from '../db/sql/copy-in';
 import { upsertAccountProjections } from '../db/sql/upsert-account-projections';
 import {
-  advanceRebuild, beginRebuild, findRunningRebuild, finishRebuild, resumeRebuild,
+  accountsWithEventsSince, advanceRebuild, beginRebuild, findRunningRebuild, finishRebuild, resumeRebuild,
   LOCK_PROJECTION_REBUILD, type RebuildCheckpoint,
   tryRebuildLock, holdProjectionWrites, releaseSessionLocks,
 } from '../db/sql/projection-rebuilds';
@@ -69,6 +71,11 @@ export interface RebuildOptions {
   signal?: AbortSignal;
   /** TTL of the Redis lock (refreshed every third of it while running). */
   lockTtlMs?: number;
+  /**
+   * Only these accounts' read-model rows (`--account`), or those of every account with an event
+   * recorded since a time (`--since`, resolved when the rebuild begins); absent: everything.
+   */
+  scope?: { accounts?: string[]; since?: Date };
 }
 
 export interface RebuildResult {
@@ -127,13 +134,25 @@ export async function rebuildProjections(opts: RebuildOptions): Promise<RebuildR
 
 async function run(client: PoolClient, opts: RebuildOptions): Promise<RebuildResult> {
   const { log } = opts;
-  const total = await countEvents(client);
+  const selective = opts.scope !== undefined && (opts.scope.accounts !== undefined || opts.scope.since !== undefined);
   const running = await findRunningRebuild(client);
+  if (running && (running.scope !== null) !== selective) {
+    throw new RebuildLockedError(`an interrupted rebuild of ${running.scope === null ? 'every account' : `${running.scope.length} accounts`} must finish first: `
+      + `run rebuild-projections ${running.scope === null ? 'without --account or --since' : 'with --account or --since'} to resume it`);
+  }
+  let scope: string[] | null = running ? running.scope : null;
+  if (!running && selective) {
+    const wanted = new Set((opts.scope!.accounts ?? []).map((a) => a.toLowerCase()));
+    if (opts.scope!.since) for (const a of await accountsWithEventsSince(client, opts.scope!.since)) wanted.add(a);
+    scope = [...wanted].sort();
+  }
+  const total = await countEvents(client, scope);
   const cp: RebuildCheckpoint = running
     ? await resumeRebuild(client, running.id, total)
-    : await inTransaction(client, () => beginRebuild(client, total));
-  if (running) log.info({ rebuild: cp.id, after: { accountId: cp.lastAccountId, version: cp.lastVersion }, done: cp.eventsDone, run: cp.runs }, 'resuming an interrupted projection rebuild');
-  else log.info({ rebuild: cp.id, events: total }, 'projection rebuild started: read models emptied');
+    : await inTransaction(client, () => beginRebuild(client, total, scope));
+  const what = scope === null ? 'read models emptied' : `the read-model rows of ${scope.length} accounts emptied`;
+  if (running) log.info({ rebuild: cp.id, accounts: scope?.length ?? 'all', after: { accountId: cp.lastAccountId, version: cp.lastVersion }, done: cp.eventsDone, run: cp.runs }, 'resuming an interrupted projection rebuild');
+  else log.info({ rebuild: cp.id, events: total, accounts: scope?.length ?? 'all' }, `projection rebuild started: ${what}`);
 
   let lastAccount = cp.lastAccountId;
   let lastVersion = cp.lastVersion ?? 0;
@@ -144,7 +163,7 @@ async function run(client: PoolClient, opts: RebuildOptions): Promise<RebuildRes
   opts.onProgress({ done, total, etaSeconds: null });
 
   while (!opts.signal?.aborted) {
-    const rows = await readEventsInOrder(client, lastAccount === null ? null : { accountId: lastAccount, version: lastVersion }, opts.batchSize);
+    const rows = await readEventsInOrder(client, lastAccount === null ? null : { accountId: lastAccount, version: lastVersion }, opts.batchSize, scope);
     if (rows.length === 0) break;
 
     const packer = new Packer(rows.length * 400 + 1024);

@@ -116,6 +116,51 @@ test('an interrupted rebuild resumes from its checkpoint; a projector waits for 
   }
 });
 
+test('--account and --since rebuild only those accounts\' rows, resumably; a full rebuild waits for an interrupted selective one', async () => {
+  const byAccount = new Map<string, number>();
+  for (const e of history) byAccount.set(e.envelope.accountId, (byAccount.get(e.envelope.accountId) ?? 0) + 1);
+  const ids = [...byAccount.keys()].sort();
+  const [a1, a2, a3, untouched] = [ids[3], ids[40], ids[200], ids[100]];
+  const spoil = async (id: string) => {
+    await f.pg.query('UPDATE account_projections SET balance = balance + 1 WHERE account_id = $1', [id]);
+    await f.pg.query('DELETE FROM transaction_projections WHERE account_id = $1 AND version = 1', [id]);
+  };
+  for (const id of [a1, a2, a3, untouched]) await spoil(id);
+  const spoiled = async () => (await f.diffWithEventStore()).length;
+  assert.ok(await spoiled() >= 8, 'four accounts differ from the store');
+
+  // interrupted after its first page, then resumed: the same three accounts, never the others
+  const abort = new AbortController();
+  const first = await rebuildProjections({ pool, log, redis, batchSize: 10, signal: abort.signal, scope: { accounts: [a3, a1.toUpperCase(), a2] }, onProgress: (p) => { if (p.done > 0) abort.abort(); } });
+  assert.equal([first.events, first.completed], [10, false]);
+  const refused = await rebuildProjections({ pool, log, redis, batchSize: 500, onProgress: () => undefined }).then(() => null, (e: unknown) => e);
+  assert.instance(refused, RebuildLockedError);
+  assert.match((refused as Error).message, /interrupted rebuild of 3 accounts must finish first/);
+  const second = await rebuildProjections({ pool, log, redis, batchSize: 10, scope: { accounts: [a1] }, onProgress: () => undefined });
+  assert.equal([second.completed, second.resumed], [true, true]);
+  assert.is(first.events + second.events, byAccount.get(a1)! + byAccount.get(a2)! + byAccount.get(a3)!, 'those accounts\' events, once');
+  const left = await f.diffWithEventStore();
+  assert.ok(left.length > 0 && left.every((d) => d.includes(untouched)), `only the account left out still differs: ${left.slice(0, 3).join('; ')}`);
+
+  // --since: the accounts with an event recorded since then; the untouched one has none so late
+  const lastOf = new Map<string, string>();
+  for (const e of history) lastOf.set(e.envelope.accountId, e.envelope.recordedAt);
+  const since = [...lastOf.values()].sort()[Math.floor(lastOf.size / 2)];
+  const later = [...lastOf].filter(([, t]) => t >= since).map(([id]) => id);
+  const target = later.find((id) => id !== untouched)!;
+  await spoil(target);
+  assert.ok(lastOf.get(untouched)! < since || later.includes(untouched));
+  const third = await rebuildProjections({ pool, log, redis, batchSize: 500, scope: { since: new Date(since) }, onProgress: () => undefined });
+  assert.is(third.events, later.reduce((n, id) => n + byAccount.get(id)!, 0), 'every event of the accounts written to since then');
+  const after = await f.diffWithEventStore();
+  assert.ok(after.every((d) => !d.includes(target)), 'the account spoiled after the cut-off is rebuilt');
+  assert.is(after.length > 0, !later.includes(untouched), 'the untouched account is rebuilt only if it had an event since then');
+
+  const full = await rebuildProjections({ pool, log, redis, batchSize: 1000, onProgress: () => undefined });
+  assert.ok(full.completed);
+  await assertConsistent('after the full rebuild that follows');
+});
+
 test('a second rebuild is refused at once while one runs (Redis lock, and the Postgres lock alone)', async () => {
   // an in-flight projector flush holds the write lock shared: the first rebuild takes its locks, then waits here
   const flush = new Client({ connectionString: f.db.url });

@@ -17,6 +17,8 @@ export interface RebuildCheckpoint {
   eventsDone: number;
   eventsTotal: number;
   runs: number;
+  /** the accounts it rebuilds, sorted; null: all of them */
+  scope: string[] | null;
 }
 
 export type WriteGate = 'open' | 'rebuild-running' | 'rebuild-interrupted';
@@ -42,6 +44,7 @@ function toCheckpoint(r: Record<string, unknown>): RebuildCheckpoint {
     lastAccountId: (r.last_account_id as string | null) ?? null,
     lastVersion: r.last_version === null ? null : Number(r.last_version),
     eventsDone: Number(r.events_done), eventsTotal: Number(r.events_total), runs: Number(r.runs),
+    scope: (r.scope as string[] | null) ?? null,
   };
 }
 
@@ -51,11 +54,24 @@ export async function findRunningRebuild(db: Pool | PoolClient): Promise<Rebuild
   return rows.length ? toCheckpoint(rows[0]) : null;
 }
 
-/** Starts over: empties both read models and records a new running rebuild, atomically. */
-export async function beginRebuild(client: PoolClient, eventsTotal: number): Promise<RebuildCheckpoint> {
-  await client.query('TRUNCATE account_projections, transaction_projections');
-  const { rows } = await client.query("INSERT INTO projection_rebuilds (state, events_total) VALUES ('running', $1) RETURNING *", [eventsTotal]);
+/**
+ * Starts over: empties the read models (all of them, or the rows of the accounts in `scope`) and
+ * records a new running rebuild, atomically.
+ */
+export async function beginRebuild(client: PoolClient, eventsTotal: number, scope: string[] | null = null): Promise<RebuildCheckpoint> {
+  if (scope === null) await client.query('TRUNCATE account_projections, transaction_projections');
+  else {
+    await client.query('DELETE FROM transaction_projections WHERE account_id = ANY($1::uuid[])', [scope]);
+    await client.query('DELETE FROM account_projections WHERE account_id = ANY($1::uuid[])', [scope]);
+  }
+  const { rows } = await client.query("INSERT INTO projection_rebuilds (state, events_total, scope) VALUES ('running', $1, $2::uuid[]) RETURNING *", [eventsTotal, scope]);
   return toCheckpoint(rows[0]);
+}
+
+/** The accounts with an event recorded at or after `since`, sorted: what `rebuild-projections --since` rebuilds. */
+export async function accountsWithEventsSince(db: Pool | PoolClient, since: Date): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>('SELECT DISTINCT account_id::text AS id FROM events WHERE recorded_at >= $1 ORDER BY 1', [since]);
+  return rows.map((r) => r.id);
 }
 
 /** A resume: counts the run and refreshes the total (events may have been appended meanwhile). */
