@@ -53,7 +53,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
       + '     [--owner name] [--currency USD] [--initial-balance 0] [--reason text]\n'
       + '     [--expected-version n] [--command-id id] [--timeout ms] [--config file.json]\n'
       + '  produce one command and print its outcome (or that it was dead-lettered)\n'
-      + 'send - [--timeout ms]\n'
+      + 'send - [--timeout ms] [--config file.json]\n'
       + '  NDJSON commands from stdin, one outcome per line; a line that is not a JSON object is reported by number and not sent',
     flags: {
       account: 'value', amount: 'value', owner: 'value', currency: 'value', 'initial-balance': 'value', reason: 'value',
@@ -78,8 +78,8 @@ export const COMMANDS: Record<string, CommandSpec> = {
       + '    [--value-file fixed.json] [--again] [--yes] [--config file.json]\n'
       + '  list: one JSON line per dead letter (default topic: the command DLQ); show: one letter whole, headers and\n'
       + '  value (--partition, --offset); replay: send the selected letters to their source topic marked\n'
-      + '  banking-es.replayed-from, skipping letters already replayed once unless --again; --value-file replaces the\n'
-      + '  value of the one letter selected; asks first on a terminal, needs --yes otherwise',
+      + '  banking-es.replayed-from, leaving out letters that carry that mark (a replay that failed again) unless\n'
+      + '  --again; --value-file replaces the value of the one letter selected; asks first on a terminal, needs --yes otherwise',
     flags: {
       topic: 'value', code: 'value', since: 'value', until: 'value', partition: 'number', offset: 'number', 'from-offset': 'number',
       'to-offset': 'number', 'source-partition': 'number', limit: 'number', 'value-file': 'value', again: 'switch', yes: 'switch', ...CONFIG_FLAG,
@@ -101,8 +101,12 @@ export function parseArgs(argv: string[]): Args {
   const cmd = rest.shift() ?? 'help';
   const positional: string[] = [];
   const flags = new Map<string, string | true>();
-  const spec = COMMANDS[cmd];
-  if (!spec || help) return { cmd, positional: rest, flags, help };
+  const spec = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
+  if (!spec) {
+    if (cmd === 'help') return { cmd, positional: rest, flags, help: false }; // `banking-es`, `--help`, `help <command>`
+    throw new UsageError(`unknown command "${cmd}"; banking-es --help lists them`);
+  }
+  if (help) return { cmd, positional: rest, flags, help };
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i];
     if (!a.startsWith('--')) { positional.push(a); continue; }
@@ -116,7 +120,8 @@ export function parseArgs(argv: string[]): Args {
       continue;
     }
     const value = eq > 0 ? a.slice(eq + 1) : rest[++i];
-    if (value === undefined || value === '') throw new UsageError(`${cmd}: --${name} needs a value`);
+    // `--account --amount 5` is a missing value, not an account named "--amount" (write --account=--x for that)
+    if (value === undefined || value === '' || (eq < 0 && value.startsWith('--'))) throw new UsageError(`${cmd}: --${name} needs a value`);
     if (kind === 'number' && !/^\d+$/.test(value)) throw new UsageError(`${cmd}: --${name} must be a whole number, not "${value}"`);
     const before = flags.get(name);
     flags.set(name, kind === 'list' && typeof before === 'string' ? `${before},${value}` : value);
@@ -167,7 +172,7 @@ async function confirm(args: Args, what: string): Promise<void> {
   const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
   try {
     const answer = await rl.question('continue? [y/N] ');
-    if (!/^y(es)?$/i.test(answer.trim())) throw new UsageError(`${args.cmd}: nothing done`);
+    if (!/^y(es)?$/i.test(answer.trim())) throw Object.assign(new UsageError(`${args.cmd}: nothing done`), { exitCode: 1 });
   } finally {
     rl.close();
   }
@@ -204,17 +209,25 @@ async function dlqCommand(args: Args): Promise<number> {
     return 0;
   }
   const again = args.flags.has('again');
-  const skipped = again ? [] : letters.filter((l) => header(l, REPLAYED_FROM) !== undefined);
-  const chosen = letters.filter((l) => !skipped.includes(l));
+  const skipped = new Set(again ? [] : letters.filter((l) => header(l, REPLAYED_FROM) !== undefined));
+  const chosen = letters.filter((l) => !skipped.has(l));
   if (valueFile !== undefined && chosen.length !== 1) throw new UsageError(`dlq replay: --value-file replaces one letter's value; ${chosen.length} are selected`);
-  const note = skipped.length ? `; ${skipped.length} letters that were replayed before and failed again are left out (--again includes them)` : '';
+  // an event lives in the event store; one sent to the event topic by hand would be in the read models only
+  const toEvents = chosen.filter((l) => header(l, 'source.topic') === config.kafka.topics.events);
+  if (toEvents.length) {
+    throw new UsageError(`dlq replay: ${toEvents.length} letters came from the event topic ${config.kafka.topics.events}; events are not replayed by hand (the read models would hold what the event store does not): fix the relay or the stored event, or run rebuild-projections`);
+  }
+  // a letter too large to keep its value has none to send: only a fixed value can replay it
+  const empty = valueFile === undefined ? chosen.filter((l) => l.value === null || header(l, 'error.value.bytes') !== undefined) : [];
+  if (empty.length) throw new UsageError(`dlq replay: ${empty.length} letters have no value (too large to dead-letter whole, see error.value.bytes); replay each with --value-file`);
+  const note = skipped.size ? `; ${skipped.size} letters that were replayed before and failed again are left out (--again includes them)` : '';
   if (chosen.length === 0) { process.stderr.write(`nothing to replay from ${topic}${note}\n`); return 0; }
   const value = valueFile === undefined ? undefined : readFileSync(valueFile);
   const msgs = chosen.map((l) => replayMessage(l, topic, value ?? l.value));
   const targets = [...new Set(msgs.map((m) => m.topic))].join(', ');
   await confirm(args, `dlq replay sends ${chosen.length} letters from ${topic} to ${targets}${valueFile ? ` with the value of ${valueFile}` : ' as they were'}${note}`);
   await produceAll(config, msgs);
-  out({ replayed: chosen.length, from: topic, to: targets, letters: chosen.map((l) => `${topic}/${l.partition}/${l.offset}`), skipped: skipped.length });
+  out({ replayed: chosen.length, from: topic, to: targets, letters: chosen.map((l) => `${topic}/${l.partition}/${l.offset}`), skipped: skipped.size });
   return 0;
 }
 
@@ -261,7 +274,7 @@ async function main(argv: string[]): Promise<number> {
       const log = createLogger({ level: config.log.level });
       const pool = createPool({ url: config.db.url, max: 1 }, log);
       try {
-        const applied = await migrate(pool);
+        const applied = await migrate(pool, undefined, (message) => process.stderr.write(`warning: ${message}\n`));
         process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : 'schema up to date\n');
       } finally {
         await pool.end();
@@ -315,7 +328,7 @@ async function main(argv: string[]): Promise<number> {
       return runAccountCommand(config, args.positional[0], process.stdout, { limit: num(args, 'limit', 20) });
     }
     case 'help':
-      process.stdout.write(`${args.positional[0] && COMMANDS[args.positional[0]] ? `usage: banking-es ${COMMANDS[args.positional[0]].usage}` : HELP}\n`);
+      process.stdout.write(`${args.positional[0] && Object.hasOwn(COMMANDS, args.positional[0]) ? `usage: banking-es ${COMMANDS[args.positional[0]].usage}` : HELP}\n`);
       return 0;
     default:
       throw new UsageError(`unknown command "${args.cmd}"; banking-es --help lists them`);
@@ -328,10 +341,13 @@ if (require.main === module) {
     (e: unknown) => {
       if (e instanceof ConfigError || e instanceof UsageError) {
         process.stderr.write(`banking-es: ${e.message}\n`);
-        process.exitCode = 2;
+        process.exitCode = (e as { exitCode?: number }).exitCode ?? 2; // a declined prompt is 1: nothing wrong with the call
         return;
       }
-      process.stderr.write(`banking-es: ${coerceError(e).stack ?? coerceError(e).message}\n`);
+      // one line; the stack only when asked for (LOG_LEVEL=debug or trace)
+      const err = coerceError(e);
+      const verbose = /^(debug|trace)$/.test(process.env.LOG_LEVEL ?? '');
+      process.stderr.write(`banking-es: ${verbose ? err.stack ?? err.message : err.message}\n`);
       process.exitCode = 1;
     },
   );

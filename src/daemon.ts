@@ -72,7 +72,7 @@ export async function runDaemon(config: Config, log: Logger, lifecycle: Lifecycl
     health.add('postgres', () => ping(pool));
     await untilPostgresReady(pool, log, lifecycle);
     if (config.db.migrate) {
-      const applied = await migrate(pool);
+      const applied = await migrate(pool, undefined, (message) => log.warn({ migration: true }, message));
       log.info({ applied }, applied.length ? 'migrations applied' : 'schema up to date');
     }
     lifecycle.checkpoint();

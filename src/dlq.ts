@@ -8,6 +8,10 @@
  * daemon copies a message's headers into its dead letter, so a replayed
  * letter that fails again carries the mark and is not replayed again unless
  * asked (--again). Idempotency by commandId makes a replay safe to repeat.
+ *
+ * `--limit` stops the read once that many letters matched (the oldest first
+ * per partition, so with several partitions it is a sample, not the oldest
+ * overall); a read gives up only when no letter arrives for 30 s.
  */
 import Kafka from 'node-rdkafka';
 import { randomUUID } from 'node:crypto';
@@ -102,19 +106,24 @@ export async function readLetters(config: Config, topic: string, sel: Selection,
     consumer.assign(ranges.map((r) => ({ topic, partition: r.partition, offset: r.from })));
     const left = new Map(ranges.map((r) => [r.partition, r.end]));
     const out: Letter[] = [];
-    const deadline = Date.now() + timeoutMs;
+    // gives up only when nothing arrives for timeoutMs, however long the whole read takes
+    let idleSince = Date.now();
     consumer.setDefaultConsumeTimeout(200);
-    while (left.size > 0) {
-      if (Date.now() > deadline) throw new Error(`dlq: read ${out.length} letters of ${topic} but not all within ${timeoutMs} ms`);
+    while (left.size > 0 && (sel.limit === undefined || out.length < sel.limit)) {
+      if (Date.now() - idleSince > timeoutMs) {
+        throw new Error(`dlq: no letter of ${topic} arrived for ${timeoutMs / 1000} s with ${[...left.keys()].length} partitions unfinished (${out.length} letters read)`);
+      }
       const msgs = await new Promise<Kafka.Message[]>((res, rej) => consumer.consume(1000, (e, m) => (e ? rej(e) : res(m ?? []))));
+      if (msgs.length) idleSince = Date.now();
       for (const m of msgs) {
         const end = left.get(m.partition);
-        if (end === undefined || m.offset >= end) continue;
+        if (end === undefined) continue;
+        if (m.offset >= end - 1) left.delete(m.partition); // done with it, even when the last one is past the end
+        if (m.offset >= end) continue;
         const headers: Array<[string, Buffer]> = (m.headers ?? []).flatMap((h) => Object.entries(h).map(([k, v]) => [k, Buffer.isBuffer(v) ? v : Buffer.from(String(v))] as [string, Buffer]));
         const key = m.key === undefined || m.key === null ? null : Buffer.isBuffer(m.key) ? m.key : Buffer.from(m.key);
         const letter: Letter = { partition: m.partition, offset: m.offset, timestamp: m.timestamp, key, value: m.value ?? null, headers };
         if (matches(letter, sel)) out.push(letter);
-        if (m.offset >= end - 1) left.delete(m.partition);
       }
     }
     out.sort((a, b) => a.partition - b.partition || a.offset - b.offset);
@@ -127,7 +136,7 @@ export async function readLetters(config: Config, topic: string, sel: Selection,
 /** The message a letter came from, to send again: its key and original headers, our marks dropped, the replay marked. */
 export function replayMessage(l: Letter, dlqTopic: string, value: Buffer | null): { topic: string; key: Buffer | null; value: Buffer | null; headers: Array<Record<string, Buffer>> } {
   const topic = header(l, 'source.topic');
-  if (!topic) throw new Error(`letter ${dlqTopic}/${l.partition}/${l.offset} has no source.topic header`);
+  if (!topic) throw new UsageError(`dlq replay: letter ${dlqTopic}/${l.partition}/${l.offset} has no source.topic header`);
   const headers: Array<Record<string, Buffer>> = [];
   for (const [k, v] of l.headers) {
     if (k.startsWith('error.') || k.startsWith('source.') || k === REPLAYED_FROM) continue;

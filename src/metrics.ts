@@ -31,7 +31,7 @@ export function createMetrics(registry: Registry = new Registry(), opts: { defau
   const r = [registry];
   return {
     registry,
-    commands: new Counter({ name: 'banking_es_commands_total', help: 'Commands answered, by type and outcome status; each message read once (outcomes re-published after a hand-over or crash are in banking_es_outcomes_republished_total).', labelNames: ['type', 'status'] as const, registers: r }),
+    commands: new Counter({ name: 'banking_es_commands_total', help: 'Commands answered, by type and outcome status; each message read once (outcomes re-published after a crash are in banking_es_outcomes_republished_total).', labelNames: ['type', 'status'] as const, registers: r }),
     rejections: new Counter({ name: 'banking_es_command_rejections_total', help: 'Rejected commands by reason code.', labelNames: ['reason'] as const, registers: r }),
     eventsAppended: new Counter({ name: 'banking_es_events_appended_total', help: 'Events committed to the event store.', registers: r }),
     batchSize: new Histogram({ name: 'banking_es_batch_size', help: 'Messages per flushed batch, per sink.', labelNames: ['sink'] as const, buckets: BATCH_BUCKETS, registers: r }),
@@ -49,7 +49,7 @@ export function createMetrics(registry: Registry = new Registry(), opts: { defau
     stateCached: new Gauge({ name: 'banking_es_state_cache_accounts', help: 'Account states held in the in-process cache.', registers: r }),
     ready: new Gauge({ name: 'banking_es_ready', help: '1 while /readyz answers 200 (checked every 5 s and on each /readyz); 0 while starting, stopping, or while a required check fails: banking_es_dependency_up{dependency} says which.', registers: r }),
     pipelineStalled: new Gauge({ name: 'banking_es_pipeline_stalled', help: '1 while a pipeline has failed pipeline.maxRetries attempts in a row, or stopped on a fatal error; /readyz says why.', labelNames: ['pipeline'] as const, registers: r }),
-    outcomesRepublished: new Counter({ name: 'banking_es_outcomes_republished_total', help: 'Outcomes published again for commands committed before a hand-over or crash whose outcomes were not recorded as published.', registers: r }),
+    outcomesRepublished: new Counter({ name: 'banking_es_outcomes_republished_total', help: 'Outcomes published again for commands committed before a crash (or a failed delivery) whose outcomes were not recorded as published; a graceful hand-over records them first.', registers: r }),
     redisUp: new Gauge({ name: 'banking_es_redis_up', help: '1 when Redis is configured and reachable, 0 when configured and down.', registers: r }),
     dependencyUp: new Gauge({ name: 'banking_es_dependency_up', help: '1 when a dependency answered its last readiness probe.', labelNames: ['dependency'] as const, registers: r }),
     retries: new Counter({ name: 'banking_es_retries_total', help: 'Failed attempts (then retried, isolated or stopped on), by component and SQLSTATE or code.', labelNames: ['component', 'code'] as const, registers: r }),

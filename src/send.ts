@@ -101,8 +101,9 @@ export async function send(config: Config, commands: Array<Record<string, unknow
   const base = baseKafkaConfig(config, 'send');
   const producer = new Kafka.Producer({ ...base, dr_cb: true } as Kafka.ProducerGlobalConfig, PRODUCER_TOPIC_CONFIG);
   const consumer = new Kafka.KafkaConsumer({ ...base, 'group.id': `banking-es-send-${randomUUID()}`, 'enable.auto.commit': false } as Kafka.ConsumerGlobalConfig, {});
-  await new Promise<void>((res, rej) => producer.connect({ timeout: 10000 }, (e) => (e ? rej(e) : res())));
-  await new Promise<void>((res, rej) => consumer.connect({ timeout: 10000 }, (e) => (e ? rej(e) : res())));
+  const unreachable = (e: { message: string }) => new Error(`Kafka at ${config.kafka.brokers} did not answer (${e.message}); nothing was sent`);
+  await new Promise<void>((res, rej) => producer.connect({ timeout: 10000 }, (e) => (e ? rej(unreachable(e)) : res())));
+  await new Promise<void>((res, rej) => consumer.connect({ timeout: 10000 }, (e) => (e ? rej(unreachable(e)) : res())));
   try {
     const { results, commandsDlq } = config.kafka.topics;
     // on a fresh cluster the topics may not exist yet: listening to nothing would report no outcome
@@ -118,12 +119,16 @@ export async function send(config: Config, commands: Array<Record<string, unknow
     const dlqParts = await partitionCount(consumer, commandsDlq); // without it a dead-lettered command shows as no outcome
     consumer.assign([...await highWatermarks(consumer, results, parts), ...await highWatermarks(consumer, commandsDlq, dlqParts)]);
 
+    // the same commandId (a deliberate re-send) or the same bytes may be sent more than once: each copy
+    // waits for an answer of its own, in the order sent
     const waiting = new Set(list);
-    const byId = new Map<string, Sendable>();
-    const byValue = new Map<string, Sendable>();
+    const byId = new Map<string, Sendable[]>();
+    const byValue = new Map<string, Sendable[]>();
+    const queue = <K>(m: Map<K, Sendable[]>, k: K, c: Sendable) => { const q = m.get(k); if (q) q.push(c); else m.set(k, [c]); };
+    const firstWaiting = (q: Sendable[] | undefined) => q?.find((c) => waiting.has(c));
     for (const c of list) {
-      if (c.commandId !== undefined) byId.set(c.commandId, c);
-      byValue.set(c.value, c);
+      if (c.commandId !== undefined) queue(byId, c.commandId, c);
+      queue(byValue, c.value, c);
     }
     for (const c of list) producer.produce(config.kafka.topics.commands, null, Buffer.from(c.value), c.key, Date.now());
     await new Promise<void>((r) => producer.flush(10000, () => r()));
@@ -135,8 +140,9 @@ export async function send(config: Config, commands: Array<Record<string, unknow
       for (const m of msgs) {
         const text = m.value?.toString() ?? '';
         if (m.topic === commandsDlq) {
-          const c = byValue.get(text);
-          if (!c || !waiting.delete(c)) continue;
+          const c = firstWaiting(byValue.get(text));
+          if (!c) continue;
+          waiting.delete(c);
           deadLettered++;
           print(JSON.stringify({ commandId: c.commandId ?? null, accountId: c.accountId ?? null, status: 'dead-lettered', topic: commandsDlq,
             error: { code: header(m, 'error.code'), message: header(m, 'error.message') }, note: 'the daemon could not read this command; it was not applied' }));
@@ -144,7 +150,7 @@ export async function send(config: Config, commands: Array<Record<string, unknow
         }
         let id: unknown;
         try { id = (JSON.parse(text) as { commandId?: unknown }).commandId; } catch { continue; }
-        const c = typeof id === 'string' ? byId.get(id) : undefined;
+        const c = typeof id === 'string' ? firstWaiting(byId.get(id)) : undefined;
         if (c && waiting.delete(c)) print(text);
       }
     }

@@ -76,6 +76,11 @@ test('usage mistakes: one line on stderr, exit 2, no stack trace, nothing sent',
     [['stack', 'sideways'], /"sideways" is not up, down or status/],
     [['demo', '--keep-stack=yes'], /--keep-stack takes no value/],
     [['frobnicate'], /unknown command "frobnicate"/],
+    [['constructor'], /unknown command "constructor"/],
+    [['frobnicate', '--help'], /unknown command "frobnicate"/],
+    [['send', 'Deposit', '--account', '--amount', '5'], /--account needs a value/],
+    [['rebuild-projections', '--account', 'x; DROP TABLE events'], /--account "x; DROP TABLE events" is not a UUID/],
+    [['rebuild-projections', '--since', 'last tuesday'], /neither an ISO time nor a duration/],
   ];
   for (const [args, want] of cases) {
     const r = await cli(args);
@@ -111,7 +116,7 @@ test('rebuild-projections off a terminal says what it would do and needs --yes; 
                   VALUES ($1, 'keep me', 'USD', 1, 'open', 1, now(), now())`, [id]);
   const refused = await cli(['rebuild-projections']);
   assert.is(refused.code, 2, refused.stderr);
-  assert.match(refused.stderr, /empties account_projections and transaction_projections/);
+  assert.match(refused.stderr, /empties every row of account_projections and transaction_projections/);
   assert.match(refused.stderr, /not on a terminal; pass --yes/);
   assert.not.match(refused.stderr, /\n\s+at /);
   assert.is((await pg.query('SELECT 1 FROM account_projections WHERE account_id = $1', [id])).rowCount, 1, 'nothing was emptied');

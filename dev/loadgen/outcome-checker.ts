@@ -22,6 +22,9 @@ export class OutcomeChecker {
   answered = 0;
   mismatches = 0;
   republished = 0;
+  /** outcomes of commands this run never sent (another producer on the same topics) */
+  foreign = 0;
+  private readonly done = new Set<string>();
 
   sent(commandId: string, expect: Status, at: number): void {
     const o = this.owed.get(commandId);
@@ -31,12 +34,16 @@ export class OutcomeChecker {
   /** One outcome read from the topic, at `now` (the clock `sent` used). */
   received(out: { commandId: string; status: string; processedAt?: string }, now: number): Answer | { kind: 'republished' } {
     const o = this.owed.get(out.commandId);
-    if (!o) { this.republished++; return { kind: 'republished' }; }
+    if (!o) {
+      if (this.done.has(out.commandId)) this.republished++;
+      else this.foreign++;
+      return { kind: 'republished' };
+    }
     const same = JSON.stringify({ ...out, processedAt: undefined });
     if (o.expect[0] !== out.status && o.received?.has(same)) { this.republished++; return { kind: 'republished' }; }
     const latencyMs = now - o.sentAt.shift()!;
     const matches = o.expect.shift() === out.status;
-    if (o.sentAt.length === 0) this.owed.delete(out.commandId);
+    if (o.sentAt.length === 0) { this.owed.delete(out.commandId); this.done.add(out.commandId); }
     else (o.received ??= new Set()).add(same);
     this.answered++;
     if (!matches) this.mismatches++;

@@ -34,11 +34,17 @@ export function readMigrations(dir = migrationsDir()): Migration[] {
     });
 }
 
-/** Returns the names of the migrations applied by this call (empty when up to date). */
-export async function migrate(pool: Pool, dir?: string): Promise<string[]> {
+/**
+ * Returns the names of the migrations applied by this call (empty when up to date). A migration's
+ * RAISE WARNING (e.g. 0006 when the role may not create a publication) goes to `warn`, not only to
+ * the server's log.
+ */
+export async function migrate(pool: Pool, dir?: string, warn?: (message: string) => void): Promise<string[]> {
   const migrations = readMigrations(dir);
   const client = await pool.connect();
   const applied: string[] = [];
+  const onNotice = (n: { severity?: string; message?: string }) => { if (n.severity === 'WARNING' && n.message) warn?.(n.message); };
+  client.on('notice', onNotice);
   try {
     await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);
     try {
@@ -69,6 +75,7 @@ export async function migrate(pool: Pool, dir?: string): Promise<string[]> {
       await client.query('SELECT pg_advisory_unlock($1)', [LOCK_KEY]).catch(() => undefined);
     }
   } finally {
+    client.off('notice', onNotice);
     client.release();
   }
   return applied;

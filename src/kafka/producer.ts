@@ -40,7 +40,7 @@ export class ProducerClient {
       'enable.idempotence': true,
       'message.send.max.retries': 2147483647,
       ...extra,
-    } as Kafka.ProducerGlobalConfig, { ...PRODUCER_TOPIC_CONFIG, ...topicConfig });
+    } as Kafka.ProducerGlobalConfig, { ...topicConfig, ...PRODUCER_TOPIC_CONFIG }); // the partitioner is not the caller's to change
     this.raw.on('delivery-report', (err, report) => {
       const p = report.opaque as Pending | undefined;
       if (!p || typeof p.resolve !== 'function') return; // other trackers (outcome batches) listen too

@@ -30,6 +30,8 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
   private readonly utilTimer: NodeJS.Timeout;
   private readonly arrivals = new Arrivals();
   private inFlight = 0;
+  /** label sets of banking_es_consumer_lag_messages this instance reports */
+  private lagSeries = new Set<string>();
 
   constructor(private readonly ctx: DaemonContext, private readonly role: PipelineRole<Item, B, P, L>) {
     const { config, log, metrics } = ctx;
@@ -174,12 +176,22 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
     this.consumer.commitToKafka([...next].map(([partition, offset]) => ({ topic: this.role.settings.topic, partition, offset })));
   }
 
+  /**
+   * banking_es_consumer_lag_messages for the partitions owned now; a partition handed to another
+   * instance loses its series here (within a second), or its last value would be summed with the
+   * new owner's by every lag alert.
+   */
   private updateLag(): void {
     const { group } = this.role.settings;
+    const owned = new Set<string>();
     for (const tp of this.consumer.assignment) {
       const hi = this.consumer.cachedHighWatermark(tp.topic, tp.partition);
       const nx = this.offsets.committed.get(tp.partition);
-      if (hi !== undefined && nx !== undefined) this.ctx.metrics.consumerLag.set({ group, topic: tp.topic, partition: String(tp.partition) }, Math.max(0, hi - nx));
+      const labels = { group, topic: tp.topic, partition: String(tp.partition) };
+      owned.add(JSON.stringify(labels));
+      if (hi !== undefined && nx !== undefined) this.ctx.metrics.consumerLag.set(labels, Math.max(0, hi - nx));
     }
+    for (const l of this.lagSeries) if (!owned.has(l)) this.ctx.metrics.consumerLag.remove(JSON.parse(l) as Record<string, string>);
+    this.lagSeries = owned;
   }
 }

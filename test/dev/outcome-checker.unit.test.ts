@@ -20,6 +20,8 @@ test('a command sent twice, its first answer re-published before the duplicate a
   assert.equal(k.received(duplicate('t3'), 12), { kind: 'answer', latencyMs: 11, matches: true });
   assert.equal(k.received(duplicate('t4'), 13), { kind: 'republished' }, 'a command owed nothing more');
   assert.equal([k.answered, k.mismatches, k.republished], [2, 0, 2]);
+  k.received({ commandId: '9d7c7c3e-0000-4000-8000-000000000000', status: 'accepted' }, 14);
+  assert.equal([k.republished, k.foreign], [2, 1], 'an outcome of a command this run never sent is not a re-publication');
 });
 
 test('an answer that differs from every earlier one and from the model is a mismatch', () => {

@@ -80,6 +80,7 @@ export class AccountStates {
 
   forget(ids: Iterable<string>): void {
     for (const id of ids) this.lru.delete(id);
+    this.metrics?.stateCached.set(this.lru.size);
   }
 
   private remember(id: string, s: AccountState): void {

@@ -85,8 +85,7 @@ test('a dead-lettered command: listed, shown, refused without --yes, fixed and r
     assert.is(r.code, 0, r.stderr);
     assert.is(r.json[0].replayed, 1);
   }
-  const outs = await f.outcomeFor([{ commandId: c, accountId: a, type: 'Deposit' }], WAIT_MS, 2);
-  assert.ok(outs.length === 1);
+  await f.outcomeFor([{ commandId: c, accountId: a, type: 'Deposit' }], WAIT_MS, 2);
   const statuses = f.outcomesOf(c).map((o) => o.status).sort();
   assert.equal(statuses, ['accepted', 'duplicate'], 'the first replay applied it, the second was answered duplicate');
   const events = await f.events(a);
@@ -116,8 +115,15 @@ test('a letter replayed unfixed fails again, marked, and is not replayed again u
   assert.is(f.dlqMessages().filter((x) => x.raw?.toString() === bad).length, 3, 'nothing replays by itself');
 });
 
-test('usage: show needs a letter, replay needs a selection, --value-file one letter', async () => {
+test('usage: show needs a letter, replay needs a selection, --value-file one letter; --limit stops the listing', async () => {
+  const all = await cli(['dlq', 'list', '--code', 'NO_COMMAND_ID']);
+  assert.ok(all.json.length >= 3, `letters from the tests before: ${all.json.length}`);
+  const one = await cli(['dlq', 'list', '--code', 'NO_COMMAND_ID', '--limit', '1']);
+  assert.is(one.json.length, 1);
+  const fixed = path.join(scratch, 'any.json');
+  fs.writeFileSync(fixed, '{}');
   for (const [args, want] of [
+    [['dlq', 'replay', '--code', 'NO_COMMAND_ID', '--value-file', fixed, '--again', '--yes'], /--value-file replaces one letter's value; \d+ are selected/],
     [['dlq', 'show'], /--partition and --offset name the letter/],
     [['dlq', 'replay', '--yes'], /select the letters/],
     [['dlq', 'list', '--offset', '3'], /--offset needs --partition/],

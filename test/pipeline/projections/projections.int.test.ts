@@ -133,7 +133,8 @@ test('(c) Debezium change envelopes and outbox-router values project the same; d
  * expanded or as a string), the `id` header (table.field.event.id) and the additional placements.
  * The initial snapshot reads `events` with the connector's snapshot override and its ORDER BY (in
  * heap order, shuffled here, without one); streaming then repeats what the snapshot already had
- * (at least once) and goes on in commit order.
+ * (at least once) and goes on in commit order. This is the stream as Debezium's documentation
+ * describes it for that file, built here; Connect itself cannot run on this machine.
  */
 function fromConnectorConfig(history: HistoryEvent[], snapshotCount: number): OutEvent[] {
   const c = JSON.parse(fs.readFileSync(path.join(packageRoot(), 'connectors', 'debezium-postgres.json'), 'utf8')) as Record<string, string>;
