@@ -14,6 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { cmd, PipelineFixture } from '../../helpers/pipeline';
+import { violations } from '../../helpers/contracts';
 import { cliPath } from '../../helpers/stack';
 
 const WAIT_MS = 45000;
@@ -134,6 +135,12 @@ test('usage: show needs a letter, replay needs a selection, --value-file one let
     assert.is(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, want);
   }
+});
+
+test('every outcome and dead letter this file made matches contracts/ (JSON Schema)', () => {
+  assert.ok(f.outcomes.messages.length > 0 && f.dlqMessages().length > 0);
+  assert.equal(violations('outcome', f.outcomes.messages), []);
+  assert.equal(violations('dead-letter-headers', f.dlqMessages(), 'headers'), []);
 });
 
 test.run();

@@ -9,6 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { randomUUID } from 'node:crypto';
 import { cmd, PipelineFixture, type Cmd, type Outcome } from '../../helpers/pipeline';
+import { violations } from '../../helpers/contracts';
 import type { Delivered } from '../../helpers/kafka';
 import { promtoolCheck } from '../../helpers/promtool';
 import { spawn } from 'node:child_process';
@@ -421,6 +422,12 @@ test('a stored offset past the end of the log stops that partition (never reset)
   await f.outcomeFor(stuck, WAIT_MS);
   await resumed.ready();
   assert.is(await resumed.metric(`banking_es_partitions_stopped{topic="${f.topics.commands}"}`), 0);
+});
+
+test('every outcome and dead letter this file made matches contracts/ (JSON Schema)', () => {
+  assert.ok(f.outcomes.messages.length > 0 && f.dlqMessages().length > 0);
+  assert.equal(violations('outcome', f.outcomes.messages), []);
+  assert.equal(violations('dead-letter-headers', f.dlqMessages(), 'headers'), []);
 });
 
 test.run();
