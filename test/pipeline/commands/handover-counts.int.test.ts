@@ -44,16 +44,25 @@ test('a joining instance and a SIGTERM hand partitions over with nothing re-publ
   await f.sendAll(opens);
   await exactlyOnce(opens);
 
-  // under load, a second instance joins: the first one's partitions are revoked mid-stream
+  // under load, a second instance joins: deposits keep coming, 100 every 20 ms, from before it starts
+  // until both own their half and for a while after, so the first one's partitions are revoked mid-stream
   const burst: Cmd[] = [];
-  for (let i = 0; i < 4000; i++) burst.push(cmd.deposit(accts[i % accts.length], '0.01'));
-  const seen = f.outcomes.messages.length;
-  const sending = f.sendAll(burst);
-  await f.outcomes.waitFor((m) => m.length > seen + 200, WAIT_MS, 'the burst to flow');
+  let n = 0;
+  const chunk = async () => {
+    const c = Array.from({ length: 100 }, () => cmd.deposit(accts[n++ % accts.length], '0.01'));
+    burst.push(...c);
+    await f.sendAll(c);
+    await new Promise((r) => setTimeout(r, 20));
+  };
+  for (let i = 0; i < 10; i++) await chunk();
   const b: Daemon = f.join();
-  await b.assigned(2, WAIT_MS);
-  await a.assigned(2, WAIT_MS);
-  await sending;
+  let joined = false;
+  const joining = b.assigned(2, WAIT_MS).then(() => a.assigned(2, WAIT_MS)).then(() => { joined = true; });
+  while (!joined) await Promise.race([chunk(), joining]);
+  const duringJoin = burst.length;
+  for (let i = 0; i < 10; i++) await chunk();
+  await joining;
+  assert.ok(duringJoin >= 1500, `commands kept coming while the second instance joined (${duringJoin})`);
   await exactlyOnce(burst);
   const revoked = await a.metricSum('banking_es_outcomes_republished_total') + await b.metricSum('banking_es_outcomes_republished_total');
   assert.is(revoked, 0, 'nothing re-published after the revoke');
