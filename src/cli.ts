@@ -122,7 +122,7 @@ export function parseArgs(argv: string[]): Args {
     const value = eq > 0 ? a.slice(eq + 1) : rest[++i];
     // `--account --amount 5` is a missing value, not an account named "--amount" (write --account=--x for that)
     if (value === undefined || value === '' || (eq < 0 && value.startsWith('--'))) throw new UsageError(`${cmd}: --${name} needs a value`);
-    if (kind === 'number' && !/^\d+$/.test(value)) throw new UsageError(`${cmd}: --${name} must be a whole number, not "${value}"`);
+    if (kind === 'number' && !(/^\d+$/.test(value) && Number.isSafeInteger(Number(value)))) throw new UsageError(`${cmd}: --${name} must be a whole number, not "${value}"`);
     const before = flags.get(name);
     flags.set(name, kind === 'list' && typeof before === 'string' ? `${before},${value}` : value);
   }
@@ -212,10 +212,18 @@ async function dlqCommand(args: Args): Promise<number> {
   const skipped = new Set(again ? [] : letters.filter((l) => header(l, REPLAYED_FROM) !== undefined));
   const chosen = letters.filter((l) => !skipped.has(l));
   if (valueFile !== undefined && chosen.length !== 1) throw new UsageError(`dlq replay: --value-file replaces one letter's value; ${chosen.length} are selected`);
-  // an event lives in the event store; one sent to the event topic by hand would be in the read models only
+  // only commands are replayed, to the command topic: an event lives in the event store (one sent to the
+  // event topic by hand would be in the read models only), and a letter's source.topic header is the
+  // producer's to forge, so it may name no other topic (outcomes, a dead-letter topic itself)
+  const commandsTopic = config.kafka.topics.commands;
   const toEvents = chosen.filter((l) => header(l, 'source.topic') === config.kafka.topics.events);
   if (toEvents.length) {
     throw new UsageError(`dlq replay: ${toEvents.length} letters came from the event topic ${config.kafka.topics.events}; events are not replayed by hand (the read models would hold what the event store does not): fix the relay or the stored event, or run rebuild-projections`);
+  }
+  const elsewhere = chosen.filter((l) => header(l, 'source.topic') !== commandsTopic);
+  if (elsewhere.length) {
+    const l = elsewhere[0];
+    throw new UsageError(`dlq replay: ${elsewhere.length} letters name a source topic other than the command topic ${commandsTopic} (e.g. ${topic}/${l.partition}/${l.offset}: "${header(l, 'source.topic') ?? ''}"); only commands are replayed`);
   }
   // a letter too large to keep its value has none to send: only a fixed value can replay it
   const empty = valueFile === undefined ? chosen.filter((l) => l.value === null || header(l, 'error.value.bytes') !== undefined) : [];
@@ -308,7 +316,9 @@ async function main(argv: string[]): Promise<number> {
     case 'rebuild-projections': {
       // handles SIGINT/SIGTERM itself: the first stops after the current page (resumable), the second exits
       const accounts = text(args, 'account')?.split(',').map((a) => a.trim()).filter(Boolean);
+      if (accounts !== undefined && accounts.length === 0) throw new UsageError('rebuild-projections: --account names no account');
       for (const a of accounts ?? []) if (!UUID.test(a)) throw new UsageError(`rebuild-projections: --account "${a}" is not a UUID`);
+      if (text(args, 'batch-size') !== undefined && num(args, 'batch-size', 0) < 1) throw new UsageError('rebuild-projections: --batch-size must be at least 1');
       const sinceArg = text(args, 'since');
       const since = sinceArg === undefined ? undefined : new Date(parseSince(sinceArg));
       const { config } = load(args);

@@ -219,7 +219,8 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     try {
       conf.loadFile(f);
     } catch (e) {
-      throw new ConfigError(`config file ${f} is not valid JSON: ${(e as Error).message}`);
+      const why = (e as Error).message.split('\n')[0].slice(0, 200); // not the file's content
+      throw new ConfigError(`config file ${f} could not be read as JSON: ${why}`);
     }
     sources.push(f);
   };
@@ -234,7 +235,8 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     if (e instanceof ConfigError) throw e;
     const own = path.join(root, 'config');
     const files = sources.filter((f) => path.dirname(f) !== own); // the user's files, which may hold the mistake
-    throw new ConfigError(`invalid configuration${files.length ? ` (files: ${files.join(', ')}; environment variables override them)` : ''}: ${(e as Error).message}`);
+    const why = (e as Error).message.split('\n').map((l) => l.trim()).filter(Boolean).join('; '); // one line
+    throw new ConfigError(`invalid configuration${files.length ? ` (files read: ${files.join(', ')}; environment variables override them)` : ''}: ${why}`);
   }
   const config = conf.getProperties() as Config;
   return { config, sources, redacted: () => conf.toString() };

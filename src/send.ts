@@ -7,6 +7,7 @@ import * as readline from 'node:readline';
 import Kafka from 'node-rdkafka';
 import type { Config } from './config';
 import { UsageError } from './errors';
+import { isUuid } from './codec/command';
 import { baseKafkaConfig, PRODUCER_TOPIC_CONFIG } from './kafka/client-config';
 import { Topics } from './kafka/topics';
 import { Health } from './health';
@@ -34,15 +35,21 @@ export function commandFromFlags(type: string, flags: Map<string, string | true>
   return cmd;
 }
 
-/** One command to send: its bytes as produced, and what identifies its answer. */
-interface Sendable { value: string; key: string; commandId?: string; accountId?: string }
+/** One command to send: its bytes as produced, what identifies its answer, and its input line (stdin). */
+interface Sendable { value: string; key: string; commandId?: string; accountId?: string; line?: number }
 
-function sendable(c: Record<string, unknown>, text = JSON.stringify(c)): Sendable {
+/**
+ * The daemon answers with ids in lower case, so they are matched in lower case; the key is the
+ * account id in lower case too, so an account typed in upper case lands on its usual partition.
+ */
+function sendable(c: Record<string, unknown>, text = JSON.stringify(c), line?: number): Sendable {
+  const accountId = typeof c.accountId === 'string' ? c.accountId : undefined;
   return {
     value: text,
-    key: typeof c.accountId === 'string' ? c.accountId : '',
-    commandId: typeof c.commandId === 'string' ? c.commandId : undefined,
-    accountId: typeof c.accountId === 'string' ? c.accountId : undefined,
+    key: accountId !== undefined && isUuid(accountId) ? accountId.toLowerCase() : accountId ?? '',
+    commandId: typeof c.commandId === 'string' ? c.commandId.toLowerCase() : undefined,
+    accountId,
+    line,
   };
 }
 
@@ -69,7 +76,7 @@ async function readNdjson(print: (s: string) => void): Promise<{ list: Sendable[
       bad++;
       continue;
     }
-    list.push(sendable(v as Record<string, unknown>, text));
+    list.push(sendable(v as Record<string, unknown>, text, n));
   }
   return { list, bad };
 }
@@ -130,7 +137,18 @@ export async function send(config: Config, commands: Array<Record<string, unknow
       if (c.commandId !== undefined) queue(byId, c.commandId, c);
       queue(byValue, c.value, c);
     }
-    for (const c of list) producer.produce(config.kafka.topics.commands, null, Buffer.from(c.value), c.key, Date.now());
+    // a message librdkafka refuses (larger than message.max.bytes, …) is reported by line and skipped;
+    // every other one is still sent
+    let refused = 0;
+    for (const c of list) {
+      try {
+        producer.produce(config.kafka.topics.commands, null, Buffer.from(c.value), c.key, Date.now());
+      } catch (e) {
+        refused++;
+        waiting.delete(c);
+        print(JSON.stringify({ ...(c.line !== undefined ? { line: c.line } : {}), commandId: c.commandId ?? null, error: `not sent: ${(e as Error).message} (${Buffer.byteLength(c.value)} bytes)` }));
+      }
+    }
     await new Promise<void>((r) => producer.flush(10000, () => r()));
     let deadLettered = 0;
     const deadline = Date.now() + timeoutMs;
@@ -144,13 +162,13 @@ export async function send(config: Config, commands: Array<Record<string, unknow
           if (!c) continue;
           waiting.delete(c);
           deadLettered++;
-          print(JSON.stringify({ commandId: c.commandId ?? null, accountId: c.accountId ?? null, status: 'dead-lettered', topic: commandsDlq,
+          print(JSON.stringify({ ...(c.line !== undefined ? { line: c.line } : {}), commandId: c.commandId ?? null, accountId: c.accountId ?? null, status: 'dead-lettered', topic: commandsDlq,
             error: { code: header(m, 'error.code'), message: header(m, 'error.message') }, note: 'the daemon could not read this command; it was not applied' }));
           continue;
         }
         let id: unknown;
         try { id = (JSON.parse(text) as { commandId?: unknown }).commandId; } catch { continue; }
-        const c = typeof id === 'string' ? firstWaiting(byId.get(id)) : undefined;
+        const c = typeof id === 'string' ? firstWaiting(byId.get(id.toLowerCase())) : undefined;
         if (c && waiting.delete(c)) print(text);
       }
     }
@@ -158,11 +176,13 @@ export async function send(config: Config, commands: Array<Record<string, unknow
       const left = [...waiting];
       print(JSON.stringify({
         error: `no outcome within ${timeoutMs} ms for ${left.length} of ${list.length} commands`,
-        note: 'they may still be applied; re-send exactly these (same commandId and accountId) to learn their outcome without a second effect, e.g. with: banking-es send - < file',
+        note: 'they may still be applied; re-send exactly these (same commandId and accountId) to learn their outcome without a second effect: '
+          + 'save this line to a file and run jq -c \'.resend[]\' file | banking-es send -',
+        ...(left.some((c) => c.line !== undefined) ? { lines: left.map((c) => c.line) } : {}),
         resend: left.map((c) => JSON.parse(c.value) as unknown),
       }));
     }
-    return waiting.size || deadLettered || input.bad ? 1 : 0;
+    return waiting.size || deadLettered || refused || input.bad ? 1 : 0;
   } finally {
     producer.setPollInterval(0);
     await new Promise<void>((r) => producer.disconnect(() => r()));

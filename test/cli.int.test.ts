@@ -81,6 +81,10 @@ test('usage mistakes: one line on stderr, exit 2, no stack trace, nothing sent',
     [['send', 'Deposit', '--account', '--amount', '5'], /--account needs a value/],
     [['rebuild-projections', '--account', 'x; DROP TABLE events'], /--account "x; DROP TABLE events" is not a UUID/],
     [['rebuild-projections', '--since', 'last tuesday'], /neither an ISO time nor a duration/],
+    [['rebuild-projections', '--since', '1'], /neither an ISO time nor a duration/],
+    [['rebuild-projections', '--account', ','], /--account names no account/],
+    [['rebuild-projections', '--batch-size', '0'], /--batch-size must be at least 1/],
+    [['account', 'x', '--limit', '99999999999999999999'], /--limit must be a whole number/],
   ];
   for (const [args, want] of cases) {
     const r = await cli(args);
@@ -98,7 +102,7 @@ test('a broken config file is named; a missing one too', async () => {
   fs.writeFileSync(broken, '{ "kafka": ');
   let r = await cli(['config', '--config', broken]);
   assert.is(r.code, 2);
-  assert.match(r.stderr, new RegExp(`^banking-es: config file ${broken.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is not valid JSON`));
+  assert.match(r.stderr, new RegExp(`^banking-es: config file ${broken.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} could not be read as JSON`));
   const unknownKey = path.join(scratch, 'typo.json');
   fs.writeFileSync(unknownKey, JSON.stringify({ kafka: { brokerz: '127.0.0.1:9092' } }));
   r = await cli(['config', '--config', unknownKey]);

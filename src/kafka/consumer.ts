@@ -42,6 +42,8 @@ export class GroupConsumer {
   private assigned: Tp[] = [];
   private readonly stopped = new Set<string>(); // "topic/partition" stopped for OFFSET_OUT_OF_RANGE
   private readonly stoppedTopics: Set<string>; // topics banking_es_partitions_stopped has a series for
+  /** the group gave this consumer its first assignment (possibly empty) and it was applied */
+  private rebalanced = false;
   private pausedAll = false;
   private rebalancing: Promise<void> = Promise.resolve();
   private closing = false;
@@ -171,6 +173,7 @@ export class GroupConsumer {
         if (bad.length) this.raw.pause(bad.map((s) => ({ topic: s.topic, partition: s.partition })));
         if (this.pausedAll) this.raw.pause(checked.map((s) => ({ topic: s.topic, partition: s.partition })));
         this.setAssigned(tps);
+        this.rebalanced = true;
         this.hooks.onAssigned(checked);
         this.metrics.consumerPartitions.set({ consumer: this.opts.name }, checked.length);
         this.log.info({ consumer: this.opts.name, partitions: checked.map((s) => `${s.partition}@${s.offset}${s.stored ? '' : ' (no stored offset)'}`) }, 'partitions assigned');
@@ -319,9 +322,11 @@ export class GroupConsumer {
       if (!this.raw.isConnected()) throw new Error('consumer disconnected');
       // owning nothing is information, not unreadiness: more instances than partitions own nothing by design
       const group = `group ${this.opts.groupId} ${this.groupState.state}/${this.groupState.join}`;
+      // before its first assignment (even an empty one) it cannot know whether a partition is stopped
+      if (!this.rebalanced) throw new Error(`joining ${group}: no assignment yet`);
       const stopped = this.stoppedAssigned();
       if (stopped.length) {
-        throw new Error(`${stopped.length} of ${this.assigned.length} partitions stopped (OFFSET_OUT_OF_RANGE: commands lost before they were read): `
+        throw new Error(`${stopped.length} of ${this.assigned.length} partitions stopped (OFFSET_OUT_OF_RANGE: messages lost before they were read): `
           + `${stopped.map((t) => `${t.topic}/${t.partition}`).join(', ')}; docs/runbook.md "Partitions stopped"`);
       }
       if (this.assigned.length === 0) return `0 partitions assigned for ${Math.round(this.unassignedSeconds)} s (${group})`;

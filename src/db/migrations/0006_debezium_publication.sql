@@ -7,12 +7,12 @@
 --
 -- CREATE PUBLICATION needs CREATE on the database as well as owning `events`; a migrating
 -- role without it gets a warning instead of a failed migration, and the connector's own
--- role (or an administrator) creates it as connectors/README.md shows.
+-- role (or an administrator) creates it as docs/cdc.md shows.
 DO $$
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'banking_es_debezium') THEN
     CREATE PUBLICATION banking_es_debezium FOR TABLE events WITH (publish = 'insert');
   END IF;
 EXCEPTION WHEN insufficient_privilege THEN
-  RAISE WARNING 'publication banking_es_debezium not created (%): create it as connectors/README.md shows before registering the Debezium connector', SQLERRM;
+  RAISE WARNING 'publication banking_es_debezium not created (%): create it as docs/cdc.md shows before registering the Debezium connector', SQLERRM;
 END $$;

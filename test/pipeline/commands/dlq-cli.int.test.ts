@@ -123,6 +123,11 @@ test('usage: show needs a letter, replay needs a selection, --value-file one let
   assert.is(one.json.length, 1);
   const fixed = path.join(scratch, 'any.json');
   fs.writeFileSync(fixed, '{}');
+  // a letter whose source.topic header was forged to name the outcome topic
+  const forged = await f.producer.send(f.topics.dlq, randomUUID(), '{"status":"accepted"}', { 'error.code': 'FORGED', 'error.class': 'poison', 'error.message': 'x', 'source.topic': f.topics.results, 'source.partition': '0', 'source.offset': '0' });
+  const refusedForged = await cli(['dlq', 'replay', '--partition', String(forged.partition), '--offset', String(forged.offset), '--yes']);
+  assert.is(refusedForged.code, 2);
+  assert.match(refusedForged.stderr, /name a source topic other than the command topic/);
   for (const [args, want] of [
     [['dlq', 'replay', '--code', 'NO_COMMAND_ID', '--value-file', fixed, '--again', '--yes'], /--value-file replaces one letter's value; \d+ are selected/],
     [['dlq', 'show'], /--partition and --offset name the letter/],

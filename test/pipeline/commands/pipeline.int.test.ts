@@ -263,16 +263,22 @@ test('send: a dead-lettered command is reported as such; bad NDJSON lines are na
   const a = randomUUID();
   const open = cmd.open(a, '3.00');
   const deposit = JSON.stringify(cmd.deposit(a, '2.00'));
-  const ndjson = [JSON.stringify(open), '{ "type": "Deposit", ', '[1, 2]', '', deposit, JSON.stringify({ type: 'Deposit', accountId: a, amount: '1' }), deposit].join('\n') + '\n';
+  const upper = cmd.deposit(a.toUpperCase(), '0.50');
+  upper.commandId = upper.commandId.toUpperCase(); // the daemon answers in lower case
+  const huge = JSON.stringify({ ...cmd.deposit(a, '9.00'), note: 'x'.repeat(1_100_000) }); // over librdkafka's message.max.bytes
+  const ndjson = [JSON.stringify(open), '{ "type": "Deposit", ', '[1, 2]', '', deposit, JSON.stringify({ type: 'Deposit', accountId: a, amount: '1' }), deposit, huge, JSON.stringify(upper)].join('\n') + '\n';
   const r = await sendCli(['-', '--timeout', '30000'], ndjson);
   assert.is(r.code, 1, 'not everything went through');
   const by = (pred: (l: Record<string, unknown>) => boolean) => r.lines.filter(pred);
-  assert.equal(by((l) => l.line !== undefined).map((l) => l.line), [2, 3], 'the bad lines, by number');
-  assert.is(by((l) => l.status === 'accepted').length, 2, 'the two good commands were sent and answered');
+  assert.equal(by((l) => l.line !== undefined && l.status === undefined).map((l) => l.line), [2, 3, 8], 'the bad lines and the one too large to send, by number');
+  assert.match(String(by((l) => l.line === 8)[0].error), /^not sent: /);
+  assert.is(by((l) => l.status === 'accepted').length, 3, 'the good commands were sent and answered, the upper-case commandId too');
+  assert.is(by((l) => l.commandId === upper.commandId.toLowerCase()).length, 1);
   assert.is(by((l) => l.status === 'duplicate').length, 1, 'the deposit sent twice got its second answer too');
   const noId = by((l) => l.status === 'dead-lettered');
   assert.is(noId.length, 1, 'the command without a commandId is reported dead-lettered, not as "undefined"');
   assert.is(noId[0].commandId, null);
+  assert.is(noId[0].line, 6, 'and which line it was');
   assert.not.ok(r.lines.some((l) => 'error' in l && String(l.error).startsWith('no outcome')), 'nothing timed out');
 });
 
