@@ -3,11 +3,12 @@
  * command sent is owed one answer with the status the model expects, in the
  * order sent (a command sent twice is owed its own status, then `duplicate`).
  *
- * Outcomes are at-least-once (docs/architecture.md §2.2): after a hand-over
- * or a crash an outcome may arrive again. A copy of an answer the command
- * already got (identical but for processedAt) is counted as re-published,
- * not as an answer and not as a difference; so is any outcome of a command
- * owed nothing more.
+ * Outcomes are at-least-once (docs/architecture.md §2.2): after a crash an
+ * outcome may arrive again. A copy of an answer the command already got
+ * (identical but for processedAt) is counted as re-published, not as an
+ * answer and not as a difference; so is any outcome of a command owed
+ * nothing more. Outcomes without processedAt (the bench's echo service)
+ * are always answers.
  */
 import type { GenCommand } from './generator';
 
@@ -40,7 +41,9 @@ export class OutcomeChecker {
       return { kind: 'republished' };
     }
     const same = JSON.stringify({ ...out, processedAt: undefined });
-    if (o.expect[0] !== out.status && o.received?.has(same)) { this.republished++; return { kind: 'republished' }; }
+    // only a stamped outcome can be told from a repeat of it: a service that stamps none (the bench's
+    // echo) answers a re-send with the same bytes, and that answer is owed
+    if (out.processedAt !== undefined && o.expect[0] !== out.status && o.received?.has(same)) { this.republished++; return { kind: 'republished' }; }
     const latencyMs = now - o.sentAt.shift()!;
     const matches = o.expect.shift() === out.status;
     if (o.sentAt.length === 0) { this.owed.delete(out.commandId); this.done.add(out.commandId); }

@@ -34,6 +34,16 @@ test('an answer that differs from every earlier one and from the model is a mism
   assert.equal([k.answered, k.mismatches, k.republished], [2, 1, 0]);
 });
 
+test('a service that stamps no processedAt (the bench\'s echo) answers a re-send with the same bytes: that is the answer owed', () => {
+  const k = new OutcomeChecker();
+  k.sent(C, 'accepted', 0);
+  k.sent(C, 'duplicate', 1);
+  const echo = { commandId: C, status: 'accepted' };
+  assert.is(k.received(echo, 2).kind, 'answer');
+  assert.is(k.received(echo, 3).kind, 'answer', 'not taken for a re-publication: the driver would wait for it forever');
+  assert.equal([k.answered, k.mismatches, k.republished], [2, 1, 0]);
+});
+
 test('a wrong first answer is a mismatch, not mistaken for a copy', () => {
   const k = new OutcomeChecker();
   k.sent(C, 'rejected', 0);
