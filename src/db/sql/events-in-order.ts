@@ -10,19 +10,20 @@ export interface StoredEventRow { account_id: string; version: string; payload: 
  * the text output column and sort 1, 10, 2 …
  */
 export async function readEventsInOrder(db: Pool | PoolClient, after: { accountId: string; version: number } | null, limit: number, scope: string[] | null = null): Promise<StoredEventRow[]> {
-  const cols = 'SELECT e.account_id::text, e.version::text AS version, e.payload::text AS payload FROM events e';
   if (scope !== null) {
     // the same keyset order over the accounts of the scope (an index probe per account, not a scan)
     const { rows } = await db.query<StoredEventRow>(
-      `${cols} WHERE e.account_id = ANY($2::uuid[]) AND (e.account_id, e.version) > (COALESCE($3::uuid, '00000000-0000-0000-0000-000000000000'::uuid), COALESCE($4::bigint, 0))
-       ORDER BY e.account_id, e.version LIMIT $1`,
+      `SELECT e.account_id::text, e.version::text AS version, e.payload::text AS payload FROM events e
+        WHERE e.account_id = ANY($2::uuid[])
+          AND (e.account_id, e.version) > (COALESCE($3::uuid, '00000000-0000-0000-0000-000000000000'::uuid), COALESCE($4::bigint, 0))
+        ORDER BY e.account_id, e.version LIMIT $1`,
       [limit, scope, after?.accountId ?? null, after?.version ?? null],
     );
     return rows;
   }
   const { rows } = after === null
-    ? await db.query<StoredEventRow>(`${cols} ORDER BY e.account_id, e.version LIMIT $1`, [limit])
-    : await db.query<StoredEventRow>(`${cols} WHERE (e.account_id, e.version) > ($2::uuid, $3::bigint) ORDER BY e.account_id, e.version LIMIT $1`, [limit, after.accountId, after.version]);
+    ? await db.query<StoredEventRow>('SELECT e.account_id::text, e.version::text AS version, e.payload::text AS payload FROM events e ORDER BY e.account_id, e.version LIMIT $1', [limit])
+    : await db.query<StoredEventRow>('SELECT e.account_id::text, e.version::text AS version, e.payload::text AS payload FROM events e WHERE (e.account_id, e.version) > ($2::uuid, $3::bigint) ORDER BY e.account_id, e.version LIMIT $1', [limit, after.accountId, after.version]);
   return rows;
 }
 
