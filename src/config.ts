@@ -236,7 +236,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     const own = path.join(root, 'config');
     const files = sources.filter((f) => path.dirname(f) !== own); // the user's files, which may hold the mistake
     const why = (e as Error).message.split('\n').map((l) => l.trim()).filter(Boolean).join('; '); // one line
-    throw new ConfigError(`invalid configuration${files.length ? ` (files read: ${files.join(', ')}; environment variables override them)` : ''}: ${why}`);
+    throw new ConfigError(`invalid configuration: ${why}${files.length ? ` (files read: ${files.join(', ')}; environment variables override them)` : ''}`);
   }
   const config = conf.getProperties() as Config;
   return { config, sources, redacted: () => conf.toString() };

@@ -323,7 +323,7 @@ export class GroupConsumer {
       // owning nothing is information, not unreadiness: more instances than partitions own nothing by design
       const group = `group ${this.opts.groupId} ${this.groupState.state}/${this.groupState.join}`;
       // before its first assignment (even an empty one) it cannot know whether a partition is stopped
-      if (!this.rebalanced) throw new Error(`joining ${group}: no assignment yet`);
+      if (!this.rebalanced) throw new Error(`0 partitions assigned for ${Math.round(this.unassignedSeconds)} s (${group}): joining, no assignment yet`);
       const stopped = this.stoppedAssigned();
       if (stopped.length) {
         throw new Error(`${stopped.length} of ${this.assigned.length} partitions stopped (OFFSET_OUT_OF_RANGE: messages lost before they were read): `
