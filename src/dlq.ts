@@ -19,6 +19,7 @@ import type { Config } from './config';
 import { UsageError } from './errors';
 export { parseSince } from './time-arg';
 import { baseKafkaConfig, PRODUCER_TOPIC_CONFIG } from './kafka/client-config';
+import { logRange, partitionsOf } from './kafka/topic-query';
 
 export const REPLAYED_FROM = 'banking-es.replayed-from';
 
@@ -91,13 +92,12 @@ export async function readLetters(config: Config, topic: string, sel: Selection,
   const consumer = new Kafka.KafkaConsumer({ ...baseKafkaConfig(config, 'dlq'), 'group.id': `banking-es-dlq-${randomUUID()}`, 'enable.auto.commit': false } as Kafka.ConsumerGlobalConfig, {});
   await new Promise<void>((res, rej) => consumer.connect({ timeout: 10000 }, (e) => (e ? rej(e) : res())));
   try {
-    const md = await new Promise<Kafka.Metadata>((res, rej) => consumer.getMetadata({ topic, timeout: 10000 }, (e, m) => (e ? rej(e) : res(m))));
-    const parts = md.topics.find((t) => t.name === topic)?.partitions.map((p) => p.id) ?? [];
+    const parts = await partitionsOf(consumer, topic);
     if (parts.length === 0) throw new UsageError(`dlq: topic ${topic} does not exist`);
     const wanted = sel.partition === undefined ? parts : parts.filter((p) => p === sel.partition);
     const ranges: Array<{ partition: number; from: number; end: number }> = [];
     for (const partition of wanted) {
-      const wm = await new Promise<{ lowOffset: number; highOffset: number }>((res, rej) => consumer.queryWatermarkOffsets(topic, partition, 10000, (e, o) => (e ? rej(e) : res(o))));
+      const wm = await logRange(consumer, topic, partition);
       const from = Math.max(wm.lowOffset, sel.offset ?? sel.fromOffset ?? 0);
       const end = Math.min(wm.highOffset, sel.offset !== undefined ? sel.offset + 1 : sel.toOffset !== undefined ? sel.toOffset + 1 : wm.highOffset);
       if (from < end) ranges.push({ partition, from, end });

@@ -10,6 +10,7 @@ import { UsageError } from './errors';
 import { isUuid } from './codec/command';
 import { baseKafkaConfig, PRODUCER_TOPIC_CONFIG } from './kafka/client-config';
 import { Topics } from './kafka/topics';
+import { logRange, partitionsOf } from './kafka/topic-query';
 import { Health } from './health';
 import { createMetrics } from './metrics';
 import { createLogger } from './logger';
@@ -81,14 +82,9 @@ async function readNdjson(print: (s: string) => void): Promise<{ list: Sendable[
   return { list, bad };
 }
 
-/** Partitions of `topic`, 0 if it does not exist. */
-function partitionCount(consumer: Kafka.KafkaConsumer, topic: string): Promise<number> {
-  return new Promise((res, rej) => consumer.getMetadata({ topic, timeout: 10000 }, (e, m) => (e ? rej(e) : res(m.topics.find((t) => t.name === topic)?.partitions.length ?? 0))));
-}
-
-function highWatermarks(consumer: Kafka.KafkaConsumer, topic: string, parts: number): Promise<Array<{ topic: string; partition: number; offset: number }>> {
-  return Promise.all(Array.from({ length: parts }, (_, partition) => new Promise<{ topic: string; partition: number; offset: number }>((res, rej) =>
-    consumer.queryWatermarkOffsets(topic, partition, 10000, (e, w) => (e ? rej(e) : res({ topic, partition, offset: w.highOffset }))))));
+/** Each partition of `topic` from its end: only what is written from now on is read. */
+async function fromTheEnd(consumer: Kafka.KafkaConsumer, topic: string, partitions: number[]): Promise<Array<{ topic: string; partition: number; offset: number }>> {
+  return Promise.all(partitions.map(async (partition) => ({ topic, partition, offset: (await logRange(consumer, topic, partition)).highOffset })));
 }
 
 const header = (m: Kafka.Message, name: string): string | undefined => {
@@ -118,13 +114,13 @@ export async function send(config: Config, commands: Array<Record<string, unknow
     const topics = new Topics(config, producer, { health: new Health(metrics), metrics, log: createLogger({ level: 'silent' }) });
     await topics.ensure('send', [config.kafka.topics.commands, results, commandsDlq]);
     topics.close();
-    const parts = await partitionCount(consumer, results);
-    if (parts === 0) {
+    const parts = await partitionsOf(consumer, results);
+    if (parts.length === 0) {
       print(JSON.stringify({ error: `topic ${results} does not exist: create it, or set KAFKA_CREATE_TOPICS=true; nothing was sent` }));
       return 2;
     }
-    const dlqParts = await partitionCount(consumer, commandsDlq); // without it a dead-lettered command shows as no outcome
-    consumer.assign([...await highWatermarks(consumer, results, parts), ...await highWatermarks(consumer, commandsDlq, dlqParts)]);
+    const dlqParts = await partitionsOf(consumer, commandsDlq); // without it a dead-lettered command shows as no outcome
+    consumer.assign([...await fromTheEnd(consumer, results, parts), ...await fromTheEnd(consumer, commandsDlq, dlqParts)]);
 
     // the same commandId (a deliberate re-send) or the same bytes may be sent more than once: each copy
     // waits for an answer of its own, in the order sent
