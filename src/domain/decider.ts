@@ -19,15 +19,16 @@ import {
   type DomainEvent,
   type EventType,
   type RejectReason,
+  type Rejection,
 } from './types';
 
-function reject(rejected: RejectReason, detail: string): Decision {
+export function reject(rejected: RejectReason, detail: string): Rejection {
   return { accepted: false, rejected, detail };
 }
 
 // TOO_LARGE is the only money error the sender cannot fix by correcting a
 // typo, so it gets its own reason; everything else is a malformed command.
-function moneyReject(field: string, err: MoneyError, currency: string, digits: number): Decision {
+export function moneyReject(field: string, err: MoneyError, currency: string, digits: number): Rejection {
   switch (err) {
     case 'TOO_LARGE':
       return reject('LIMIT_EXCEEDED', `${field} exceeds the largest supported amount`);
@@ -83,6 +84,8 @@ export function decide(state: AccountState | null, cmd: Command): Decision {
 
   if (cmd.type === 'CloseAccount') {
     if (state.balance !== 0) return reject('BALANCE_NOT_ZERO', 'an account must have a zero balance to close');
+    const inFlight = state.transfersPending ?? 0;
+    if (inFlight > 0) return reject('TRANSFERS_PENDING', `${inFlight} outgoing transfer(s) of account ${cmd.accountId} are not settled yet`);
     const data: AccountClosedData = { currency: state.currency, balanceAfter: '0' };
     if (cmd.reason !== undefined) data.reason = cmd.reason;
     return accept(withState(state, 0, 'closed'), 'AccountClosed', cmd, data);
@@ -121,7 +124,7 @@ export function decide(state: AccountState | null, cmd: Command): Decision {
 // decide builds the next state directly instead of re-parsing the event's
 // balanceAfter through evolve; the unit tests check both agree.
 function withState(s: AccountState, balance: number, status: AccountState['status']): AccountState {
-  return {
+  const next: AccountState = {
     accountId: s.accountId,
     version: s.version + 1,
     balance,
@@ -129,6 +132,8 @@ function withState(s: AccountState, balance: number, status: AccountState['statu
     status,
     ownerName: s.ownerName,
   };
+  if (s.transfersPending !== undefined) next.transfersPending = s.transfersPending;
+  return next;
 }
 
 /** Applies one stored event. Events carry their full resulting state, so evolve only keeps ownerName. */

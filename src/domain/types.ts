@@ -13,7 +13,14 @@ export type RejectReason =
   | 'INSUFFICIENT_FUNDS'
   | 'BALANCE_NOT_ZERO'
   | 'VERSION_CONFLICT'
-  | 'LIMIT_EXCEEDED';
+  | 'LIMIT_EXCEEDED'
+  // transfers (src/domain/transfer.ts): at the source
+  | 'SAME_ACCOUNT'
+  | 'TRANSFERS_PENDING'
+  // transfers: at the destination, reported after the source is refunded
+  | 'DESTINATION_NOT_FOUND'
+  | 'DESTINATION_CLOSED'
+  | 'CURRENCY_MISMATCH';
 
 export const COMMAND_TYPES: readonly CommandType[] = ['OpenAccount', 'Deposit', 'Withdraw', 'CloseAccount'];
 export const EVENT_TYPES: readonly EventType[] = ['AccountCreated', 'MoneyDeposited', 'MoneyWithdrawn', 'AccountClosed'];
@@ -26,6 +33,11 @@ export const REJECT_REASONS: readonly RejectReason[] = [
   'BALANCE_NOT_ZERO',
   'VERSION_CONFLICT',
   'LIMIT_EXCEEDED',
+  'SAME_ACCOUNT',
+  'TRANSFERS_PENDING',
+  'DESTINATION_NOT_FOUND',
+  'DESTINATION_CLOSED',
+  'CURRENCY_MISMATCH',
 ];
 
 export function isEventType(s: unknown): s is EventType {
@@ -72,6 +84,13 @@ export interface AccountState {
   status: 'open' | 'closed';
   /** '' when restored from a non-creation event; the decider never reads it. */
   ownerName: string;
+  /**
+   * Outgoing transfers debited and not yet settled (credited or refunded).
+   * Not in the account's own events (a credit settles at the destination), so
+   * it is read where the transfers are recorded; absent means none known.
+   * Only CloseAccount reads it (TRANSFERS_PENDING).
+   */
+  transfersPending?: number;
 }
 
 // Event data: amounts are canonical decimal strings in the account's currency,
@@ -104,6 +123,6 @@ export interface DomainEvent {
   data: AccountCreatedData | MoneyMovedData | AccountClosedData;
 }
 
-export type Decision =
-  | { accepted: true; event: DomainEvent; state: AccountState }
-  | { accepted: false; rejected: RejectReason; detail?: string };
+export interface Rejection { accepted: false; rejected: RejectReason; detail?: string }
+
+export type Decision = { accepted: true; event: DomainEvent; state: AccountState } | Rejection;

@@ -1,0 +1,199 @@
+/**
+ * The transfer decider: moving money from one account to another as three
+ * steps, each decided on one account alone (docs/transfers.md):
+ *
+ * 1. `Transfer` on the source (a command on bank.commands): the money leaves
+ *    the source (`TransferDebited`) and is in flight, or nothing happens.
+ * 2. `CreditTransfer` on the destination (an internal step): the money
+ *    arrives (`TransferCredited`), or the destination refuses it.
+ * 3. `RefundTransfer` on the source (an internal step, only after a refusal):
+ *    the money returns (`TransferRefunded`). A refund is never refused.
+ *
+ * The steps' command ids are derived from the transferId (transferStepId), so
+ * a step sent twice is the same command twice: a duplicate, never a second
+ * credit or refund. Like decide(), every function is pure and total over
+ * valid input: a rejection is a returned decision, never an exception.
+ */
+import { createHash } from 'node:crypto';
+import { fractionDigits } from './currency';
+import { moneyReject, reject } from './decider';
+import { addMinor, formatMoney, parseMoney } from './money';
+import type { AccountState, RejectReason } from './types';
+
+export interface Transfer {
+  type: 'Transfer';
+  /** also the transferId */
+  commandId: string;
+  /** the source */
+  accountId: string;
+  toAccountId: string;
+  amount: string;
+  /** applies to the source */
+  expectedVersion?: number;
+}
+
+/** Step 2, to the destination: what the source's debit decided, carried to where the credit is decided. */
+export interface CreditTransfer {
+  type: 'CreditTransfer';
+  /** transferStepId(transferId, 'credit') */
+  commandId: string;
+  transferId: string;
+  /** the destination */
+  accountId: string;
+  fromAccountId: string;
+  /** canonical, in the source's currency */
+  amount: string;
+  currency: string;
+}
+
+/** Step 3, back to the source: the destination refused the money. */
+export interface RefundTransfer {
+  type: 'RefundTransfer';
+  /** transferStepId(transferId, 'refund') */
+  commandId: string;
+  transferId: string;
+  /** the source */
+  accountId: string;
+  toAccountId: string;
+  amount: string;
+  currency: string;
+  /** why the destination refused: DESTINATION_NOT_FOUND, DESTINATION_CLOSED, CURRENCY_MISMATCH, LIMIT_EXCEEDED */
+  reason: RejectReason;
+}
+
+export type TransferEventType = 'TransferDebited' | 'TransferCredited' | 'TransferRefunded';
+export const TRANSFER_EVENT_TYPES: readonly TransferEventType[] = ['TransferDebited', 'TransferCredited', 'TransferRefunded'];
+
+/** Data of TransferDebited and TransferRefunded (on the source) and TransferCredited (on the destination). */
+export interface TransferData {
+  transferId: string;
+  /** the other account: the destination on the source's events, the source on the destination's */
+  toAccountId?: string;
+  fromAccountId?: string;
+  amount: string;
+  currency: string;
+  balanceAfter: string;
+  /** TransferRefunded only: why the destination refused */
+  reason?: RejectReason;
+}
+
+export interface TransferEvent {
+  type: TransferEventType;
+  accountId: string;
+  version: number;
+  commandId: string;
+  data: TransferData;
+}
+
+export type TransferDecision =
+  | { accepted: true; event: TransferEvent; state: AccountState }
+  | { accepted: false; rejected: RejectReason; detail?: string };
+
+/** Reasons a destination refuses a credit; each ends the transfer with a refund. */
+export const DESTINATION_REASONS: readonly RejectReason[] = ['DESTINATION_NOT_FOUND', 'DESTINATION_CLOSED', 'CURRENCY_MISMATCH', 'LIMIT_EXCEEDED'];
+
+/**
+ * The command id of a transfer's credit or refund step: a name-based UUID
+ * (version 5 layout, SHA-1 of a fixed namespace, the step and the transferId),
+ * so every re-send of a step is the same command.
+ */
+export function transferStepId(transferId: string, step: 'credit' | 'refund'): string {
+  const h = createHash('sha1').update(STEP_NAMESPACE).update(step).update(transferId.toLowerCase()).digest();
+  h[6] = (h[6] & 0x0f) | 0x50;
+  h[8] = (h[8] & 0x3f) | 0x80;
+  const x = h.subarray(0, 16).toString('hex');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
+}
+
+const STEP_NAMESPACE = Buffer.from('banking-es transfer step\0', 'utf8');
+
+/** Step 1, on the source. The amount rules are Withdraw's; the money is in flight once accepted. */
+export function decideTransfer(state: AccountState | null, cmd: Transfer): TransferDecision {
+  const version = state === null ? 0 : state.version;
+  if (cmd.expectedVersion !== undefined && cmd.expectedVersion !== version) {
+    return reject('VERSION_CONFLICT', `expected version ${cmd.expectedVersion}, account is at ${version}`);
+  }
+  if (cmd.toAccountId === cmd.accountId) return reject('SAME_ACCOUNT', 'a transfer needs two different accounts');
+  if (state === null) return reject('ACCOUNT_NOT_FOUND', `account ${cmd.accountId} does not exist`);
+  if (state.status === 'closed') return reject('ACCOUNT_CLOSED', `account ${cmd.accountId} is closed`);
+  const digits = fractionDigits(state.currency);
+  if (digits === undefined) return reject('INVALID_COMMAND', `account currency ${state.currency} is unknown`);
+  const amount = parseMoney(cmd.amount, digits, { allowZero: false });
+  if (typeof amount !== 'number') return moneyReject('amount', amount, state.currency, digits);
+  if (amount > state.balance) {
+    return reject('INSUFFICIENT_FUNDS', `balance ${formatMoney(state.balance, digits)} is less than ${formatMoney(amount, digits)}`);
+  }
+  const balance = state.balance - amount;
+  const next = moved(state, balance, 1);
+  return {
+    accepted: true,
+    state: next,
+    event: {
+      type: 'TransferDebited', accountId: state.accountId, version: next.version, commandId: cmd.commandId,
+      data: { transferId: cmd.commandId, toAccountId: cmd.toAccountId, amount: formatMoney(amount, digits), currency: state.currency, balanceAfter: String(balance) },
+    },
+  };
+}
+
+/** Step 2, on the destination. A refusal here is not final: the caller refunds the source with its reason. */
+export function decideCredit(state: AccountState | null, step: CreditTransfer): TransferDecision {
+  if (state === null) return reject('DESTINATION_NOT_FOUND', `account ${step.accountId} does not exist`);
+  if (state.status === 'closed') return reject('DESTINATION_CLOSED', `account ${step.accountId} is closed`);
+  if (state.currency !== step.currency) {
+    return reject('CURRENCY_MISMATCH', `account ${step.accountId} holds ${state.currency}, the transfer is in ${step.currency}`);
+  }
+  const amount = stepAmount(step.amount, state.currency);
+  if (amount === undefined) return reject('INVALID_COMMAND', `amount ${step.amount} is not a positive ${state.currency} amount`);
+  const balance = addMinor(state.balance, amount);
+  if (balance === 'TOO_LARGE') return reject('LIMIT_EXCEEDED', 'balance would exceed the largest supported amount');
+  const next = moved(state, balance, 0);
+  return {
+    accepted: true,
+    state: next,
+    event: {
+      type: 'TransferCredited', accountId: state.accountId, version: next.version, commandId: step.commandId,
+      data: { transferId: step.transferId, fromAccountId: step.fromAccountId, amount: step.amount, currency: state.currency, balanceAfter: String(balance) },
+    },
+  };
+}
+
+/**
+ * Step 3, on the source: never refused. The source cannot have been closed
+ * meanwhile (TRANSFERS_PENDING) and held the amount before its debit; the
+ * only refusal left would be a balance past 2^53 − 1 minor units, which
+ * deposits since the debit could reach only at amounts no currency has: that
+ * is corruption, and it throws.
+ */
+export function decideRefund(state: AccountState | null, step: RefundTransfer): TransferDecision & { accepted: true } {
+  if (state === null) throw new TypeError(`refund of transfer ${step.transferId}: source ${step.accountId} has no events`);
+  const amount = stepAmount(step.amount, state.currency);
+  if (amount === undefined || step.currency !== state.currency) {
+    throw new TypeError(`refund of transfer ${step.transferId}: ${step.amount} ${step.currency} is not what account ${step.accountId} (${state.currency}) sent`);
+  }
+  const balance = addMinor(state.balance, amount);
+  if (balance === 'TOO_LARGE') throw new TypeError(`refund of transfer ${step.transferId}: account ${step.accountId} would exceed 2^53 - 1 minor units`);
+  const next = moved(state, balance, -1);
+  return {
+    accepted: true,
+    state: next,
+    event: {
+      type: 'TransferRefunded', accountId: state.accountId, version: next.version, commandId: step.commandId,
+      data: { transferId: step.transferId, toAccountId: step.toAccountId, amount: step.amount, currency: state.currency, balanceAfter: String(balance), reason: step.reason },
+    },
+  };
+}
+
+function stepAmount(text: string, currency: string): number | undefined {
+  const digits = fractionDigits(currency);
+  if (digits === undefined) return undefined;
+  const minor = parseMoney(text, digits, { allowZero: false });
+  return typeof minor === 'number' ? minor : undefined;
+}
+
+/** The next state after a transfer event; `pending` is the change in outgoing transfers in flight. */
+function moved(s: AccountState, balance: number, pending: -1 | 0 | 1): AccountState {
+  const next: AccountState = { accountId: s.accountId, version: s.version + 1, balance, currency: s.currency, status: s.status, ownerName: s.ownerName };
+  const inFlight = Math.max(0, (s.transfersPending ?? 0) + pending);
+  if (inFlight > 0 || s.transfersPending !== undefined) next.transfersPending = inFlight;
+  return next;
+}
