@@ -58,7 +58,7 @@ function encode(msgs: Kafka.Message[]): Encoded {
   // key order, as the projector writes them (project-shard.ts): Postgres inserts sorted keys faster
   rows.sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : x[1] - y[1]));
   const tx = new CopyWriter(msgs.length * 160);
-  for (let i = 0; i < rows.length; i++) tx.row(9).uuid(rows[i][0]).int8(rows[i][1]).uuid(EVENT_IDS[i & 63]).text('MoneyDeposited').int8(123456).int8(98765432).text('USD').uuid(COMMAND_ID).timestamptz(now);
+  for (let i = 0; i < rows.length; i++) tx.row(11).uuid(rows[i][0]).int8(rows[i][1]).uuid(EVENT_IDS[i & 63]).text('MoneyDeposited').int8(123456).int8(98765432).text('USD').uuid(COMMAND_ID).timestamptz(now).null().null();
   const accounts = new CopyWriter(folded.size * 120);
   for (const [account, v] of [...folded].sort((x, y) => (x[0] < y[0] ? -1 : 1))) accounts.row(9).uuid(account).text('Owner').text('USD').int8(98765432).text('open').int8(v).timestamptz(now).timestamptz(now).null();
   return { tx: tx.finish(), accounts: accounts.finish(), next };

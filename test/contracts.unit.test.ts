@@ -22,6 +22,8 @@ import { packageRoot } from '../src/paths';
 import { CONTRACTS, violation, type SchemaName } from './helpers/contracts';
 import { hostileCorpus } from './helpers/hostile-corpus';
 import { generateHistory } from './helpers/event-history';
+import { encodeEnvelope } from '../src/codec/envelope';
+import { decideCredit, decideRefund, decideTransfer, transferStepId, type TransferEvent } from '../src/domain/transfer';
 
 const doc = parse(fs.readFileSync(path.join(CONTRACTS, 'asyncapi.yaml'), 'utf8')) as {
   channels: Record<string, { address: string; messages: Record<string, { $ref: string }> }>;
@@ -54,6 +56,28 @@ test('the events the decider and the encoder make satisfy event.json', () => {
   const bad = h.map((e) => violation('event', JSON.parse(e.json))).filter(Boolean);
   assert.equal(bad.slice(0, 3), []);
   assert.ok(violation('event', { ...JSON.parse(h[0].json), version: 0 }), 'the schema can fail');
+});
+
+test('envelopes written before the schema version existed (version 1) satisfy event.json', () => {
+  const lines = fs.readFileSync(path.join(packageRoot(), 'test', 'fixtures', 'events-v1.ndjson'), 'utf8').split('\n').filter(Boolean);
+  assert.equal(lines.map((l) => violation('event', JSON.parse(l))).filter(Boolean).slice(0, 3), []);
+});
+
+test('the events of the transfer deciders satisfy event.json, and need schemaVersion 2', () => {
+  const A = randomUUID(), B = randomUUID();
+  const open = (accountId: string, balance: number) => ({ accountId, version: 1, balance, currency: 'EUR', status: 'open' as const, ownerName: '' });
+  const debit = decideTransfer(open(A, 1000), { type: 'Transfer', commandId: randomUUID(), accountId: A, toAccountId: B, amount: '2.50' });
+  if (!debit.accepted) throw new Error(debit.rejected);
+  const d = debit.event.data;
+  const credit = decideCredit(open(B, 0), { type: 'CreditTransfer', commandId: transferStepId(d.transferId, 'credit'), transferId: d.transferId, accountId: B, fromAccountId: A, amount: d.amount, currency: d.currency });
+  if (!credit.accepted) throw new Error(credit.rejected);
+  const refund = decideRefund(debit.state, { type: 'RefundTransfer', commandId: transferStepId(d.transferId, 'refund'), transferId: d.transferId, accountId: A, toAccountId: B, amount: d.amount, currency: d.currency, reason: 'CURRENCY_MISMATCH' });
+  const envelope = (e: TransferEvent) => JSON.parse(encodeEnvelope({ eventId: randomUUID(), accountId: e.accountId, version: e.version, type: e.type, data: e.data as unknown as Record<string, unknown>, commandId: e.commandId, recordedAt: new Date().toISOString() })) as Record<string, unknown>;
+  for (const e of [debit.event, credit.event, refund.event]) {
+    assert.is(violation('event', envelope(e)), null, e.type);
+    const { schemaVersion: _, ...v1 } = envelope(e);
+    assert.ok(violation('event', v1), `${e.type} without schemaVersion`);
+  }
 });
 
 /** Where the command schema and banking-es part ways on the hostile corpus, and why. */

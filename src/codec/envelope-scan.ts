@@ -8,14 +8,14 @@
  * It answers only when it can vouch that parseEnvelope would return an equal
  * envelope, and returns undefined otherwise, for the caller to take the
  * general path: any byte outside printable ASCII, an escape, a key other
- * than the seven envelope keys and the six data keys the decider writes, a
+ * than the envelope keys and the data keys the deciders write, a
  * key twice, a data value that is not a string, a number that is not a plain
  * positive integer, a UUID that is not lower-case, an unknown event type, a
  * timestamp Date.parse rejects. So it never produces an error of its own,
  * and wrappers (Debezium change events, converters) always go the long way.
  */
 import { EVENT_TYPES, type EventType } from '../domain/types';
-import type { EventEnvelope } from './envelope';
+import { SCHEMA_VERSION, schemaVersionError, type EventEnvelope } from './envelope';
 import { isLowerUuidAt } from './hex';
 
 /** What the fast path read, plus recordedAt as milliseconds (it parsed it to validate it). */
@@ -25,8 +25,10 @@ export interface ScannedEnvelope extends EventEnvelope {
 
 const QUOTE = 0x22, COLON = 0x3a, COMMA = 0x2c, OPEN = 0x7b, CLOSE = 0x7d, BACKSLASH = 0x5c;
 
-const TOP = ['eventId', 'accountId', 'version', 'type', 'data', 'commandId', 'recordedAt'] as const;
-const DATA = ['ownerName', 'currency', 'initialBalance', 'balanceAfter', 'amount', 'reason'] as const;
+const TOP = ['eventId', 'accountId', 'version', 'type', 'data', 'commandId', 'recordedAt', 'schemaVersion'] as const;
+/** every key but schemaVersion (absent in envelopes written before it: version 1) */
+const REQUIRED = (1 << (TOP.length - 1)) - 1;
+const DATA = ['ownerName', 'currency', 'initialBalance', 'balanceAfter', 'amount', 'reason', 'transferId', 'toAccountId', 'fromAccountId'] as const;
 const TOP_BYTES = TOP.map((k) => Buffer.from(k, 'latin1'));
 const DATA_BYTES = DATA.map((k) => Buffer.from(k, 'latin1'));
 const TYPE_BYTES = EVENT_TYPES.map((t) => Buffer.from(t, 'latin1'));
@@ -161,7 +163,7 @@ export function scanEnvelope(value: Buffer, start = 0, stop = value.length): Sca
 
 function scan(): ScannedEnvelope | undefined {
   let eventId: string | undefined, accountId: string | undefined, commandId: string | undefined, recordedAt: string | undefined;
-  let version = 0, recordedAtMs = 0;
+  let version = 0, recordedAtMs = 0, schemaVersion = 1;
   let type: EventType | undefined;
   let data: Record<string, string> | undefined;
   let seen = 0;
@@ -182,6 +184,14 @@ function scan(): ScannedEnvelope | undefined {
         while (i < end && b[i] >= 0x30 && b[i] <= 0x39) v = v * 10 + (b[i++] - 0x30);
         if (i - s > 16 || !Number.isSafeInteger(v)) return undefined;
         version = v;
+        break;
+      }
+      case 'schemaVersion': {
+        // one digit, a version this reader knows
+        const v = b[i] - 0x30;
+        if (!(v >= 1 && v <= SCHEMA_VERSION) || (b[i + 1] >= 0x30 && b[i + 1] <= 0x39)) return undefined;
+        i++;
+        schemaVersion = v;
         break;
       }
       case 'data': {
@@ -232,6 +242,8 @@ function scan(): ScannedEnvelope | undefined {
     again = m;
   }
   ws();
-  if (i !== end || seen !== (1 << TOP.length) - 1) return undefined;
-  return { eventId: eventId!, accountId: accountId!, version, type: type!, data: data!, commandId: commandId!, recordedAt: recordedAt!, recordedAtMs };
+  if (i !== end || (seen & REQUIRED) !== REQUIRED) return undefined;
+  if (schemaVersion !== SCHEMA_VERSION && schemaVersionError(schemaVersion, type!) !== undefined) return undefined;
+  // upcast (envelope.ts): from version 1 nothing changes but the number
+  return { eventId: eventId!, accountId: accountId!, version, type: type!, data: data!, commandId: commandId!, recordedAt: recordedAt!, schemaVersion: SCHEMA_VERSION, recordedAtMs };
 }

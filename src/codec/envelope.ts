@@ -14,8 +14,18 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
-import { isEventType, type EventType } from '../domain/types';
+import { EVENT_TYPES_V1, isEventType, type EventType } from '../domain/types';
 import { isUuid } from './command';
+
+/**
+ * The envelope's schema version, written into every envelope as
+ * `schemaVersion`. Envelopes written before it existed have none and are
+ * version 1 (the four account events). Version 2 adds the transfer events
+ * (TransferDebited, TransferCredited, TransferRefunded); a version-1
+ * envelope reads as version 2 unchanged (upcast()). A reader refuses a
+ * version newer than its own: it cannot know what that version means.
+ */
+export const SCHEMA_VERSION = 2;
 
 export interface EventEnvelope {
   eventId: string;
@@ -25,6 +35,8 @@ export interface EventEnvelope {
   data: Record<string, unknown>;
   commandId: string;
   recordedAt: string;
+  /** Always SCHEMA_VERSION once read: older envelopes are upcast. */
+  schemaVersion: number;
 }
 
 export type EnvelopeError = { error: string };
@@ -39,7 +51,7 @@ export function jsonString(s: string): string {
 }
 
 /** Serializes with the fields in contract order, so stored and relayed bytes are identical. */
-export function encodeEnvelope(e: EventEnvelope): string {
+export function encodeEnvelope(e: Omit<EventEnvelope, 'schemaVersion'>): string {
   return (
     '{"eventId":' + jsonString(e.eventId) +
     ',"accountId":' + jsonString(e.accountId) +
@@ -48,6 +60,7 @@ export function encodeEnvelope(e: EventEnvelope): string {
     ',"data":' + JSON.stringify(e.data) +
     ',"commandId":' + jsonString(e.commandId) +
     ',"recordedAt":' + jsonString(e.recordedAt) +
+    ',"schemaVersion":' + SCHEMA_VERSION +
     '}'
   );
 }
@@ -161,5 +174,28 @@ function validate(o: Record<string, unknown>): EventEnvelope | EnvelopeError {
   if (typeof recordedAt !== 'string' || Number.isNaN(Date.parse(recordedAt))) {
     return { error: 'envelope.recordedAt must be an ISO-8601 timestamp' };
   }
-  return { eventId, accountId, version, type, data, commandId, recordedAt };
+  const written = hasOwn.call(o, 'schemaVersion') ? o.schemaVersion : 1;
+  const known = schemaVersionError(written, type);
+  if (known !== undefined) return { error: known };
+  return upcast({ eventId, accountId, version, type, data, commandId, recordedAt, schemaVersion: written as number });
+}
+
+/** Why an envelope of schema version `written` cannot hold `type`, or undefined when it can. */
+export function schemaVersionError(written: unknown, type: EventType): string | undefined {
+  if (typeof written !== 'number' || !Number.isInteger(written) || written < 1 || written > SCHEMA_VERSION) {
+    return `envelope.schemaVersion ${JSON.stringify(written)} is not one this reader knows (1 to ${SCHEMA_VERSION})`;
+  }
+  if (written === 1 && !EVENT_TYPES_V1.includes(type)) return `envelope.type ${type} needs schemaVersion 2 or later`;
+  return undefined;
+}
+
+/**
+ * An envelope of any known schema version as the current version reads it.
+ * 1 → 2 changes nothing but the number: version 2 only added event types.
+ * A later version that reshapes a version-2 event maps it here, so nothing
+ * downstream ever sees an old shape.
+ */
+export function upcast<E extends EventEnvelope>(e: E): E {
+  if (e.schemaVersion !== SCHEMA_VERSION) e.schemaVersion = SCHEMA_VERSION;
+  return e;
 }

@@ -9,7 +9,7 @@ export const EVENT_COLUMNS = 'account_id, version, event_id, event_type, payload
 /** `command_rejections`, as the command worker encodes them. */
 export const REJECTION_COLUMNS = 'account_id, command_id, command_type, reason, detail, rejected_at, source_partition, source_offset';
 /** `transaction_projections`, as the projection worker encodes them. */
-export const TRANSACTION_COLUMNS = 'account_id, version, event_id, event_type, amount, balance_after, currency, command_id, recorded_at';
+export const TRANSACTION_COLUMNS = 'account_id, version, event_id, event_type, amount, balance_after, currency, command_id, recorded_at, transfer_id, counterparty_id';
 /** The staging table of the `account_projections` upsert, as the projection worker encodes it. */
 export const ACCOUNT_STAGING_COLUMNS = 'account_id, owner_name, currency, balance, status, version, opened_at, updated_at, closed_at';
 

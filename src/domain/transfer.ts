@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto';
 import { fractionDigits } from './currency';
 import { moneyReject, reject } from './decider';
 import { addMinor, formatMoney, parseMoney } from './money';
-import type { AccountState, RejectReason } from './types';
+import type { AccountState, EventType, RejectReason } from './types';
 
 export interface Transfer {
   type: 'Transfer';
@@ -61,7 +61,7 @@ export interface RefundTransfer {
   reason: RejectReason;
 }
 
-export type TransferEventType = 'TransferDebited' | 'TransferCredited' | 'TransferRefunded';
+export type TransferEventType = Extract<EventType, `Transfer${string}`>;
 export const TRANSFER_EVENT_TYPES: readonly TransferEventType[] = ['TransferDebited', 'TransferCredited', 'TransferRefunded'];
 
 /** Data of TransferDebited and TransferRefunded (on the source) and TransferCredited (on the destination). */

@@ -4,7 +4,10 @@
  */
 
 export type CommandType = 'OpenAccount' | 'Deposit' | 'Withdraw' | 'CloseAccount';
-export type EventType = 'AccountCreated' | 'MoneyDeposited' | 'MoneyWithdrawn' | 'AccountClosed';
+export type EventType =
+  | 'AccountCreated' | 'MoneyDeposited' | 'MoneyWithdrawn' | 'AccountClosed'
+  // since envelope schema version 2 (src/codec/envelope.ts), src/domain/transfer.ts
+  | 'TransferDebited' | 'TransferCredited' | 'TransferRefunded';
 export type RejectReason =
   | 'INVALID_COMMAND'
   | 'ACCOUNT_NOT_FOUND'
@@ -23,7 +26,12 @@ export type RejectReason =
   | 'CURRENCY_MISMATCH';
 
 export const COMMAND_TYPES: readonly CommandType[] = ['OpenAccount', 'Deposit', 'Withdraw', 'CloseAccount'];
-export const EVENT_TYPES: readonly EventType[] = ['AccountCreated', 'MoneyDeposited', 'MoneyWithdrawn', 'AccountClosed'];
+export const EVENT_TYPES: readonly EventType[] = [
+  'AccountCreated', 'MoneyDeposited', 'MoneyWithdrawn', 'AccountClosed',
+  'TransferDebited', 'TransferCredited', 'TransferRefunded',
+];
+/** The event types of envelope schema version 1 (before transfers). */
+export const EVENT_TYPES_V1: readonly EventType[] = EVENT_TYPES.slice(0, 4);
 export const REJECT_REASONS: readonly RejectReason[] = [
   'INVALID_COMMAND',
   'ACCOUNT_NOT_FOUND',
@@ -41,7 +49,7 @@ export const REJECT_REASONS: readonly RejectReason[] = [
 ];
 
 export function isEventType(s: unknown): s is EventType {
-  return s === 'AccountCreated' || s === 'MoneyDeposited' || s === 'MoneyWithdrawn' || s === 'AccountClosed';
+  return typeof s === 'string' && (EVENT_TYPES as readonly string[]).includes(s);
 }
 
 export function isCommandType(s: unknown): s is CommandType {

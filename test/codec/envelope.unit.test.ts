@@ -11,6 +11,7 @@ const env: EventEnvelope = {
   data: { amount: '10.50', currency: 'USD', balanceAfter: '1150' },
   commandId: '5f0c6b1e-2a3d-4c55-9a8e-5a7f4f0f7a22',
   recordedAt: '2024-05-01T12:00:00.123Z',
+  schemaVersion: 2,
 };
 const json = encodeEnvelope(env);
 
@@ -33,7 +34,7 @@ const change = { before: null, after: row, source, op: 'c', ts_ms: 1714564800200
 const schema = { type: 'struct', optional: false, name: 'banking.public.events.Envelope', version: 1, fields: [] };
 
 test('encodeEnvelope writes the fields in contract order', () => {
-  assert.equal(Object.keys(JSON.parse(json)), ['eventId', 'accountId', 'version', 'type', 'data', 'commandId', 'recordedAt']);
+  assert.equal(Object.keys(JSON.parse(json)), ['eventId', 'accountId', 'version', 'type', 'data', 'commandId', 'recordedAt', 'schemaVersion']);
   assert.equal(JSON.parse(json), env);
 });
 

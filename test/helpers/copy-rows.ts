@@ -36,6 +36,7 @@ export function decodeCopyRows(bytes: Uint8Array, columns: Array<[string, Column
 export const TRANSACTION_ROW: Array<[string, ColumnType]> = [
   ['account_id', 'uuid'], ['version', 'int8'], ['event_id', 'uuid'], ['event_type', 'text'], ['amount', 'int8'],
   ['balance_after', 'int8'], ['currency', 'text'], ['command_id', 'uuid'], ['recorded_at', 'timestamptz'],
+  ['transfer_id', 'uuid'], ['counterparty_id', 'uuid'],
 ];
 export const ACCOUNT_ROW: Array<[string, ColumnType]> = [
   ['account_id', 'uuid'], ['owner_name', 'text'], ['currency', 'text'], ['balance', 'int8'], ['status', 'text'],

@@ -9,7 +9,7 @@
 import { decide } from '../../src/domain/decider';
 import { fractionDigits } from '../../src/domain/currency';
 import { formatMoney } from '../../src/domain/money';
-import { encodeEnvelope, type EventEnvelope } from '../../src/codec/envelope';
+import { SCHEMA_VERSION, encodeEnvelope, type EventEnvelope } from '../../src/codec/envelope';
 import type { AccountState, Command } from '../../src/domain/types';
 import { prng } from '../../dev/loadgen/generator';
 
@@ -75,7 +75,7 @@ export function generateHistory(o: HistoryOptions): HistoryEvent[] {
     states.set(accountId, d.state);
     const envelope: EventEnvelope = {
       eventId: uuidFrom(next), accountId, version: d.event.version, type: d.event.type,
-      data: d.event.data as unknown as Record<string, unknown>, commandId, recordedAt: new Date(at++).toISOString(),
+      data: d.event.data as unknown as Record<string, unknown>, commandId, recordedAt: new Date(at++).toISOString(), schemaVersion: SCHEMA_VERSION,
     };
     out.push({ envelope, json: encodeEnvelope(envelope) });
   }
@@ -88,7 +88,7 @@ export interface ExpectedAccount {
 }
 export interface ExpectedTransaction {
   account_id: string; version: string; event_id: string; event_type: string; amount: string; balance_after: string;
-  currency: string; command_id: string; recorded_at: string;
+  currency: string; command_id: string; recorded_at: string; transfer_id: string | null; counterparty_id: string | null;
 }
 
 /** The read models a complete history folds into, as text columns (the shape of the comparison queries). */
@@ -115,6 +115,8 @@ export function foldHistory(events: EventEnvelope[]): { accounts: Map<string, Ex
         transactions.set(`${id}/${e.version}`, {
           account_id: id, version: String(e.version), event_id: e.eventId, event_type: e.type, amount: String(bal - prev),
           balance_after: String(bal), currency: e.data.currency as string, command_id: e.commandId, recorded_at: iso(e.recordedAt),
+          transfer_id: (e.data.transferId as string | undefined) ?? null,
+          counterparty_id: ((e.type === 'TransferCredited' ? e.data.fromAccountId : e.data.toAccountId) as string | undefined) ?? null,
         });
       }
       prev = bal;

@@ -170,7 +170,7 @@ export class ProjectionFixture {
     const want = foldHistory(evs.map((r) => r.payload));
     const iso = (d: Date | null) => (d === null ? null : d.toISOString());
     const { rows: accs } = await this.pg.query('SELECT account_id::text, owner_name, currency, balance::text, status, version::text, opened_at, updated_at, closed_at FROM account_projections');
-    const { rows: txs } = await this.pg.query('SELECT account_id::text, version::text, event_id::text, event_type, amount::text, balance_after::text, currency, command_id::text, recorded_at FROM transaction_projections');
+    const { rows: txs } = await this.pg.query('SELECT account_id::text, version::text, event_id::text, event_type, amount::text, balance_after::text, currency, command_id::text, recorded_at, transfer_id::text, counterparty_id::text FROM transaction_projections');
     const diffs: string[] = [];
     const seenA = new Set<string>();
     for (const r of accs) {

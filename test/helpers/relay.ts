@@ -18,7 +18,7 @@ import { createPool } from '../../src/db/pool';
 import { migrate } from '../../src/db/migrate';
 import { Lifecycle } from '../../src/lifecycle';
 import { ProducerClient, type OutMessage } from '../../src/kafka/producer';
-import { encodeEnvelope, type EventEnvelope } from '../../src/codec/envelope';
+import { SCHEMA_VERSION, encodeEnvelope, type EventEnvelope } from '../../src/codec/envelope';
 import type { DaemonContext } from '../../src/daemon';
 import { createTestDatabase, testStack, uniqueTopic, type TestDb } from './stack';
 import { producer as testProducer } from './kafka';
@@ -114,7 +114,7 @@ export function envelope(accountId: string, version: number): EventEnvelope {
   const data = version === 1
     ? { ownerName: 'Relay Test', currency: 'USD', initialBalance: '0.00', balanceAfter: '0' }
     : { amount: '1.00', currency: 'USD', balanceAfter: String((version - 1) * 100) };
-  return { eventId: randomUUID(), accountId, version, type: version === 1 ? 'AccountCreated' : 'MoneyDeposited', data, commandId: randomUUID(), recordedAt: new Date().toISOString() };
+  return { eventId: randomUUID(), accountId, version, type: version === 1 ? 'AccountCreated' : 'MoneyDeposited', data, commandId: randomUUID(), recordedAt: new Date().toISOString(), schemaVersion: SCHEMA_VERSION };
 }
 
 /** Inserts the events on `db` (in whatever transaction it is in); tx_id and position take their defaults. */

@@ -17,7 +17,9 @@
  * Rows (no COPY header/trailer; copyIn frames them):
  *   transactions: one per money movement. AccountCreated is the first
  *     movement (its initial balance), MoneyDeposited positive, MoneyWithdrawn
- *     negative; AccountClosed moves no money and has no row.
+ *     negative; AccountClosed moves no money and has no row. Transfers:
+ *     TransferDebited negative, TransferCredited and TransferRefunded
+ *     positive, each with its transferId and the other account.
  *   accounts: the folded state, for the staging table of the upsert. An
  *     account whose AccountCreated is not in this slice gets owner_name ''
  *     and opened_at of its first event here; the upsert keeps the stored
@@ -103,6 +105,16 @@ function dlqCode(error: string): EventDlqCode {
 function movement(e: EventEnvelope, balanceAfter: number, digits: number): number | null | string {
   const d = e.data;
   switch (e.type) {
+    case 'TransferDebited':
+    case 'TransferCredited':
+    case 'TransferRefunded': {
+      if (typeof d.transferId !== 'string' || !isUuid(d.transferId)) return 'data.transferId must be a UUID string';
+      const other = e.type === 'TransferCredited' ? d.fromAccountId : d.toAccountId;
+      if (typeof other !== 'string' || !isUuid(other)) return `data.${e.type === 'TransferCredited' ? 'fromAccountId' : 'toAccountId'} must be a UUID string`;
+      const v = parseMoney(d.amount, digits, { allowZero: false });
+      if (typeof v !== 'number') return `data.amount: ${v}`;
+      return e.type === 'TransferDebited' ? -v : v;
+    }
     case 'AccountCreated': {
       const v = parseMoney(d.initialBalance, digits, { allowZero: true });
       if (typeof v !== 'number') return `data.initialBalance: ${v}`;
@@ -194,6 +206,9 @@ export function projectShard(task: ProjectTask): ProjectResult {
       rowAccount.push(a.index);
       tx.row(TRANSACTION_FIELDS).uuid(e.accountId).int8(e.version).uuid(e.eventId).text(e.type)
         .int8(amount).int8(balance).text(currency as string).uuid(e.commandId).timestamptz(at);
+      if (e.type === 'TransferDebited' || e.type === 'TransferRefunded') tx.uuid(e.data.transferId as string).uuid(e.data.toAccountId as string);
+      else if (e.type === 'TransferCredited') tx.uuid(e.data.transferId as string).uuid(e.data.fromAccountId as string);
+      else tx.null().null();
       transactionCount++;
     }
     applied++;

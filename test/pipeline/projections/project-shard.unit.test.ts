@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { accountOfEvent, projectShard, type ProjectResult } from '../../../src/pipeline/projections/project-shard';
 import { shardOf } from '../../../src/codec/hash';
 import { Packer } from '../../../src/pipeline/pack';
-import { encodeEnvelope, type EventEnvelope } from '../../../src/codec/envelope';
+import { SCHEMA_VERSION, encodeEnvelope, type EventEnvelope } from '../../../src/codec/envelope';
 import { foldHistory, generateHistory } from '../../helpers/event-history';
 import { ACCOUNT_ROW, decodeCopyRows, TRANSACTION_ROW } from '../../helpers/copy-rows';
 
@@ -23,7 +23,7 @@ const id = () => `00000000-0000-4000-8000-${String(++n).padStart(12, '0')}`;
 const t0 = Date.UTC(2024, 4, 1, 12);
 
 function ev(accountId: string, version: number, type: EventEnvelope['type'], data: Record<string, unknown>): EventEnvelope {
-  return { eventId: id(), accountId, version, type, data, commandId: id(), recordedAt: new Date(t0 + version * 1000).toISOString() };
+  return { eventId: id(), accountId, version, type, data, commandId: id(), recordedAt: new Date(t0 + version * 1000).toISOString(), schemaVersion: SCHEMA_VERSION };
 }
 // A: open with 100.00, +25.50, -120.00, -5.50 (to zero), close
 const historyA = [
@@ -43,7 +43,7 @@ test('a whole history: signed amounts, the creation as the first movement, Accou
   ]);
   assert.equal(r.txRows[1], {
     account_id: A, version: '2', event_id: historyA[1].eventId, event_type: 'MoneyDeposited', amount: '2550', balance_after: '12550',
-    currency: 'USD', command_id: historyA[1].commandId, recorded_at: historyA[1].recordedAt,
+    currency: 'USD', command_id: historyA[1].commandId, recorded_at: historyA[1].recordedAt, transfer_id: null, counterparty_id: null,
   });
   assert.equal(r.accRows, [{
     account_id: A, owner_name: 'Ada', currency: 'USD', balance: '0', status: 'closed', version: '5',
