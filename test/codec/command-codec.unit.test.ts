@@ -198,3 +198,17 @@ test('a polluted Object.prototype does not leak into commands', () => {
 });
 
 test.run();
+
+test('transfers are not accepted on bank.commands yet, and internal steps never are (INVALID_COMMAND)', () => {
+  const T = '1c7e7d2f-9b6e-4d66-8b9f-6b8a5a1a8b22';
+  const forged = [
+    { commandId: CMD, accountId: ACC, type: 'Transfer', toAccountId: T, amount: '1.00' },
+    { commandId: CMD, accountId: ACC, type: 'CreditTransfer', transferId: T, fromAccountId: T, amount: '1.00', currency: 'USD' },
+    { commandId: CMD, accountId: ACC, type: 'RefundTransfer', transferId: T, toAccountId: T, amount: '1.00', currency: 'USD', reason: 'DESTINATION_CLOSED' },
+  ];
+  for (const body of forged) {
+    const d = dec(body);
+    expectInvalid(d, /type must be one of OpenAccount, Deposit, Withdraw, CloseAccount/);
+    assert.is(d.kind === 'invalid' && d.type, body.type, 'the outcome echoes the type');
+  }
+});
