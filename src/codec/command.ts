@@ -12,6 +12,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import type { Command, CommandType } from '../domain/types';
+import type { Transfer } from '../domain/transfer';
 import { hexValue } from './hex';
 
 export type DlqCode =
@@ -24,8 +25,8 @@ export type DlqCode =
   | 'NO_ACCOUNT_ID'
   | 'KEY_MISMATCH';
 
-export type Decoded =
-  | { kind: 'ok'; command: Command }
+export type Decoded<C = Command> =
+  | { kind: 'ok'; command: C }
   | { kind: 'invalid'; commandId: string; accountId: string; type: string; message: string }
   | { kind: 'dlq'; code: DlqCode; message: string };
 
@@ -76,15 +77,23 @@ function isCurrencyCode(s: string): boolean {
   return true;
 }
 
-function dlq(code: DlqCode, message: string): Decoded {
+function dlq(code: DlqCode, message: string): Decoded<never> {
   return { kind: 'dlq', code, message };
 }
 
+/**
+ * `transfers`: whether `Transfer` is a command here. Off until the transfer
+ * process runs (docs/transfers.md, #17): a debit nobody credits would leave
+ * money in flight for good.
+ */
+export function decodeCommand(key: Buffer | null | undefined, value: Buffer | null | undefined, maxBytes: number): Decoded;
+export function decodeCommand(key: Buffer | null | undefined, value: Buffer | null | undefined, maxBytes: number, transfers: boolean): Decoded<Command | Transfer>;
 export function decodeCommand(
   key: Buffer | null | undefined,
   value: Buffer | null | undefined,
   maxBytes: number,
-): Decoded {
+  transfers = false,
+): Decoded<Command | Transfer> {
   if (value === null || value === undefined || value.length === 0) return dlq('EMPTY_VALUE', 'message has no value');
   if (value.length > maxBytes) return dlq('TOO_LARGE', `value is ${value.length} bytes, limit is ${maxBytes}`);
   // toString() would silently replace bad sequences with U+FFFD.
@@ -118,19 +127,18 @@ export function decodeCommand(
 
   const rawType = own(o, 'type');
   const type = typeof rawType === 'string' ? rawType.slice(0, MAX_ECHOED_TYPE) : '';
-  if (problem === undefined) problem = check(o, rawType);
+  if (problem === undefined) problem = rawType === 'Transfer' && transfers ? checkTransfer(o) : check(o, rawType, transfers);
   if (problem !== undefined) return { kind: 'invalid', commandId, accountId, type, message: problem };
+  if (rawType === 'Transfer') return { kind: 'ok', command: buildTransfer(o, commandId, accountId) };
   return { kind: 'ok', command: build(o, rawType as CommandType, commandId, accountId) };
 }
 
 // Returns the first problem, naming the field, or undefined when the command is
 // well formed. JSON null counts as absent for optional fields: producers in
 // typed languages often send null for an unset field.
-function check(o: object, type: unknown): string | undefined {
-  const ev = own(o, 'expectedVersion');
-  if (ev !== undefined && ev !== null && !(typeof ev === 'number' && Number.isSafeInteger(ev) && ev >= 0)) {
-    return 'expectedVersion must be a non-negative integer';
-  }
+function check(o: object, type: unknown, transfers: boolean): string | undefined {
+  const bad = expectedVersionProblem(o);
+  if (bad !== undefined) return bad;
   switch (type) {
     case 'OpenAccount': {
       const owner = own(o, 'ownerName');
@@ -159,8 +167,30 @@ function check(o: object, type: unknown): string | undefined {
       return undefined;
     }
     default:
-      return 'type must be one of OpenAccount, Deposit, Withdraw, CloseAccount';
+      return transfers ? 'type must be one of OpenAccount, Deposit, Withdraw, CloseAccount, Transfer' : 'type must be one of OpenAccount, Deposit, Withdraw, CloseAccount';
   }
+}
+
+function expectedVersionProblem(o: object): string | undefined {
+  const ev = own(o, 'expectedVersion');
+  if (ev !== undefined && ev !== null && !(typeof ev === 'number' && Number.isSafeInteger(ev) && ev >= 0)) {
+    return 'expectedVersion must be a non-negative integer';
+  }
+  return undefined;
+}
+
+function checkTransfer(o: object): string | undefined {
+  const bad = expectedVersionProblem(o);
+  if (bad !== undefined) return bad;
+  if (uuidOf(own(o, 'toAccountId')) === undefined) return 'toAccountId must be a UUID string';
+  return typeof own(o, 'amount') === 'string' ? undefined : 'amount must be a decimal string';
+}
+
+function buildTransfer(o: object, commandId: string, accountId: string): Transfer {
+  const cmd: Transfer = { type: 'Transfer', commandId, accountId, toAccountId: uuidOf(own(o, 'toAccountId'))!, amount: own(o, 'amount') as string };
+  const ev = own(o, 'expectedVersion');
+  if (typeof ev === 'number') cmd.expectedVersion = ev;
+  return cmd;
 }
 
 // Only called after check() passed, so the casts restate what was verified.

@@ -19,7 +19,7 @@ function expectDlq(d: Decoded, code: string): void {
   }
 }
 
-function expectInvalid(d: Decoded, field: RegExp, accountId = ACC): void {
+function expectInvalid(d: Decoded<unknown>, field: RegExp, accountId = ACC): void {
   assert.is(d.kind, 'invalid', JSON.stringify(d));
   if (d.kind === 'invalid') {
     assert.match(d.message, field);
@@ -197,7 +197,6 @@ test('a polluted Object.prototype does not leak into commands', () => {
   }
 });
 
-test.run();
 
 test('transfers are not accepted on bank.commands yet, and internal steps never are (INVALID_COMMAND)', () => {
   const T = '1c7e7d2f-9b6e-4d66-8b9f-6b8a5a1a8b22';
@@ -212,3 +211,17 @@ test('transfers are not accepted on bank.commands yet, and internal steps never 
     assert.is(d.kind === 'invalid' && d.type, body.type, 'the outcome echoes the type');
   }
 });
+
+test('Transfer decodes where transfers run; the internal steps stay refused', () => {
+  const T = '1C7E7D2F-9B6E-4D66-8B9F-6B8A5A1A8B22';
+  const on = (body: unknown) => decodeCommand(key, Buffer.from(JSON.stringify(body)), MAX, true);
+  assert.equal(on({ commandId: CMD, accountId: ACC, type: 'Transfer', toAccountId: T, amount: '1.00', expectedVersion: 3 }), {
+    kind: 'ok', command: { type: 'Transfer', commandId: CMD, accountId: ACC, toAccountId: T.toLowerCase(), amount: '1.00', expectedVersion: 3 },
+  });
+  expectInvalid(on({ commandId: CMD, accountId: ACC, type: 'Transfer', toAccountId: 'nope', amount: '1.00' }), /toAccountId must be a UUID/);
+  expectInvalid(on({ commandId: CMD, accountId: ACC, type: 'Transfer', toAccountId: T, amount: 1 }), /amount must be a decimal string/);
+  expectInvalid(on({ commandId: CMD, accountId: ACC, type: 'Transfer', toAccountId: T, amount: '1', expectedVersion: -1 }), /expectedVersion/);
+  expectInvalid(on({ commandId: CMD, accountId: ACC, type: 'CreditTransfer', transferId: T, fromAccountId: T, amount: '1.00', currency: 'USD' }), /type must be one of OpenAccount, Deposit, Withdraw, CloseAccount, Transfer/);
+});
+
+test.run();
