@@ -17,16 +17,19 @@ function sourceOf(r: SourceRow): SourcePlace {
  */
 export async function findKnownOutcomes(client: Pool | PoolClient, accounts: readonly string[], commands: readonly string[]): Promise<Map<string, KnownOutcome>> {
   const known = new Map<string, KnownOutcome>();
-  const ev = await client.query<{ account_id: string; command_id: string; event_type: string; version: string; balance_after: string; currency: string } & SourceRow>(
+  const ev = await client.query<{ account_id: string; command_id: string; event_type: string; version: string; balance_after: string; currency: string; to_account_id: string | null; amount: string | null } & SourceRow>(
     `SELECT e.account_id, e.command_id, e.event_type, e.version, e.payload->'data'->>'balanceAfter' AS balance_after, e.payload->'data'->>'currency' AS currency,
-            e.source_partition, e.source_offset
+            e.payload->'data'->>'toAccountId' AS to_account_id, e.payload->'data'->>'amount' AS amount, e.source_partition, e.source_offset
        FROM unnest($1::uuid[], $2::uuid[]) AS c(a, k)
        JOIN events e ON e.account_id = c.a AND e.command_id = c.k`,
     [accounts, commands],
   );
   for (const r of ev.rows) {
     const minor = parseMinor(r.balance_after) ?? 0;
-    known.set(outcomeKey(r.account_id, r.command_id), { status: 'accepted', type: COMMAND_OF[r.event_type] ?? r.event_type, version: Number(r.version), balance: formatMoney(minor, fractionDigits(r.currency) ?? 2), ...sourceOf(r) });
+    const outcome: KnownOutcome = { status: 'accepted', type: COMMAND_OF[r.event_type] ?? r.event_type, version: Number(r.version), balance: formatMoney(minor, fractionDigits(r.currency) ?? 2), ...sourceOf(r) };
+    // a debited transfer: what its credit step needs to go again (docs/transfers.md)
+    if (r.event_type === 'TransferDebited' && r.to_account_id !== null && r.amount !== null) outcome.transfer = { toAccountId: r.to_account_id, amount: r.amount, currency: r.currency };
+    known.set(outcomeKey(r.account_id, r.command_id), outcome);
   }
   const rej = await client.query<{ account_id: string; command_id: string; command_type: string; reason: string; detail: string | null } & SourceRow>(
     `SELECT r.account_id, r.command_id, r.command_type, r.reason, r.detail, r.source_partition, r.source_offset
@@ -58,4 +61,7 @@ export async function decidedOtherwise(client: PoolClient, accepted: DecidedPair
   return rows[0].hit;
 }
 
-const COMMAND_OF: Record<string, string> = { AccountCreated: 'OpenAccount', MoneyDeposited: 'Deposit', MoneyWithdrawn: 'Withdraw', AccountClosed: 'CloseAccount' };
+const COMMAND_OF: Record<string, string> = {
+  AccountCreated: 'OpenAccount', MoneyDeposited: 'Deposit', MoneyWithdrawn: 'Withdraw', AccountClosed: 'CloseAccount',
+  TransferDebited: 'Transfer', TransferCredited: 'CreditTransfer', TransferRefunded: 'RefundTransfer',
+};

@@ -7,9 +7,11 @@
  */
 import { decodeCommand } from '../../codec/command';
 import { CopyWriter } from '../../codec/pgcopy';
-import { EVENT_COLUMNS, REJECTION_COLUMNS, fieldCount } from '../../codec/rows';
+import { EVENT_COLUMNS, REJECTION_COLUMNS, TRANSFER_COLUMNS, fieldCount } from '../../codec/rows';
 import { encodeEnvelope, jsonString, newEventId } from '../../codec/envelope';
+import { creditStepJson } from '../../codec/transfer-step';
 import { decide } from '../../domain/decider';
+import { decideTransfer, transferStepId, type Transfer } from '../../domain/transfer';
 import { fractionDigits } from '../../domain/currency';
 import { formatMoney } from '../../domain/money';
 import type { AccountState, RejectReason } from '../../domain/types';
@@ -21,9 +23,12 @@ import { Packer, unpackMessages, type PackedMessage } from '../pack';
  */
 export interface SourcePlace { sourcePartition?: number; sourceOffset?: number }
 
+/** What a Transfer's debit sent on: enough to publish its credit step again. */
+export interface TransferDebit { toAccountId: string; amount: string; currency: string }
+
 /** What Postgres says an already-processed command produced. */
 export type KnownOutcome =
-  | ({ status: 'accepted'; type: string; version: number; balance: string } & SourcePlace)
+  | ({ status: 'accepted'; type: string; version: number; balance: string; transfer?: TransferDebit } & SourcePlace)
   | ({ status: 'rejected'; type: string; reason: string; detail?: string } & SourcePlace);
 
 export interface ShardTask {
@@ -37,6 +42,8 @@ export interface ShardTask {
   replayBelow: Map<number, number> | null;
   maxMessageBytes: number;
   nowMs: number;
+  /** Transfer is a command (docs/transfers.md); off until the transfer process runs */
+  transfers?: boolean;
 }
 
 export interface DlqEntry { index: number; code: string; message: string }
@@ -51,6 +58,11 @@ export interface ShardResult {
   rejectionCount: number;
   /** packed key/value records (src/pipeline/pack.ts) for bank.command-results, in offset order */
   outcomes: Uint8Array;
+  /** packed key/value records for bank.transfers: the credit steps of the transfers debited (or re-sent) */
+  steps: Uint8Array;
+  /** COPY rows for `transfers`: one per transfer debited now */
+  transferRows: Uint8Array;
+  transferCount: number;
   /** The states of the accounts this slice changed. */
   states: AccountState[];
   /** The (account, command) pairs decided now (not known before), for the duplicate check at commit; validated UUIDs. */
@@ -75,6 +87,7 @@ export const outcomeKey = (accountId: string, commandId: string): string => `${a
 
 const EVENT_FIELDS = fieldCount(EVENT_COLUMNS);
 const REJECTION_FIELDS = fieldCount(REJECTION_COLUMNS);
+const TRANSFER_FIELDS = fieldCount(TRANSFER_COLUMNS);
 
 const EVENT_OF = { OpenAccount: 'AccountCreated', Deposit: 'MoneyDeposited', Withdraw: 'MoneyWithdrawn', CloseAccount: 'AccountClosed' } as const;
 
@@ -95,6 +108,9 @@ export function decideShard(task: ShardTask): ShardResult {
   const events = new CopyWriter(task.msgs.byteLength * 3 + 1024);
   const rejections = new CopyWriter(1024);
   const outcomes = new Packer(task.msgs.byteLength * 2 + 1024);
+  const steps = new Packer(1024);
+  const transferRows = new CopyWriter(256);
+  let transferCount = 0;
   const changed = new Map<string, AccountState>();
   const seen = new Map<string, KnownOutcome>();
   const accA: string[] = [], accC: string[] = [], rejA: string[] = [], rejC: string[] = [];
@@ -116,9 +132,18 @@ export function decideShard(task: ShardTask): ShardResult {
    * `asOriginal`: a replayed original command is answered again as it was, with its own status; everything else is a duplicate.
    * `replay`: its offset committed before, so it was counted then; it counts as re-published, not as a command.
    */
-  const emitKnown = (accountId: string, commandId: string, type: string, k: KnownOutcome, asOriginal: boolean, replay: boolean) => {
+  const emitKnown = (accountId: string, commandId: string, type: string, k: KnownOutcome, asOriginal: boolean, replay: boolean, toAccountId?: string) => {
     const status: CommandCount['status'] = asOriginal ? k.status : 'duplicate';
+    if (k.status === 'accepted' && k.transfer) {
+      // a debited transfer's answer is its final outcome, published at the end of the process: the
+      // credit step goes again, and its duplicate at the destination publishes the final outcome again
+      sendCredit(commandId, accountId, k.transfer, k.version, k.balance);
+      if (replay) republished++;
+      else count(type, status);
+      return;
+    }
     let rest = asOriginal ? '' : ',"originalStatus":"' + k.status + '"';
+    if (type === 'Transfer' && toAccountId !== undefined) rest += ',"transferId":"' + commandId + '","toAccountId":"' + toAccountId + '"';
     // the same fields as the first answer, in the same order: a repeat is identical to it but for processedAt
     rest += k.status === 'accepted'
       ? ',"version":' + k.version + ',"balance":' + jsonString(k.balance)
@@ -127,13 +152,19 @@ export function decideShard(task: ShardTask): ShardResult {
     if (replay) republished++;
     else count(type, status);
   };
-  const reject = (m: PackedMessage, accountId: string, commandId: string, type: string, reason: RejectReason, detail: string | undefined) => {
+  const sendCredit = (transferId: string, source: string, t: TransferDebit, sourceVersion: number, sourceBalance: string) => {
+    steps.record(t.toAccountId, creditStepJson({
+      type: 'CreditTransfer', commandId: transferStepId(transferId, 'credit'), transferId, accountId: t.toAccountId, fromAccountId: source,
+      amount: t.amount, currency: t.currency, sourceVersion, sourceBalance,
+    }));
+  };
+  const reject = (m: PackedMessage, accountId: string, commandId: string, type: string, reason: RejectReason, detail: string | undefined, extra = '') => {
     rejections.row(REJECTION_FIELDS).uuid(accountId).uuid(commandId).text(type).text(reason);
     if (detail === undefined) rejections.null(); else rejections.text(detail);
     rejections.timestamptz(task.nowMs).int4(m.partition).int8(m.offset);
     rejectionCount++;
     rejA.push(accountId); rejC.push(commandId);
-    const rest = ',"reason":"' + reason + '"' + (detail === undefined ? '' : ',"detail":' + jsonString(detail));
+    const rest = extra + ',"reason":"' + reason + '"' + (detail === undefined ? '' : ',"detail":' + jsonString(detail));
     outcomes.record(accountId, outcomeJson(commandId, accountId, type, 'rejected', rest, processedAt));
     const id = outcomeKey(accountId, commandId);
     const outcome: KnownOutcome = detail === undefined ? { status: 'rejected', type, reason } : { status: 'rejected', type, reason, detail };
@@ -143,10 +174,38 @@ export function decideShard(task: ShardTask): ShardResult {
     reasons[reason] = (reasons[reason] ?? 0) + 1;
   };
 
+  /** Step 1 of a transfer (docs/transfers.md): the debit, the `transfers` row, and the credit step for after the commit. */
+  const transfer = (m: PackedMessage, cmd: Transfer, state: AccountState | null): void => {
+    const { accountId, commandId } = cmd;
+    const decision = decideTransfer(state, cmd);
+    const extra = ',"transferId":"' + commandId + '","toAccountId":"' + cmd.toAccountId + '"';
+    if (!decision.accepted) {
+      reject(m, accountId, commandId, 'Transfer', decision.rejected, decision.detail, extra);
+      return;
+    }
+    const ev = decision.event;
+    const eventId = newEventId();
+    const payload = encodeEnvelope({ eventId, accountId, version: ev.version, type: ev.type, data: ev.data as unknown as Record<string, unknown>, commandId, recordedAt: processedAt });
+    events.row(EVENT_FIELDS).uuid(accountId).int8(ev.version).uuid(eventId).text(ev.type).jsonb(payload).uuid(commandId).timestamptz(task.nowMs).int4(m.partition).int8(m.offset);
+    eventCount++;
+    transferRows.row(TRANSFER_FIELDS).uuid(commandId).uuid(accountId).uuid(cmd.toAccountId).int8(state!.balance - decision.state.balance)
+      .text(decision.state.currency).int8(ev.version).timestamptz(task.nowMs);
+    transferCount++;
+    changed.set(accountId, decision.state);
+    accA.push(accountId); accC.push(commandId);
+    const debit: TransferDebit = { toAccountId: cmd.toAccountId, amount: ev.data.amount, currency: ev.data.currency };
+    const balance = balanceText(decision.state);
+    sendCredit(commandId, accountId, debit, ev.version, balance);
+    const outcome: KnownOutcome = { status: 'accepted', type: 'Transfer', version: ev.version, balance, transfer: debit };
+    const id = outcomeKey(accountId, commandId);
+    seen.set(id, outcome);
+    decided.set(id, outcome);
+  };
+
   for (const m of unpackMessages(task.msgs)) {
     index++;
     const replay = task.replayBelow !== null && m.offset < (task.replayBelow.get(m.partition) ?? -1);
-    const d = decodeCommand(m.key, m.value, task.maxMessageBytes);
+    const d = decodeCommand(m.key, m.value, task.maxMessageBytes, task.transfers === true);
     if (d.kind === 'dlq') {
       if (!replay) dlq.push({ index, code: d.code, message: d.message }); // a replayed one was dead-lettered before its offset committed
       continue;
@@ -165,7 +224,7 @@ export function decideShard(task: ShardTask): ShardResult {
       const original = prior.sourceOffset !== undefined
         ? prior.sourcePartition === m.partition && prior.sourceOffset === m.offset
         : replay && !seen.has(id);
-      emitKnown(accountId, commandId, type, prior, original, replay);
+      emitKnown(accountId, commandId, type, prior, original, replay, d.kind === 'ok' && d.command.type === 'Transfer' ? d.command.toAccountId : undefined);
       seen.set(id, prior); // any later copy in this batch is a re-send
       continue;
     }
@@ -175,6 +234,10 @@ export function decideShard(task: ShardTask): ShardResult {
     }
     const cmd = d.command;
     const state = changed.get(accountId) ?? states.get(accountId) ?? null;
+    if (cmd.type === 'Transfer') {
+      transfer(m, cmd, state);
+      continue;
+    }
     const decision = decide(state, cmd);
     if (!decision.accepted) {
       reject(m, accountId, commandId, type, decision.rejected, decision.detail);
@@ -201,6 +264,9 @@ export function decideShard(task: ShardTask): ShardResult {
     rejections: rejections.finish(),
     rejectionCount,
     outcomes: outcomes.finish(),
+    steps: steps.finish(),
+    transferRows: transferRows.finish(),
+    transferCount,
     states: [...changed.values()],
     acceptedAccounts: accA,
     acceptedCommands: accC,

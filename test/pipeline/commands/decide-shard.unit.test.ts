@@ -11,6 +11,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { decideShard, type KnownOutcome } from '../../../src/pipeline/commands/decide-shard';
 import { forEachRecord, Packer } from '../../../src/pipeline/pack';
+import { transferStepId } from '../../../src/domain/transfer';
 
 const A = '0a000000-0000-4000-8000-000000000001';
 const C = '0c000000-0000-4000-8000-000000000001'; // rejected originally, read at 0:5
@@ -22,19 +23,21 @@ const deposit = (commandId: string) => `{"commandId":"${commandId}","type":"Depo
 
 type Out = Record<string, unknown>;
 
-function run(msgs: Array<[number, number, string]>, known: Record<string, KnownOutcome>, replayBelow: Record<number, number> | null) {
+function run(msgs: Array<[number, number, string]>, known: Record<string, KnownOutcome>, replayBelow: Record<number, number> | null, transfers?: boolean) {
   const below = replayBelow === null ? null : new Map(Object.entries(replayBelow).map(([p, o]) => [Number(p), o]));
   const p = new Packer(4096);
   for (const [partition, offset, value] of msgs) p.message(partition, offset, A, Buffer.from(value));
   const state = { accountId: A, version: 3, balance: 500, currency: 'USD', status: 'open' as const, ownerName: 'x' };
-  const r = decideShard({ msgs: p.finish(), states: [state], known: new Map(Object.entries(known)), replayBelow: below, maxMessageBytes: 65536, nowMs: Date.parse('2026-12-01T00:00:00Z') });
+  const r = decideShard({ msgs: p.finish(), states: [state], known: new Map(Object.entries(known)), replayBelow: below, maxMessageBytes: 65536, nowMs: Date.parse('2026-12-01T00:00:00Z'), transfers });
   const outs: Out[] = [];
   forEachRecord(r.outcomes, (_k, v) => {
     const o = JSON.parse(v!.toString()) as Out;
     delete o.processedAt;
     outs.push(o);
   });
-  return { r, outs };
+  const steps: Out[] = [];
+  forEachRecord(r.steps, (k, v) => steps.push({ key: k!.toString(), ...(JSON.parse(v!.toString()) as Out) }));
+  return { r, outs, steps };
 }
 
 const rejectedC: KnownOutcome = { status: 'rejected', type: 'Withdraw', reason: 'INSUFFICIENT_FUNDS', detail: 'balance 5.00 is less than 20.00', sourcePartition: 0, sourceOffset: 5 };
@@ -87,6 +90,45 @@ test('the original is the message at the recorded place, in whatever order the c
   // not a replay: the previous owner committed this very message first (a batch redone after a unique violation)
   const redone = run([[0, 5, withdraw(C, '20.00')]], { [`${A}/${C}`]: rejectedC }, null);
   assert.equal(redone.outs.map((o) => o.status), ['rejected']);
+});
+
+const B = '0b000000-0000-4000-8000-0000000000bb';
+const T1 = '71000000-0000-4000-8000-000000000001', T2 = '72000000-0000-4000-8000-000000000002';
+const transfer = (commandId: string, amount: string, to = B) => `{"commandId":"${commandId}","type":"Transfer","accountId":"${A}","toAccountId":"${to}","amount":"${amount}"}`;
+
+test('a Transfer debits the source and sends its credit step; its outcome waits for the end of the process', () => {
+  const { r, outs, steps } = run([[1, 10, transfer(T1, '2.00')], [1, 11, transfer(T1, '2.00')], [1, 12, transfer(T2, '9.00')], [1, 13, transfer(T2, '1.00', A)]], {}, null, true);
+  // T1 debited (500 → 300 minor units); its re-send in the batch sends the same step again and answers nothing yet
+  assert.equal(steps, [1, 2].map(() => ({
+    key: B, commandId: transferStepId(T1, 'credit'), type: 'CreditTransfer', transferId: T1, accountId: B, fromAccountId: A,
+    amount: '2.00', currency: 'USD', sourceVersion: 4, sourceBalance: '3.00',
+  })));
+  assert.is(r.eventCount, 1);
+  assert.is(r.transferCount, 1);
+  assert.equal(r.states.map((s) => [s.version, s.balance, s.transfersPending]), [[4, 300, 1]]);
+  // T2: 9.00 of 3.00 left, and a transfer to itself: rejected, final, with the transfer's fields
+  assert.equal(outs, [
+    { commandId: T2, accountId: A, type: 'Transfer', status: 'rejected', transferId: T2, toAccountId: B, reason: 'INSUFFICIENT_FUNDS', detail: 'balance 3.00 is less than 9.00' },
+    { commandId: T2, accountId: A, type: 'Transfer', status: 'duplicate', originalStatus: 'rejected', transferId: T2, toAccountId: A, reason: 'INSUFFICIENT_FUNDS', detail: 'balance 3.00 is less than 9.00' },
+  ]);
+  assert.equal([...r.decided.keys()], [`${A}/${T1}`, `${A}/${T2}`]);
+});
+
+test('a replayed or re-sent debited Transfer sends its credit step again from what Postgres holds', () => {
+  const known: KnownOutcome = { status: 'accepted', type: 'Transfer', version: 9, balance: '1.50', transfer: { toAccountId: B, amount: '2.00', currency: 'USD' }, sourcePartition: 1, sourceOffset: 10 };
+  const replay = run([[1, 10, transfer(T1, '2.00')]], { [`${A}/${T1}`]: known }, { 1: 50 }, true);
+  assert.equal(replay.outs, []);
+  assert.equal(replay.steps.map((s) => [s.key, s.commandId, s.sourceVersion, s.sourceBalance]), [[B, transferStepId(T1, 'credit'), 9, '1.50']]);
+  assert.equal([replay.r.republished, replay.r.eventCount, replay.r.transferCount], [1, 0, 0]);
+  const resent = run([[1, 60, transfer(T1, '2.00')]], { [`${A}/${T1}`]: known }, { 1: 50 }, true);
+  assert.equal(resent.steps.length, 1);
+  assert.equal(resent.r.counts, [{ type: 'Transfer', status: 'duplicate', count: 1 }]);
+});
+
+test('where transfers do not run, a Transfer is INVALID_COMMAND and nothing moves', () => {
+  const { r, outs, steps } = run([[1, 10, transfer(T1, '2.00')]], {}, null);
+  assert.equal(outs.map((o) => [o.status, o.reason]), [['rejected', 'INVALID_COMMAND']]);
+  assert.equal([steps.length, r.eventCount, r.transferCount], [0, 0, 0]);
 });
 
 test.run();
