@@ -1,0 +1,149 @@
+/**
+ * The transfer role's worker (docs/transfers.md): decide one shard's slice of
+ * `bank.transfers` steps, in offset order, on the states of the accounts they
+ * are for. The same task and result shapes as the command worker
+ * (../commands/decide-shard.ts), so the role around it is the command role's.
+ *
+ * - CreditTransfer on the destination: TransferCredited, then the final
+ *   `accepted` outcome (keyed by the source, with the source's version and
+ *   balance after its debit, which the step carries); or a refusal, recorded
+ *   as the step's rejection on the destination, then a RefundTransfer step.
+ * - RefundTransfer on the source: TransferRefunded (never refused), then the
+ *   final `rejected` outcome with the destination's reason.
+ *
+ * A step seen before (in this slice, or in Postgres: `task.known`) sends its
+ * next message again, identical but for processedAt, and writes nothing.
+ * `settlements` say which transfers ended here, for the `transfers` table.
+ */
+import { CopyWriter } from '../../codec/pgcopy';
+import { EVENT_COLUMNS, REJECTION_COLUMNS, fieldCount } from '../../codec/rows';
+import { encodeEnvelope, jsonString, newEventId } from '../../codec/envelope';
+import { decodeStep, refundStepJson, type CreditStep } from '../../codec/transfer-step';
+import { fractionDigits } from '../../domain/currency';
+import { formatMoney } from '../../domain/money';
+import { decideCredit, decideRefund, transferStepId, type RefundTransfer, type TransferEvent } from '../../domain/transfer';
+import type { AccountState, RejectReason } from '../../domain/types';
+import { Packer, unpackMessages, type PackedMessage } from '../pack';
+import { outcomeKey, type CommandCount, type KnownOutcome, type ShardResult, type ShardTask } from '../commands/decide-shard';
+
+/** A transfer that ended in this slice: credited, or refunded with the destination's reason. */
+export interface Settlement { transferId: string; settled: 'credited' | 'refunded'; reason: RejectReason | null }
+
+export interface StepsResult extends ShardResult { settlements: Settlement[] }
+
+const EVENT_FIELDS = fieldCount(EVENT_COLUMNS);
+const REJECTION_FIELDS = fieldCount(REJECTION_COLUMNS);
+
+export function decideSteps(task: ShardTask): StepsResult {
+  const states = new Map<string, AccountState>();
+  for (const st of task.states) states.set(st.accountId, st);
+  const events = new CopyWriter(task.msgs.byteLength * 2 + 1024);
+  const rejections = new CopyWriter(1024);
+  const outcomes = new Packer(task.msgs.byteLength + 1024);
+  const steps = new Packer(1024);
+  const changed = new Map<string, AccountState>();
+  const seen = new Map<string, KnownOutcome>();
+  const decided = new Map<string, KnownOutcome>();
+  const accA: string[] = [], accC: string[] = [], rejA: string[] = [], rejC: string[] = [];
+  const dlq: ShardResult['dlq'] = [];
+  const settlements: Settlement[] = [];
+  const counts = new Map<string, CommandCount>();
+  const reasons: Record<string, number> = {};
+  const processedAt = new Date(task.nowMs).toISOString();
+  let eventCount = 0, rejectionCount = 0, republished = 0, index = -1;
+
+  const count = (status: CommandCount['status']) => {
+    const c = counts.get(status);
+    if (c) c.count++;
+    else counts.set(status, { type: 'Transfer', status, count: 1 });
+  };
+  /** The transfer's one final outcome on bank.command-results, keyed by the source. */
+  const final = (transferId: string, source: string, destination: string, status: 'accepted' | 'rejected', reason: RejectReason | null, version: number, balance: string) => {
+    outcomes.record(source, '{"commandId":' + jsonString(transferId) + ',"accountId":' + jsonString(source) + ',"type":"Transfer","status":"' + status + '"' +
+      ',"transferId":' + jsonString(transferId) + ',"toAccountId":' + jsonString(destination) + (reason === null ? '' : ',"reason":"' + reason + '"') +
+      ',"version":' + version + ',"balance":' + jsonString(balance) + ',"processedAt":"' + processedAt + '"}');
+  };
+  const refundOf = (s: CreditStep, reason: RejectReason): RefundTransfer => ({
+    type: 'RefundTransfer', commandId: transferStepId(s.transferId, 'refund'), transferId: s.transferId, accountId: s.fromAccountId,
+    toAccountId: s.accountId, amount: s.amount, currency: s.currency, reason,
+  });
+  const append = (m: PackedMessage, e: TransferEvent, state: AccountState): string => {
+    const eventId = newEventId();
+    const payload = encodeEnvelope({ eventId, accountId: e.accountId, version: e.version, type: e.type, data: e.data as unknown as Record<string, unknown>, commandId: e.commandId, recordedAt: processedAt });
+    events.row(EVENT_FIELDS).uuid(e.accountId).int8(e.version).uuid(eventId).text(e.type).jsonb(payload).uuid(e.commandId).timestamptz(task.nowMs).int4(m.partition).int8(m.offset);
+    eventCount++;
+    changed.set(e.accountId, state);
+    accA.push(e.accountId); accC.push(e.commandId);
+    return formatMoney(state.balance, fractionDigits(state.currency) ?? 2);
+  };
+  const remember = (accountId: string, commandId: string, k: KnownOutcome) => {
+    const id = outcomeKey(accountId, commandId);
+    seen.set(id, k);
+    decided.set(id, k);
+  };
+
+  for (const m of unpackMessages(task.msgs)) {
+    index++;
+    const replay = task.replayBelow !== null && m.offset < (task.replayBelow.get(m.partition) ?? -1);
+    const d = decodeStep(m.key, m.value);
+    if (d.kind === 'dlq') {
+      if (!replay) dlq.push({ index, code: d.code, message: d.message });
+      continue;
+    }
+    const step = d.step;
+    const prior = seen.get(outcomeKey(step.accountId, step.commandId)) ?? task.known?.get(outcomeKey(step.accountId, step.commandId));
+    if (prior) {
+      // done before: its next message goes again, and nothing is written
+      if (step.type === 'CreditTransfer') {
+        if (prior.status === 'accepted') final(step.transferId, step.fromAccountId, step.accountId, 'accepted', null, step.sourceVersion, step.sourceBalance);
+        else steps.record(step.fromAccountId, refundStepJson(refundOf(step, prior.reason as RejectReason)));
+      } else if (prior.status === 'accepted') {
+        final(step.transferId, step.accountId, step.toAccountId, 'rejected', step.reason, prior.version, prior.balance);
+      }
+      if (replay) republished++;
+      continue;
+    }
+    const state = changed.get(step.accountId) ?? states.get(step.accountId) ?? null;
+    if (step.type === 'CreditTransfer') {
+      const decision = decideCredit(state, step);
+      if (decision.accepted) {
+        const balance = append(m, decision.event, decision.state);
+        remember(step.accountId, step.commandId, { status: 'accepted', type: 'CreditTransfer', version: decision.state.version, balance });
+        settlements.push({ transferId: step.transferId, settled: 'credited', reason: null });
+        final(step.transferId, step.fromAccountId, step.accountId, 'accepted', null, step.sourceVersion, step.sourceBalance);
+        count('accepted');
+        continue;
+      }
+      // refused at the destination: recorded there under the step's id, so a re-sent step is a duplicate
+      rejections.row(REJECTION_FIELDS).uuid(step.accountId).uuid(step.commandId).text('CreditTransfer').text(decision.rejected);
+      if (decision.detail === undefined) rejections.null(); else rejections.text(decision.detail);
+      rejections.timestamptz(task.nowMs).int4(m.partition).int8(m.offset);
+      rejectionCount++;
+      rejA.push(step.accountId); rejC.push(step.commandId);
+      remember(step.accountId, step.commandId, { status: 'rejected', type: 'CreditTransfer', reason: decision.rejected, ...(decision.detail === undefined ? {} : { detail: decision.detail }) });
+      steps.record(step.fromAccountId, refundStepJson(refundOf(step, decision.rejected)));
+      continue;
+    }
+    let refund;
+    try {
+      refund = decideRefund(state, step);
+    } catch (e) {
+      // a refund the source cannot take is corruption, not a transfer outcome: the step is dead-lettered, loudly
+      if (!replay) dlq.push({ index, code: 'REFUND_IMPOSSIBLE', message: (e as Error).message });
+      continue;
+    }
+    const balance = append(m, refund.event, refund.state);
+    remember(step.accountId, step.commandId, { status: 'accepted', type: 'RefundTransfer', version: refund.state.version, balance });
+    settlements.push({ transferId: step.transferId, settled: 'refunded', reason: step.reason });
+    final(step.transferId, step.accountId, step.toAccountId, 'rejected', step.reason, refund.state.version, balance);
+    count('rejected');
+    reasons[step.reason] = (reasons[step.reason] ?? 0) + 1;
+  }
+
+  return {
+    events: events.finish(), eventCount, rejections: rejections.finish(), rejectionCount,
+    outcomes: outcomes.finish(), steps: steps.finish(), transferRows: new Uint8Array(0), transferCount: 0,
+    states: [...changed.values()], acceptedAccounts: accA, acceptedCommands: accC, rejectedAccounts: rejA, rejectedCommands: rejC,
+    decided, dlq, counts: [...counts.values()], republished, rejectReasons: reasons, settlements,
+  };
+}

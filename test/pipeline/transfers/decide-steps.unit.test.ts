@@ -1,0 +1,123 @@
+/**
+ * The transfer role's worker (src/pipeline/transfers/decide-steps.ts), and
+ * the whole chain through both workers as Kafka would carry it: Transfer on
+ * bank.commands → CreditTransfer on bank.transfers → (refused) RefundTransfer
+ * → one final outcome per transfer, with every step re-delivered to show a
+ * re-send changes nothing and answers the same.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { decideShard, type KnownOutcome, type ShardResult } from '../../../src/pipeline/commands/decide-shard';
+import { decideSteps } from '../../../src/pipeline/transfers/decide-steps';
+import { forEachRecord, Packer } from '../../../src/pipeline/pack';
+import { creditStepJson, refundStepJson } from '../../../src/codec/transfer-step';
+import { transferStepId } from '../../../src/domain/transfer';
+import type { AccountState } from '../../../src/domain/types';
+
+const A = '0a000000-0000-4000-8000-0000000000aa', B = '0b000000-0000-4000-8000-0000000000bb', C = '0c000000-0000-4000-8000-0000000000cc';
+const T1 = '71000000-0000-4000-8000-000000000001', T2 = '72000000-0000-4000-8000-000000000002';
+const open = (accountId: string, balance: number, currency = 'USD', version = 1): AccountState => ({ accountId, version, balance, currency, status: 'open', ownerName: '' });
+type Rec = { key: string; value: Record<string, unknown> };
+
+function records(bytes: Uint8Array): Rec[] {
+  const out: Rec[] = [];
+  forEachRecord(bytes, (k, v) => {
+    const value = JSON.parse(v!.toString()) as Record<string, unknown>;
+    delete value.processedAt;
+    out.push({ key: k!.toString(), value });
+  });
+  return out;
+}
+
+let offset = 0;
+function pack(recs: Array<{ key: string; value: string }>): Uint8Array {
+  const p = new Packer(4096);
+  for (const r of recs) p.message(0, offset++, r.key, Buffer.from(r.value));
+  return p.finish();
+}
+function raw(bytes: Uint8Array): Array<{ key: string; value: string }> {
+  const out: Array<{ key: string; value: string }> = [];
+  forEachRecord(bytes, (k, v) => out.push({ key: k!.toString(), value: v!.toString() }));
+  return out;
+}
+const task = (msgs: Uint8Array, states: AccountState[], known: Map<string, KnownOutcome> | null = null) =>
+  ({ msgs, states, known, replayBelow: null, maxMessageBytes: 65536, nowMs: Date.parse('2026-12-02T00:00:00Z'), transfers: true });
+
+test('credited: the destination gains, the transfer settles, and the final outcome reports the source after its debit', () => {
+  const step = { type: 'CreditTransfer' as const, commandId: transferStepId(T1, 'credit'), transferId: T1, accountId: B, fromAccountId: A, amount: '2.00', currency: 'USD', sourceVersion: 4, sourceBalance: '3.00' };
+  const r = decideSteps(task(pack([{ key: B, value: creditStepJson(step) }, { key: B, value: creditStepJson(step) }]), [open(B, 100, 'USD', 2)]));
+  assert.equal([r.eventCount, r.rejectionCount], [1, 0], 'the copy in the same slice writes nothing');
+  assert.equal(r.states.map((s) => [s.accountId, s.version, s.balance]), [[B, 3, 300]]);
+  assert.equal(r.settlements, [{ transferId: T1, settled: 'credited', reason: null }]);
+  const final = { commandId: T1, accountId: A, type: 'Transfer', status: 'accepted', transferId: T1, toAccountId: B, version: 4, balance: '3.00' };
+  assert.equal(records(r.outcomes), [{ key: A, value: final }, { key: A, value: final }], 'identical when repeated');
+  assert.equal(r.counts, [{ type: 'Transfer', status: 'accepted', count: 1 }]);
+  assert.equal(raw(r.steps), []);
+});
+
+test('refused at the destination: recorded there, then refunded, and the final outcome is the refusal', () => {
+  const step = { type: 'CreditTransfer' as const, commandId: transferStepId(T2, 'credit'), transferId: T2, accountId: C, fromAccountId: A, amount: '5.00', currency: 'USD', sourceVersion: 7, sourceBalance: '1.00' };
+  const credit = decideSteps(task(pack([{ key: C, value: creditStepJson(step) }]), [open(C, 0, 'EUR')]));
+  assert.equal([credit.eventCount, credit.rejectionCount, credit.settlements.length, records(credit.outcomes).length], [0, 1, 0, 0]);
+  const refundMsgs = raw(credit.steps);
+  assert.equal(refundMsgs.map((m) => [m.key, JSON.parse(m.value).type, JSON.parse(m.value).reason]), [[A, 'RefundTransfer', 'CURRENCY_MISMATCH']]);
+  const refund = decideSteps(task(pack([...refundMsgs, ...refundMsgs]), [open(A, 100, 'USD', 7)]));
+  assert.equal([refund.eventCount, refund.states[0].balance, refund.states[0].version], [1, 600, 8]);
+  assert.equal(refund.settlements, [{ transferId: T2, settled: 'refunded', reason: 'CURRENCY_MISMATCH' }]);
+  const final = { commandId: T2, accountId: A, type: 'Transfer', status: 'rejected', transferId: T2, toAccountId: C, reason: 'CURRENCY_MISMATCH', version: 8, balance: '6.00' };
+  assert.equal(records(refund.outcomes), [{ key: A, value: final }, { key: A, value: final }]);
+});
+
+test('steps done before (Postgres knows them) are answered again without writing', () => {
+  const credit = { type: 'CreditTransfer' as const, commandId: transferStepId(T1, 'credit'), transferId: T1, accountId: B, fromAccountId: A, amount: '2.00', currency: 'USD', sourceVersion: 4, sourceBalance: '3.00' };
+  const refund = { type: 'RefundTransfer' as const, commandId: transferStepId(T2, 'refund'), transferId: T2, accountId: A, toAccountId: C, amount: '5.00', currency: 'USD', reason: 'DESTINATION_CLOSED' as const };
+  const refusedCredit = { ...credit, commandId: transferStepId(T2, 'credit'), transferId: T2, accountId: C };
+  const known = new Map<string, KnownOutcome>([
+    [`${B}/${credit.commandId}`, { status: 'accepted', type: 'CreditTransfer', version: 3, balance: '3.00' }],
+    [`${C}/${refusedCredit.commandId}`, { status: 'rejected', type: 'CreditTransfer', reason: 'DESTINATION_CLOSED' }],
+    [`${A}/${refund.commandId}`, { status: 'accepted', type: 'RefundTransfer', version: 9, balance: '8.00' }],
+  ]);
+  const r = decideSteps(task(pack([
+    { key: B, value: creditStepJson(credit) }, { key: C, value: creditStepJson(refusedCredit) }, { key: A, value: refundStepJson(refund) },
+  ]), [], known));
+  assert.equal([r.eventCount, r.rejectionCount, r.settlements.length], [0, 0, 0]);
+  assert.equal(records(r.outcomes).map((o) => [o.value.transferId, o.value.status, o.value.version]), [[T1, 'accepted', 4], [T2, 'rejected', 9]]);
+  assert.equal(raw(r.steps).map((m) => JSON.parse(m.value).commandId), [transferStepId(T2, 'refund')]);
+});
+
+test('a forged or damaged step is a dead letter, and the slice goes on', () => {
+  const good = { type: 'CreditTransfer' as const, commandId: transferStepId(T1, 'credit'), transferId: T1, accountId: B, fromAccountId: A, amount: '2.00', currency: 'USD', sourceVersion: 4, sourceBalance: '3.00' };
+  const forged = { ...good, commandId: '0f000000-0000-4000-8000-000000000001' };
+  const r = decideSteps(task(pack([{ key: B, value: JSON.stringify(forged) }, { key: B, value: '{' }, { key: B, value: creditStepJson(good) }]), [open(B, 0)]));
+  assert.equal(r.dlq.map((d) => [d.index, d.code]), [[0, 'INVALID_STEP'], [1, 'NOT_JSON']]);
+  assert.is(r.eventCount, 1);
+});
+
+test('the chain through both workers moves money exactly once, with every message delivered twice', () => {
+  // A holds 10.00 USD; B is a USD account; C is closed. T1: A → B 4.00; T2: A → C 3.00
+  const states = new Map<string, AccountState>([[A, open(A, 1000)], [B, open(B, 0)], [C, { ...open(C, 0, 'USD', 2), status: 'closed' }]]);
+  const apply = (r: ShardResult) => { for (const s of r.states) states.set(s.accountId, s); };
+  const all = () => [...states.values()];
+  const cmds = [T1, T2].map((t, i) => ({ key: A, value: JSON.stringify({ commandId: t, type: 'Transfer', accountId: A, toAccountId: i === 0 ? B : C, amount: i === 0 ? '4.00' : '3.00' }) }));
+  const debits = decideShard(task(pack([...cmds, ...cmds]), all()));
+  apply(debits);
+  assert.equal([debits.eventCount, debits.transferCount, records(debits.outcomes).length], [2, 2, 0]);
+  const credits = raw(debits.steps);
+  assert.is(credits.length, 4, 'each re-sent Transfer sends its credit step again');
+  const c = decideSteps(task(pack(credits), all()));
+  apply(c);
+  const refunds = raw(c.steps);
+  assert.is(refunds.length, 2, 'the refused credit and its copy each ask for the refund');
+  const f = decideSteps(task(pack(refunds), all()));
+  apply(f);
+  const finals = [...records(c.outcomes), ...records(f.outcomes)];
+  assert.equal(finals.map((o) => [o.value.transferId, o.value.status, o.value.reason ?? null, o.value.version, o.value.balance]), [
+    [T1, 'accepted', null, 2, '6.00'], [T1, 'accepted', null, 2, '6.00'],
+    [T2, 'rejected', 'DESTINATION_CLOSED', 4, '6.00'], [T2, 'rejected', 'DESTINATION_CLOSED', 4, '6.00'],
+  ]);
+  // exactly once: A debited twice and refunded once, B credited once, C untouched; nothing in flight, nothing lost
+  assert.equal([states.get(A)!.balance, states.get(A)!.version, states.get(B)!.balance, states.get(B)!.version, states.get(C)!.version], [600, 4, 400, 2, 2]);
+  assert.is(states.get(A)!.balance + states.get(B)!.balance + states.get(C)!.balance, 1000);
+});
+
+test.run();
