@@ -2,7 +2,8 @@
  * A Transfer's debit against real Postgres (docs/transfers.md, #17): the
  * worker's TransferDebited row goes into `events`, and what findKnownOutcomes
  * then reads back is enough to publish the very same credit step again, the
- * way a replay after a crash or a producer's re-send does.
+ * way a replay after a crash or a producer's re-send does. Its `transfers`
+ * row (migration 0009) is in flight until a credit or a refund settles it, once.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -13,7 +14,8 @@ import { loadLatestStates } from '../../src/db/sql/load-latest-states';
 import { createPool } from '../../src/db/pool';
 import { migrate } from '../../src/db/migrate';
 import { createLogger } from '../../src/logger';
-import { EVENT_COLUMNS } from '../../src/codec/rows';
+import { EVENT_COLUMNS, TRANSFER_COLUMNS } from '../../src/codec/rows';
+import { settleTransfers, transfersInFlight, transfersPending } from '../../src/db/sql/transfers';
 import { decideShard, type KnownOutcome } from '../../src/pipeline/commands/decide-shard';
 import { forEachRecord, Packer } from '../../src/pipeline/pack';
 import { createTestDatabase, type TestDb } from '../helpers/stack';
@@ -53,6 +55,7 @@ test('a debit stored by the worker brings back the same credit step, and restore
   const client = await pool.connect();
   try {
     await copyIn(client, 'events', EVENT_COLUMNS, [first.r.events]);
+    await copyIn(client, 'transfers', TRANSFER_COLUMNS, [first.r.transferRows]);
   } finally {
     client.release();
   }
@@ -67,6 +70,25 @@ test('a debit stored by the worker brings back the same credit step, and restore
   // the latest event alone restores the source: balance after the debit, still open
   const states = await loadLatestStates(pool, [A]);
   assert.equal(states.get(A), { accountId: A, version: 6, balance: 3766, currency: 'EUR', status: 'open', ownerName: '' });
+});
+
+test('the transfers row is in flight until settled, and settles once', async () => {
+  assert.equal(await transfersPending(pool, [A, B]), new Map([[A, 1]]));
+  const flight = await transfersInFlight(pool);
+  assert.equal(flight.map((f) => [f.currency, f.transfers, f.minor]), [['EUR', 1, 1234n]]);
+  const { rows } = await pool.query('SELECT source_id, destination_id, debited_version, settled FROM transfers WHERE transfer_id = $1', [T]);
+  assert.equal(rows, [{ source_id: A, destination_id: B, debited_version: '6', settled: null }]);
+  const client = await pool.connect();
+  try {
+    assert.is(await settleTransfers(client, [{ transferId: T, settled: 'refunded', reason: 'DESTINATION_CLOSED' }]), 1);
+    assert.is(await settleTransfers(client, [{ transferId: T, settled: 'credited', reason: null }]), 0, 'settled once: the first settlement stays');
+  } finally {
+    client.release();
+  }
+  assert.equal(await transfersPending(pool, [A]), new Map());
+  assert.equal(await transfersInFlight(pool), []);
+  const after = await pool.query('SELECT settled, reason FROM transfers WHERE transfer_id = $1', [T]);
+  assert.equal(after.rows, [{ settled: 'refunded', reason: 'DESTINATION_CLOSED' }]);
 });
 
 test.run();

@@ -1,0 +1,48 @@
+/**
+ * The `transfers` table (migration 0009, docs/transfers.md). Rows are
+ * inserted by the command role's COPY (TRANSFER_COLUMNS) in the debit's
+ * transaction; these statements settle them and read what is in flight. Ids
+ * are validated UUIDs passed as arrays node-postgres encodes.
+ */
+import type { Pool, PoolClient } from 'pg';
+import type { Settlement } from '../../pipeline/transfers/decide-steps';
+
+/**
+ * Settles transfers in the credit's or the refund's transaction. A transfer
+ * settles once: a row already settled keeps its first settlement. Returns
+ * how many rows settled now.
+ */
+export async function settleTransfers(client: PoolClient, settlements: readonly Settlement[]): Promise<number> {
+  if (settlements.length === 0) return 0;
+  const { rowCount } = await client.query(
+    `UPDATE transfers t SET settled = s.settled, reason = s.reason, settled_at = now()
+       FROM unnest($1::uuid[], $2::text[], $3::text[]) AS s(id, settled, reason)
+      WHERE t.transfer_id = s.id AND t.settled IS NULL`,
+    [settlements.map((s) => s.transferId), settlements.map((s) => s.settled), settlements.map((s) => s.reason)],
+  );
+  return rowCount ?? 0;
+}
+
+/** Outgoing transfers in flight per source, for the sources asked about that have any. */
+export async function transfersPending(db: Pool | PoolClient, sources: readonly string[]): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  if (sources.length === 0) return out;
+  const { rows } = await db.query<{ source_id: string; n: number }>(
+    `SELECT source_id, count(*)::int AS n FROM transfers
+      WHERE source_id = ANY($1::uuid[]) AND settled IS NULL GROUP BY source_id`,
+    [sources],
+  );
+  for (const r of rows) out.set(r.source_id, r.n);
+  return out;
+}
+
+export interface InFlight { currency: string; transfers: number; minor: bigint; oldestAt: Date }
+
+/** Money in flight per currency: how many transfers, how much, and since when. */
+export async function transfersInFlight(db: Pool | PoolClient): Promise<InFlight[]> {
+  const { rows } = await db.query<{ currency: string; n: number; minor: string; oldest: Date }>(
+    `SELECT currency, count(*)::int AS n, sum(amount)::text AS minor, min(debited_at) AS oldest
+       FROM transfers WHERE settled IS NULL GROUP BY currency ORDER BY currency`,
+  );
+  return rows.map((r) => ({ currency: r.currency, transfers: r.n, minor: BigInt(r.minor), oldestAt: r.oldest }));
+}
