@@ -129,6 +129,36 @@ test('transfer events project as signed movements that name the transfer and the
   ]);
   assert.equal(r.acc.map((a) => [a.balance, a.version, a.status]), [['600', '4', 'open'], ['400', '2', 'open']]);
   assert.equal(r.dlq.map((d) => [d.code, d.message]), [['INVALID_DATA', 'data.transferId must be a UUID string']]);
+
+  // refused as data no daemon writes: a refund without a destination's reason, a transfer to the account itself
+  const bad = project([
+    ev(A, 1, 'AccountCreated', { ownerName: 'Ada', currency: 'USD', initialBalance: '10.00', balanceAfter: '1000' }),
+    ev(A, 2, 'TransferRefunded', { transferId: T1, toAccountId: B, amount: '1.00', currency: 'USD', balanceAfter: '1100', reason: 'x' }),
+    ev(A, 2, 'TransferRefunded', { transferId: T1, toAccountId: B, amount: '1.00', currency: 'USD', balanceAfter: '1100' }),
+    ev(A, 2, 'TransferDebited', { transferId: T1, toAccountId: A.toUpperCase(), amount: '1.00', currency: 'USD', balanceAfter: '900' }),
+    ev(A, 2, 'TransferDebited', { transferId: T1, toAccountId: B, amount: '1.00', currency: 'USD', balanceAfter: '900' }),
+  ]);
+  assert.equal(bad.dlq.map((d) => d.message), [
+    'data.reason must be one of DESTINATION_NOT_FOUND, DESTINATION_CLOSED, CURRENCY_MISMATCH, LIMIT_EXCEEDED',
+    'data.reason must be one of DESTINATION_NOT_FOUND, DESTINATION_CLOSED, CURRENCY_MISMATCH, LIMIT_EXCEEDED',
+    'data.toAccountId must be another account',
+  ]);
+  assert.is(bad.applied, 2);
+});
+
+test('an event from outside 1970 to 2200 is dead-lettered, not a stalled partition', () => {
+  const A = '0b6f6c1e-8a5d-4c55-9a8e-5a7f4f0f7a11';
+  const env = (version: number, recordedAt: string) => Buffer.from(encodeEnvelope({
+    eventId: `00000000-0000-4000-8000-00000000000${version}`, accountId: A, version, type: version === 1 ? 'AccountCreated' : 'MoneyDeposited',
+    data: version === 1 ? { ownerName: 'Ada', currency: 'USD', initialBalance: '1.00', balanceAfter: '100' } : { amount: '1.00', currency: 'USD', balanceAfter: String(100 * version) },
+    commandId: `00000000-0000-4000-9000-00000000000${version}`, recordedAt,
+  }));
+  // each of these made the COPY encoder throw (int8 past 2^53) before: the whole slice failed, again and again
+  const r = project([env(1, '2026-01-01T00:00:00.000Z'), env(2, '2400-01-01T00:00:00.000Z'), env(2, '1600-01-01T00:00:00.000Z'),
+    env(2, '+275760-09-13T00:00:00.000Z'), env(2, '1969-12-31T23:59:59.999Z'), env(2, '2199-12-31T23:59:59.999Z')]);
+  assert.equal(r.dlq.map((d) => [d.index, d.code]), [[1, 'INVALID_ENVELOPE'], [2, 'INVALID_ENVELOPE'], [3, 'INVALID_ENVELOPE'], [4, 'INVALID_ENVELOPE']]);
+  assert.match(r.dlq[0].message, /recordedAt 2400-01-01T00:00:00.000Z is outside 1970 to 2200/);
+  assert.equal(r.tx.map((t) => [t.version, t.recorded_at]), [['1', '2026-01-01T00:00:00.000Z'], ['2', '2199-12-31T23:59:59.999Z']]);
 });
 
 test.run();

@@ -32,12 +32,22 @@ import { ACCOUNT_STAGING_COLUMNS, TRANSACTION_COLUMNS, fieldCount } from '../../
 import { isUuid } from '../../codec/command';
 import { fractionDigits } from '../../domain/currency';
 import { parseMinor, parseMoney } from '../../domain/money';
+import { DESTINATION_REASONS } from '../../domain/transfer';
+import type { RejectReason } from '../../domain/types';
 import { PackReader } from '../pack';
 
 const TRANSACTION_FIELDS = fieldCount(TRANSACTION_COLUMNS);
 const ACCOUNT_FIELDS = fieldCount(ACCOUNT_STAGING_COLUMNS);
 /** Gaps reported per task, at most: enough to log, bounded for a history that starts mid-stream everywhere. */
 const MAX_GAPS_REPORTED = 100;
+/**
+ * recordedAt must fall in [1970, 2200): a binary COPY timestamp is microseconds
+ * from 2000 in an int8 the encoder keeps within 2^53 (about ±285 years), and
+ * an event from outside those years is not one banking-es wrote. Past them it
+ * is dead-lettered; the encoder would otherwise throw and stall the partition.
+ */
+const RECORDED_AT_MIN_MS = 0;
+const RECORDED_AT_MAX_MS = Date.UTC(2200, 0, 1);
 
 export type EventDlqCode = 'NOT_UTF8' | 'NOT_JSON' | 'INVALID_ENVELOPE' | 'INVALID_DATA' | 'KEY_MISMATCH';
 
@@ -110,7 +120,10 @@ function movement(e: EventEnvelope, balanceAfter: number, digits: number): numbe
     case 'TransferRefunded': {
       if (typeof d.transferId !== 'string' || !isUuid(d.transferId)) return 'data.transferId must be a UUID string';
       const other = e.type === 'TransferCredited' ? d.fromAccountId : d.toAccountId;
-      if (typeof other !== 'string' || !isUuid(other)) return `data.${e.type === 'TransferCredited' ? 'fromAccountId' : 'toAccountId'} must be a UUID string`;
+      const otherName = e.type === 'TransferCredited' ? 'fromAccountId' : 'toAccountId';
+      if (typeof other !== 'string' || !isUuid(other)) return `data.${otherName} must be a UUID string`;
+      if (other.toLowerCase() === e.accountId) return `data.${otherName} must be another account`;
+      if (e.type === 'TransferRefunded' && !DESTINATION_REASONS.includes(d.reason as RejectReason)) return `data.reason must be one of ${DESTINATION_REASONS.join(', ')}`;
       const v = parseMoney(d.amount, digits, { allowZero: false });
       if (typeof v !== 'number') return `data.amount: ${v}`;
       return e.type === 'TransferDebited' ? -v : v;
@@ -173,6 +186,11 @@ export function projectShard(task: ProjectTask): ProjectResult {
       dlq.push({ index, code: 'INVALID_DATA', message: amount });
       continue;
     }
+    const at = (e as Partial<ScannedEnvelope>).recordedAtMs ?? Date.parse(e.recordedAt);
+    if (!(at >= RECORDED_AT_MIN_MS && at < RECORDED_AT_MAX_MS)) {
+      dlq.push({ index, code: 'INVALID_ENVELOPE', message: `envelope.recordedAt ${e.recordedAt} is outside 1970 to 2200` });
+      continue;
+    }
 
     const f = folded.get(e.accountId);
     const cursor = f ? f.version : projected.get(e.accountId) ?? 0;
@@ -181,7 +199,6 @@ export function projectShard(task: ProjectTask): ProjectResult {
       gapCount++;
       if (gaps.length < MAX_GAPS_REPORTED) gaps.push({ accountId: e.accountId, projected: cursor, version: e.version });
     }
-    const at = (e as Partial<ScannedEnvelope>).recordedAtMs ?? Date.parse(e.recordedAt);
     const created = e.type === 'AccountCreated';
     let a: Folded;
     if (f) {
