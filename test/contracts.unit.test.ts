@@ -69,9 +69,9 @@ test('the events of the transfer deciders satisfy event.json, and need schemaVer
   const debit = decideTransfer(open(A, 1000), { type: 'Transfer', commandId: randomUUID(), accountId: A, toAccountId: B, amount: '2.50' });
   if (!debit.accepted) throw new Error(debit.rejected);
   const d = debit.event.data;
-  const credit = decideCredit(open(B, 0), { type: 'CreditTransfer', commandId: transferStepId(d.transferId, 'credit'), transferId: d.transferId, accountId: B, fromAccountId: A, amount: d.amount, currency: d.currency });
+  const credit = decideCredit(open(B, 0), { type: 'CreditTransfer', commandId: transferStepId(A, d.transferId, 'credit'), transferId: d.transferId, accountId: B, fromAccountId: A, amount: d.amount, currency: d.currency });
   if (!credit.accepted) throw new Error(credit.rejected);
-  const refund = decideRefund(debit.state, { type: 'RefundTransfer', commandId: transferStepId(d.transferId, 'refund'), transferId: d.transferId, accountId: A, toAccountId: B, amount: d.amount, currency: d.currency, reason: 'CURRENCY_MISMATCH' });
+  const refund = decideRefund(debit.state, { type: 'RefundTransfer', commandId: transferStepId(A, d.transferId, 'refund'), transferId: d.transferId, accountId: A, toAccountId: B, amount: d.amount, currency: d.currency, reason: 'CURRENCY_MISMATCH' });
   const envelope = (e: TransferEvent) => JSON.parse(encodeEnvelope({ eventId: randomUUID(), accountId: e.accountId, version: e.version, type: e.type, data: e.data as unknown as Record<string, unknown>, commandId: e.commandId, recordedAt: new Date().toISOString() })) as Record<string, unknown>;
   for (const e of [debit.event, credit.event, refund.event]) {
     assert.is(violation('event', envelope(e)), null, e.type);

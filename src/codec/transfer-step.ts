@@ -9,6 +9,8 @@
 import { isUtf8 } from 'node:buffer';
 import { DESTINATION_REASONS, transferStepId, type CreditTransfer, type RefundTransfer } from '../domain/transfer';
 import type { RejectReason } from '../domain/types';
+import { fractionDigits } from '../domain/currency';
+import { parseMoney } from '../domain/money';
 import { jsonString } from './envelope';
 import { isUuid, type DlqCode } from './command';
 
@@ -30,6 +32,7 @@ export function refundStepJson(s: RefundTransfer): string {
 
 export type DecodedStep = { kind: 'ok'; step: TransferStep } | { kind: 'dlq'; code: DlqCode | 'INVALID_STEP'; message: string };
 
+/** sourceBalance: what the outcome reports, formatted as the debit formatted it */
 const DECIMAL = /^(0|[1-9][0-9]{0,17})(\.[0-9]{1,4})?$/;
 const CURRENCY = /^[A-Z]{3}$/;
 
@@ -53,16 +56,21 @@ export function decodeStep(key: Buffer | null | undefined, value: Buffer | null 
   if (type !== 'CreditTransfer' && type !== 'RefundTransfer') return bad('type must be CreditTransfer or RefundTransfer');
   const transferId = uuid('transferId');
   if (transferId === undefined) return bad('transferId must be a UUID string');
-  const commandId = uuid('commandId');
-  const step = type === 'CreditTransfer' ? 'credit' : 'refund';
-  if (commandId !== transferStepId(transferId, step)) return bad(`commandId must be the ${step} step id of transfer ${transferId}`);
   const accountId = uuid('accountId');
   if (accountId === undefined) return bad('accountId must be a UUID string');
+  // the source: the credit's fromAccountId, the refund's own account
+  const source = type === 'CreditTransfer' ? uuid('fromAccountId') : accountId;
+  const commandId = uuid('commandId');
+  const step = type === 'CreditTransfer' ? 'credit' : 'refund';
+  if (source === undefined || commandId !== transferStepId(source, transferId, step)) return bad(`commandId must be the ${step} step id of transfer ${transferId} from its source`);
   const keyText = key === null || key === undefined ? '' : key.toString('latin1').toLowerCase();
   if (keyText !== accountId) return { kind: 'dlq', code: 'KEY_MISMATCH', message: 'message key does not equal accountId' };
   const amount = get('amount'), currency = get('currency');
-  if (typeof amount !== 'string' || !DECIMAL.test(amount) || /^0(\.0+)?$/.test(amount)) return bad('amount must be a positive decimal string');
-  if (typeof currency !== 'string' || !CURRENCY.test(currency)) return bad('currency must be a three-letter code');
+  if (typeof currency !== 'string' || !CURRENCY.test(currency)) return bad('currency must be an ISO 4217 code');
+  const digits = fractionDigits(currency);
+  if (digits === undefined) return bad('currency must be an ISO 4217 code');
+  // the amount as the source's debit wrote it: a step the destination could refuse only as malformed could never be refunded
+  if (typeof amount !== 'string' || typeof parseMoney(amount, digits, { allowZero: false }) !== 'number') return bad(`amount must be a positive ${currency} amount`);
 
   if (type === 'CreditTransfer') {
     const fromAccountId = uuid('fromAccountId');

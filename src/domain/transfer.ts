@@ -11,8 +11,14 @@
  *
  * The steps' command ids are derived from the transferId (transferStepId), so
  * a step sent twice is the same command twice: a duplicate, never a second
- * credit or refund. Like decide(), every function is pure and total over
- * valid input: a rejection is a returned decision, never an exception.
+ * credit or refund. Like decide(), the functions are pure, and a rejection is
+ * a returned decision; decideRefund alone throws, on what only corruption
+ * can bring it (a refund is never refused).
+ *
+ * `transfersPending` (outgoing transfers in flight) is counted up by a debit
+ * and down by a refund here, but a credit settles at the destination, so a
+ * state's count is only as good as where it was read: the role must give
+ * CloseAccount the count from the `transfers` table (docs/transfers.md).
  */
 import { createHash } from 'node:crypto';
 import { fractionDigits } from './currency';
@@ -35,7 +41,7 @@ export interface Transfer {
 /** Step 2, to the destination: what the source's debit decided, carried to where the credit is decided. */
 export interface CreditTransfer {
   type: 'CreditTransfer';
-  /** transferStepId(transferId, 'credit') */
+  /** transferStepId(fromAccountId, transferId, 'credit') */
   commandId: string;
   transferId: string;
   /** the destination */
@@ -49,7 +55,7 @@ export interface CreditTransfer {
 /** Step 3, back to the source: the destination refused the money. */
 export interface RefundTransfer {
   type: 'RefundTransfer';
-  /** transferStepId(transferId, 'refund') */
+  /** transferStepId(accountId, transferId, 'refund') */
   commandId: string;
   transferId: string;
   /** the source */
@@ -94,11 +100,13 @@ export const DESTINATION_REASONS: readonly RejectReason[] = ['DESTINATION_NOT_FO
 
 /**
  * The command id of a transfer's credit or refund step: a name-based UUID
- * (version 5 layout, SHA-1 of a fixed namespace, the step and the transferId),
- * so every re-send of a step is the same command.
+ * (version 5 layout, SHA-1 of a fixed namespace, the step, the source and the
+ * transferId), so every re-send of a step is the same command. The source is
+ * part of it because a transferId is the source's commandId, and command ids
+ * are unique per account only: two sources may use the same one.
  */
-export function transferStepId(transferId: string, step: 'credit' | 'refund'): string {
-  const h = createHash('sha1').update(STEP_NAMESPACE).update(step).update(transferId.toLowerCase()).digest();
+export function transferStepId(sourceId: string, transferId: string, step: 'credit' | 'refund'): string {
+  const h = createHash('sha1').update(STEP_NAMESPACE).update(step).update(sourceId.toLowerCase()).update('/').update(transferId.toLowerCase()).digest();
   h[6] = (h[6] & 0x0f) | 0x50;
   h[8] = (h[8] & 0x3f) | 0x80;
   const x = h.subarray(0, 16).toString('hex');

@@ -80,8 +80,8 @@ test('the transfers row is in flight until settled, and settles once', async () 
   assert.equal(rows, [{ source_id: A, destination_id: B, debited_version: '6', settled: null }]);
   const client = await pool.connect();
   try {
-    assert.is(await settleTransfers(client, [{ transferId: T, settled: 'refunded', reason: 'DESTINATION_CLOSED' }]), 1);
-    assert.is(await settleTransfers(client, [{ transferId: T, settled: 'credited', reason: null }]), 0, 'settled once: the first settlement stays');
+    assert.is(await settleTransfers(client, [{ sourceId: A, transferId: T, settled: 'refunded', reason: 'DESTINATION_CLOSED' }]), 1);
+    assert.is(await settleTransfers(client, [{ sourceId: A, transferId: T, settled: 'credited', reason: null }]), 0, 'settled once: the first settlement stays, and the caller learns it');
   } finally {
     client.release();
   }

@@ -28,10 +28,10 @@ function rejected(d: TransferDecision, reason: RejectReason, detail?: RegExp): v
 }
 /** The credit step as the process builds it from a debit event. */
 function creditOf(e: TransferEvent): CreditTransfer {
-  return { type: 'CreditTransfer', commandId: transferStepId(e.data.transferId, 'credit'), transferId: e.data.transferId, accountId: e.data.toAccountId!, fromAccountId: e.accountId, amount: e.data.amount, currency: e.data.currency };
+  return { type: 'CreditTransfer', commandId: transferStepId(e.accountId, e.data.transferId, 'credit'), transferId: e.data.transferId, accountId: e.data.toAccountId!, fromAccountId: e.accountId, amount: e.data.amount, currency: e.data.currency };
 }
 function refundOf(e: TransferEvent, reason: RejectReason): RefundTransfer {
-  return { type: 'RefundTransfer', commandId: transferStepId(e.data.transferId, 'refund'), transferId: e.data.transferId, accountId: e.accountId, toAccountId: e.data.toAccountId!, amount: e.data.amount, currency: e.data.currency, reason };
+  return { type: 'RefundTransfer', commandId: transferStepId(e.accountId, e.data.transferId, 'refund'), transferId: e.data.transferId, accountId: e.accountId, toAccountId: e.data.toAccountId!, amount: e.data.amount, currency: e.data.currency, reason };
 }
 
 test('Transfer debits the source and puts the money in flight', () => {
@@ -126,14 +126,16 @@ test('an account with outgoing transfers in flight cannot be closed; once settle
   assert.ok(!r.accepted && r.rejected === 'BALANCE_NOT_ZERO');
 });
 
-test('step ids are deterministic per transfer and step, and valid version-5 UUIDs', () => {
+test('step ids are deterministic per source, transfer and step, and valid version-5 UUIDs', () => {
   const t = '5d3c2b1a-0f9e-4d8c-b7a6-958473625140';
-  assert.is(transferStepId(t, 'credit'), transferStepId(t, 'credit'));
-  assert.is(transferStepId(t.toUpperCase(), 'credit'), transferStepId(t, 'credit'));
-  assert.is.not(transferStepId(t, 'credit'), transferStepId(t, 'refund'));
-  assert.is.not(transferStepId(t, 'credit'), transferStepId('5d3c2b1a-0f9e-4d8c-b7a6-958473625141', 'credit'));
+  assert.is(transferStepId(A, t, 'credit'), transferStepId(A, t, 'credit'));
+  assert.is(transferStepId(A.toUpperCase(), t.toUpperCase(), 'credit'), transferStepId(A, t, 'credit'));
+  assert.is.not(transferStepId(A, t, 'credit'), transferStepId(A, t, 'refund'));
+  assert.is.not(transferStepId(A, t, 'credit'), transferStepId(A, '5d3c2b1a-0f9e-4d8c-b7a6-958473625141', 'credit'));
+  // a transferId is the source's commandId, unique per account only: another source's same id is another transfer
+  assert.is.not(transferStepId(A, t, 'credit'), transferStepId(B, t, 'credit'));
   for (const step of ['credit', 'refund'] as const) {
-    assert.match(transferStepId(t, step), /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    assert.match(transferStepId(A, t, step), /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   }
 });
 

@@ -3,8 +3,8 @@
 -- (settled IS NULL) keep their source from closing (TRANSFERS_PENDING) and are the money in
 -- flight of the conservation check; their age is a metric and an alert.
 CREATE TABLE IF NOT EXISTS transfers (
-  transfer_id     uuid        NOT NULL PRIMARY KEY,
   source_id       uuid        NOT NULL,
+  transfer_id     uuid        NOT NULL,                      -- the source's commandId: unique per source only
   destination_id  uuid        NOT NULL,
   amount          bigint      NOT NULL CHECK (amount > 0),   -- minor units of currency
   currency        text        NOT NULL,
@@ -13,6 +13,7 @@ CREATE TABLE IF NOT EXISTS transfers (
   settled         text        CHECK (settled IN ('credited', 'refunded')),
   reason          text,                                      -- the destination's, when refunded
   settled_at      timestamptz,
+  PRIMARY KEY (source_id, transfer_id),
   CHECK (source_id <> destination_id),
   CHECK ((settled IS NULL) = (settled_at IS NULL))
 );

@@ -10,15 +10,17 @@ import type { Settlement } from '../../pipeline/transfers/decide-steps';
 /**
  * Settles transfers in the credit's or the refund's transaction. A transfer
  * settles once: a row already settled keeps its first settlement. Returns
- * how many rows settled now.
+ * how many rows settled now; fewer than asked means another writer settled
+ * one first (the worker never settles a step it has seen), and the caller
+ * must not commit: redo the batch from what Postgres holds.
  */
 export async function settleTransfers(client: PoolClient, settlements: readonly Settlement[]): Promise<number> {
   if (settlements.length === 0) return 0;
   const { rowCount } = await client.query(
     `UPDATE transfers t SET settled = s.settled, reason = s.reason, settled_at = now()
-       FROM unnest($1::uuid[], $2::text[], $3::text[]) AS s(id, settled, reason)
-      WHERE t.transfer_id = s.id AND t.settled IS NULL`,
-    [settlements.map((s) => s.transferId), settlements.map((s) => s.settled), settlements.map((s) => s.reason)],
+       FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[]) AS s(source, id, settled, reason)
+      WHERE t.source_id = s.source AND t.transfer_id = s.id AND t.settled IS NULL`,
+    [settlements.map((s) => s.sourceId), settlements.map((s) => s.transferId), settlements.map((s) => s.settled), settlements.map((s) => s.reason)],
   );
   return rowCount ?? 0;
 }

@@ -138,8 +138,9 @@ export function decideShard(task: ShardTask): ShardResult {
       // a debited transfer's answer is its final outcome, published at the end of the process: the
       // credit step goes again, and its duplicate at the destination publishes the final outcome again
       sendCredit(commandId, accountId, k.transfer, k.version, k.balance);
+      // the original is counted by the transfer role, at its final outcome; a re-send is a command of its own
       if (replay) republished++;
-      else count(type, status);
+      else if (!asOriginal) count(type, status);
       return;
     }
     let rest = asOriginal ? '' : ',"originalStatus":"' + k.status + '"';
@@ -154,7 +155,7 @@ export function decideShard(task: ShardTask): ShardResult {
   };
   const sendCredit = (transferId: string, source: string, t: TransferDebit, sourceVersion: number, sourceBalance: string) => {
     steps.record(t.toAccountId, creditStepJson({
-      type: 'CreditTransfer', commandId: transferStepId(transferId, 'credit'), transferId, accountId: t.toAccountId, fromAccountId: source,
+      type: 'CreditTransfer', commandId: transferStepId(source, transferId, 'credit'), transferId, accountId: t.toAccountId, fromAccountId: source,
       amount: t.amount, currency: t.currency, sourceVersion, sourceBalance,
     }));
   };
@@ -188,7 +189,7 @@ export function decideShard(task: ShardTask): ShardResult {
     const payload = encodeEnvelope({ eventId, accountId, version: ev.version, type: ev.type, data: ev.data as unknown as Record<string, unknown>, commandId, recordedAt: processedAt });
     events.row(EVENT_FIELDS).uuid(accountId).int8(ev.version).uuid(eventId).text(ev.type).jsonb(payload).uuid(commandId).timestamptz(task.nowMs).int4(m.partition).int8(m.offset);
     eventCount++;
-    transferRows.row(TRANSFER_FIELDS).uuid(commandId).uuid(accountId).uuid(cmd.toAccountId).int8(state!.balance - decision.state.balance)
+    transferRows.row(TRANSFER_FIELDS).uuid(accountId).uuid(commandId).uuid(cmd.toAccountId).int8(state!.balance - decision.state.balance)
       .text(decision.state.currency).int8(ev.version).timestamptz(task.nowMs);
     transferCount++;
     changed.set(accountId, decision.state);

@@ -21,13 +21,13 @@ import { encodeEnvelope, jsonString, newEventId } from '../../codec/envelope';
 import { decodeStep, refundStepJson, type CreditStep } from '../../codec/transfer-step';
 import { fractionDigits } from '../../domain/currency';
 import { formatMoney } from '../../domain/money';
-import { decideCredit, decideRefund, transferStepId, type RefundTransfer, type TransferEvent } from '../../domain/transfer';
+import { DESTINATION_REASONS, decideCredit, decideRefund, transferStepId, type RefundTransfer, type TransferEvent } from '../../domain/transfer';
 import type { AccountState, RejectReason } from '../../domain/types';
 import { Packer, unpackMessages, type PackedMessage } from '../pack';
 import { outcomeKey, type CommandCount, type KnownOutcome, type ShardResult, type ShardTask } from '../commands/decide-shard';
 
 /** A transfer that ended in this slice: credited, or refunded with the destination's reason. */
-export interface Settlement { transferId: string; settled: 'credited' | 'refunded'; reason: RejectReason | null }
+export interface Settlement { sourceId: string; transferId: string; settled: 'credited' | 'refunded'; reason: RejectReason | null }
 
 export interface StepsResult extends ShardResult { settlements: Settlement[] }
 
@@ -64,7 +64,7 @@ export function decideSteps(task: ShardTask): StepsResult {
       ',"version":' + version + ',"balance":' + jsonString(balance) + ',"processedAt":"' + processedAt + '"}');
   };
   const refundOf = (s: CreditStep, reason: RejectReason): RefundTransfer => ({
-    type: 'RefundTransfer', commandId: transferStepId(s.transferId, 'refund'), transferId: s.transferId, accountId: s.fromAccountId,
+    type: 'RefundTransfer', commandId: transferStepId(s.fromAccountId, s.transferId, 'refund'), transferId: s.transferId, accountId: s.fromAccountId,
     toAccountId: s.accountId, amount: s.amount, currency: s.currency, reason,
   });
   const append = (m: PackedMessage, e: TransferEvent, state: AccountState): string => {
@@ -109,9 +109,14 @@ export function decideSteps(task: ShardTask): StepsResult {
       if (decision.accepted) {
         const balance = append(m, decision.event, decision.state);
         remember(step.accountId, step.commandId, { status: 'accepted', type: 'CreditTransfer', version: decision.state.version, balance });
-        settlements.push({ transferId: step.transferId, settled: 'credited', reason: null });
+        settlements.push({ sourceId: step.fromAccountId, transferId: step.transferId, settled: 'credited', reason: null });
         final(step.transferId, step.fromAccountId, step.accountId, 'accepted', null, step.sourceVersion, step.sourceBalance);
         count('accepted');
+        continue;
+      }
+      if (!DESTINATION_REASONS.includes(decision.rejected)) {
+        // only a malformed step is refused otherwise, and decodeStep lets none through: no refund could carry the reason
+        if (!replay) dlq.push({ index, code: 'INVALID_STEP', message: `credit refused ${decision.rejected}: ${decision.detail ?? ''}` });
         continue;
       }
       // refused at the destination: recorded there under the step's id, so a re-sent step is a duplicate
@@ -134,7 +139,7 @@ export function decideSteps(task: ShardTask): StepsResult {
     }
     const balance = append(m, refund.event, refund.state);
     remember(step.accountId, step.commandId, { status: 'accepted', type: 'RefundTransfer', version: refund.state.version, balance });
-    settlements.push({ transferId: step.transferId, settled: 'refunded', reason: step.reason });
+    settlements.push({ sourceId: step.accountId, transferId: step.transferId, settled: 'refunded', reason: step.reason });
     final(step.transferId, step.accountId, step.toAccountId, 'rejected', step.reason, refund.state.version, balance);
     count('rejected');
     reasons[step.reason] = (reasons[step.reason] ?? 0) + 1;

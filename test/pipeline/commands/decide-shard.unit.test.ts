@@ -100,7 +100,7 @@ test('a Transfer debits the source and sends its credit step; its outcome waits 
   const { r, outs, steps } = run([[1, 10, transfer(T1, '2.00')], [1, 11, transfer(T1, '2.00')], [1, 12, transfer(T2, '9.00')], [1, 13, transfer(T2, '1.00', A)]], {}, null, true);
   // T1 debited (500 → 300 minor units); its re-send in the batch sends the same step again and answers nothing yet
   assert.equal(steps, [1, 2].map(() => ({
-    key: B, commandId: transferStepId(T1, 'credit'), type: 'CreditTransfer', transferId: T1, accountId: B, fromAccountId: A,
+    key: B, commandId: transferStepId(A, T1, 'credit'), type: 'CreditTransfer', transferId: T1, accountId: B, fromAccountId: A,
     amount: '2.00', currency: 'USD', sourceVersion: 4, sourceBalance: '3.00',
   })));
   assert.is(r.eventCount, 1);
@@ -118,7 +118,7 @@ test('a replayed or re-sent debited Transfer sends its credit step again from wh
   const known: KnownOutcome = { status: 'accepted', type: 'Transfer', version: 9, balance: '1.50', transfer: { toAccountId: B, amount: '2.00', currency: 'USD' }, sourcePartition: 1, sourceOffset: 10 };
   const replay = run([[1, 10, transfer(T1, '2.00')]], { [`${A}/${T1}`]: known }, { 1: 50 }, true);
   assert.equal(replay.outs, []);
-  assert.equal(replay.steps.map((s) => [s.key, s.commandId, s.sourceVersion, s.sourceBalance]), [[B, transferStepId(T1, 'credit'), 9, '1.50']]);
+  assert.equal(replay.steps.map((s) => [s.key, s.commandId, s.sourceVersion, s.sourceBalance]), [[B, transferStepId(A, T1, 'credit'), 9, '1.50']]);
   assert.equal([replay.r.republished, replay.r.eventCount, replay.r.transferCount], [1, 0, 0]);
   const resent = run([[1, 60, transfer(T1, '2.00')]], { [`${A}/${T1}`]: known }, { 1: 50 }, true);
   assert.equal(resent.steps.length, 1);

@@ -44,11 +44,11 @@ const task = (msgs: Uint8Array, states: AccountState[], known: Map<string, Known
   ({ msgs, states, known, replayBelow: null, maxMessageBytes: 65536, nowMs: Date.parse('2026-12-02T00:00:00Z'), transfers: true });
 
 test('credited: the destination gains, the transfer settles, and the final outcome reports the source after its debit', () => {
-  const step = { type: 'CreditTransfer' as const, commandId: transferStepId(T1, 'credit'), transferId: T1, accountId: B, fromAccountId: A, amount: '2.00', currency: 'USD', sourceVersion: 4, sourceBalance: '3.00' };
+  const step = { type: 'CreditTransfer' as const, commandId: transferStepId(A, T1, 'credit'), transferId: T1, accountId: B, fromAccountId: A, amount: '2.00', currency: 'USD', sourceVersion: 4, sourceBalance: '3.00' };
   const r = decideSteps(task(pack([{ key: B, value: creditStepJson(step) }, { key: B, value: creditStepJson(step) }]), [open(B, 100, 'USD', 2)]));
   assert.equal([r.eventCount, r.rejectionCount], [1, 0], 'the copy in the same slice writes nothing');
   assert.equal(r.states.map((s) => [s.accountId, s.version, s.balance]), [[B, 3, 300]]);
-  assert.equal(r.settlements, [{ transferId: T1, settled: 'credited', reason: null }]);
+  assert.equal(r.settlements, [{ sourceId: A, transferId: T1, settled: 'credited', reason: null }]);
   const final = { commandId: T1, accountId: A, type: 'Transfer', status: 'accepted', transferId: T1, toAccountId: B, version: 4, balance: '3.00' };
   assert.equal(records(r.outcomes), [{ key: A, value: final }, { key: A, value: final }], 'identical when repeated');
   assert.equal(r.counts, [{ type: 'Transfer', status: 'accepted', count: 1 }]);
@@ -56,22 +56,22 @@ test('credited: the destination gains, the transfer settles, and the final outco
 });
 
 test('refused at the destination: recorded there, then refunded, and the final outcome is the refusal', () => {
-  const step = { type: 'CreditTransfer' as const, commandId: transferStepId(T2, 'credit'), transferId: T2, accountId: C, fromAccountId: A, amount: '5.00', currency: 'USD', sourceVersion: 7, sourceBalance: '1.00' };
+  const step = { type: 'CreditTransfer' as const, commandId: transferStepId(A, T2, 'credit'), transferId: T2, accountId: C, fromAccountId: A, amount: '5.00', currency: 'USD', sourceVersion: 7, sourceBalance: '1.00' };
   const credit = decideSteps(task(pack([{ key: C, value: creditStepJson(step) }]), [open(C, 0, 'EUR')]));
   assert.equal([credit.eventCount, credit.rejectionCount, credit.settlements.length, records(credit.outcomes).length], [0, 1, 0, 0]);
   const refundMsgs = raw(credit.steps);
   assert.equal(refundMsgs.map((m) => [m.key, JSON.parse(m.value).type, JSON.parse(m.value).reason]), [[A, 'RefundTransfer', 'CURRENCY_MISMATCH']]);
   const refund = decideSteps(task(pack([...refundMsgs, ...refundMsgs]), [open(A, 100, 'USD', 7)]));
   assert.equal([refund.eventCount, refund.states[0].balance, refund.states[0].version], [1, 600, 8]);
-  assert.equal(refund.settlements, [{ transferId: T2, settled: 'refunded', reason: 'CURRENCY_MISMATCH' }]);
+  assert.equal(refund.settlements, [{ sourceId: A, transferId: T2, settled: 'refunded', reason: 'CURRENCY_MISMATCH' }]);
   const final = { commandId: T2, accountId: A, type: 'Transfer', status: 'rejected', transferId: T2, toAccountId: C, reason: 'CURRENCY_MISMATCH', version: 8, balance: '6.00' };
   assert.equal(records(refund.outcomes), [{ key: A, value: final }, { key: A, value: final }]);
 });
 
 test('steps done before (Postgres knows them) are answered again without writing', () => {
-  const credit = { type: 'CreditTransfer' as const, commandId: transferStepId(T1, 'credit'), transferId: T1, accountId: B, fromAccountId: A, amount: '2.00', currency: 'USD', sourceVersion: 4, sourceBalance: '3.00' };
-  const refund = { type: 'RefundTransfer' as const, commandId: transferStepId(T2, 'refund'), transferId: T2, accountId: A, toAccountId: C, amount: '5.00', currency: 'USD', reason: 'DESTINATION_CLOSED' as const };
-  const refusedCredit = { ...credit, commandId: transferStepId(T2, 'credit'), transferId: T2, accountId: C };
+  const credit = { type: 'CreditTransfer' as const, commandId: transferStepId(A, T1, 'credit'), transferId: T1, accountId: B, fromAccountId: A, amount: '2.00', currency: 'USD', sourceVersion: 4, sourceBalance: '3.00' };
+  const refund = { type: 'RefundTransfer' as const, commandId: transferStepId(A, T2, 'refund'), transferId: T2, accountId: A, toAccountId: C, amount: '5.00', currency: 'USD', reason: 'DESTINATION_CLOSED' as const };
+  const refusedCredit = { ...credit, commandId: transferStepId(A, T2, 'credit'), transferId: T2, accountId: C };
   const known = new Map<string, KnownOutcome>([
     [`${B}/${credit.commandId}`, { status: 'accepted', type: 'CreditTransfer', version: 3, balance: '3.00' }],
     [`${C}/${refusedCredit.commandId}`, { status: 'rejected', type: 'CreditTransfer', reason: 'DESTINATION_CLOSED' }],
@@ -82,11 +82,11 @@ test('steps done before (Postgres knows them) are answered again without writing
   ]), [], known));
   assert.equal([r.eventCount, r.rejectionCount, r.settlements.length], [0, 0, 0]);
   assert.equal(records(r.outcomes).map((o) => [o.value.transferId, o.value.status, o.value.version]), [[T1, 'accepted', 4], [T2, 'rejected', 9]]);
-  assert.equal(raw(r.steps).map((m) => JSON.parse(m.value).commandId), [transferStepId(T2, 'refund')]);
+  assert.equal(raw(r.steps).map((m) => JSON.parse(m.value).commandId), [transferStepId(A, T2, 'refund')]);
 });
 
 test('a forged or damaged step is a dead letter, and the slice goes on', () => {
-  const good = { type: 'CreditTransfer' as const, commandId: transferStepId(T1, 'credit'), transferId: T1, accountId: B, fromAccountId: A, amount: '2.00', currency: 'USD', sourceVersion: 4, sourceBalance: '3.00' };
+  const good = { type: 'CreditTransfer' as const, commandId: transferStepId(A, T1, 'credit'), transferId: T1, accountId: B, fromAccountId: A, amount: '2.00', currency: 'USD', sourceVersion: 4, sourceBalance: '3.00' };
   const forged = { ...good, commandId: '0f000000-0000-4000-8000-000000000001' };
   const r = decideSteps(task(pack([{ key: B, value: JSON.stringify(forged) }, { key: B, value: '{' }, { key: B, value: creditStepJson(good) }]), [open(B, 0)]));
   assert.equal(r.dlq.map((d) => [d.index, d.code]), [[0, 'INVALID_STEP'], [1, 'NOT_JSON']]);
