@@ -15,7 +15,7 @@
  * and wrappers (Debezium change events, converters) always go the long way.
  */
 import { EVENT_TYPES, type EventType } from '../domain/types';
-import { SCHEMA_VERSION, schemaVersionError, type EventEnvelope } from './envelope';
+import { SCHEMA_VERSION, isTimestamp, schemaVersionError, type EventEnvelope } from './envelope';
 import { isLowerUuidAt } from './hex';
 
 /** What the fast path read, plus recordedAt as milliseconds (it parsed it to validate it). */
@@ -226,7 +226,7 @@ function scan(): ScannedEnvelope | undefined {
         } else if (name === 'recordedAt') {
           recordedAt = text(b, vs, strEnd);
           recordedAtMs = isoMillisAt(b, vs, strEnd);
-          if (Number.isNaN(recordedAtMs)) recordedAtMs = Date.parse(recordedAt);
+          if (Number.isNaN(recordedAtMs)) recordedAtMs = isTimestamp(recordedAt) ? Date.parse(recordedAt) : NaN;
           if (Number.isNaN(recordedAtMs)) return undefined;
         } else {
           const id = lowerUuid(b, vs, strEnd);

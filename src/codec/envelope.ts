@@ -171,14 +171,24 @@ function validate(o: Record<string, unknown>): EventEnvelope | EnvelopeError {
   const commandId = uuidField(o, 'commandId');
   if (commandId === undefined) return { error: 'envelope.commandId must be a UUID string' };
   const recordedAt = own(o, 'recordedAt');
-  if (typeof recordedAt !== 'string' || Number.isNaN(Date.parse(recordedAt))) {
-    return { error: 'envelope.recordedAt must be an ISO-8601 timestamp' };
+  if (typeof recordedAt !== 'string' || !isTimestamp(recordedAt)) {
+    return { error: 'envelope.recordedAt must be an ISO-8601 timestamp with a UTC offset' };
   }
   const written = hasOwn.call(o, 'schemaVersion') ? o.schemaVersion : 1;
   const known = schemaVersionError(written, type);
   if (known !== undefined) return { error: known };
   return upcast({ eventId, accountId, version, type, data, commandId, recordedAt, schemaVersion: written as number });
 }
+
+/**
+ * An RFC 3339 date-time (what the contract's `format: date-time` means): a
+ * date, a time and a UTC offset, so the instant does not depend on the
+ * reader's time zone ("2026-01-01T00:00:00" or "1" would be read in it).
+ */
+export function isTimestamp(s: string): boolean {
+  return TIMESTAMP.test(s) && !Number.isNaN(Date.parse(s));
+}
+const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 
 /** Why an envelope of schema version `written` cannot hold `type`, or undefined when it can. */
 export function schemaVersionError(written: unknown, type: EventType): string | undefined {

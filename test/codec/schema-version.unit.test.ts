@@ -146,6 +146,22 @@ test('transfer events project as signed movements that name the transfer and the
   assert.is(bad.applied, 2);
 });
 
+test('recordedAt needs a UTC offset: an instant must not depend on the reader\'s time zone', () => {
+  const base = JSON.parse(v1.find((b) => scanEnvelope(b) !== undefined)!.toString('utf8')) as Record<string, unknown>;
+  for (const bad of ['2026-01-01T00:00:00', '2026-01-01T00:00:00.000', '1', '2026-01-01', 'Thu, 01 Jan 2026 00:00:00 GMT', '2026-01-01 00:00:00Z']) {
+    const text = JSON.stringify({ ...base, recordedAt: bad });
+    const r = parseEnvelope(text);
+    assert.ok('error' in r && /UTC offset/.test(r.error), `${bad}: ${JSON.stringify(r)}`);
+    assert.is(scanEnvelope(Buffer.from(text)), undefined, bad);
+  }
+  for (const [good, ms] of [['2026-01-01T01:00:00+01:00', Date.UTC(2026, 0, 1)], ['2026-01-01T00:00:00Z', Date.UTC(2026, 0, 1)], ['2026-01-01T00:00:00.123456Z', Date.UTC(2026, 0, 1) + 123]] as const) {
+    const text = JSON.stringify({ ...base, recordedAt: good });
+    const r = parseEnvelope(text);
+    assert.ok(!('error' in r) && Date.parse(r.recordedAt) === ms, good);
+    assert.is(scanEnvelope(Buffer.from(text))?.recordedAtMs, ms, good);
+  }
+});
+
 test('an event from outside 1970 to 2200 is dead-lettered, not a stalled partition', () => {
   const A = '0b6f6c1e-8a5d-4c55-9a8e-5a7f4f0f7a11';
   const env = (version: number, recordedAt: string) => Buffer.from(encodeEnvelope({
