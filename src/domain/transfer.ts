@@ -132,15 +132,8 @@ export function decideTransfer(state: AccountState | null, cmd: Transfer): Trans
     return reject('INSUFFICIENT_FUNDS', `balance ${formatMoney(state.balance, digits)} is less than ${formatMoney(amount, digits)}`);
   }
   const balance = state.balance - amount;
-  const next = moved(state, balance, 1);
-  return {
-    accepted: true,
-    state: next,
-    event: {
-      type: 'TransferDebited', accountId: state.accountId, version: next.version, commandId: cmd.commandId,
-      data: { transferId: cmd.commandId, toAccountId: cmd.toAccountId, amount: formatMoney(amount, digits), currency: state.currency, balanceAfter: String(balance) },
-    },
-  };
+  return moved(state, balance, 1, 'TransferDebited', cmd.commandId,
+    { transferId: cmd.commandId, toAccountId: cmd.toAccountId, amount: formatMoney(amount, digits), currency: state.currency, balanceAfter: String(balance) });
 }
 
 /** Step 2, on the destination. A refusal here is not final: the caller refunds the source with its reason. */
@@ -154,15 +147,8 @@ export function decideCredit(state: AccountState | null, step: CreditTransfer): 
   if (amount === undefined) return reject('INVALID_COMMAND', `amount ${step.amount} is not a positive ${state.currency} amount`);
   const balance = addMinor(state.balance, amount);
   if (balance === 'TOO_LARGE') return reject('LIMIT_EXCEEDED', 'balance would exceed the largest supported amount');
-  const next = moved(state, balance, 0);
-  return {
-    accepted: true,
-    state: next,
-    event: {
-      type: 'TransferCredited', accountId: state.accountId, version: next.version, commandId: step.commandId,
-      data: { transferId: step.transferId, fromAccountId: step.fromAccountId, amount: step.amount, currency: state.currency, balanceAfter: String(balance) },
-    },
-  };
+  return moved(state, balance, 0, 'TransferCredited', step.commandId,
+    { transferId: step.transferId, fromAccountId: step.fromAccountId, amount: step.amount, currency: state.currency, balanceAfter: String(balance) });
 }
 
 /**
@@ -180,15 +166,8 @@ export function decideRefund(state: AccountState | null, step: RefundTransfer): 
   }
   const balance = addMinor(state.balance, amount);
   if (balance === 'TOO_LARGE') throw new TypeError(`refund of transfer ${step.transferId}: account ${step.accountId} would exceed 2^53 - 1 minor units`);
-  const next = moved(state, balance, -1);
-  return {
-    accepted: true,
-    state: next,
-    event: {
-      type: 'TransferRefunded', accountId: state.accountId, version: next.version, commandId: step.commandId,
-      data: { transferId: step.transferId, toAccountId: step.toAccountId, amount: step.amount, currency: state.currency, balanceAfter: String(balance), reason: step.reason },
-    },
-  };
+  return moved(state, balance, -1, 'TransferRefunded', step.commandId,
+    { transferId: step.transferId, toAccountId: step.toAccountId, amount: step.amount, currency: state.currency, balanceAfter: String(balance), reason: step.reason });
 }
 
 function stepAmount(text: string, currency: string): number | undefined {
@@ -198,10 +177,13 @@ function stepAmount(text: string, currency: string): number | undefined {
   return typeof minor === 'number' ? minor : undefined;
 }
 
-/** The next state after a transfer event; `pending` is the change in outgoing transfers in flight. */
-function moved(s: AccountState, balance: number, pending: -1 | 0 | 1): AccountState {
-  const next: AccountState = { accountId: s.accountId, version: s.version + 1, balance, currency: s.currency, status: s.status, ownerName: s.ownerName };
+/**
+ * A transfer event on `s` and the state after it; `pending` is the change in
+ * outgoing transfers in flight.
+ */
+function moved(s: AccountState, balance: number, pending: -1 | 0 | 1, type: TransferEventType, commandId: string, data: TransferData): { accepted: true; event: TransferEvent; state: AccountState } {
+  const state: AccountState = { accountId: s.accountId, version: s.version + 1, balance, currency: s.currency, status: s.status, ownerName: s.ownerName };
   const inFlight = Math.max(0, (s.transfersPending ?? 0) + pending);
-  if (inFlight > 0 || s.transfersPending !== undefined) next.transfersPending = inFlight;
-  return next;
+  if (inFlight > 0 || s.transfersPending !== undefined) state.transfersPending = inFlight;
+  return { accepted: true, state, event: { type, accountId: s.accountId, version: state.version, commandId, data } };
 }

@@ -16,22 +16,21 @@
  * `settlements` say which transfers ended here, for the `transfers` table.
  */
 import { CopyWriter } from '../../codec/pgcopy';
-import { EVENT_COLUMNS, REJECTION_COLUMNS, fieldCount } from '../../codec/rows';
-import { encodeEnvelope, jsonString, newEventId } from '../../codec/envelope';
+import { REJECTION_COLUMNS, fieldCount } from '../../codec/rows';
+import { jsonString } from '../../codec/envelope';
 import { decodeStep, refundStepJson, type CreditStep } from '../../codec/transfer-step';
 import { fractionDigits } from '../../domain/currency';
 import { formatMoney } from '../../domain/money';
 import { DESTINATION_REASONS, decideCredit, decideRefund, transferStepId, type RefundTransfer, type TransferEvent } from '../../domain/transfer';
 import type { AccountState, RejectReason } from '../../domain/types';
 import { Packer, unpackMessages, type PackedMessage } from '../pack';
-import { outcomeKey, type CommandCount, type KnownOutcome, type ShardResult, type ShardTask } from '../commands/decide-shard';
+import { appendEvent, outcomeKey, type CommandCount, type KnownOutcome, type ShardResult, type ShardTask } from '../commands/decide-shard';
 
 /** A transfer that ended in this slice: credited, or refunded with the destination's reason. */
 export interface Settlement { sourceId: string; transferId: string; settled: 'credited' | 'refunded'; reason: RejectReason | null }
 
 export interface StepsResult extends ShardResult { settlements: Settlement[] }
 
-const EVENT_FIELDS = fieldCount(EVENT_COLUMNS);
 const REJECTION_FIELDS = fieldCount(REJECTION_COLUMNS);
 
 export function decideSteps(task: ShardTask): StepsResult {
@@ -42,7 +41,7 @@ export function decideSteps(task: ShardTask): StepsResult {
   const outcomes = new Packer(task.msgs.byteLength + 1024);
   const steps = new Packer(1024);
   const changed = new Map<string, AccountState>();
-  const seen = new Map<string, KnownOutcome>();
+  /** what this slice decided: a later copy in it is a duplicate */
   const decided = new Map<string, KnownOutcome>();
   const accA: string[] = [], accC: string[] = [], rejA: string[] = [], rejC: string[] = [];
   const dlq: ShardResult['dlq'] = [];
@@ -68,19 +67,13 @@ export function decideSteps(task: ShardTask): StepsResult {
     toAccountId: s.accountId, amount: s.amount, currency: s.currency, reason,
   });
   const append = (m: PackedMessage, e: TransferEvent, state: AccountState): string => {
-    const eventId = newEventId();
-    const payload = encodeEnvelope({ eventId, accountId: e.accountId, version: e.version, type: e.type, data: e.data as unknown as Record<string, unknown>, commandId: e.commandId, recordedAt: processedAt });
-    events.row(EVENT_FIELDS).uuid(e.accountId).int8(e.version).uuid(eventId).text(e.type).jsonb(payload).uuid(e.commandId).timestamptz(task.nowMs).int4(m.partition).int8(m.offset);
+    appendEvent(events, e, m, processedAt, task.nowMs);
     eventCount++;
     changed.set(e.accountId, state);
     accA.push(e.accountId); accC.push(e.commandId);
     return formatMoney(state.balance, fractionDigits(state.currency) ?? 2);
   };
-  const remember = (accountId: string, commandId: string, k: KnownOutcome) => {
-    const id = outcomeKey(accountId, commandId);
-    seen.set(id, k);
-    decided.set(id, k);
-  };
+  const remember = (accountId: string, commandId: string, k: KnownOutcome) => decided.set(outcomeKey(accountId, commandId), k);
 
   for (const m of unpackMessages(task.msgs)) {
     index++;
@@ -91,7 +84,7 @@ export function decideSteps(task: ShardTask): StepsResult {
       continue;
     }
     const step = d.step;
-    const prior = seen.get(outcomeKey(step.accountId, step.commandId)) ?? task.known?.get(outcomeKey(step.accountId, step.commandId));
+    const prior = decided.get(outcomeKey(step.accountId, step.commandId)) ?? task.known?.get(outcomeKey(step.accountId, step.commandId));
     if (prior) {
       // done before: its next message goes again, and nothing is written
       if (step.type === 'CreditTransfer') {
