@@ -100,18 +100,26 @@ export const DESTINATION_REASONS: readonly RejectReason[] = ['DESTINATION_NOT_FO
 
 /**
  * The command id of a transfer's credit or refund step: a name-based UUID
- * (version 5 layout, SHA-1 of a fixed namespace, the step, the source and the
- * transferId), so every re-send of a step is the same command. The source is
- * part of it because a transferId is the source's commandId, and command ids
- * are unique per account only: two sources may use the same one.
+ * (SHA-1 of a fixed namespace, the step, the source and the transferId), so
+ * every re-send of a step is the same command. The source is part of it
+ * because a transferId is the source's commandId, and command ids are unique
+ * per account only: two sources may use the same one.
+ *
+ * It is a UUID of version 8, which banking-es reserves: anyone can derive a
+ * step's id, so a command on bank.commands with a version-8 id is refused
+ * without being recorded (isReservedId), and no producer can take a step's
+ * id on an account before the step gets there.
  */
 export function transferStepId(sourceId: string, transferId: string, step: 'credit' | 'refund'): string {
   const h = createHash('sha1').update(STEP_NAMESPACE).update(step).update(sourceId.toLowerCase()).update('/').update(transferId.toLowerCase()).digest();
-  h[6] = (h[6] & 0x0f) | 0x50;
+  h[6] = (h[6] & 0x0f) | 0x80;
   h[8] = (h[8] & 0x3f) | 0x80;
   const x = h.subarray(0, 16).toString('hex');
   return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
 }
+
+/** A lower-case, validated UUID of version 8: reserved for transfer steps (transferStepId). */
+export const isReservedId = (uuid: string): boolean => uuid.charCodeAt(14) === 0x38; // '8'
 
 const STEP_NAMESPACE = Buffer.from('banking-es transfer step\0', 'utf8');
 

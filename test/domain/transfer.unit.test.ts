@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { decide } from '../../src/domain/decider';
 import {
-  decideCredit, decideRefund, decideTransfer, transferStepId,
+  decideCredit, decideRefund, decideTransfer, isReservedId, transferStepId,
   type CreditTransfer, type RefundTransfer, type Transfer, type TransferDecision, type TransferEvent,
 } from '../../src/domain/transfer';
 import type { AccountState, Command, RejectReason } from '../../src/domain/types';
@@ -126,7 +126,7 @@ test('an account with outgoing transfers in flight cannot be closed; once settle
   assert.ok(!r.accepted && r.rejected === 'BALANCE_NOT_ZERO');
 });
 
-test('step ids are deterministic per source, transfer and step, and valid version-5 UUIDs', () => {
+test('step ids are deterministic per source, transfer and step, and valid UUIDs of the reserved version 8', () => {
   const t = '5d3c2b1a-0f9e-4d8c-b7a6-958473625140';
   assert.is(transferStepId(A, t, 'credit'), transferStepId(A, t, 'credit'));
   assert.is(transferStepId(A.toUpperCase(), t.toUpperCase(), 'credit'), transferStepId(A, t, 'credit'));
@@ -135,8 +135,11 @@ test('step ids are deterministic per source, transfer and step, and valid versio
   // a transferId is the source's commandId, unique per account only: another source's same id is another transfer
   assert.is.not(transferStepId(A, t, 'credit'), transferStepId(B, t, 'credit'));
   for (const step of ['credit', 'refund'] as const) {
-    assert.match(transferStepId(A, t, step), /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    assert.match(transferStepId(A, t, step), /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    assert.ok(isReservedId(transferStepId(A, t, step)));
   }
+  assert.not.ok(isReservedId(t));
+  assert.not.ok(isReservedId('0190a5b2-7c3d-7e4f-8a1b-2c3d4e5f6a7b')); // version 7
 });
 
 test('money is conserved: 5,000 random steps over 6 accounts in two currencies', () => {

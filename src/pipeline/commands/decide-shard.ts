@@ -11,7 +11,7 @@ import { EVENT_COLUMNS, REJECTION_COLUMNS, TRANSFER_COLUMNS, fieldCount } from '
 import { encodeEnvelope, jsonString, newEventId } from '../../codec/envelope';
 import { creditStepJson } from '../../codec/transfer-step';
 import { decide } from '../../domain/decider';
-import { decideTransfer, transferStepId, type Transfer, type TransferEvent } from '../../domain/transfer';
+import { decideTransfer, isReservedId, transferStepId, type Transfer, type TransferEvent } from '../../domain/transfer';
 import { fractionDigits } from '../../domain/currency';
 import { formatMoney } from '../../domain/money';
 import type { AccountState, DomainEvent, RejectReason } from '../../domain/types';
@@ -99,6 +99,7 @@ const EVENT_FIELDS = fieldCount(EVENT_COLUMNS);
 const REJECTION_FIELDS = fieldCount(REJECTION_COLUMNS);
 const EVENT_OF = { OpenAccount: 'AccountCreated', Deposit: 'MoneyDeposited', Withdraw: 'MoneyWithdrawn', CloseAccount: 'AccountClosed' } as const;
 const TRANSFER_FIELDS = fieldCount(TRANSFER_COLUMNS);
+const RESERVED_DETAIL = 'commandId: UUID version 8 is reserved for banking-es\'s own transfer steps';
 
 
 /**
@@ -222,6 +223,13 @@ export function decideShard(task: ShardTask): ShardResult {
     const accountId = d.kind === 'ok' ? d.command.accountId : d.accountId;
     const commandId = d.kind === 'ok' ? d.command.commandId : d.commandId;
     const type = d.kind === 'ok' ? d.command.type : d.type;
+    if (isReservedId(commandId)) {
+      // a transfer step's id: refused every time, and never recorded, so no producer can take one on an account first
+      outcomes.record(accountId, outcomeJson(commandId, accountId, type, 'rejected', ',"reason":"INVALID_COMMAND","detail":"' + RESERVED_DETAIL + '"', processedAt));
+      if (replay) republished++;
+      else { count(type, 'rejected'); reasons.INVALID_COMMAND = (reasons.INVALID_COMMAND ?? 0) + 1; }
+      continue;
+    }
     const id = outcomeKey(accountId, commandId);
     const prior = seen.get(id) ?? known?.get(id);
     if (prior) {

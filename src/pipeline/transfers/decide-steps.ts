@@ -85,6 +85,11 @@ export function decideSteps(task: ShardTask): StepsResult {
     }
     const step = d.step;
     const prior = decided.get(outcomeKey(step.accountId, step.commandId)) ?? task.known?.get(outcomeKey(step.accountId, step.commandId));
+    if (prior && prior.type !== step.type) {
+      // the step's id holds another command (ids of version 8 are refused on bank.commands, so this is corruption): stop loudly
+      if (!replay) dlq.push({ index, code: 'STEP_ID_TAKEN', message: `${step.type} ${step.commandId} on ${step.accountId} is recorded as a ${prior.type}` });
+      continue;
+    }
     if (prior) {
       // done before: its next message goes again, and nothing is written
       if (step.type === 'CreditTransfer') {

@@ -131,4 +131,14 @@ test('where transfers do not run, a Transfer is INVALID_COMMAND and nothing move
   assert.equal([steps.length, r.eventCount, r.transferCount], [0, 0, 0]);
 });
 
+test('a command with a version-8 id (reserved for transfer steps) is INVALID_COMMAND every time, and never recorded', () => {
+  const stepId = transferStepId(A, '5d3c2b1a-0f9e-4d8c-b7a6-958473625140', 'credit');
+  const { r, outs } = run([[0, 1, deposit(stepId)], [0, 2, deposit(stepId)], [0, 3, deposit(E)]], {}, null, true);
+  assert.is(r.rejectionCount, 0, 'no row: the id stays free for the step');
+  assert.equal(r.rejectedCommands, []);
+  assert.equal(outs.slice(0, 2).map((o) => [o.status, o.reason]), [['rejected', 'INVALID_COMMAND'], ['rejected', 'INVALID_COMMAND']]);
+  assert.equal(outs[0], outs[1], 'identical when repeated');
+  assert.equal([outs[2].status, r.eventCount], ['accepted', 1], 'the next command on the account goes on');
+});
+
 test.run();

@@ -120,4 +120,12 @@ test('the chain through both workers moves money exactly once, with every messag
   assert.is(states.get(A)!.balance + states.get(B)!.balance + states.get(C)!.balance, 1000);
 });
 
+test('a step whose id holds another command is dead-lettered, not taken for done', () => {
+  const step = { type: 'CreditTransfer' as const, commandId: transferStepId(A, T1, 'credit'), transferId: T1, accountId: B, fromAccountId: A, amount: '2.00', currency: 'USD', sourceVersion: 4, sourceBalance: '3.00' };
+  const taken = new Map<string, KnownOutcome>([[`${B}/${step.commandId}`, { status: 'rejected', type: 'Deposit', reason: 'INVALID_COMMAND' }]]);
+  const r = decideSteps(task(pack([{ key: B, value: creditStepJson(step) }]), [open(B, 100)], taken));
+  assert.equal(r.dlq.map((d) => d.code), ['STEP_ID_TAKEN']);
+  assert.equal([r.eventCount, r.rejectionCount, raw(r.outcomes).length, raw(r.steps).length], [0, 0, 0, 0]);
+});
+
 test.run();
