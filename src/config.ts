@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { ConfigError } from './errors';
 import { packageRoot } from './paths';
 
-const ROLES = ['commands', 'projections', 'relay'] as const;
+const ROLES = ['commands', 'transfers', 'projections', 'relay'] as const;
 export type Role = (typeof ROLES)[number];
 
 convict.addFormat({
@@ -88,7 +88,7 @@ convict.addFormat({
 
 const schema = {
   env: { doc: 'Runtime environment; selects config/<env>.json.', format: ['production', 'development', 'test'], default: 'development', env: 'NODE_ENV' },
-  roles: { doc: 'Roles this process runs: commands, projections, relay.', format: 'roles', default: ['commands', 'projections', 'relay'] as string[], env: 'ROLES' },
+  roles: { doc: 'Roles this process runs: commands, transfers, projections, relay.', format: 'roles', default: ['commands', 'transfers', 'projections', 'relay'] as string[], env: 'ROLES' },
   log: {
     level: { doc: 'pino log level.', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', env: 'LOG_LEVEL' },
   },
@@ -96,6 +96,7 @@ const schema = {
     brokers: { doc: 'Kafka bootstrap servers, host:port[,host:port].', format: 'brokers', default: '127.0.0.1:9092', env: 'KAFKA_BROKERS' },
     clientId: { doc: 'Kafka client.id prefix.', format: String, default: 'banking-es', env: 'KAFKA_CLIENT_ID' },
     groupId: { doc: 'Consumer group of the command pipeline; also the consumer name in consumer_offsets.', format: String, default: 'banking-es-commands', env: 'KAFKA_GROUP_ID' },
+    transferGroupId: { doc: 'Consumer group of the transfer process (the transfers role, reading bank.transfers).', format: String, default: 'banking-es-transfers', env: 'KAFKA_TRANSFER_GROUP_ID' },
     projectionGroupId: { doc: 'Consumer group of the projection pipeline.', format: String, default: 'banking-es-projections', env: 'KAFKA_PROJECTION_GROUP_ID' },
     autoOffsetReset: { doc: 'Where a partition with NO stored offset starts. A stored offset Kafka no longer has is never reset (docs/architecture.md §4).', format: ['earliest', 'latest'], default: 'earliest', env: 'KAFKA_AUTO_OFFSET_RESET' },
     securityProtocol: { doc: 'librdkafka security.protocol.', format: ['plaintext', 'ssl', 'sasl_plaintext', 'sasl_ssl'], default: 'plaintext', env: 'KAFKA_SECURITY_PROTOCOL' },
@@ -126,6 +127,8 @@ const schema = {
       commands: { doc: 'Command topic.', format: String, default: 'bank.commands', env: 'KAFKA_TOPIC_COMMANDS' },
       results: { doc: 'Command outcome topic.', format: String, default: 'bank.command-results', env: 'KAFKA_TOPIC_RESULTS' },
       commandsDlq: { doc: 'Dead letters of the command topic.', format: String, default: 'bank.commands.dlq', env: 'KAFKA_TOPIC_COMMANDS_DLQ' },
+      transfers: { doc: 'Internal topic of the transfer steps (credit, refund). Only banking-es may write it (docs/transfers.md).', format: String, default: 'bank.transfers', env: 'KAFKA_TOPIC_TRANSFERS' },
+      transfersDlq: { doc: 'Dead letters of the transfer steps.', format: String, default: 'bank.transfers.dlq', env: 'KAFKA_TOPIC_TRANSFERS_DLQ' },
       events: { doc: 'Event topic fed by CDC.', format: String, default: 'bank.events', env: 'KAFKA_TOPIC_EVENTS' },
       eventsDlq: { doc: 'Dead letters of the event topic.', format: String, default: 'bank.events.dlq', env: 'KAFKA_TOPIC_EVENTS_DLQ' },
     },
@@ -155,6 +158,9 @@ const schema = {
     batchTimeMs: { doc: 'Max time an event waits for its projection flush.', format: 'positive-int', default: 50, env: 'PROJECTIONS_BATCH_TIME_MS' },
     shards: { doc: 'Shards per projection flush (tasks sent to the worker pool).', format: 'positive-int', default: 4, env: 'PROJECTIONS_SHARDS' },
     maxInFlight: { doc: 'Events consumed but not yet committed before the projector pauses.', format: 'positive-int', default: 100000, env: 'PROJECTIONS_MAX_IN_FLIGHT' },
+  },
+  transfers: {
+    enabled: { doc: 'The command role accepts Transfer (docs/transfers.md). The transfers role must run in some instance; turn this off where none does, and Transfer is INVALID_COMMAND.', format: Boolean, default: true, env: 'TRANSFERS_ENABLED' },
   },
   limits: {
     maxMessageBytes: { doc: 'Larger command messages go to the DLQ.', format: 'positive-int', default: 65536, env: 'LIMITS_MAX_MESSAGE_BYTES' },

@@ -12,6 +12,8 @@ export const ErrorCodes = {
   REDIS_UNAVAILABLE: 'transient',
   MESSAGE_UNREADABLE: 'poison',
   COMMAND_INVALID: 'poison',
+  /** a transfer step with no debit behind it in `transfers`: forged, or from another database */
+  STEP_UNBACKED: 'poison',
   INTERNAL: 'fatal',
 } as const satisfies Record<string, ErrorClass>;
 

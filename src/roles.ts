@@ -9,6 +9,9 @@ import type { DaemonContext } from './daemon';
 import { PartitionedPipeline } from './pipeline/partitioned-pipeline';
 import { CommandRole } from './pipeline/commands/command-role';
 import { ProjectionRole } from './pipeline/projections/projection-role';
+import { createTransferRole } from './pipeline/transfers/transfer-role';
+import { transfersInFlight } from './db/sql/transfers';
+import { coerceError } from './errors';
 import { createRelay } from './relay';
 
 export async function startRoles(ctx: DaemonContext): Promise<void> {
@@ -16,11 +19,23 @@ export async function startRoles(ctx: DaemonContext): Promise<void> {
     switch (role) {
       case 'commands': {
         const t = ctx.config.kafka.topics;
-        await ctx.topics?.ensure(role, [t.commands, t.results, t.commandsDlq]);
+        // with transfers on it also writes their credit steps
+        await ctx.topics?.ensure(role, ctx.config.transfers.enabled ? [t.commands, t.results, t.commandsDlq, t.transfers] : [t.commands, t.results, t.commandsDlq]);
         const p = new PartitionedPipeline(ctx, new CommandRole(ctx));
         ctx.lifecycle.defer('command-pipeline', () => p.stop());
         await p.start();
         ctx.log.info({ topic: ctx.config.kafka.topics.commands, workers: ctx.config.pipeline.workers }, 'command pipeline started');
+        break;
+      }
+      case 'transfers': {
+        const t = ctx.config.kafka.topics;
+        await ctx.topics?.ensure(role, [t.transfers, t.results, t.transfersDlq]);
+        const p = new PartitionedPipeline(ctx, createTransferRole(ctx));
+        ctx.lifecycle.defer('transfer-pipeline', () => p.stop());
+        await p.start();
+        const stopWatch = watchTransfersInFlight(ctx);
+        ctx.lifecycle.defer('transfers-in-flight', async () => stopWatch());
+        ctx.log.info({ topic: t.transfers, group: ctx.config.kafka.transferGroupId }, 'transfer pipeline started');
         break;
       }
       case 'projections': {
@@ -46,4 +61,35 @@ export async function startRoles(ctx: DaemonContext): Promise<void> {
       }
     }
   }
+}
+
+/**
+ * Reads the transfers in flight every 5 s into banking_es_transfers_in_flight
+ * and banking_es_transfers_oldest_seconds (the stuck-transfer alert's input).
+ * A failed read keeps the last values and is logged; the next one retries.
+ */
+function watchTransfersInFlight(ctx: DaemonContext): () => void {
+  const { metrics, pool, log } = ctx;
+  const seen = new Set<string>();
+  let running = false;
+  const read = async () => {
+    if (running) return;
+    running = true;
+    try {
+      const rows = await transfersInFlight(pool);
+      const now = new Set(rows.map((r) => r.currency));
+      for (const c of seen) if (!now.has(c)) metrics.transfersInFlight.set({ currency: c }, 0);
+      for (const r of rows) { metrics.transfersInFlight.set({ currency: r.currency }, r.transfers); seen.add(r.currency); }
+      const oldest = rows.reduce((m, r) => Math.min(m, r.oldestAt.getTime()), Infinity);
+      metrics.transfersOldestSeconds.set(oldest === Infinity ? 0 : Math.max(0, (Date.now() - oldest) / 1000));
+    } catch (e) {
+      log.warn({ err: coerceError(e) }, 'could not read the transfers in flight');
+    } finally {
+      running = false;
+    }
+  };
+  void read();
+  const timer = setInterval(() => void read(), 5000);
+  timer.unref();
+  return () => clearInterval(timer);
 }

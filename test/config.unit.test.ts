@@ -50,7 +50,7 @@ const defaults = suite('config defaults');
 
 defaults('the defaults validate', () => {
   const { config, sources } = loadConfig({ env: {}, ignoreStack: true });
-  assert.equal(config.roles, ['commands', 'projections', 'relay']);
+  assert.equal(config.roles, ['commands', 'transfers', 'projections', 'relay']);
   assert.is(config.kafka.brokers, '127.0.0.1:9092');
   assert.is(config.pipeline.batchSize, 5000);
   assert.is(config.cdc.mode, 'relay');

@@ -47,6 +47,10 @@ export function commandsDaemonEnv(dbUrl: string, topics: { commands: string; res
     KAFKA_TOPIC_COMMANDS: topics.commands,
     KAFKA_TOPIC_RESULTS: topics.results,
     KAFKA_TOPIC_COMMANDS_DLQ: topics.dlq,
+    // the transfer steps' topics, this test's own (the transfers role runs where ROLES names it)
+    KAFKA_TOPIC_TRANSFERS: `${topics.commands}.transfers`,
+    KAFKA_TOPIC_TRANSFERS_DLQ: `${topics.commands}.transfers-dlq`,
+    KAFKA_TRANSFER_GROUP_ID: `${name}-xfer-${randomUUID().slice(0, 8)}`,
     KAFKA_GROUP_ID: `${name}-${randomUUID().slice(0, 8)}`,
     SHUTDOWN_TIMEOUT_MS: '10000',
   };

@@ -25,6 +25,16 @@ export async function settleTransfers(client: PoolClient, settlements: readonly 
   return rowCount ?? 0;
 }
 
+/** How many of these transfers have no row at all: steps with no debit behind them. */
+export async function unbackedTransfers(client: PoolClient, settlements: readonly Settlement[]): Promise<number> {
+  const { rows } = await client.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM unnest($1::uuid[], $2::uuid[]) AS s(source, id)
+      WHERE NOT EXISTS (SELECT 1 FROM transfers t WHERE t.source_id = s.source AND t.transfer_id = s.id)`,
+    [settlements.map((s) => s.sourceId), settlements.map((s) => s.transferId)],
+  );
+  return rows[0].n;
+}
+
 /** Outgoing transfers in flight per source, for the sources asked about that have any. */
 export async function transfersPending(db: Pool | PoolClient, sources: readonly string[]): Promise<Map<string, number>> {
   const out = new Map<string, number>();

@@ -27,7 +27,8 @@ import { Packer, forEachRecord } from '../pack';
 import { CANARY_PARTITION, type Batch, type DeadLetter, type PipelineRole, type Preparation, type RoleSettings, type WriteResult } from '../role';
 import { createWorkerPool, type WorkerPool } from '../worker-pool';
 import { AccountStates } from './account-states';
-import { EVENT_COLUMNS, REJECTION_COLUMNS } from '../../codec/rows';
+import { EVENT_COLUMNS, REJECTION_COLUMNS, TRANSFER_COLUMNS } from '../../codec/rows';
+import { transfersPending } from '../../db/sql/transfers';
 import { decideShard, type KnownOutcome, type ShardResult, type ShardTask } from './decide-shard';
 import { OutcomePublisher } from './outcome-publisher';
 import { ResentCommands, scanCommandId, type Pairs } from './resent-commands';
@@ -58,7 +59,65 @@ export interface DecidedBatch {
   pairs: Pairs;
   accepted: { accounts: string[]; commands: string[] };
   rejected: { accounts: string[]; commands: string[] };
+  /** the states the batch was decided on (absent: the account did not exist) */
+  states: ReadonlyMap<string, AccountState>;
   workerSeconds: number;
+}
+
+/**
+ * What differs between the roles that decide commands on accounts: the
+ * command role (bank.commands) and the transfer role (bank.transfers, whose
+ * steps are commands of banking-es's own; ../transfers/transfer-role.ts).
+ */
+export interface DecidingKind {
+  settings: RoleSettings;
+  /** in dist/workers/, running `decide` on its task */
+  workerFile: string;
+  decide: (task: ShardTask) => ShardResult;
+  /** ShardTask.transfers */
+  transfers: boolean;
+  canary(topic: string): CommandBatch;
+  /** Writes the kind's own rows after events and rejections, in the same transaction. */
+  write(client: PoolClient, p: DecidedBatch): Promise<WriteResult>;
+  /** The batch committed: the kind's own metrics. */
+  committed?(p: DecidedBatch): void;
+}
+
+/** The command role's kind: bank.commands, decideShard, its `transfers` rows and the close check. */
+export function commandKind(ctx: DaemonContext): DecidingKind {
+  const { config } = ctx;
+  const p = config.pipeline;
+  return {
+    settings: {
+      name: 'commands', noun: 'command', topic: config.kafka.topics.commands, group: config.kafka.groupId, dlqTopic: config.kafka.topics.commandsDlq,
+      batchTimeMs: p.batchTimeMs, batchSize: p.batchSize, maxInFlight: p.maxInFlight,
+      // each careful redo learns what Postgres holds; a streak past this means another writer keeps racing us
+      maxRedos: 4,
+    },
+    workerFile: 'command-worker.js',
+    decide: decideShard,
+    transfers: config.transfers.enabled,
+    canary: commandCanary,
+    async write(client, d) {
+      if (d.results.some((r) => r.transferCount)) await copyIn(client, 'transfers', TRANSFER_COLUMNS, d.results.map((r) => r.transferRows));
+      // a close was decided on this batch's debits only: it stands if the source has none in flight now (a count only a credit or refund lowers)
+      const closed = d.results.flatMap((r) => r.closedAccounts);
+      if (closed.length && (await transfersPending(client, closed)).size > 0) return 'redo';
+      return 'written';
+    },
+  };
+}
+
+/** An OpenAccount and a Deposit to an unknown account: an event row and a rejection row. */
+function commandCanary(topic: string): CommandBatch {
+  const accountId = randomUUID();
+  const commands = [
+    { commandId: randomUUID(), type: 'OpenAccount', accountId, ownerName: 'banking-es canary', currency: 'USD', initialBalance: '0' },
+    { commandId: randomUUID(), type: 'Deposit', accountId: randomUUID(), amount: '1.00' },
+  ];
+  return new CommandBatch(commands.map((c, i): Message => ({
+    topic, partition: CANARY_PARTITION, offset: i, key: Buffer.from(c.accountId), value: Buffer.from(JSON.stringify(c)), size: 0, timestamp: 0,
+  })));
 }
 
 /**
@@ -80,6 +139,30 @@ function accountOf(m: Message): string {
   return raw !== undefined && isUuid(raw) ? raw.toLowerCase() : '';
 }
 
+/**
+ * True when an account the batch rejected a command on, and wrote no event to,
+ * has an event past the version the rejection was decided on: another writer
+ * (the transfer role, or the command role for a credit's destination) moved
+ * it after the state was read. An account the batch wrote to is covered by
+ * the events key instead. The accounts are validated UUIDs, passed as arrays.
+ */
+async function rejectedOnStale(client: PoolClient, p: DecidedBatch): Promise<boolean> {
+  if (p.rejected.accounts.length === 0) return false;
+  const wrote = new Set(p.accepted.accounts);
+  const accounts: string[] = [], versions: number[] = [];
+  for (const a of new Set(p.rejected.accounts)) {
+    if (wrote.has(a)) continue;
+    accounts.push(a);
+    versions.push(p.states.get(a)?.version ?? 0);
+  }
+  if (accounts.length === 0) return false;
+  const { rows } = await client.query<{ stale: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM unnest($1::uuid[], $2::bigint[]) AS c(a, v) JOIN events e ON e.account_id = c.a AND e.version > c.v) AS stale`,
+    [accounts, versions],
+  );
+  return rows[0].stale;
+}
+
 const deadMessage = (m: Message): DeadMessage => ({ key: m.key ?? null, value: m.value ?? null, headers: (m.headers as Headers | undefined) ?? [], partition: m.partition, offset: m.offset });
 
 export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedBatch, Learned> {
@@ -89,16 +172,11 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
   private readonly resent: ResentCommands;
   private readonly publisher: OutcomePublisher;
 
-  constructor(private readonly ctx: DaemonContext) {
+  constructor(private readonly ctx: DaemonContext, private readonly kind: DecidingKind = commandKind(ctx)) {
     const { config, log, metrics, redis, pool } = ctx;
     const p = config.pipeline;
-    this.settings = {
-      name: 'commands', noun: 'command', topic: config.kafka.topics.commands, group: config.kafka.groupId, dlqTopic: config.kafka.topics.commandsDlq,
-      batchTimeMs: p.batchTimeMs, batchSize: p.batchSize, maxInFlight: p.maxInFlight,
-      // each careful redo learns what Postgres holds; a streak past this means another writer keeps racing us
-      maxRedos: 4,
-    };
-    this.workers = createWorkerPool(p.workers, 'command-worker.js', decideShard);
+    this.settings = kind.settings;
+    this.workers = createWorkerPool(p.workers, kind.workerFile, kind.decide);
     this.states = new AccountStates(p.stateCacheSize, log, redis, config.redis.stateTtlMs, metrics);
     this.resent = new ResentCommands(pool, redis, config.redis.dedupWindowMs);
     this.publisher = new OutcomePublisher(ctx.producer, config.kafka.topics.results, metrics, log, this.settings.name);
@@ -121,16 +199,8 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     return deadMessage(b.msgs[0]);
   }
 
-  /** An OpenAccount and a Deposit to an unknown account: an event row and a rejection row. */
   canary(): CommandBatch {
-    const accountId = randomUUID();
-    const commands = [
-      { commandId: randomUUID(), type: 'OpenAccount', accountId, ownerName: 'banking-es canary', currency: 'USD', initialBalance: '0' },
-      { commandId: randomUUID(), type: 'Deposit', accountId: randomUUID(), amount: '1.00' },
-    ];
-    return new CommandBatch(commands.map((c, i): Message => ({
-      topic: this.settings.topic, partition: CANARY_PARTITION, offset: i, key: Buffer.from(c.accountId), value: Buffer.from(JSON.stringify(c)), size: 0, timestamp: 0,
-    })));
+    return this.kind.canary(this.settings.topic);
   }
 
   /** Outcomes between the published and the committed offset may never have reached Kafka: start there and publish them again. */
@@ -162,10 +232,18 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
       if (m.offset < (how.committedNext.get(m.partition) ?? -1)) replay = true;
     }
     const accountIds = accountsByShard.flatMap((s) => [...s]);
-    const [states, early] = await Promise.all([
+    const pendingCounted = how.careful && this.kind.transfers;
+    const [loaded, early, pending] = await Promise.all([
       this.states.load(pool, accountIds, seq, how.careful),
       how.careful ? Promise.resolve(null) : this.resent.knownBefore(seq, pairs),
+      // redone carefully: CloseAccount decides on the transfers in flight as Postgres has them
+      pendingCounted ? transfersPending(pool, accountIds) : Promise.resolve(null),
     ]);
+    let states = loaded;
+    if (pending?.size) {
+      states = new Map(loaded); // the loaded states are cached: counted copies for this batch only
+      for (const [id, n] of pending) { const s = loaded.get(id); if (s) states.set(id, { ...s, transfersPending: n }); }
+    }
     const known = how.learned ?? early;
     const nowMs = Date.now();
     const t0 = performance.now();
@@ -175,6 +253,7 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
       return this.workers.run({
         msgs: p.finish(), states: st, known: known && known.size ? known : null,
         replayBelow: replay ? new Map(how.committedNext) : null, maxMessageBytes: config.limits.maxMessageBytes, nowMs,
+        transfers: this.kind.transfers, pendingCounted,
       });
     }));
     const workerSeconds = (performance.now() - t0) / 1000;
@@ -182,7 +261,7 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     this.states.prepared(seq, changed);
     this.resent.decided(seq, results.map((r) => r.decided));
     return {
-      seq, batch, slices, results, careful: how.careful, replay, accountIds, changed, pairs, workerSeconds,
+      seq, batch, slices, results, careful: how.careful, replay, accountIds, changed, pairs, workerSeconds, states,
       accepted: { accounts: results.flatMap((r) => r.acceptedAccounts), commands: results.flatMap((r) => r.acceptedCommands) },
       rejected: { accounts: results.flatMap((r) => r.rejectedAccounts), commands: results.flatMap((r) => r.rejectedCommands) },
     };
@@ -210,7 +289,12 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
       this.ctx.metrics.occConflicts.inc();
       return 'redo';
     }
-    return 'written';
+    // with transfers, two roles write to an account: a rejection decided on a state another writer moved on from is redone
+    if (this.kind.transfers && await rejectedOnStale(client, p)) {
+      this.ctx.metrics.occConflicts.inc();
+      return 'redo';
+    }
+    return this.kind.write(client, p);
   }
 
   /** What Postgres holds for every command of the batch; the next preparation decides on it. */
@@ -233,8 +317,12 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
       if (r.republished) metrics.outcomesRepublished.inc(r.republished);
     }
     metrics.eventsAppended.inc(events);
+    this.kind.committed?.(p);
     const outcomes = this.publisher.beginBatch(p.batch.next);
     for (const r of p.results) forEachRecord(r.outcomes, (key, value) => outcomes.add(key, value));
+    // the transfer steps to go on with: acknowledged before the published offset passes the batch, like the outcomes
+    const steps = this.ctx.config.kafka.topics.transfers;
+    for (const r of p.results) if (r.steps.byteLength) forEachRecord(r.steps, (key, value) => outcomes.add(key, value, steps));
     outcomes.end();
   }
 

@@ -44,6 +44,13 @@ export interface ShardTask {
   nowMs: number;
   /** Transfer is a command (docs/transfers.md); off until the transfer process runs */
   transfers?: boolean;
+  /**
+   * The states' `transfersPending` were read from the `transfers` table for this task. Otherwise
+   * they are ignored: a cached count is never brought down by a credit (it settles at the
+   * destination), so CloseAccount counts only this slice's debits, and the commit checks the
+   * accounts it closed against the table (closedAccounts).
+   */
+  pendingCounted?: boolean;
 }
 
 export interface DlqEntry { index: number; code: string; message: string }
@@ -80,6 +87,8 @@ export interface ShardResult {
   /** outcomes published again for replayed offsets (committed before, publication not recorded); not in `counts` */
   republished: number;
   rejectReasons: Record<string, number>;
+  /** Accounts closed now: the commit checks that none has a transfer in flight. */
+  closedAccounts: string[];
 }
 
 /**
@@ -114,7 +123,7 @@ function outcomeJson(commandId: string, accountId: string, type: string, status:
 
 export function decideShard(task: ShardTask): ShardResult {
   const states = new Map<string, AccountState>();
-  for (const st of task.states) states.set(st.accountId, st);
+  for (const st of task.states) states.set(st.accountId, task.pendingCounted || st.transfersPending === undefined ? st : { ...st, transfersPending: undefined });
   const known = task.known;
   const events = new CopyWriter(task.msgs.byteLength * 3 + 1024);
   const rejections = new CopyWriter(1024);
@@ -127,6 +136,7 @@ export function decideShard(task: ShardTask): ShardResult {
   const accA: string[] = [], accC: string[] = [], rejA: string[] = [], rejC: string[] = [];
   const decided = new Map<string, KnownOutcome>();
   const dlq: DlqEntry[] = [];
+  const closedAccounts: string[] = [];
   const counts = new Map<string, CommandCount>();
   const reasons: Record<string, number> = {};
   const processedAt = new Date(task.nowMs).toISOString();
@@ -154,13 +164,15 @@ export function decideShard(task: ShardTask): ShardResult {
       else if (!asOriginal) count(type, status);
       return;
     }
-    let rest = asOriginal ? '' : ',"originalStatus":"' + k.status + '"';
+    // a Transfer has one final outcome, whoever asks: a re-send of one refused at the source is answered as it was
+    const answer = type === 'Transfer' && toAccountId !== undefined ? k.status : status;
+    let rest = answer === k.status ? '' : ',"originalStatus":"' + k.status + '"';
     if (type === 'Transfer' && toAccountId !== undefined) rest += ',"transferId":"' + commandId + '","toAccountId":"' + toAccountId + '"';
     // the same fields as the first answer, in the same order: a repeat is identical to it but for processedAt
     rest += k.status === 'accepted'
       ? ',"version":' + k.version + ',"balance":' + jsonString(k.balance)
       : ',"reason":' + jsonString(k.reason) + (k.detail === undefined ? '' : ',"detail":' + jsonString(k.detail));
-    outcomes.record(accountId, outcomeJson(commandId, accountId, type, status, rest, processedAt));
+    outcomes.record(accountId, outcomeJson(commandId, accountId, type, answer, rest, processedAt));
     if (replay) republished++;
     else count(type, status);
   };
@@ -268,6 +280,7 @@ export function decideShard(task: ShardTask): ShardResult {
     eventCount++;
     changed.set(accountId, decision.state);
     accA.push(accountId); accC.push(commandId);
+    if (cmd.type === 'CloseAccount') closedAccounts.push(accountId);
     const balance = balanceText(decision.state);
     outcomes.record(accountId, outcomeJson(commandId, accountId, type, 'accepted', ',"version":' + ev.version + ',"balance":"' + balance + '"', processedAt));
     const outcome: KnownOutcome = { status: 'accepted', type, version: ev.version, balance };
@@ -295,5 +308,6 @@ export function decideShard(task: ShardTask): ShardResult {
     counts: [...counts.values()],
     republished,
     rejectReasons: reasons,
+    closedAccounts,
   };
 }

@@ -50,10 +50,11 @@ export class OutcomePublisher {
     const t: BatchTrack = { next, remaining: 0, ended: false, failed: false, stale: false, since: performance.now(), outcomes: 0 };
     this.inOrder.push(t);
     return {
-      add: (key: Buffer | null, value: Buffer | null) => {
+      /** An outcome, or (with `topic`) a transfer step: the published offset passes the batch once all are acknowledged. */
+      add: (key: Buffer | null, value: Buffer | null, topic = this.topic) => {
         t.remaining++;
         t.outcomes++;
-        this.produce(key, value, t);
+        this.produce(topic, key, value, t);
       },
       end: () => {
         t.ended = true;
@@ -62,10 +63,10 @@ export class OutcomePublisher {
     };
   }
 
-  private produce(key: Buffer | null, value: Buffer | null, t: BatchTrack): void {
+  private produce(topic: string, key: Buffer | null, value: Buffer | null, t: BatchTrack): void {
     for (let i = 0; ; i++) {
       try {
-        this.producer.raw.produce(this.topic, null, value, key ?? undefined, Date.now(), t);
+        this.producer.raw.produce(topic, null, value, key ?? undefined, Date.now(), t);
         return;
       } catch (e) {
         // local queue full: serve delivery reports and try again (the queue bound keeps memory bounded)

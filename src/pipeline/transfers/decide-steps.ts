@@ -147,6 +147,6 @@ export function decideSteps(task: ShardTask): StepsResult {
     events: events.finish(), eventCount, rejections: rejections.finish(), rejectionCount,
     outcomes: outcomes.finish(), steps: steps.finish(), transferRows: new Uint8Array(0), transferCount: 0,
     states: [...changed.values()], acceptedAccounts: accA, acceptedCommands: accC, rejectedAccounts: rejA, rejectedCommands: rejC,
-    decided, dlq, counts: [...counts.values()], republished, rejectReasons: reasons, settlements,
+    decided, dlq, counts: [...counts.values()], republished, rejectReasons: reasons, settlements, closedAccounts: [],
   };
 }

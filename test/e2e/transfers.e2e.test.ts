@@ -1,0 +1,160 @@
+/**
+ * Transfers end to end (docs/transfers.md), on a cold cluster the way a user
+ * starts one: the daemon creates its topics, including the internal
+ * bank.transfers. A producer sends Transfer on bank.commands and reads one
+ * final outcome per transfer on bank.command-results; the balances, the
+ * `transfers` table and conservation per currency are checked in Postgres.
+ *
+ * 1. With only the command role running, a transfer debits its source and
+ *    waits in flight: the source cannot be closed (TRANSFERS_PENDING) even
+ *    when its cached state says nothing is pending.
+ * 2. The transfers role starts and settles it; then the close goes through.
+ * 3. Every rule in one mixed run, every Transfer sent twice, with hostile
+ *    steps on bank.commands sent three times in between.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { randomUUID } from 'node:crypto';
+import { Rig, OutcomeTap, sleep } from '../helpers/reliability';
+import { transferStepId } from '../../src/domain/transfer';
+import type { Daemon } from '../helpers/daemon';
+
+type Outcome = Record<string, unknown> & { commandId: string; status: string; reason?: string };
+
+let rig: Rig | undefined;
+let tap: OutcomeTap | undefined;
+let failed = true;
+const outcomes = new Map<string, Outcome[]>();
+
+test.after(async () => {
+  if (failed && rig) console.log(`daemon logs: ${rig.dumpLogs('transfers').join(' ')}`);
+  await tap?.close();
+  await rig?.release();
+});
+
+const json = (o: Record<string, unknown>) => JSON.stringify(o);
+async function send(cmd: Record<string, unknown> & { accountId: string }): Promise<string> {
+  await rig!.producer.send(rig!.topics.commands, cmd.accountId, json(cmd));
+  return cmd.commandId as string;
+}
+const open = (accountId: string, balance: string, currency = 'USD') =>
+  send({ commandId: randomUUID(), type: 'OpenAccount', accountId, ownerName: 'T', currency, initialBalance: balance });
+const transfer = (accountId: string, toAccountId: string, amount: string, commandId: string = randomUUID()) =>
+  send({ commandId, type: 'Transfer', accountId, toAccountId, amount });
+
+async function answered(ids: string[], n = 1, timeoutMs = 60000): Promise<Outcome[]> {
+  const until = Date.now() + timeoutMs;
+  while (ids.some((id) => (outcomes.get(id)?.length ?? 0) < n)) {
+    if (Date.now() > until) throw new Error(`no outcome after ${timeoutMs} ms for ${ids.filter((id) => (outcomes.get(id)?.length ?? 0) < n).join(', ')}`);
+    await sleep(50);
+  }
+  return ids.map((id) => outcomes.get(id)![0]);
+}
+const strip = (o: Outcome) => { const { processedAt: _, ...rest } = o; return rest; };
+
+async function balances(): Promise<Map<string, { balance: string; version: number }>> {
+  const { rows } = await rig!.pg.query<{ account_id: string; balance: string; version: string }>(
+    `SELECT DISTINCT ON (account_id) account_id, payload->'data'->>'balanceAfter' AS balance, version FROM events ORDER BY account_id, version DESC`);
+  return new Map(rows.map((r) => [r.account_id, { balance: r.balance, version: Number(r.version) }]));
+}
+
+test('transfers: pending blocks a close, the process settles every rule exactly once, repeats answer the same', async () => {
+  rig = await Rig.create({ name: 'xfer', createTopics: false, env: { KAFKA_CREATE_TOPICS: 'true' } });
+  tap = await OutcomeTap.open(rig.brokers, rig.topics.results, 4, (o) => {
+    const v = o as Outcome | undefined;
+    if (!v?.commandId) return;
+    const list = outcomes.get(v.commandId) ?? [];
+    list.push(v);
+    outcomes.set(v.commandId, list);
+  });
+
+  // 1. the command role alone: the debit happens, the money waits in flight
+  const commandsOnly: Daemon = await rig.start({ ROLES: 'commands' });
+  const S = randomUUID(), D = randomUUID();
+  await answered([await open(S, '25.00'), await open(D, '0.00')]);
+  const t1 = await transfer(S, D, '25.00');
+  await rig.pg.query('SELECT 1'); // the debit's commit is observed through the transfers table below
+  const until = Date.now() + 30000;
+  while ((await rig.pg.query('SELECT 1 FROM transfers WHERE transfer_id = $1', [t1])).rowCount === 0) {
+    if (Date.now() > until) throw new Error('the debit never committed');
+    await sleep(50);
+  }
+  const [closeEarly] = await answered([await send({ commandId: randomUUID(), type: 'CloseAccount', accountId: S })]);
+  assert.is(closeEarly.status, 'rejected');
+  assert.is(closeEarly.reason, 'TRANSFERS_PENDING', 'a source with a transfer in flight stays open');
+  assert.ok(!outcomes.has(t1), 'no final outcome before the credit');
+
+  // 2. the transfers role settles it; the close then goes through
+  await commandsOnly.stop();
+  await rig.start({ ROLES: 'commands,transfers' });
+  const [final1] = await answered([t1]);
+  assert.equal(strip(final1), { commandId: t1, accountId: S, type: 'Transfer', status: 'accepted', transferId: t1, toAccountId: D, version: 2, balance: '0.00' });
+  const [closeLate] = await answered([await send({ commandId: randomUUID(), type: 'CloseAccount', accountId: S })]);
+  assert.is(closeLate.status, 'accepted', `closed once settled: ${JSON.stringify(closeLate)}`);
+
+  // 3. every rule, mixed, each Transfer sent twice, hostile steps on bank.commands three times
+  const A = randomUUID(), B = randomUUID(), C = randomUUID(), E = randomUUID(), X = randomUUID(), M = randomUUID();
+  await answered([await open(A, '100.00'), await open(B, '50.00'), await open(C, '0.00'), await open(E, '0.00', 'EUR'), await open(X, '0.00')]);
+  await answered([await send({ commandId: randomUUID(), type: 'CloseAccount', accountId: X })]);
+  const forgedCredit = { commandId: transferStepId(A, randomUUID(), 'credit'), type: 'CreditTransfer', transferId: randomUUID(), accountId: B, fromAccountId: A, amount: '5.00', currency: 'USD', sourceVersion: 1, sourceBalance: '0' };
+  const squat = { commandId: transferStepId(A, randomUUID(), 'credit'), type: 'Deposit', accountId: B, amount: '5.00' };
+  const cases: Array<{ id: string; from: string; to: string; amount: string; expect: string; reason?: string }> = [
+    { id: randomUUID(), from: A, to: B, amount: '10.00', expect: 'accepted' },
+    { id: randomUUID(), from: B, to: A, amount: '7.00', expect: 'accepted' }, // both directions between one pair
+    { id: randomUUID(), from: A, to: E, amount: '1.00', expect: 'rejected', reason: 'CURRENCY_MISMATCH' },
+    { id: randomUUID(), from: A, to: M, amount: '2.00', expect: 'rejected', reason: 'DESTINATION_NOT_FOUND' },
+    { id: randomUUID(), from: A, to: X, amount: '3.00', expect: 'rejected', reason: 'DESTINATION_CLOSED' },
+    { id: randomUUID(), from: A, to: A, amount: '1.00', expect: 'rejected', reason: 'SAME_ACCOUNT' },
+    { id: randomUUID(), from: C, to: A, amount: '1.00', expect: 'rejected', reason: 'INSUFFICIENT_FUNDS' },
+    { id: randomUUID(), from: M, to: A, amount: '1.00', expect: 'rejected', reason: 'ACCOUNT_NOT_FOUND' },
+    { id: randomUUID(), from: X, to: A, amount: '1.00', expect: 'rejected', reason: 'ACCOUNT_CLOSED' },
+  ];
+  const hostile: string[] = [];
+  for (const c of cases) {
+    await transfer(c.from, c.to, c.amount, c.id);
+    hostile.push(await send(forgedCredit), await send(squat));
+  }
+  for (const c of cases) await transfer(c.from, c.to, c.amount, c.id); // every one again
+  await send(forgedCredit);
+  await send(squat);
+  await answered(cases.map((c) => c.id), 2);
+  for (const c of cases) {
+    const [first, again] = outcomes.get(c.id)!;
+    assert.is(first.status, c.expect, `${c.reason ?? 'accepted'}: ${JSON.stringify(first)}`);
+    if (c.reason) assert.is(first.reason, c.reason);
+    assert.is(first.transferId, c.id);
+    assert.is(first.toAccountId, c.to);
+    assert.equal(strip(again), strip(first), `a repeat answers the same: ${JSON.stringify(again)}`);
+  }
+  for (const id of [forgedCredit.commandId, squat.commandId]) {
+    const got = outcomes.get(id) ?? [];
+    assert.ok(got.length >= 3 && got.every((o) => o.status === 'rejected' && o.reason === 'INVALID_COMMAND'), `forged step ${id}: ${JSON.stringify(got)}`);
+  }
+
+  // a chain A→B→C once B holds the money
+  const chain1 = await transfer(A, B, '20.00');
+  await answered([chain1]);
+  const chain2 = await transfer(B, C, '60.00');
+  const [c2] = await answered([chain2]);
+  assert.is(c2.status, 'accepted', JSON.stringify(c2));
+
+  // Postgres: balances as the rules say, nothing in flight, money conserved per currency
+  const bal = await balances();
+  // balanceAfter in minor units
+  assert.is(bal.get(A)?.balance, '7700'); // 100 - 10 + 7 - 20, every refund back
+  assert.is(bal.get(B)?.balance, '1300'); // 50 + 10 - 7 + 20 - 60
+  assert.is(bal.get(C)?.balance, '6000');
+  assert.is(bal.get(E)?.balance, '0');
+  const { rows: [open_] } = await rig.pg.query<{ n: number }>('SELECT count(*)::int AS n FROM transfers WHERE settled IS NULL');
+  assert.is(open_.n, 0, 'every transfer settled');
+  const { rows: settled } = await rig.pg.query<{ settled: string; n: number }>('SELECT settled, count(*)::int AS n FROM transfers GROUP BY settled ORDER BY settled');
+  assert.equal(settled, [{ settled: 'credited', n: 5 }, { settled: 'refunded', n: 3 }]);
+  const usd = [S, D, A, B, C, X].reduce((sum, id) => sum + Number(bal.get(id)?.balance ?? 0), 0);
+  assert.is(usd, (25 + 100 + 50) * 100, 'USD balances add up to what was opened');
+  const { rows: dup } = await rig.pg.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM (SELECT account_id, command_id FROM events GROUP BY 1, 2 HAVING count(*) > 1) d`);
+  assert.is(dup[0].n, 0, 'no step applied twice');
+  failed = false;
+});
+
+test.run();
