@@ -49,14 +49,14 @@ export const COMMANDS: Record<string, CommandSpec> = {
     flags: { dir: 'value' }, positional: [0, 1],
   },
   send: {
-    usage: 'send <OpenAccount|Deposit|Withdraw|CloseAccount> [--account id] [--amount 10.00]\n'
-      + '     [--owner name] [--currency USD] [--initial-balance 0] [--reason text]\n'
+    usage: 'send <OpenAccount|Deposit|Withdraw|Transfer|CloseAccount> [--account id] [--amount 10.00]\n'
+      + '     [--to id (Transfer: the destination)] [--owner name] [--currency USD] [--initial-balance 0] [--reason text]\n'
       + '     [--expected-version n] [--command-id id] [--timeout ms] [--config file.json]\n'
       + '  produce one command and print its outcome (or that it was dead-lettered)\n'
       + 'send - [--timeout ms] [--config file.json]\n'
       + '  NDJSON commands from stdin, one outcome per line; a line that is not a JSON object is reported by number and not sent',
     flags: {
-      account: 'value', amount: 'value', owner: 'value', currency: 'value', 'initial-balance': 'value', reason: 'value',
+      account: 'value', to: 'value', amount: 'value', owner: 'value', currency: 'value', 'initial-balance': 'value', reason: 'value',
       'expected-version': 'number', 'command-id': 'value', timeout: 'number', ...CONFIG_FLAG,
     },
     positional: [1, 1],

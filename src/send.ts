@@ -30,9 +30,16 @@ export function commandFromFlags(type: string, flags: Map<string, string | true>
     const amount = get('amount');
     if (!amount) throw new UsageError(`send ${type}: --amount <decimal> is required`);
     cmd.amount = amount;
+  } else if (type === 'Transfer') {
+    // its one final outcome comes when the destination was credited, or the source refunded
+    const to = get('to'), amount = get('amount');
+    if (!to) throw new UsageError('send Transfer: --to <uuid> (the destination account) is required');
+    if (!amount) throw new UsageError('send Transfer: --amount <decimal> is required');
+    cmd.toAccountId = to;
+    cmd.amount = amount;
   } else if (type === 'CloseAccount') {
     if (get('reason')) cmd.reason = get('reason');
-  } else throw new UsageError(`send: unknown command type "${type}"; use OpenAccount, Deposit, Withdraw or CloseAccount`);
+  } else throw new UsageError(`send: unknown command type "${type}"; use OpenAccount, Deposit, Withdraw, Transfer or CloseAccount`);
   return cmd;
 }
 

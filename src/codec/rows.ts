@@ -7,7 +7,7 @@
 /** `events`, as the command worker encodes them. */
 export const EVENT_COLUMNS = 'account_id, version, event_id, event_type, payload, command_id, recorded_at, source_partition, source_offset';
 /** `command_rejections`, as the command worker encodes them. */
-export const REJECTION_COLUMNS = 'account_id, command_id, command_type, reason, detail, rejected_at, source_partition, source_offset';
+export const REJECTION_COLUMNS = 'account_id, command_id, command_type, reason, detail, rejected_at, source_partition, source_offset, to_account_id';
 /** `transfers` (a transfer's debit; its settlement updates the row), as the command worker encodes them. */
 export const TRANSFER_COLUMNS = 'source_id, transfer_id, destination_id, amount, currency, debited_version, debited_at';
 /** `transaction_projections`, as the projection worker encodes them. */

@@ -11,6 +11,8 @@
  * 2. The transfers role starts and settles it; then the close goes through.
  * 3. Every rule in one mixed run, every Transfer sent twice, with hostile
  *    steps on bank.commands sent three times in between.
+ * 4. The CLI: `send Transfer` prints the final outcome, `account <id>`
+ *    lists transfers in and out (projected) and those in flight.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -18,6 +20,8 @@ import { randomUUID } from 'node:crypto';
 import { Rig, OutcomeTap, sleep } from '../helpers/reliability';
 import { transferStepId } from '../../src/domain/transfer';
 import type { Daemon } from '../helpers/daemon';
+import { violation } from '../helpers/contracts';
+import { spawnCli, waitForExit } from '../helpers/stack';
 
 type Outcome = Record<string, unknown> & { commandId: string; status: string; reason?: string };
 
@@ -50,6 +54,27 @@ async function answered(ids: string[], n = 1, timeoutMs = 60000): Promise<Outcom
   }
   return ids.map((id) => outcomes.get(id)![0]);
 }
+/** Runs the CLI against the rig's stack and returns what it printed (it must exit 0). */
+async function cli(args: string[]): Promise<string> {
+  const child = spawnCli([...args, ...(args[0] === 'send' ? ['--timeout', '60000'] : [])], { ...rig!.env, LOG_LEVEL: 'warn' });
+  const exit = await waitForExit(child, 70000);
+  assert.is(exit.code, 0, child.output());
+  return child.output();
+}
+
+/** Waits until the projector has an account's row (and, given a type, a movement of that type). */
+async function projected(accountId: string, type?: string, timeoutMs = 60000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const { rowCount } = type === undefined
+      ? await rig!.pg.query('SELECT 1 FROM account_projections WHERE account_id = $1', [accountId])
+      : await rig!.pg.query('SELECT 1 FROM transaction_projections WHERE account_id = $1 AND event_type = $2', [accountId, type]);
+    if (rowCount) return;
+    if (Date.now() > until) throw new Error(`${accountId} not projected${type ? ` with a ${type}` : ''} after ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
+
 const strip = (o: Outcome) => { const { processedAt: _, ...rest } = o; return rest; };
 
 async function balances(): Promise<Map<string, { balance: string; version: number }>> {
@@ -59,7 +84,7 @@ async function balances(): Promise<Map<string, { balance: string; version: numbe
 }
 
 test('transfers: pending blocks a close, the process settles every rule exactly once, repeats answer the same', async () => {
-  rig = await Rig.create({ name: 'xfer', createTopics: false, env: { KAFKA_CREATE_TOPICS: 'true' } });
+  rig = await Rig.create({ name: 'xfer', projections: true, createTopics: false, env: { KAFKA_CREATE_TOPICS: 'true' } });
   tap = await OutcomeTap.open(rig.brokers, rig.topics.results, 4, (o) => {
     const v = o as Outcome | undefined;
     if (!v?.commandId) return;
@@ -69,7 +94,8 @@ test('transfers: pending blocks a close, the process settles every rule exactly 
   });
 
   // 1. the command role alone: the debit happens, the money waits in flight
-  const commandsOnly: Daemon = await rig.start({ ROLES: 'commands' });
+  const commandsOnly: Daemon = await rig.start({ ROLES: 'commands,projections,relay' });
+  await commandsOnly.streaming(45000); // the relay's slot exists before the first event commits
   const S = randomUUID(), D = randomUUID();
   await answered([await open(S, '25.00'), await open(D, '0.00')]);
   const t1 = await transfer(S, D, '25.00');
@@ -83,10 +109,13 @@ test('transfers: pending blocks a close, the process settles every rule exactly 
   assert.is(closeEarly.status, 'rejected');
   assert.is(closeEarly.reason, 'TRANSFERS_PENDING', 'a source with a transfer in flight stays open');
   assert.ok(!outcomes.has(t1), 'no final outcome before the credit');
+  await projected(S);
+  const inFlight = await cli(['account', S]);
+  assert.match(inFlight, new RegExp(`1 transfer in flight:[\\s\\S]*to ${D}\\s+25\\.00\\s+${t1}`), inFlight);
 
   // 2. the transfers role settles it; the close then goes through
   await commandsOnly.stop();
-  await rig.start({ ROLES: 'commands,transfers' });
+  await rig.start({ ROLES: 'commands,transfers,projections,relay' });
   const [final1] = await answered([t1]);
   assert.equal(strip(final1), { commandId: t1, accountId: S, type: 'Transfer', status: 'accepted', transferId: t1, toAccountId: D, version: 2, balance: '0.00' });
   const [closeLate] = await answered([await send({ commandId: randomUUID(), type: 'CloseAccount', accountId: S })]);
@@ -154,6 +183,18 @@ test('transfers: pending blocks a close, the process settles every rule exactly 
   const { rows: dup } = await rig.pg.query<{ n: number }>(
     `SELECT count(*)::int AS n FROM (SELECT account_id, command_id FROM events GROUP BY 1, 2 HAVING count(*) > 1) d`);
   assert.is(dup[0].n, 0, 'no step applied twice');
+  // 4. the CLI
+  const printed = JSON.parse((await cli(['send', 'Transfer', '--account', C, '--to', A, '--amount', '0.50'])).trim().split('\n').filter((l) => l.startsWith('{')).pop() ?? '{}') as Outcome;
+  assert.equal([printed.type, printed.status, printed.toAccountId, printed.balance], ['Transfer', 'accepted', A, '59.50'], JSON.stringify(printed));
+  await projected(A, 'TransferCredited');
+  const report = await cli(['account', A]);
+  assert.match(report, new RegExp(`TransferCredited\\s+\\+0\\.50\\s+77\\.50\\s+from ${C}`), report);
+  assert.match(report, new RegExp(`TransferRefunded\\s+\\+3\\.00\\s+[0-9.]+\\s+back from ${X}`), report);
+  assert.match(report, new RegExp(`TransferDebited\\s+-20\\.00\\s+[0-9.]+\\s+to ${B}`), report);
+  assert.not.match(report, /in flight/);
+
+  const off = [...outcomes.values()].flat().map((o) => violation('outcome', o)).filter(Boolean);
+  assert.equal(off.slice(0, 3), [], 'every outcome satisfies contracts/schemas/outcome.json');
   failed = false;
 });
 

@@ -31,14 +31,17 @@ export async function findKnownOutcomes(client: Pool | PoolClient, accounts: rea
     if (r.event_type === 'TransferDebited' && r.to_account_id !== null && r.amount !== null) outcome.transfer = { toAccountId: r.to_account_id, amount: r.amount, currency: r.currency };
     known.set(outcomeKey(r.account_id, r.command_id), outcome);
   }
-  const rej = await client.query<{ account_id: string; command_id: string; command_type: string; reason: string; detail: string | null } & SourceRow>(
-    `SELECT r.account_id, r.command_id, r.command_type, r.reason, r.detail, r.source_partition, r.source_offset
+  const rej = await client.query<{ account_id: string; command_id: string; command_type: string; reason: string; detail: string | null; to_account_id: string | null } & SourceRow>(
+    `SELECT r.account_id, r.command_id, r.command_type, r.reason, r.detail, r.to_account_id, r.source_partition, r.source_offset
        FROM unnest($1::uuid[], $2::uuid[]) AS c(a, k)
        JOIN command_rejections r ON r.account_id = c.a AND r.command_id = c.k`,
     [accounts, commands],
   );
   for (const r of rej.rows) {
-    known.set(outcomeKey(r.account_id, r.command_id), { status: 'rejected', type: r.command_type, reason: r.reason, ...(r.detail === null ? {} : { detail: r.detail }), ...sourceOf(r) });
+    known.set(outcomeKey(r.account_id, r.command_id), {
+      status: 'rejected', type: r.command_type, reason: r.reason, ...(r.detail === null ? {} : { detail: r.detail }),
+      ...(r.to_account_id === null ? {} : { toAccountId: r.to_account_id }), ...sourceOf(r),
+    });
   }
   return known;
 }

@@ -29,7 +29,7 @@ export interface TransferDebit { toAccountId: string; amount: string; currency: 
 /** What Postgres says an already-processed command produced. */
 export type KnownOutcome =
   | ({ status: 'accepted'; type: string; version: number; balance: string; transfer?: TransferDebit } & SourcePlace)
-  | ({ status: 'rejected'; type: string; reason: string; detail?: string } & SourcePlace);
+  | ({ status: 'rejected'; type: string; reason: string; detail?: string; toAccountId?: string } & SourcePlace);
 
 export interface ShardTask {
   /** This shard's slice of the batch, packed (src/pipeline/pack.ts): the one transferred buffer. */
@@ -167,7 +167,9 @@ export function decideShard(task: ShardTask): ShardResult {
     // a Transfer has one final outcome, whoever asks: a re-send of one refused at the source is answered as it was
     const answer = type === 'Transfer' && toAccountId !== undefined ? k.status : status;
     let rest = answer === k.status ? '' : ',"originalStatus":"' + k.status + '"';
-    if (type === 'Transfer' && toAccountId !== undefined) rest += ',"transferId":"' + commandId + '","toAccountId":"' + toAccountId + '"';
+    // the destination the first answer named (Postgres keeps it with the rejection), else this copy's
+    const to = k.status === 'rejected' && k.toAccountId !== undefined ? k.toAccountId : toAccountId;
+    if (type === 'Transfer' && to !== undefined) rest += ',"transferId":"' + commandId + '","toAccountId":"' + to + '"';
     // the same fields as the first answer, in the same order: a repeat is identical to it but for processedAt
     rest += k.status === 'accepted'
       ? ',"version":' + k.version + ',"balance":' + jsonString(k.balance)
@@ -182,16 +184,21 @@ export function decideShard(task: ShardTask): ShardResult {
       amount: t.amount, currency: t.currency, sourceVersion, sourceBalance,
     }));
   };
-  const reject = (m: PackedMessage, accountId: string, commandId: string, type: string, reason: RejectReason, detail: string | undefined, extra = '') => {
+  /** `toAccountId`: a Transfer's destination, kept with the rejection so a re-send is answered with the same fields */
+  const reject = (m: PackedMessage, accountId: string, commandId: string, type: string, reason: RejectReason, detail: string | undefined, toAccountId?: string) => {
     rejections.row(REJECTION_FIELDS).uuid(accountId).uuid(commandId).text(type).text(reason);
     if (detail === undefined) rejections.null(); else rejections.text(detail);
     rejections.timestamptz(task.nowMs).int4(m.partition).int8(m.offset);
+    if (toAccountId === undefined) rejections.null(); else rejections.uuid(toAccountId);
+    const extra = toAccountId === undefined ? '' : ',"transferId":"' + commandId + '","toAccountId":"' + toAccountId + '"';
     rejectionCount++;
     rejA.push(accountId); rejC.push(commandId);
     const rest = extra + ',"reason":"' + reason + '"' + (detail === undefined ? '' : ',"detail":' + jsonString(detail));
     outcomes.record(accountId, outcomeJson(commandId, accountId, type, 'rejected', rest, processedAt));
     const id = outcomeKey(accountId, commandId);
-    const outcome: KnownOutcome = detail === undefined ? { status: 'rejected', type, reason } : { status: 'rejected', type, reason, detail };
+    const outcome: KnownOutcome = { status: 'rejected', type, reason };
+    if (detail !== undefined) outcome.detail = detail;
+    if (toAccountId !== undefined) outcome.toAccountId = toAccountId;
     seen.set(id, outcome);
     decided.set(id, outcome);
     count(type, 'rejected');
@@ -202,9 +209,8 @@ export function decideShard(task: ShardTask): ShardResult {
   const transfer = (m: PackedMessage, cmd: Transfer, state: AccountState | null): void => {
     const { accountId, commandId } = cmd;
     const decision = decideTransfer(state, cmd);
-    const extra = ',"transferId":"' + commandId + '","toAccountId":"' + cmd.toAccountId + '"';
     if (!decision.accepted) {
-      reject(m, accountId, commandId, 'Transfer', decision.rejected, decision.detail, extra);
+      reject(m, accountId, commandId, 'Transfer', decision.rejected, decision.detail, cmd.toAccountId);
       return;
     }
     const ev = decision.event;

@@ -120,7 +120,7 @@ export function decideSteps(task: ShardTask): StepsResult {
       // refused at the destination: recorded there under the step's id, so a re-sent step is a duplicate
       rejections.row(REJECTION_FIELDS).uuid(step.accountId).uuid(step.commandId).text('CreditTransfer').text(decision.rejected);
       if (decision.detail === undefined) rejections.null(); else rejections.text(decision.detail);
-      rejections.timestamptz(task.nowMs).int4(m.partition).int8(m.offset);
+      rejections.timestamptz(task.nowMs).int4(m.partition).int8(m.offset).null();
       rejectionCount++;
       rejA.push(step.accountId); rejC.push(step.commandId);
       remember(step.accountId, step.commandId, { status: 'rejected', type: 'CreditTransfer', reason: decision.rejected, ...(decision.detail === undefined ? {} : { detail: decision.detail }) });

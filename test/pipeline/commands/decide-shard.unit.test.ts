@@ -78,9 +78,9 @@ test('a rejection decided now and re-sent in the same batch: the duplicate repea
   assert.is(r.rejectionCount, 1);
   // the decided line the next batch may read before this one commits carries the detail too
   assert.equal([...r.decided.values()].map((o) => o.status === 'rejected' && typeof o.detail === 'string' && o.detail.length > 0), [true]);
-  // the COPY row ends with the source partition (int4 2) and offset (int8 40)
+  // the COPY row ends with the source partition (int4 2) and offset (int8 40), then no destination (NULL: -1)
   const row = Buffer.from(r.rejections);
-  assert.equal([...row.subarray(row.length - 20)], [0, 0, 0, 4, 0, 0, 0, 2, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 40]);
+  assert.equal([...row.subarray(row.length - 24)], [0, 0, 0, 4, 0, 0, 0, 2, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 40, 255, 255, 255, 255]);
 });
 
 test('the original is the message at the recorded place, in whatever order the copies come and outside a replay too', () => {
@@ -109,7 +109,8 @@ test('a Transfer debits the source and sends its credit step; its outcome waits 
   // T2: 9.00 of 3.00 left, and a transfer to itself: rejected, final, with the transfer's fields
   assert.equal(outs, [
     { commandId: T2, accountId: A, type: 'Transfer', status: 'rejected', transferId: T2, toAccountId: B, reason: 'INSUFFICIENT_FUNDS', detail: 'balance 3.00 is less than 9.00' },
-    { commandId: T2, accountId: A, type: 'Transfer', status: 'duplicate', originalStatus: 'rejected', transferId: T2, toAccountId: A, reason: 'INSUFFICIENT_FUNDS', detail: 'balance 3.00 is less than 9.00' },
+    // a re-send, even naming another destination, is answered with the one final outcome
+    { commandId: T2, accountId: A, type: 'Transfer', status: 'rejected', transferId: T2, toAccountId: B, reason: 'INSUFFICIENT_FUNDS', detail: 'balance 3.00 is less than 9.00' },
   ]);
   assert.equal([...r.decided.keys()], [`${A}/${T1}`, `${A}/${T2}`]);
 });
@@ -139,6 +140,14 @@ test('a command with a version-8 id (reserved for transfer steps) is INVALID_COM
   assert.equal(outs.slice(0, 2).map((o) => [o.status, o.reason]), [['rejected', 'INVALID_COMMAND'], ['rejected', 'INVALID_COMMAND']]);
   assert.equal(outs[0], outs[1], 'identical when repeated');
   assert.equal([outs[2].status, r.eventCount], ['accepted', 1], 'the next command on the account goes on');
+});
+
+test('a Transfer refused before (Postgres keeps its destination) is answered as it was, whatever a re-send names', () => {
+  const known: KnownOutcome = { status: 'rejected', type: 'Transfer', reason: 'INSUFFICIENT_FUNDS', detail: 'balance 3.00 is less than 9.00', toAccountId: B, sourcePartition: 1, sourceOffset: 2 };
+  const { r, outs } = run([[1, 20, transfer(T2, '9.00', A)]], { [`${A}/${T2}`]: known }, null, true);
+  assert.equal(outs, [{ commandId: T2, accountId: A, type: 'Transfer', status: 'rejected', transferId: T2, toAccountId: B, reason: 'INSUFFICIENT_FUNDS', detail: 'balance 3.00 is less than 9.00' }]);
+  assert.equal(r.counts, [{ type: 'Transfer', status: 'duplicate', count: 1 }], 'counted as the re-send it is');
+  assert.is(r.rejectionCount + r.eventCount, 0);
 });
 
 test.run();
