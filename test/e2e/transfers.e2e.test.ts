@@ -115,7 +115,7 @@ test('transfers: pending blocks a close, the process settles every rule exactly 
 
   // 2. the transfers role settles it; the close then goes through
   await commandsOnly.stop();
-  await rig.start({ ROLES: 'commands,transfers,projections,relay' });
+  const both = await rig.start({ ROLES: 'commands,transfers,projections,relay' });
   const [final1] = await answered([t1]);
   assert.equal(strip(final1), { commandId: t1, accountId: S, type: 'Transfer', status: 'accepted', transferId: t1, toAccountId: D, version: 2, balance: '0.00' });
   const [closeLate] = await answered([await send({ commandId: randomUUID(), type: 'CloseAccount', accountId: S })]);
@@ -192,6 +192,11 @@ test('transfers: pending blocks a close, the process settles every rule exactly 
   assert.match(report, new RegExp(`TransferRefunded\\s+\\+3\\.00\\s+[0-9.]+\\s+back from ${X}`), report);
   assert.match(report, new RegExp(`TransferDebited\\s+-20\\.00\\s+[0-9.]+\\s+to ${B}`), report);
   assert.not.match(report, /in flight/);
+
+  // the metrics an SRE watches: completions by result, nothing in flight once settled (read every 5 s)
+  assert.is(await both.metric('banking_es_transfers_completed_total{result="credited"}'), 6);
+  assert.is(await both.metric('banking_es_transfers_completed_total{result="refunded"}'), 3);
+  await both.until(async () => (await both.metric('banking_es_transfers_oldest_seconds')) === 0 && (await both.metric('banking_es_transfers_in_flight{currency="USD"}')) === 0, 15000, 'nothing in flight');
 
   const off = [...outcomes.values()].flat().map((o) => violation('outcome', o)).filter(Boolean);
   assert.equal(off.slice(0, 3), [], 'every outcome satisfies contracts/schemas/outcome.json');

@@ -178,7 +178,8 @@ test('poison messages go to the DLQ with their source; bad fields get INVALID_CO
   ];
   const invalid: Array<{ c: Cmd; detail: RegExp; type: string }> = [
     { c: deposit({ amount: 5 }) as Cmd, detail: /amount/, type: 'Deposit' },
-    { c: deposit({ type: 'Transfer' }) as Cmd, detail: /type must be one of/, type: 'Transfer' },
+    { c: deposit({ type: 'Teleport' }) as Cmd, detail: /type must be one of/, type: 'Teleport' },
+    { c: deposit({ type: 'Transfer' }) as Cmd, detail: /toAccountId/, type: 'Transfer' },
     { c: { commandId: randomUUID(), type: 'OpenAccount', accountId: p, currency: 'USD' }, detail: /ownerName/, type: 'OpenAccount' },
     { c: deposit({ expectedVersion: -1 }) as Cmd, detail: /expectedVersion/, type: 'Deposit' },
   ];
