@@ -10,6 +10,8 @@ import type { Metrics } from '../../metrics';
 import type { Logger } from '../../logger';
 
 interface BatchTrack {
+  /** the publisher that produced it: roles share one producer, and every listener hears every report */
+  owner: OutcomePublisher;
   next: Map<number, number>;
   remaining: number;
   ended: boolean;
@@ -36,7 +38,7 @@ export class OutcomePublisher {
   constructor(private readonly producer: ProducerClient, private readonly topic: string, private readonly metrics: Metrics, private readonly log: Logger, private readonly pipeline = 'commands') {
     producer.raw.on('delivery-report', (err, report) => {
       const t = report.opaque as BatchTrack | undefined;
-      if (!t || !('remaining' in t)) return;
+      if (t?.owner !== this) return;
       if (err) {
         t.failed = true;
         this.log.error({ err }, 'outcome delivery failed; it is re-published after restart');
@@ -47,7 +49,7 @@ export class OutcomePublisher {
   }
 
   beginBatch(next: Map<number, number>) {
-    const t: BatchTrack = { next, remaining: 0, ended: false, failed: false, stale: false, since: performance.now(), outcomes: 0 };
+    const t: BatchTrack = { owner: this, next, remaining: 0, ended: false, failed: false, stale: false, since: performance.now(), outcomes: 0 };
     this.inOrder.push(t);
     return {
       /** An outcome, or (with `topic`) a transfer step: the published offset passes the batch once all are acknowledged. */

@@ -77,4 +77,31 @@ test('a failed delivery freezes its partition\'s published offset until the part
   console.log(`${failed} deliveries failed while Kafka was stopped; partition 0 held at 10 until assigned again`);
 });
 
+test('two publishers on one producer (the command and transfer roles) each count only their own deliveries', async () => {
+  // before, every publisher's listener decremented every batch: counts went below zero, never settled,
+  // and the published offsets stopped, so each restart re-published everything since
+  const { config } = loadConfig({ env: { NODE_ENV: 'test', KAFKA_BROKERS: kafka!.brokers, DATABASE_URL: 'postgres://unused@127.0.0.1:1/unused' } });
+  const log = createLogger({ level: 'fatal' });
+  const metrics = createMetrics(new Registry(), { defaultMetrics: false });
+  const shared = new ProducerClient(config, log, metrics);
+  await shared.connect();
+  try {
+    const topic = 'publisher-shared.results';
+    await shared.send({ topic, key: 'warm', value: Buffer.from('{}') });
+    const a = new OutcomePublisher(shared, topic, metrics, log, 'commands');
+    const b = new OutcomePublisher(shared, topic, metrics, log, 'transfers');
+    for (let round = 1; round <= 5; round++) {
+      for (const [p, n] of [[a, 3], [b, 7]] as const) {
+        const batch = p.beginBatch(new Map([[0, round * 10], [1, round * 10 + 1]]));
+        for (let i = 0; i < n; i++) batch.add(Buffer.from(`k${i}`), Buffer.from('{}'), i % 2 ? topic : 'publisher-shared.steps');
+        batch.end();
+      }
+    }
+    await Promise.all([a.flushed(15000), b.flushed(15000)]);
+    for (const p of [a, b]) assert.equal([...p.publishedOffsets()].sort(), [[0, 50], [1, 51]], 'every batch settled, in order');
+  } finally {
+    await shared.close(2000).catch(() => undefined);
+  }
+});
+
 test.run();
