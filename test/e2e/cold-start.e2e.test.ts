@@ -90,7 +90,8 @@ test('2. no topic exists, creation off: not ready, naming them; the roles start 
   const r = await rig('coldreport');
   const d = await r.start({ KAFKA_CREATE_TOPICS: 'false' }, { partitions: null });
   await d.until(async () => (await d.get('/healthz')).status === 200, 30000, 'the health server');
-  const all = [r.topics.commands, r.topics.results, r.topics.dlq, r.topics.events!, r.topics.eventsDlq!];
+  // the command role writes transfer steps too (transfers are on by default)
+  const all = [r.topics.commands, r.topics.results, r.topics.dlq, r.topics.transfers, r.topics.events!, r.topics.eventsDlq!];
   const deadline = Date.now() + 30000;
   let body = '';
   while (Date.now() < deadline) {
@@ -120,7 +121,7 @@ test('2. no topic exists, creation off: not ready, naming them; the roles start 
   const oracle = new CommandOracle({ accounts: 50, seed: 4102 });
   await r.tap(oracle);
   const catchUp = await streamAndCheck(r, oracle, 1000);
-  console.log(`cold cluster, creation off: not ready naming 5 topics; assigned ${assignedMs} ms after they were created, ready ${Date.now() - created} ms after; read models caught up ${catchUp} ms after the last outcome`);
+  console.log(`cold cluster, creation off: not ready naming 6 topics; assigned ${assignedMs} ms after they were created, ready ${Date.now() - created} ms after; read models caught up ${catchUp} ms after the last outcome`);
   failed = undefined;
 });
 

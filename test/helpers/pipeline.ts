@@ -90,7 +90,7 @@ export class PipelineFixture {
       cleanup.push(() => pg.end());
       const prod = await producer(s.kafka.brokers);
       cleanup.push(() => prod.close());
-      await prod.ensureTopics([topics.commands, topics.results, topics.dlq]);
+      await prod.ensureTopics([topics.commands, topics.results, topics.dlq, `${topics.commands}.transfers`]);
       const outcomes = await TopicReader.open<Outcome>(s.kafka.brokers, topics.results);
       cleanup.push(() => outcomes.close());
       const dlq = await TopicReader.open(s.kafka.brokers, topics.dlq);

@@ -92,7 +92,7 @@ export class Rig {
     readonly dbUrl: string,
     readonly pg: Client,
     readonly producer: TestProducer,
-    readonly topics: { commands: string; results: string; dlq: string; events?: string; eventsDlq?: string },
+    readonly topics: { commands: string; results: string; dlq: string; transfers: string; transfersDlq: string; events?: string; eventsDlq?: string },
     readonly env: Record<string, string>,
     readonly partitions: number,
     private readonly db: TestDb | undefined,
@@ -101,8 +101,10 @@ export class Rig {
   static async create(opts: RigOptions): Promise<Rig> {
     const brokers = opts.brokers ?? testStack().kafka.brokers;
     const partitions = opts.partitions ?? 4;
+    const commands = uniqueTopic(`${opts.name}.commands`);
     const topics = {
-      commands: uniqueTopic(`${opts.name}.commands`), results: uniqueTopic(`${opts.name}.results`), dlq: uniqueTopic(`${opts.name}.dlq`),
+      // the transfer steps' topics are named after the command topic (commandsDaemonEnv)
+      commands, results: uniqueTopic(`${opts.name}.results`), dlq: uniqueTopic(`${opts.name}.dlq`), transfers: `${commands}.transfers`, transfersDlq: `${commands}.transfers-dlq`,
       ...(opts.projections ? { events: uniqueTopic(`${opts.name}.events`), eventsDlq: uniqueTopic(`${opts.name}.events-dlq`) } : {}),
     };
     const cleanup: Array<() => Promise<unknown>> = [];
@@ -116,7 +118,7 @@ export class Rig {
       cleanup.push(() => pg.end());
       const prod = await producer(brokers);
       cleanup.push(() => prod.close());
-      if (opts.createTopics !== false) await prod.ensureTopics([topics.commands, topics.results, topics.dlq, ...(topics.events ? [topics.events, topics.eventsDlq!] : [])], partitions);
+      if (opts.createTopics !== false) await prod.ensureTopics([topics.commands, topics.results, topics.dlq, topics.transfers, topics.transfersDlq, ...(topics.events ? [topics.events, topics.eventsDlq!] : [])], partitions);
       const projectionEnv: Record<string, string> = topics.events ? {
         // projections before relay: a standby relay's start() waits up to 15 s for the slot, and would hold back the projection consumer
         ROLES: 'commands,projections,relay',
