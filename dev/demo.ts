@@ -27,27 +27,27 @@ function bar(p: Progress): string {
 export async function runDemo(o: DemoOptions, say: (s: string) => void): Promise<number> {
   const wasUp = stackStatus(o.dir).up;
   const stack = wasUp ? readStack(o.dir)! : await stackUp(o.dir, (l) => say(`  ${l}`));
-  const topics = { commands: 'bank.commands', results: 'bank.command-results', dlq: 'bank.commands.dlq', events: 'bank.events', eventsDlq: 'bank.events.dlq' };
+  const topics = { commands: 'bank.commands', results: 'bank.command-results', dlq: 'bank.commands.dlq', transfers: 'bank.transfers', transfersDlq: 'bank.transfers.dlq', events: 'bank.events', eventsDlq: 'bank.events.dlq' };
   await ensureTopics(stack.kafka.brokers, Object.values(topics));
   const logFile = path.join(stackPaths(o.dir).logs, 'demo-daemon.log');
   say(`starting the daemon (logs: ${logFile})`);
   const out = fs.openSync(logFile, 'a');
   const daemon = spawn(process.execPath, [path.join(distDir(), 'src', 'cli.js'), 'start'], {
-    env: { ...process.env, BANKING_ES_STACK_DIR: o.dir, ROLES: 'commands,relay,projections', CDC_MODE: 'relay', METRICS_PORT: '0', LOG_LEVEL: 'info', PIPELINE_WORKERS: String(o.workers), NODE_ENV: 'development' },
+    env: { ...process.env, BANKING_ES_STACK_DIR: o.dir, ROLES: 'commands,transfers,relay,projections', CDC_MODE: 'relay', METRICS_PORT: '0', LOG_LEVEL: 'info', PIPELINE_WORKERS: String(o.workers), NODE_ENV: 'development' },
     stdio: ['ignore', out, out],
   });
   fs.closeSync(out);
   let code = 0;
   try {
     const deadline = Date.now() + 60_000;
-    // both consumer groups (commands and projections) own their partitions
-    while ((fs.readFileSync(logFile, 'utf8').match(/partitions assigned/g) ?? []).length < 2) {
+    // the three consumer groups (commands, transfers, projections) own their partitions
+    while ((fs.readFileSync(logFile, 'utf8').match(/partitions assigned/g) ?? []).length < 3) {
       if (daemon.exitCode !== null) throw new Error(`the daemon exited with ${daemon.exitCode}; see ${logFile}`);
       if (Date.now() > deadline) throw new Error(`the daemon did not get its partitions within 60 s; see ${logFile}`);
       await new Promise((r) => setTimeout(r, 100));
     }
-    const w = new Workload({ accounts: o.accounts, commands: o.commands, invalidRatio: 0.01, duplicateRatio: 0.01, seed: 7 });
-    say(`sending ${o.commands.toLocaleString('en-US')} commands over ${o.accounts.toLocaleString('en-US')} accounts (${o.rate ? `${o.rate}/s` : 'as fast as it goes'}; ~1% invalid, ~1% re-sent duplicates)`);
+    const w = new Workload({ accounts: o.accounts, commands: o.commands, invalidRatio: 0.01, duplicateRatio: 0.01, transferRatio: 0.3, seed: 7 });
+    say(`sending ${o.commands.toLocaleString('en-US')} commands over ${o.accounts.toLocaleString('en-US')} accounts in USD and EUR (${o.rate ? `${o.rate}/s` : 'as fast as it goes'}; ~30% transfers, some to closed or missing accounts or across currencies; ~1% invalid, ~1% re-sent)`);
     const tty = process.stderr.isTTY;
     let lastLine = 0;
     const r = await drive(w, {
@@ -68,6 +68,7 @@ export async function runDemo(o: DemoOptions, say: (s: string) => void): Promise
     await db.connect();
     let wrong = 0;
     let projWrong = 0;
+    let transfersWrong = 0;
     try {
       const { rows } = await db.query<{ account_id: string; balance: string }>(
         `SELECT DISTINCT ON (account_id) account_id, payload->'data'->>'balanceAfter' AS balance FROM events WHERE account_id = ANY($1::uuid[]) ORDER BY account_id, version DESC`, [w.accountIds]);
@@ -75,6 +76,18 @@ export async function runDemo(o: DemoOptions, say: (s: string) => void): Promise
       for (const id of w.accountIds) if (got.get(id) !== w.expected.get(id)) wrong++;
       const sample = w.accountIds.slice(0, 3).map((id) => `${id.slice(0, 8)}… ${((got.get(id) ?? NaN) / 100).toFixed(2)} (expected ${((w.expected.get(id) ?? NaN) / 100).toFixed(2)})`);
       say(`balances     ${w.accountIds.length - wrong}/${w.accountIds.length} accounts in the event store match the generator's model; e.g. ${sample.join(', ')}`);
+      // transfers: every one settled as the model says, nothing left in flight, and each currency conserved
+      const { rows: [t] } = await db.query<{ credited: number; refunded: number; open: number }>(
+        `SELECT count(*) FILTER (WHERE settled = 'credited')::int AS credited, count(*) FILTER (WHERE settled = 'refunded')::int AS refunded,
+                count(*) FILTER (WHERE settled IS NULL)::int AS open FROM transfers WHERE source_id = ANY($1::uuid[])`, [w.accountIds]);
+      transfersWrong = Number(t.credited !== w.transfers.credited) + Number(t.refunded !== w.transfers.refunded) + t.open;
+      const conserved = ['USD', 'EUR'].map((c) => {
+        const ids = w.accountIds.filter((id) => w.currencyOf.get(id) === c);
+        const store = ids.reduce((sum, id) => sum + (got.get(id) ?? 0), 0), model = ids.reduce((sum, id) => sum + w.expected.get(id)!, 0);
+        if (store !== model) transfersWrong++;
+        return `${c} ${store === model ? 'conserved' : `DIFFERS: store ${store}, model ${model}`}`;
+      });
+      say(`transfers    ${t.credited} credited, ${t.refunded} refused at the destination and refunded, ${t.open} in flight (model: ${w.transfers.credited} / ${w.transfers.refunded} / 0); ${conserved.join(', ')}`);
       // the read model trails the event store by the relay and the projector: wait for it to catch up
       const projDeadline = Date.now() + 60_000;
       const t0 = Date.now();
@@ -89,8 +102,8 @@ export async function runDemo(o: DemoOptions, say: (s: string) => void): Promise
     } finally {
       await db.end();
     }
-    if (r.timedOut || r.mismatches || wrong || projWrong) {
-      say(`PROBLEM: ${r.timedOut ? `${r.sent - r.answered} commands unanswered; ` : ''}${r.mismatches} outcomes differ from the model; ${wrong} event-store balances and ${projWrong} projected balances differ`);
+    if (r.timedOut || r.mismatches || wrong || projWrong || transfersWrong) {
+      say(`PROBLEM: ${r.timedOut ? `${r.sent - r.answered} commands unanswered; ` : ''}${r.mismatches} outcomes differ from the model; ${wrong} event-store balances and ${projWrong} projected balances differ; ${transfersWrong} transfer checks failed`);
       code = 1;
     } else say('all outcomes and balances as expected');
   } finally {

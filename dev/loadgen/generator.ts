@@ -4,6 +4,16 @@
  * deposits and withdrawals flow (some overdrawing, some malformed, some
  * re-sent duplicates). The model applies the same rules as the decider,
  * independently, in minor units.
+ *
+ * With `transferRatio`, transfers flow too: between random accounts, some
+ * to accounts that were closed or never opened, some across currencies (a
+ * tenth of the accounts are in EUR). A credit or a refund lands whenever the
+ * transfer process gets to it, so the model keeps two balances per account:
+ * `surely` (without the credits and refunds still on their way) and
+ * `expected` (with them: what the account holds once all have landed). A
+ * command is only generated when its outcome is the same wherever between
+ * the two the real balance is: a withdrawal or a transfer out of at most
+ * `surely` is accepted, of more than `expected` refused.
  */
 import { randomUUID } from 'node:crypto';
 
@@ -13,6 +23,8 @@ export interface GenCommand {
   commandId: string;
   accountId: string;
   expect: 'accepted' | 'rejected' | 'duplicate';
+  /** a Transfer: a re-send is answered with the final outcome again, not `duplicate` */
+  transfer?: boolean;
 }
 
 export interface GeneratorOptions {
@@ -23,6 +35,8 @@ export interface GeneratorOptions {
   seed?: number;
   /** 'uniform' or a Zipf exponent for hot-account skew. */
   skew?: 'uniform' | number;
+  /** share of transfers among the commands after the opens (default 0: none, and the same sequence as before) */
+  transferRatio?: number;
 }
 
 /** mulberry32: small, fast, deterministic. */
@@ -40,9 +54,20 @@ export function prng(seed: number): () => number {
 const cents = (minor: number) => `${Math.floor(minor / 100)}.${String(minor % 100).padStart(2, '0')}`;
 
 export class Workload {
+  /** the accounts opened and used (the closed ones are in closedIds) */
   readonly accountIds: string[];
-  /** Expected balance per account in minor units, as the model sees it after every command so far. */
+  /** Expected balance per account in minor units once everything sent so far has landed. */
   readonly expected = new Map<string, number>();
+  /** The balance every command sent so far leaves for sure, whatever credits and refunds are still on their way. */
+  private readonly surely = new Map<string, number>();
+  readonly currencyOf = new Map<string, string>();
+  /** Opened, then closed at once (transfers only): destinations that refuse credits. */
+  readonly closedIds: string[] = [];
+  /** Never opened (transfers only): destinations that do not exist. */
+  readonly missingIds: string[] = [];
+  /** Transfers expected to be credited, and refused at the destination (then refunded). */
+  transfers = { credited: 0, refunded: 0 };
+  private readonly openAndClose: string[] = [];
   private readonly rand: () => number;
   private readonly sent: GenCommand[] = [];
   private produced = 0;
@@ -51,6 +76,12 @@ export class Workload {
   constructor(private readonly opts: GeneratorOptions) {
     this.rand = prng(opts.seed ?? 42);
     this.accountIds = Array.from({ length: opts.accounts }, () => randomUUID());
+    if (opts.transferRatio) {
+      const few = Math.max(2, Math.floor(opts.accounts / 50));
+      this.closedIds.push(...Array.from({ length: few }, () => randomUUID()));
+      this.missingIds.push(...Array.from({ length: few }, () => randomUUID()));
+      this.openAndClose.push(...this.closedIds);
+    }
     if (typeof opts.skew === 'number') {
       const w = this.accountIds.map((_, i) => 1 / Math.pow(i + 1, opts.skew as number));
       const total = w.reduce((a, b) => a + b, 0);
@@ -83,33 +114,89 @@ export class Workload {
     if (i < this.accountIds.length) {
       const accountId = this.accountIds[i];
       const initial = Math.floor(this.rand() * 100_000);
-      this.expected.set(accountId, initial);
-      return this.remember({ accountId, expect: 'accepted', body: { type: 'OpenAccount', ownerName: `Owner ${i}`, currency: 'USD', initialBalance: cents(initial) } });
+      // with transfers, every tenth account is in EUR
+      const currency = this.opts.transferRatio && i % 10 === 9 ? 'EUR' : 'USD';
+      this.set(accountId, initial, initial);
+      this.currencyOf.set(accountId, currency);
+      return this.remember({ accountId, expect: 'accepted', body: { type: 'OpenAccount', ownerName: `Owner ${i}`, currency, initialBalance: cents(initial) } });
     }
+    const closing = this.openAndClose.shift();
+    if (closing !== undefined) return this.openThenClose(closing);
     const r = this.rand();
     if (this.sent.length > 0 && r < (this.opts.duplicateRatio ?? 0.01)) {
       const prev = this.sent[Math.floor(this.rand() * this.sent.length)];
-      return { ...prev, expect: 'duplicate' };
+      // a Transfer has one final outcome, whoever asks
+      return { ...prev, expect: prev.transfer ? prev.expect : 'duplicate' };
     }
     const accountId = this.pickAccount();
+    if (this.opts.transferRatio && this.rand() < this.opts.transferRatio) return this.transfer(accountId);
     if (r < (this.opts.duplicateRatio ?? 0.01) + (this.opts.invalidRatio ?? 0.01)) {
       // three decimals in USD: readable, invalid
       return this.remember({ accountId, expect: 'rejected', body: { type: 'Deposit', amount: '1.001' } });
     }
     const balance = this.expected.get(accountId)!;
+    const sure = this.surely.get(accountId)!;
     const amount = 1 + Math.floor(this.rand() * 5_000);
-    if (this.rand() < 0.5) {
-      this.expected.set(accountId, balance + amount);
+    if (this.rand() < 0.5 || (amount > sure && amount <= balance)) {
+      // a deposit; or a withdrawal whose outcome would depend on when credits land: a deposit instead
+      this.set(accountId, sure + amount, balance + amount);
       return this.remember({ accountId, expect: 'accepted', body: { type: 'Deposit', amount: cents(amount) } });
     }
     if (amount > balance) return this.remember({ accountId, expect: 'rejected', body: { type: 'Withdraw', amount: cents(amount) } });
-    this.expected.set(accountId, balance - amount);
+    this.set(accountId, sure - amount, balance - amount);
     return this.remember({ accountId, expect: 'accepted', body: { type: 'Withdraw', amount: cents(amount) } });
   }
 
-  private remember(c: { accountId: string; expect: GenCommand['expect']; body: Record<string, unknown> }): GenCommand {
+  private set(accountId: string, surely: number, expected: number): void {
+    this.surely.set(accountId, surely);
+    this.expected.set(accountId, expected);
+  }
+
+  /** An account that exists only to be closed: opened empty, closed right after (before anything is sent to it). */
+  private openThenClose(accountId: string): GenCommand {
+    if (!this.expected.has(accountId)) {
+      this.set(accountId, 0, 0);
+      this.currencyOf.set(accountId, 'USD');
+      this.openAndClose.unshift(accountId); // its close comes next
+      return this.remember({ accountId, expect: 'accepted', body: { type: 'OpenAccount', ownerName: 'Closed soon', currency: 'USD', initialBalance: '0' } });
+    }
+    return this.remember({ accountId, expect: 'accepted', body: { type: 'CloseAccount', reason: 'demo: a destination that refuses credits' } });
+  }
+
+  /** A transfer out of `from`: to an open account in its currency mostly; some refused at the destination. */
+  private transfer(from: string): GenCommand {
+    const y = this.rand();
+    const currency = this.currencyOf.get(from)!;
+    let to: string;
+    if (y < 0.04) to = this.missingIds[Math.floor(this.rand() * this.missingIds.length)];
+    else if (y < 0.08) to = this.closedIds[Math.floor(this.rand() * this.closedIds.length)];
+    else {
+      to = this.pickAccount();
+      if (to === from) to = this.accountIds[(this.accountIds.indexOf(from) + 1) % this.accountIds.length];
+    }
+    const sure = this.surely.get(from)!, balance = this.expected.get(from)!;
+    let amount = 1 + Math.floor(this.rand() * 5_000);
+    // never decided by timing: what is surely there, or more than will ever be
+    if (amount > sure && amount <= balance) amount = sure >= 1 ? Math.max(1, Math.floor(sure / 2)) : balance + 1;
+    const body = { type: 'Transfer', toAccountId: to, amount: cents(amount) };
+    if (amount > sure) return this.remember({ accountId: from, expect: 'rejected', body, transfer: true }); // INSUFFICIENT_FUNDS
+    const refused = !this.expected.has(to) || this.closedIds.includes(to) || this.currencyOf.get(to) !== currency;
+    if (refused) {
+      // debited now, refunded when the destination has refused: the money is back in the end
+      this.surely.set(from, sure - amount);
+      this.transfers.refunded++;
+      return this.remember({ accountId: from, expect: 'rejected', body, transfer: true });
+    }
+    this.set(from, sure - amount, balance - amount);
+    this.expected.set(to, this.expected.get(to)! + amount); // surely(to) is unchanged until it lands
+    this.transfers.credited++;
+    return this.remember({ accountId: from, expect: 'accepted', body, transfer: true });
+  }
+
+  private remember(c: { accountId: string; expect: GenCommand['expect']; body: Record<string, unknown>; transfer?: boolean }): GenCommand {
     const commandId = randomUUID();
     const cmd: GenCommand = { key: c.accountId, commandId, accountId: c.accountId, expect: c.expect, value: JSON.stringify({ commandId, accountId: c.accountId, ...c.body }) };
+    if (c.transfer) cmd.transfer = true;
     if (this.sent.length < 100_000) this.sent.push(cmd);
     else this.sent[Math.floor(this.rand() * this.sent.length)] = cmd;
     return cmd;

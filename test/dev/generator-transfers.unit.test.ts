@@ -1,0 +1,99 @@
+/**
+ * The load generator's model with transfers (dev/loadgen/generator.ts), held
+ * to the real decider: its commands are decided in order, and every credit
+ * and refund lands at a random later moment, as the transfer process makes
+ * them land. Each command's outcome (a Transfer's final one) must be the one
+ * the model expects, whatever the timing, and once everything has landed
+ * every balance must be the model's `expected`.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Workload } from '../../dev/loadgen/generator';
+import { decodeCommand } from '../../src/codec/command';
+import { decide } from '../../src/domain/decider';
+import { decideCredit, decideRefund, decideTransfer, transferStepId, type CreditTransfer, type RefundTransfer } from '../../src/domain/transfer';
+import type { AccountState } from '../../src/domain/types';
+import { prng } from '../../dev/loadgen/generator';
+
+function simulate(seed: number, transferRatio: number, landing: () => number) {
+  const w = new Workload({ accounts: 200, commands: 20_000, seed, transferRatio, invalidRatio: 0.01, duplicateRatio: 0.02 });
+  const states = new Map<string, AccountState>();
+  const final = new Map<string, string>(); // commandId -> status of its first (final) answer
+  type Step = { at: number; step: CreditTransfer | RefundTransfer; transferId: string };
+  const pending: Step[] = [];
+  const mismatches: string[] = [];
+  let clock = 0;
+  const land = (upTo: number) => {
+    pending.sort((a, b) => a.at - b.at);
+    while (pending.length && pending[0].at <= upTo) {
+      const { step, transferId } = pending.shift()!;
+      if (step.type === 'CreditTransfer') {
+        const d = decideCredit(states.get(step.accountId) ?? null, step);
+        if (d.accepted) { states.set(step.accountId, d.state); final.set(transferId, 'accepted'); continue; }
+        const refund: RefundTransfer = { type: 'RefundTransfer', commandId: transferStepId(step.fromAccountId, transferId, 'refund'), transferId, accountId: step.fromAccountId, toAccountId: step.accountId, amount: step.amount, currency: step.currency, reason: d.rejected };
+        pending.push({ at: clock + landing(), step: refund, transferId });
+      } else {
+        states.set(step.accountId, decideRefund(states.get(step.accountId) ?? null, step).state);
+        final.set(transferId, 'rejected');
+      }
+    }
+  };
+  const expects = new Map<string, string>();
+  const values = new Map<string, string>();
+  for (let c = w.next(); c; c = w.next()) {
+    clock++;
+    land(clock);
+    const d = decodeCommand(Buffer.from(c.key), Buffer.from(c.value), 65536, true);
+    if (d.kind === 'dlq') throw new Error(d.message);
+    const commandId = d.kind === 'ok' ? d.command.commandId : d.commandId;
+    if (expects.has(commandId)) {
+      // a re-send: duplicate, or (a Transfer) its final outcome again
+      if (c.expect !== (c.transfer ? expects.get(commandId) : 'duplicate')) mismatches.push(`re-send of ${commandId} expects ${c.expect}`);
+      continue;
+    }
+    expects.set(commandId, c.expect);
+    values.set(commandId, c.value);
+    if (d.kind === 'invalid') { final.set(commandId, 'rejected'); continue; }
+    const cmd = d.command;
+    const state = states.get(cmd.accountId) ?? null;
+    if (cmd.type === 'Transfer') {
+      const t = decideTransfer(state, cmd);
+      if (!t.accepted) { final.set(commandId, 'rejected'); continue; }
+      states.set(cmd.accountId, t.state);
+      const credit: CreditTransfer = { type: 'CreditTransfer', commandId: transferStepId(cmd.accountId, commandId, 'credit'), transferId: commandId, accountId: cmd.toAccountId, fromAccountId: cmd.accountId, amount: t.event.data.amount, currency: t.event.data.currency };
+      pending.push({ at: clock + landing(), step: credit, transferId: commandId });
+      continue;
+    }
+    const r = decide(state, cmd);
+    if (r.accepted) states.set(cmd.accountId, r.state);
+    final.set(commandId, r.accepted ? 'accepted' : 'rejected');
+  }
+  land(Number.POSITIVE_INFINITY);
+  for (const [id, want] of expects) if (final.get(id) !== want) mismatches.push(`${values.get(id)}: expected ${want}, decided ${final.get(id)}`);
+  const wrong = w.accountIds.filter((id) => (states.get(id)?.balance ?? NaN) !== w.expected.get(id));
+  return { w, mismatches, wrong, transfers: [...expects.keys()].length };
+}
+
+test('every outcome and balance the model expects is what the decider decides, with credits landing at random moments', () => {
+  for (const [seed, spread] of [[1, 5], [2, 200], [3, 5000]] as const) {
+    const r = prng(seed * 7);
+    const { w, mismatches, wrong } = simulate(seed, 0.4, () => 1 + Math.floor(r() * spread));
+    assert.equal(mismatches.slice(0, 5), [], `seed ${seed}, credits land within ${spread} commands`);
+    assert.equal(wrong.slice(0, 5), [], 'every balance once everything landed');
+    assert.ok(w.transfers.credited > 1000 && w.transfers.refunded > 100, `a real mix: ${JSON.stringify(w.transfers)}`);
+    assert.is(w.closedIds.length, 4);
+  }
+});
+
+test('transferRatio 0 draws exactly what a workload without the option draws', () => {
+  const a = new Workload({ accounts: 50, commands: 2000, seed: 9 });
+  const b = new Workload({ accounts: 50, commands: 2000, seed: 9, transferRatio: 0 });
+  const strip = (v: string) => v.replace(/"commandId":"[^"]+"|"accountId":"[^"]+"/g, '');
+  for (let x = a.next(), y = b.next(); x && y; x = a.next(), y = b.next()) {
+    assert.is(strip(x.value), strip(y.value));
+    assert.is(x.expect, y.expect);
+  }
+  assert.not.ok(a.next() ?? b.next());
+});
+
+test.run();
