@@ -112,7 +112,10 @@ export async function drive(w: Workload, o: DriveOptions): Promise<DriveResult> 
       const now = performance.now();
       const allowedByRate = o.rate > 0 ? Math.floor(((now - t0) / 1000) * o.rate) - sent : Infinity;
       const allowedByWindow = o.window - (sent - checker.answered);
-      let n = Math.min(allowedByRate, allowedByWindow, 2000);
+      // the accounts exist before traffic that needs them elsewhere (a transfer's destination is on another partition)
+      const setup = w.setupCommands;
+      const allowedBySetup = sent < setup ? setup - sent : checker.answered < setup ? 0 : Infinity;
+      let n = Math.min(allowedByRate, allowedByWindow, allowedBySetup, 2000);
       if (n <= 0) { await new Promise((r) => setTimeout(r, o.rate > 0 ? 1 : 2)); continue; }
       const ts = performance.now();
       while (n-- > 0) {

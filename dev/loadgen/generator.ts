@@ -91,6 +91,15 @@ export class Workload {
     }
   }
 
+  /**
+   * Commands that set the accounts up (opens, and the opens and closes of closedIds) and must be
+   * answered before the rest is sent: with transfers, a credit must find its destination opened.
+   * 0 without transfers: every command is on its own account's partition, in order.
+   */
+  get setupCommands(): number {
+    return this.opts.transferRatio ? this.accountIds.length + 2 * this.closedIds.length : 0;
+  }
+
   get total(): number {
     return this.opts.commands;
   }
