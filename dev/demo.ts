@@ -14,7 +14,7 @@ import { drive, ensureTopics, percentile, type Progress } from './loadgen/driver
 import { distDir } from '../src/paths';
 import { waitForExitCode } from './stack/process';
 
-export interface DemoOptions { dir: string; accounts: number; commands: number; rate: number; keepStack: boolean; workers: number }
+export interface DemoOptions { dir: string; accounts: number; commands: number; rate: number; keepStack: boolean; workers: number; /** share of transfers */ transfers: number }
 
 function bar(p: Progress): string {
   const width = 30;
@@ -46,8 +46,8 @@ export async function runDemo(o: DemoOptions, say: (s: string) => void): Promise
       if (Date.now() > deadline) throw new Error(`the daemon did not get its partitions within 60 s; see ${logFile}`);
       await new Promise((r) => setTimeout(r, 100));
     }
-    const w = new Workload({ accounts: o.accounts, commands: o.commands, invalidRatio: 0.01, duplicateRatio: 0.01, transferRatio: 0.3, seed: 7 });
-    say(`sending ${o.commands.toLocaleString('en-US')} commands over ${o.accounts.toLocaleString('en-US')} accounts in USD and EUR (${o.rate ? `${o.rate}/s` : 'as fast as it goes'}; ~30% transfers, some to closed or missing accounts or across currencies; ~1% invalid, ~1% re-sent)`);
+    const w = new Workload({ accounts: o.accounts, commands: o.commands, invalidRatio: 0.01, duplicateRatio: 0.01, transferRatio: o.transfers, seed: 7 });
+    say(`sending ${o.commands.toLocaleString('en-US')} commands over ${o.accounts.toLocaleString('en-US')} accounts in USD and EUR (${o.rate ? `${o.rate}/s` : 'as fast as it goes'}; ~${Math.round(o.transfers * 100)}% transfers, some to closed or missing accounts or across currencies; ~1% invalid, ~1% re-sent)`);
     const tty = process.stderr.isTTY;
     let lastLine = 0;
     const r = await drive(w, {

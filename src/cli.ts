@@ -62,8 +62,8 @@ export const COMMANDS: Record<string, CommandSpec> = {
     positional: [1, 1],
   },
   demo: {
-    usage: 'demo [--commands 100000] [--accounts 2000] [--rate 0] [--workers 1] [--keep-stack]\n  stack + daemon + load generator, then a checked summary',
-    flags: { commands: 'number', accounts: 'number', rate: 'number', workers: 'number', 'keep-stack': 'switch' }, positional: [0, 0],
+    usage: 'demo [--commands 100000] [--accounts 2000] [--transfers 0.1] [--rate 0] [--workers 1] [--keep-stack]\n  stack + daemon + load generator, then a checked summary (--transfers: their share of the commands)',
+    flags: { commands: 'number', accounts: 'number', transfers: 'value', rate: 'number', workers: 'number', 'keep-stack': 'switch' }, positional: [0, 0],
   },
   'rebuild-projections': {
     usage: 'rebuild-projections [--account id[,id…]]… [--since 2h|<ISO time>] [--batch-size 5000] [--yes] [--config file.json]\n'
@@ -311,7 +311,9 @@ async function main(argv: string[]): Promise<number> {
     case 'demo': {
       const dir = loadConfig({ ignoreStack: true }).config.stack.dir;
       const { runDemo } = await import('../dev/demo.js');
-      return runDemo({ dir, accounts: num(args, 'accounts', 2000), commands: num(args, 'commands', 100000), rate: num(args, 'rate', 0), workers: num(args, 'workers', 1), keepStack: args.flags.has('keep-stack') }, (l) => process.stdout.write(`${l}\n`));
+      const transfers = Number(text(args, 'transfers') ?? '0.1');
+      if (!(transfers >= 0 && transfers <= 1)) throw new UsageError('demo: --transfers is a share between 0 and 1');
+      return runDemo({ dir, accounts: num(args, 'accounts', 2000), commands: num(args, 'commands', 100000), transfers, rate: num(args, 'rate', 0), workers: num(args, 'workers', 1), keepStack: args.flags.has('keep-stack') }, (l) => process.stdout.write(`${l}\n`));
     }
     case 'rebuild-projections': {
       // handles SIGINT/SIGTERM itself: the first stops after the current page (resumable), the second exits
