@@ -212,10 +212,11 @@ async function dlqCommand(args: Args): Promise<number> {
   const skipped = new Set(again ? [] : letters.filter((l) => header(l, REPLAYED_FROM) !== undefined));
   const chosen = letters.filter((l) => !skipped.has(l));
   if (valueFile !== undefined && chosen.length !== 1) throw new UsageError(`dlq replay: --value-file replaces one letter's value; ${chosen.length} are selected`);
-  // only commands are replayed, to the command topic: an event lives in the event store (one sent to the
+  // only commands are replayed, to the command topic, and transfer steps from their own dead-letter topic
+  // to bank.transfers (only banking-es writes either): an event lives in the event store (one sent to the
   // event topic by hand would be in the read models only), and a letter's source.topic header is the
   // producer's to forge, so it may name no other topic (outcomes, a dead-letter topic itself)
-  const commandsTopic = config.kafka.topics.commands;
+  const commandsTopic = topic === config.kafka.topics.transfersDlq ? config.kafka.topics.transfers : config.kafka.topics.commands;
   const toEvents = chosen.filter((l) => header(l, 'source.topic') === config.kafka.topics.events);
   if (toEvents.length) {
     throw new UsageError(`dlq replay: ${toEvents.length} letters came from the event topic ${config.kafka.topics.events}; events are not replayed by hand (the read models would hold what the event store does not): fix the relay or the stored event, or run rebuild-projections`);
@@ -223,7 +224,7 @@ async function dlqCommand(args: Args): Promise<number> {
   const elsewhere = chosen.filter((l) => header(l, 'source.topic') !== commandsTopic);
   if (elsewhere.length) {
     const l = elsewhere[0];
-    throw new UsageError(`dlq replay: ${elsewhere.length} letters name a source topic other than the command topic ${commandsTopic} (e.g. ${topic}/${l.partition}/${l.offset}: "${header(l, 'source.topic') ?? ''}"); only commands are replayed`);
+    throw new UsageError(`dlq replay: ${elsewhere.length} letters name a source topic other than ${commandsTopic} (e.g. ${topic}/${l.partition}/${l.offset}: "${header(l, 'source.topic') ?? ''}"); only commands (from ${config.kafka.topics.commandsDlq}) and transfer steps (from ${config.kafka.topics.transfersDlq}) are replayed`);
   }
   // a letter too large to keep its value has none to send: only a fixed value can replay it
   const empty = valueFile === undefined ? chosen.filter((l) => l.value === null || header(l, 'error.value.bytes') !== undefined) : [];

@@ -23,6 +23,9 @@ export async function startRoles(ctx: DaemonContext): Promise<void> {
         await ctx.topics?.ensure(role, ctx.config.transfers.enabled ? [t.commands, t.results, t.commandsDlq, t.transfers] : [t.commands, t.results, t.commandsDlq]);
         const p = new PartitionedPipeline(ctx, new CommandRole(ctx));
         ctx.lifecycle.defer('command-pipeline', () => p.stop());
+        // where debits happen the age of what they left in flight is reported too: the stuck-transfer
+        // alert fires even when no instance runs the transfers role
+        watchOnce(ctx);
         await p.start();
         ctx.log.info({ topic: ctx.config.kafka.topics.commands, workers: ctx.config.pipeline.workers }, 'command pipeline started');
         break;
@@ -33,8 +36,7 @@ export async function startRoles(ctx: DaemonContext): Promise<void> {
         const p = new PartitionedPipeline(ctx, createTransferRole(ctx));
         ctx.lifecycle.defer('transfer-pipeline', () => p.stop());
         await p.start();
-        const stopWatch = watchTransfersInFlight(ctx);
-        ctx.lifecycle.defer('transfers-in-flight', async () => stopWatch());
+        watchOnce(ctx);
         ctx.log.info({ topic: t.transfers, group: ctx.config.kafka.transferGroupId }, 'transfer pipeline started');
         break;
       }
@@ -61,6 +63,14 @@ export async function startRoles(ctx: DaemonContext): Promise<void> {
       }
     }
   }
+}
+
+const watched = new WeakSet<DaemonContext>();
+function watchOnce(ctx: DaemonContext): void {
+  if (watched.has(ctx)) return;
+  watched.add(ctx);
+  const stop = watchTransfersInFlight(ctx);
+  ctx.lifecycle.defer('transfers-in-flight', async () => stop());
 }
 
 /**

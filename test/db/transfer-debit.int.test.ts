@@ -15,7 +15,7 @@ import { createPool } from '../../src/db/pool';
 import { migrate } from '../../src/db/migrate';
 import { createLogger } from '../../src/logger';
 import { EVENT_COLUMNS, TRANSFER_COLUMNS } from '../../src/codec/rows';
-import { settleTransfers, transfersInFlight, transfersPending } from '../../src/db/sql/transfers';
+import { settleTransfers, unbackedTransfers, transfersInFlight, transfersPending } from '../../src/db/sql/transfers';
 import { decideShard, type KnownOutcome } from '../../src/pipeline/commands/decide-shard';
 import { forEachRecord, Packer } from '../../src/pipeline/pack';
 import { createTestDatabase, type TestDb } from '../helpers/stack';
@@ -80,8 +80,17 @@ test('the transfers row is in flight until settled, and settles once', async () 
   assert.equal(rows, [{ source_id: A, destination_id: B, debited_version: '6', settled: null }]);
   const client = await pool.connect();
   try {
-    assert.is(await settleTransfers(client, [{ sourceId: A, transferId: T, settled: 'refunded', reason: 'DESTINATION_CLOSED' }]), 1);
-    assert.is(await settleTransfers(client, [{ sourceId: A, transferId: T, settled: 'credited', reason: null }]), 0, 'settled once: the first settlement stays, and the caller learns it');
+    const moved = { destinationId: B, amount: 1234, currency: 'EUR' };
+    // a step that moved another amount, destination or currency than the debit settles nothing, and is unbacked
+    for (const wrong of [{ amount: 1235 }, { destinationId: A }, { currency: 'USD' }]) {
+      const forged = [{ sourceId: A, transferId: T, settled: 'credited' as const, reason: null, ...moved, ...wrong }];
+      assert.is(await settleTransfers(client, forged), 0, JSON.stringify(wrong));
+      assert.is(await unbackedTransfers(client, forged), 1);
+    }
+    assert.is(await settleTransfers(client, [{ sourceId: A, transferId: T, settled: 'refunded', reason: 'DESTINATION_CLOSED', ...moved }]), 1);
+    const again = [{ sourceId: A, transferId: T, settled: 'credited' as const, reason: null, ...moved }];
+    assert.is(await settleTransfers(client, again), 0, 'settled once: the first settlement stays, and the caller learns it');
+    assert.is(await unbackedTransfers(client, again), 0, 'backed: another writer settled it first, a redo and not poison');
   } finally {
     client.release();
   }

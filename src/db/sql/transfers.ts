@@ -9,31 +9,40 @@ import type { Settlement } from '../../pipeline/transfers/decide-steps';
 
 /**
  * Settles transfers in the credit's or the refund's transaction. A transfer
- * settles once: a row already settled keeps its first settlement. Returns
- * how many rows settled now; fewer than asked means another writer settled
- * one first (the worker never settles a step it has seen), and the caller
- * must not commit: redo the batch from what Postgres holds.
+ * settles once, and only by a step that moved what its debit moved (the same
+ * destination, amount and currency): a row already settled keeps its first
+ * settlement. Returns how many rows settled now; fewer than asked means
+ * another writer settled one first (the worker never settles a step it has
+ * seen) or a step does not match its debit (unbackedTransfers tells), and
+ * the caller must not commit.
  */
 export async function settleTransfers(client: PoolClient, settlements: readonly Settlement[]): Promise<number> {
   if (settlements.length === 0) return 0;
   const { rowCount } = await client.query(
     `UPDATE transfers t SET settled = s.settled, reason = s.reason, settled_at = now()
-       FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[]) AS s(source, id, settled, reason)
-      WHERE t.source_id = s.source AND t.transfer_id = s.id AND t.settled IS NULL`,
-    [settlements.map((s) => s.sourceId), settlements.map((s) => s.transferId), settlements.map((s) => s.settled), settlements.map((s) => s.reason)],
+       FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::bigint[], $7::text[]) AS s(source, id, settled, reason, destination, amount, currency)
+      WHERE t.source_id = s.source AND t.transfer_id = s.id AND t.settled IS NULL
+        AND t.destination_id = s.destination AND t.amount = s.amount AND t.currency = s.currency`,
+    settlementArrays(settlements),
   );
   return rowCount ?? 0;
 }
 
-/** How many of these transfers have no row at all: steps with no debit behind them. */
+/** How many of these steps have no debit behind them: no row, or one that moved another destination, amount or currency. */
 export async function unbackedTransfers(client: PoolClient, settlements: readonly Settlement[]): Promise<number> {
   const { rows } = await client.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM unnest($1::uuid[], $2::uuid[]) AS s(source, id)
-      WHERE NOT EXISTS (SELECT 1 FROM transfers t WHERE t.source_id = s.source AND t.transfer_id = s.id)`,
-    [settlements.map((s) => s.sourceId), settlements.map((s) => s.transferId)],
+    `SELECT count(*)::int AS n FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::bigint[], $7::text[]) AS s(source, id, settled, reason, destination, amount, currency)
+      WHERE NOT EXISTS (SELECT 1 FROM transfers t WHERE t.source_id = s.source AND t.transfer_id = s.id
+                           AND t.destination_id = s.destination AND t.amount = s.amount AND t.currency = s.currency)`,
+    settlementArrays(settlements),
   );
   return rows[0].n;
 }
+
+const settlementArrays = (list: readonly Settlement[]) => [
+  list.map((s) => s.sourceId), list.map((s) => s.transferId), list.map((s) => s.settled), list.map((s) => s.reason),
+  list.map((s) => s.destinationId), list.map((s) => s.amount), list.map((s) => s.currency),
+];
 
 /** Outgoing transfers in flight per source, for the sources asked about that have any. */
 export async function transfersPending(db: Pool | PoolClient, sources: readonly string[]): Promise<Map<string, number>> {

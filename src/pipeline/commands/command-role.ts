@@ -74,8 +74,10 @@ export interface DecidingKind {
   /** in dist/workers/, running `decide` on its task */
   workerFile: string;
   decide: (task: ShardTask) => ShardResult;
-  /** ShardTask.transfers */
+  /** ShardTask.transfers: Transfer is a command */
   transfers: boolean;
+  /** it decides CloseAccount: a careful redo reads the transfers in flight from Postgres (ShardTask.pendingCounted) */
+  closes: boolean;
   canary(topic: string): CommandBatch;
   /** Writes the kind's own rows after events and rejections, in the same transaction. */
   write(client: PoolClient, p: DecidedBatch): Promise<WriteResult>;
@@ -97,6 +99,8 @@ export function commandKind(ctx: DaemonContext): DecidingKind {
     workerFile: 'command-worker.js',
     decide: decideShard,
     transfers: config.transfers.enabled,
+    // transfers debited before they were turned off may still be in flight
+    closes: true,
     canary: commandCanary,
     async write(client, d) {
       if (d.results.some((r) => r.transferCount)) await copyIn(client, 'transfers', TRANSFER_COLUMNS, d.results.map((r) => r.transferRows));
@@ -140,17 +144,18 @@ function accountOf(m: Message): string {
 }
 
 /**
- * True when an account the batch rejected a command on, and wrote no event to,
+ * True when an account the batch refused a command on because of its state, and wrote no event to,
  * has an event past the version the rejection was decided on: another writer
  * (the transfer role, or the command role for a credit's destination) moved
  * it after the state was read. An account the batch wrote to is covered by
  * the events key instead. The accounts are validated UUIDs, passed as arrays.
  */
 async function rejectedOnStale(client: PoolClient, p: DecidedBatch): Promise<boolean> {
-  if (p.rejected.accounts.length === 0) return false;
+  const refused = p.results.flatMap((r) => r.refusedOnState);
+  if (refused.length === 0) return false;
   const wrote = new Set(p.accepted.accounts);
   const accounts: string[] = [], versions: number[] = [];
-  for (const a of new Set(p.rejected.accounts)) {
+  for (const a of new Set(refused)) {
     if (wrote.has(a)) continue;
     accounts.push(a);
     versions.push(p.states.get(a)?.version ?? 0);
@@ -232,7 +237,7 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
       if (m.offset < (how.committedNext.get(m.partition) ?? -1)) replay = true;
     }
     const accountIds = accountsByShard.flatMap((s) => [...s]);
-    const pendingCounted = how.careful && this.kind.transfers;
+    const pendingCounted = how.careful && this.kind.closes;
     const [loaded, early, pending] = await Promise.all([
       this.states.load(pool, accountIds, seq, how.careful),
       how.careful ? Promise.resolve(null) : this.resent.knownBefore(seq, pairs),
@@ -289,8 +294,9 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
       this.ctx.metrics.occConflicts.inc();
       return 'redo';
     }
-    // with transfers, two roles write to an account: a rejection decided on a state another writer moved on from is redone
-    if (this.kind.transfers && await rejectedOnStale(client, p)) {
+    // two roles write to accounts (the transfer role runs wherever it is configured, whatever transfers.enabled
+    // says here): a refusal decided on a state another writer moved on from is redone
+    if (await rejectedOnStale(client, p)) {
       this.ctx.metrics.occConflicts.inc();
       return 'redo';
     }

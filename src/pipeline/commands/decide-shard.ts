@@ -42,7 +42,7 @@ export interface ShardTask {
   replayBelow: Map<number, number> | null;
   maxMessageBytes: number;
   nowMs: number;
-  /** Transfer is a command (docs/transfers.md); off until the transfer process runs */
+  /** Transfer is a command (docs/transfers.md; transfers.enabled): otherwise it is INVALID_COMMAND */
   transfers?: boolean;
   /**
    * The states' `transfersPending` were read from the `transfers` table for this task. Otherwise
@@ -89,7 +89,15 @@ export interface ShardResult {
   rejectReasons: Record<string, number>;
   /** Accounts closed now: the commit checks that none has a transfer in flight. */
   closedAccounts: string[];
+  /**
+   * Accounts a command was refused on because of their state (funds, version, existence, status):
+   * the commit checks no other writer moved them past the state the refusal saw.
+   */
+  refusedOnState: string[];
 }
+
+/** Refusals that do not depend on the account's state: no other writer can make them wrong. */
+export const STATELESS_REASONS: ReadonlySet<string> = new Set(['INVALID_COMMAND', 'SAME_ACCOUNT']);
 
 /**
  * One `events` COPY row for a decided event, with its envelope, read at `m`'s
@@ -137,6 +145,7 @@ export function decideShard(task: ShardTask): ShardResult {
   const decided = new Map<string, KnownOutcome>();
   const dlq: DlqEntry[] = [];
   const closedAccounts: string[] = [];
+  const refusedOnState: string[] = [];
   const counts = new Map<string, CommandCount>();
   const reasons: Record<string, number> = {};
   const processedAt = new Date(task.nowMs).toISOString();
@@ -165,11 +174,12 @@ export function decideShard(task: ShardTask): ShardResult {
       return;
     }
     // a Transfer has one final outcome, whoever asks: a re-send of one refused at the source is answered as it was
-    const answer = type === 'Transfer' && toAccountId !== undefined ? k.status : status;
+    // (only when the original was a Transfer too: a Transfer re-using a Deposit's id is a duplicate of the Deposit)
+    const answer = type === 'Transfer' && k.type === 'Transfer' && toAccountId !== undefined ? k.status : status;
     let rest = answer === k.status ? '' : ',"originalStatus":"' + k.status + '"';
     // the destination the first answer named (Postgres keeps it with the rejection), else this copy's
     const to = k.status === 'rejected' && k.toAccountId !== undefined ? k.toAccountId : toAccountId;
-    if (type === 'Transfer' && to !== undefined) rest += ',"transferId":"' + commandId + '","toAccountId":"' + to + '"';
+    if (type === 'Transfer' && k.type === 'Transfer' && to !== undefined) rest += ',"transferId":"' + commandId + '","toAccountId":"' + to + '"';
     // the same fields as the first answer, in the same order: a repeat is identical to it but for processedAt
     rest += k.status === 'accepted'
       ? ',"version":' + k.version + ',"balance":' + jsonString(k.balance)
@@ -193,6 +203,7 @@ export function decideShard(task: ShardTask): ShardResult {
     const extra = toAccountId === undefined ? '' : ',"transferId":"' + commandId + '","toAccountId":"' + toAccountId + '"';
     rejectionCount++;
     rejA.push(accountId); rejC.push(commandId);
+    if (!STATELESS_REASONS.has(reason)) refusedOnState.push(accountId);
     const rest = extra + ',"reason":"' + reason + '"' + (detail === undefined ? '' : ',"detail":' + jsonString(detail));
     outcomes.record(accountId, outcomeJson(commandId, accountId, type, 'rejected', rest, processedAt));
     const id = outcomeKey(accountId, commandId);
@@ -315,5 +326,6 @@ export function decideShard(task: ShardTask): ShardResult {
     republished,
     rejectReasons: reasons,
     closedAccounts,
+    refusedOnState,
   };
 }

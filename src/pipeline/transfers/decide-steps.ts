@@ -26,8 +26,14 @@ import type { AccountState, RejectReason } from '../../domain/types';
 import { Packer, unpackMessages, type PackedMessage } from '../pack';
 import { appendEvent, outcomeKey, type CommandCount, type KnownOutcome, type ShardResult, type ShardTask } from '../commands/decide-shard';
 
-/** A transfer that ended in this slice: credited, or refunded with the destination's reason. */
-export interface Settlement { sourceId: string; transferId: string; settled: 'credited' | 'refunded'; reason: RejectReason | null }
+/**
+ * A transfer that ended in this slice: credited, or refunded with the destination's reason. The
+ * destination, amount (minor units) and currency are what the step moved: they must be the debit's.
+ */
+export interface Settlement {
+  sourceId: string; transferId: string; settled: 'credited' | 'refunded'; reason: RejectReason | null;
+  destinationId: string; amount: number; currency: string;
+}
 
 export interface StepsResult extends ShardResult { settlements: Settlement[] }
 
@@ -107,7 +113,10 @@ export function decideSteps(task: ShardTask): StepsResult {
       if (decision.accepted) {
         const balance = append(m, decision.event, decision.state);
         remember(step.accountId, step.commandId, { status: 'accepted', type: 'CreditTransfer', version: decision.state.version, balance });
-        settlements.push({ sourceId: step.fromAccountId, transferId: step.transferId, settled: 'credited', reason: null });
+        settlements.push({
+          sourceId: step.fromAccountId, transferId: step.transferId, settled: 'credited', reason: null,
+          destinationId: step.accountId, amount: decision.state.balance - state!.balance, currency: step.currency,
+        });
         final(step.transferId, step.fromAccountId, step.accountId, 'accepted', null, step.sourceVersion, step.sourceBalance);
         count('accepted');
         continue;
@@ -137,7 +146,10 @@ export function decideSteps(task: ShardTask): StepsResult {
     }
     const balance = append(m, refund.event, refund.state);
     remember(step.accountId, step.commandId, { status: 'accepted', type: 'RefundTransfer', version: refund.state.version, balance });
-    settlements.push({ sourceId: step.accountId, transferId: step.transferId, settled: 'refunded', reason: step.reason });
+    settlements.push({
+      sourceId: step.accountId, transferId: step.transferId, settled: 'refunded', reason: step.reason,
+      destinationId: step.toAccountId, amount: refund.state.balance - state!.balance, currency: step.currency,
+    });
     final(step.transferId, step.accountId, step.toAccountId, 'rejected', step.reason, refund.state.version, balance);
     count('rejected');
     reasons[step.reason] = (reasons[step.reason] ?? 0) + 1;
@@ -147,6 +159,6 @@ export function decideSteps(task: ShardTask): StepsResult {
     events: events.finish(), eventCount, rejections: rejections.finish(), rejectionCount,
     outcomes: outcomes.finish(), steps: steps.finish(), transferRows: new Uint8Array(0), transferCount: 0,
     states: [...changed.values()], acceptedAccounts: accA, acceptedCommands: accC, rejectedAccounts: rejA, rejectedCommands: rejC,
-    decided, dlq, counts: [...counts.values()], republished, rejectReasons: reasons, settlements, closedAccounts: [],
+    decided, dlq, counts: [...counts.values()], republished, rejectReasons: reasons, settlements, closedAccounts: [], refusedOnState: rejA,
   };
 }

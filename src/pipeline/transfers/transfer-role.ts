@@ -30,6 +30,7 @@ export function transferKind(ctx: DaemonContext): DecidingKind {
     workerFile: 'transfer-worker.js',
     decide: decideSteps,
     transfers: true,
+    closes: false,
     canary: transferCanary,
     committed(d) {
       for (const r of d.results) for (const s of (r as StepsResult).settlements) ctx.metrics.transfersCompleted.inc({ result: s.settled });
@@ -39,10 +40,14 @@ export function transferKind(ctx: DaemonContext): DecidingKind {
       if (settlements.length === 0) return 'written';
       const settled = await settleTransfers(client, settlements);
       if (settled === settlements.length) return 'written';
-      // a step with no debit behind it can never settle: poison, isolated and dead-lettered by the core
-      if (await unbackedTransfers(client, settlements) > 0) throw new BankingError('STEP_UNBACKED', 'a transfer step has no debit in the transfers table');
-      // another writer settled one first: decide again from what Postgres holds
-      return 'redo';
+      // A step settles its transfer once, and only its own: the same step decided twice meets the events
+      // key first (and is then known, settling nothing). So a step that settles nothing has no debit
+      // behind it, or one that moved something else, or one a different step (forged) settled first:
+      // none ever will. Poison, isolated and dead-lettered by the core; never a redo, which would loop.
+      const unbacked = await unbackedTransfers(client, settlements);
+      throw new BankingError('STEP_UNBACKED', unbacked > 0
+        ? 'a transfer step does not match a debit in the transfers table (source, transfer, destination, amount, currency)'
+        : 'a transfer step finds its transfer already settled by another step');
     },
   };
 }

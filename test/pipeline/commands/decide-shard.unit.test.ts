@@ -150,4 +150,10 @@ test('a Transfer refused before (Postgres keeps its destination) is answered as 
   assert.is(r.rejectionCount + r.eventCount, 0);
 });
 
+test('a Transfer that re-uses a Deposit\'s id is a duplicate of the Deposit, not an accepted transfer', () => {
+  const { r, outs, steps } = run([[1, 30, transfer(D, '1.00')]], { [`${A}/${D}`]: acceptedD }, null, true);
+  assert.equal(outs, [{ commandId: D, accountId: A, type: 'Transfer', status: 'duplicate', originalStatus: 'accepted', version: 3, balance: '5.00' }]);
+  assert.equal([steps.length, r.eventCount, r.transferCount], [0, 0, 0], 'no money moves');
+});
+
 test.run();
