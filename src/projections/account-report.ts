@@ -43,7 +43,9 @@ export function formatAccountReport(accountId: string, rep: AccountReport): stri
     lines.push(...table(['version', 'recorded at', 'type', 'amount', 'balance', 'transfer'], rows, [3, 4]));
   }
   if (rep.inFlight.length) {
-    lines.push('', `${rep.inFlight.length} transfer${rep.inFlight.length === 1 ? '' : 's'} in flight:`);
+    // the list is as long as --limit at most: then it is the oldest of perhaps more
+    const n = rep.inFlight.length;
+    lines.push('', rep.inFlightCapped ? `the oldest ${n} transfers in flight (there may be more):` : `${n} transfer${n === 1 ? '' : 's'} in flight:`);
     const rows = rep.inFlight.map((t) => [t.debitedAt.toISOString(), t.direction === 'out' ? `to ${t.otherAccountId}` : `from ${t.otherAccountId}`, amount(t.amount, t.currency), t.transferId]);
     lines.push(...table(['debited at', 'transfer', 'amount', 'transfer id'], rows, [2]));
   }

@@ -36,15 +36,17 @@ export interface AccountReport {
   account: AccountProjection | null;
   /** Newest first. */
   transactions: TransactionProjection[];
-  /** Oldest first, from the transfers table (the authority, not the read model). */
+  /** Oldest first, from the transfers table (the authority, not the read model); `limit` at most. */
   inFlight: TransferInFlight[];
+  /** inFlight holds `limit` rows: there may be more */
+  inFlightCapped: boolean;
 }
 
 export async function accountReport(db: Pool | PoolClient, accountId: string, limit = 20): Promise<AccountReport> {
   const a = await db.query(
     `SELECT account_id::text, owner_name, currency, balance, status, version, opened_at, updated_at, closed_at
        FROM account_projections WHERE account_id = $1`, [accountId]);
-  if (a.rows.length === 0) return { account: null, transactions: [], inFlight: [] };
+  if (a.rows.length === 0) return { account: null, transactions: [], inFlight: [], inFlightCapped: false };
   const r = a.rows[0];
   const account: AccountProjection = {
     accountId: r.account_id, ownerName: r.owner_name, currency: r.currency, balance: Number(r.balance), status: r.status,
@@ -65,5 +67,5 @@ export async function accountReport(db: Pool | PoolClient, accountId: string, li
     const out = x.source_id === accountId;
     return { transferId: x.transfer_id, direction: out ? 'out' : 'in', otherAccountId: out ? x.destination_id : x.source_id, amount: Number(x.amount), currency: x.currency, debitedAt: x.debited_at };
   });
-  return { account, transactions, inFlight };
+  return { account, transactions, inFlight, inFlightCapped: inFlight.length >= limit };
 }
