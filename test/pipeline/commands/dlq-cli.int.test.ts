@@ -16,6 +16,7 @@ import { randomUUID } from 'node:crypto';
 import { cmd, PipelineFixture } from '../../helpers/pipeline';
 import { violations } from '../../helpers/contracts';
 import { cliPath } from '../../helpers/stack';
+import { TopicReader } from '../../helpers/kafka';
 
 const WAIT_MS = 45000;
 let f: PipelineFixture;
@@ -127,7 +128,7 @@ test('usage: show needs a letter, replay needs a selection, --value-file one let
   const forged = await f.producer.send(f.topics.dlq, randomUUID(), '{"status":"accepted"}', { 'error.code': 'FORGED', 'error.class': 'poison', 'error.message': 'x', 'source.topic': f.topics.results, 'source.partition': '0', 'source.offset': '0' });
   const refusedForged = await cli(['dlq', 'replay', '--partition', String(forged.partition), '--offset', String(forged.offset), '--yes']);
   assert.is(refusedForged.code, 2);
-  assert.match(refusedForged.stderr, /name a source topic other than the command topic/);
+  assert.match(refusedForged.stderr, /name a source topic other than .* only commands \(from .*\) and transfer steps \(from .*\) are replayed/);
   for (const [args, want] of [
     [['dlq', 'replay', '--code', 'NO_COMMAND_ID', '--value-file', fixed, '--again', '--yes'], /--value-file replaces one letter's value; \d+ are selected/],
     [['dlq', 'show'], /--partition and --offset name the letter/],
@@ -140,6 +141,26 @@ test('usage: show needs a letter, replay needs a selection, --value-file one let
     assert.is(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, want);
   }
+});
+
+test('a dead-lettered transfer step is replayed from its own dead-letter topic to bank.transfers, and only there', async () => {
+  const steps = f.env.KAFKA_TOPIC_TRANSFERS!, stepsDlq = f.env.KAFKA_TOPIC_TRANSFERS_DLQ!;
+  const key = randomUUID(), value = JSON.stringify({ commandId: randomUUID(), type: 'CreditTransfer', marker: randomUUID() });
+  const letter = (source: string) => ({ 'error.code': 'STEP_UNBACKED', 'error.class': 'poison', 'error.message': 'x', 'source.topic': source, 'source.partition': '0', 'source.offset': '0' });
+  const good = await f.producer.send(stepsDlq, key, value, letter(steps));
+  const r = await cli(['dlq', 'replay', '--topic', stepsDlq, '--partition', String(good.partition), '--offset', String(good.offset), '--yes']);
+  assert.is(r.code, 0, r.stderr);
+  const reader = await TopicReader.open(f.brokers, steps);
+  try {
+    await reader.waitFor((m) => m.some((x) => x.raw?.toString() === value), WAIT_MS, 'the step back on bank.transfers');
+  } finally {
+    await reader.close();
+  }
+  // a letter in the steps' dead-letter topic that names the command topic is not sent there
+  const wrong = await f.producer.send(stepsDlq, key, value, letter(f.topics.commands));
+  const refused = await cli(['dlq', 'replay', '--topic', stepsDlq, '--partition', String(wrong.partition), '--offset', String(wrong.offset), '--yes']);
+  assert.is(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, new RegExp(`name a source topic other than ${steps.replace(/\./g, '\\.')}`));
 });
 
 test('every outcome and dead letter this file made matches contracts/ (JSON Schema)', () => {
