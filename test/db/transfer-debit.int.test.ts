@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Pool } from 'pg';
 import { copyIn } from '../../src/db/sql/copy-in';
-import { findKnownOutcomes } from '../../src/db/sql/find-known-outcomes';
+import { decidedOtherwise, findKnownOutcomes } from '../../src/db/sql/find-known-outcomes';
 import { loadLatestStates } from '../../src/db/sql/load-latest-states';
 import { createPool } from '../../src/db/pool';
 import { migrate } from '../../src/db/migrate';
@@ -98,6 +98,24 @@ test('the transfers row is in flight until settled, and settles once', async () 
   assert.equal(await transfersInFlight(pool), []);
   const after = await pool.query('SELECT settled, reason FROM transfers WHERE transfer_id = $1', [T]);
   assert.equal(after.rows, [{ settled: 'refunded', reason: 'DESTINATION_CLOSED' }]);
+});
+
+test('one round trip tells a batch decided the other way, or refused on a state another writer moved past', async () => {
+  // A holds the debit at version 6 (first test); C has no event at all
+  const C = '0c000000-0000-4000-8000-0000000000cc', X = '7a000000-0000-4000-8000-000000000001';
+  const none = { accounts: [], commands: [] };
+  const client = await pool.connect();
+  try {
+    assert.is(await decidedOtherwise(client, none, none), false, 'nothing to check');
+    assert.is(await decidedOtherwise(client, none, { accounts: [A], commands: [T] }), true, 'refused now, accepted before');
+    assert.is(await decidedOtherwise(client, { accounts: [A], commands: [X] }, none), false, 'a new command');
+    assert.is(await decidedOtherwise(client, none, none, { accounts: [A], versions: [6] }), false, 'refused on the latest state');
+    assert.is(await decidedOtherwise(client, none, none, { accounts: [A], versions: [5] }), true, 'refused on a state moved past');
+    assert.is(await decidedOtherwise(client, none, none, { accounts: [C, A], versions: [0, 6] }), false, 'no account moved');
+    assert.is(await decidedOtherwise(client, none, none, { accounts: [C, A], versions: [0, 4] }), true, 'one of several moved');
+  } finally {
+    client.release();
+  }
 });
 
 test.run();

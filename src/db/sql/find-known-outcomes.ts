@@ -47,22 +47,29 @@ export async function findKnownOutcomes(client: Pool | PoolClient, accounts: rea
 }
 
 type DecidedPairs = { accounts: readonly string[]; commands: readonly string[] };
+/** Accounts a batch refused a command on because of their state, with the version the refusal saw. */
+export type RefusedOnState = { accounts: readonly string[]; versions: readonly number[] };
 
 /**
- * True when a command decided now was decided the other way before: an
- * accepted pair already has a rejection row, or a rejected pair an event
- * row (the unique keys catch a pair decided the same way). One round trip
- * for both tables; none when there is nothing to check.
+ * True when the batch must be decided again: a command decided now was
+ * decided the other way before (an accepted pair already has a rejection
+ * row, or a rejected pair an event row; the unique keys catch a pair
+ * decided the same way), or a refusal was decided on a state another
+ * writer has moved past (an event beyond the version it saw). One round
+ * trip for all three; none when there is nothing to check.
  */
-export async function decidedOtherwise(client: PoolClient, accepted: DecidedPairs, rejected: DecidedPairs): Promise<boolean> {
-  if (accepted.accounts.length === 0 && rejected.accounts.length === 0) return false;
+export async function decidedOtherwise(client: PoolClient, accepted: DecidedPairs, rejected: DecidedPairs, refused: RefusedOnState = NONE_REFUSED): Promise<boolean> {
+  if (accepted.accounts.length === 0 && rejected.accounts.length === 0 && refused.accounts.length === 0) return false;
   const { rows } = await client.query<{ hit: boolean }>(
     `SELECT EXISTS (SELECT 1 FROM unnest($1::uuid[], $2::uuid[]) AS c(a, k) JOIN command_rejections t ON t.account_id = c.a AND t.command_id = c.k)
-         OR EXISTS (SELECT 1 FROM unnest($3::uuid[], $4::uuid[]) AS c(a, k) JOIN events t ON t.account_id = c.a AND t.command_id = c.k) AS hit`,
-    [accepted.accounts, accepted.commands, rejected.accounts, rejected.commands],
+         OR EXISTS (SELECT 1 FROM unnest($3::uuid[], $4::uuid[]) AS c(a, k) JOIN events t ON t.account_id = c.a AND t.command_id = c.k)
+         OR EXISTS (SELECT 1 FROM unnest($5::uuid[], $6::bigint[]) AS c(a, v) JOIN events t ON t.account_id = c.a AND t.version > c.v) AS hit`,
+    [accepted.accounts, accepted.commands, rejected.accounts, rejected.commands, refused.accounts, refused.versions],
   );
   return rows[0].hit;
 }
+
+const NONE_REFUSED: RefusedOnState = { accounts: [], versions: [] };
 
 const COMMAND_OF: Record<string, string> = {
   AccountCreated: 'OpenAccount', MoneyDeposited: 'Deposit', MoneyWithdrawn: 'Withdraw', AccountClosed: 'CloseAccount',

@@ -16,7 +16,7 @@ import type { PoolClient } from 'pg';
 import type { DaemonContext } from '../../daemon';
 import type { Message } from '../../kafka/consumer';
 import { copyIn } from '../../db/sql/copy-in';
-import { decidedOtherwise, findKnownOutcomes } from '../../db/sql/find-known-outcomes';
+import { decidedOtherwise, findKnownOutcomes, type RefusedOnState } from '../../db/sql/find-known-outcomes';
 import { isUuid } from '../../codec/command';
 import { shardOf } from '../../codec/hash';
 import { coerceError } from '../../errors';
@@ -144,28 +144,22 @@ function accountOf(m: Message): string {
 }
 
 /**
- * True when an account the batch refused a command on because of its state, and wrote no event to,
- * has an event past the version the rejection was decided on: another writer
- * (the transfer role, or the command role for a credit's destination) moved
- * it after the state was read. An account the batch wrote to is covered by
- * the events key instead. The accounts are validated UUIDs, passed as arrays.
+ * The accounts the batch refused a command on because of their state and
+ * wrote no event to, with the version each refusal saw. If another writer
+ * (the transfer role, or the command role for a credit's destination) has
+ * moved one past it since, the refusal is stale and the batch is redone
+ * (decidedOtherwise). An account the batch wrote to is covered by the
+ * events key instead. The accounts are validated UUIDs.
  */
-async function rejectedOnStale(client: PoolClient, p: DecidedBatch): Promise<boolean> {
-  const refused = p.results.flatMap((r) => r.refusedOnState);
-  if (refused.length === 0) return false;
-  const wrote = new Set(p.accepted.accounts);
+function refusedOnState(p: DecidedBatch): RefusedOnState {
   const accounts: string[] = [], versions: number[] = [];
-  for (const a of new Set(refused)) {
+  const wrote = new Set(p.accepted.accounts);
+  for (const a of new Set(p.results.flatMap((r) => r.refusedOnState))) {
     if (wrote.has(a)) continue;
     accounts.push(a);
     versions.push(p.states.get(a)?.version ?? 0);
   }
-  if (accounts.length === 0) return false;
-  const { rows } = await client.query<{ stale: boolean }>(
-    `SELECT EXISTS (SELECT 1 FROM unnest($1::uuid[], $2::bigint[]) AS c(a, v) JOIN events e ON e.account_id = c.a AND e.version > c.v) AS stale`,
-    [accounts, versions],
-  );
-  return rows[0].stale;
+  return { accounts, versions };
 }
 
 const deadMessage = (m: Message): DeadMessage => ({ key: m.key ?? null, value: m.value ?? null, headers: (m.headers as Headers | undefined) ?? [], partition: m.partition, offset: m.offset });
@@ -289,14 +283,10 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     const { results } = p;
     if (results.some((r) => r.eventCount)) await copyIn(client, 'events', EVENT_COLUMNS, results.map((r) => r.events));
     if (results.some((r) => r.rejectionCount)) await copyIn(client, 'command_rejections', REJECTION_COLUMNS, results.map((r) => r.rejections));
-    // decided now, decided before: accepted now but rejected earlier, or the reverse (the unique keys catch the rest)
-    if (await decidedOtherwise(client, p.accepted, p.rejected)) {
-      this.ctx.metrics.occConflicts.inc();
-      return 'redo';
-    }
-    // two roles write to accounts (the transfer role runs wherever it is configured, whatever transfers.enabled
-    // says here): a refusal decided on a state another writer moved on from is redone
-    if (await rejectedOnStale(client, p)) {
+    // decided now, decided before: accepted now but rejected earlier, or the reverse (the unique keys catch the rest);
+    // and, as two roles write to accounts (the transfer role runs wherever it is configured, whatever
+    // transfers.enabled says here), a refusal decided on a state another writer moved on from
+    if (await decidedOtherwise(client, p.accepted, p.rejected, refusedOnState(p))) {
       this.ctx.metrics.occConflicts.inc();
       return 'redo';
     }
