@@ -22,6 +22,7 @@ import { transferStepId } from '../../src/domain/transfer';
 import type { Daemon } from '../helpers/daemon';
 import { violation } from '../helpers/contracts';
 import { spawnCli, waitForExit } from '../helpers/stack';
+import { Client } from 'pg';
 
 type Outcome = Record<string, unknown> & { commandId: string; status: string; reason?: string };
 
@@ -113,10 +114,32 @@ test('transfers: pending blocks a close, the process settles every rule exactly 
   const inFlight = await cli(['account', S]);
   assert.match(inFlight, new RegExp(`1 transfer in flight:[\\s\\S]*to ${D}\\s+25\\.00\\s+${t1}`), inFlight);
 
-  // 2. the transfers role settles it; the close then goes through
+  // 2. the transfers role settles it; the close then goes through. First it cannot: another session holds
+  // the transfer's row, so the settlement waits past statement_timeout (57014), is retried past
+  // pipeline.maxRetries, and the transfers role is stalled: not ready, while the command role goes on
   await commandsOnly.stop();
-  const both = await rig.start({ ROLES: 'commands,transfers,projections,relay' });
+  const holder = new Client({ connectionString: rig.env.DATABASE_URL });
+  holder.on('error', () => undefined);
+  await holder.connect();
+  let both: Daemon;
+  try {
+    await holder.query('BEGIN');
+    await holder.query('SELECT 1 FROM transfers WHERE transfer_id = $1 FOR UPDATE', [t1]);
+    both = await rig.start({ ROLES: 'commands,transfers,projections,relay', DB_STATEMENT_TIMEOUT_MS: '700', PIPELINE_MAX_RETRIES: '3' });
+    const stalled = await both.untilReadyz((st, body) => st === 503 && body.includes('transfers-pipeline') && body.includes('57014'), 60000, 'a stalled transfers pipeline');
+    assert.match(stalled.body, /stalled since .* transient 57014/);
+    assert.is(await both.metric('banking_es_pipeline_stalled{pipeline="transfers"}'), 1);
+    assert.is(await both.metric('banking_es_pipeline_stalled{pipeline="commands"}'), 0, 'the command role is not stalled');
+    const [meanwhile] = await answered([await send({ commandId: randomUUID(), type: 'Deposit', accountId: D, amount: '1.00' })]);
+    assert.is(meanwhile.status, 'accepted', 'commands still get outcomes while the transfers role is stalled');
+    assert.ok(!outcomes.has(t1), 'no final outcome while the credit cannot settle');
+    await holder.query('ROLLBACK');
+  } finally {
+    await holder.end().catch(() => undefined);
+  }
   const [final1] = await answered([t1]);
+  await both.untilReadyz((st) => st === 200, 15000, 'ready again once the transfers role settles');
+  assert.is(await both.metric('banking_es_pipeline_stalled{pipeline="transfers"}'), 0);
   assert.equal(strip(final1), { commandId: t1, accountId: S, type: 'Transfer', status: 'accepted', transferId: t1, toAccountId: D, version: 2, balance: '0.00' });
   const [closeLate] = await answered([await send({ commandId: randomUUID(), type: 'CloseAccount', accountId: S })]);
   assert.is(closeLate.status, 'accepted', `closed once settled: ${JSON.stringify(closeLate)}`);
@@ -179,7 +202,7 @@ test('transfers: pending blocks a close, the process settles every rule exactly 
   const { rows: settled } = await rig.pg.query<{ settled: string; n: number }>('SELECT settled, count(*)::int AS n FROM transfers GROUP BY settled ORDER BY settled');
   assert.equal(settled, [{ settled: 'credited', n: 5 }, { settled: 'refunded', n: 3 }]);
   const usd = [S, D, A, B, C, X].reduce((sum, id) => sum + Number(bal.get(id)?.balance ?? 0), 0);
-  assert.is(usd, (25 + 100 + 50) * 100, 'USD balances add up to what was opened');
+  assert.is(usd, (25 + 100 + 50 + 1) * 100, 'USD balances add up to what was opened and deposited');
   const { rows: dup } = await rig.pg.query<{ n: number }>(
     `SELECT count(*)::int AS n FROM (SELECT account_id, command_id FROM events GROUP BY 1, 2 HAVING count(*) > 1) d`);
   assert.is(dup[0].n, 0, 'no step applied twice');

@@ -45,7 +45,18 @@ export class Daemon {
     }
   }
 
-  /** Partitions `consumer` ('commands' or 'projections') owns now, by its metrics. */
+  /** The first /readyz answer `want` accepts, polled every 100 ms; rejects after `ms` with the last answer. */
+  async untilReadyz(want: (status: number, body: string) => boolean, ms: number, what: string): Promise<{ status: number; body: string }> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const r = await this.get('/readyz');
+      if (want(r.status, r.body)) return r;
+      if (Date.now() > deadline) throw new Error(`/readyz never showed ${what}; last ${r.status} ${r.body}`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  }
+
+  /** Partitions `consumer` ('commands', 'transfers' or 'projections') owns now, by its metrics. */
   async partitionsOwned(consumer = 'commands'): Promise<number> {
     return (await this.metric(`banking_es_consumer_partitions_owned{consumer="${consumer}"}`)) ?? 0;
   }

@@ -47,15 +47,6 @@ async function metric(d: Daemon, line: string): Promise<number> {
   return found.reduce((s, l) => s + Number(l.split(' ').pop()), 0);
 }
 
-async function untilReadyz(d: Daemon, want: (status: number, body: string) => boolean, ms: number, what: string): Promise<{ status: number; body: string }> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const r = await d.get('/readyz');
-    if (want(r.status, r.body)) return r;
-    if (Date.now() > deadline) throw new Error(`/readyz never showed ${what}; last ${r.status} ${r.body}`);
-    await sleep(100);
-  }
-}
 
 test('transient, conflict and fatal failures are each acted on by their class', async () => {
   f = await PipelineFixture.create('errclass');
@@ -74,7 +65,7 @@ test('transient, conflict and fatal failures are each acted on by their class', 
   await locker.query('LOCK TABLE events IN ACCESS EXCLUSIVE MODE');
   const blocked = cmd.deposit(a, '1.00');
   await fx.send(blocked);
-  const stalled = await untilReadyz(d, (s, body) => s === 503 && body.includes('commands-pipeline') && body.includes('57014'), 60000, 'a stalled commands pipeline');
+  const stalled = await d.untilReadyz((s, body) => s === 503 && body.includes('commands-pipeline') && body.includes('57014'), 60000, 'a stalled commands pipeline');
   assert.match(stalled.body, /stalled since .* transient 57014/);
   assert.is(await metric(d, 'banking_es_pipeline_stalled{pipeline="commands"}'), 1);
   assert.ok(await metric(d, 'banking_es_retries_total{component="commands",code="57014"}') >= 4, 'retried past pipeline.maxRetries');
@@ -82,7 +73,7 @@ test('transient, conflict and fatal failures are each acted on by their class', 
   await locker.query('ROLLBACK');
   const [afterLock] = await fx.outcomeFor([blocked], 30000);
   assert.is(afterLock.status, 'accepted');
-  await untilReadyz(d, (s) => s === 200, 10000, 'ready again');
+  await d.untilReadyz((s) => s === 200, 10000, 'ready again');
   assert.is(await metric(d, 'banking_es_pipeline_stalled{pipeline="commands"}'), 0);
 
   // conflict: another writer inserts the same command for b and holds it uncommitted
@@ -116,19 +107,19 @@ test('transient, conflict and fatal failures are each acted on by their class', 
   await fx.pg.query('ALTER TABLE command_rejections ADD CONSTRAINT no_rejections_for_now CHECK (false) NOT VALID');
   const overdraw = [cmd.withdraw(a, '1000.00'), cmd.deposit(a, '0.50')];
   await fx.sendAll(overdraw);
-  const schemaStall = await untilReadyz(d, (st, body) => st === 503 && body.includes('23514'), 60000, 'a stall on the schema fault');
+  const schemaStall = await d.untilReadyz((st, body) => st === 503 && body.includes('23514'), 60000, 'a stall on the schema fault');
   assert.match(schemaStall.body, /stalled since .* unknown 23514/);
   await sleep(1000);
   assert.is(fx.dlqMessages().length, dlqBefore, 'nothing dead-lettered for a fault of the schema');
   await fx.pg.query('ALTER TABLE command_rejections DROP CONSTRAINT no_rejections_for_now');
   const [rejected, deposited] = await fx.outcomeFor(overdraw, 30000);
   assert.equal([rejected.status, rejected.reason, deposited.status], ['rejected', 'INSUFFICIENT_FUNDS', 'accepted']);
-  await untilReadyz(d, (st) => st === 200, 10000, 'ready again after the schema fault');
+  await d.untilReadyz((st) => st === 200, 10000, 'ready again after the schema fault');
 
   // fatal: a table the pipeline needs is gone
   await fx.pg.query('DROP TABLE command_rejections');
   await fx.send(cmd.deposit(a, '1.00'));
-  const fatal = await untilReadyz(d, (s, body) => s === 503 && body.includes('42P01'), 30000, 'a fatal stop');
+  const fatal = await d.untilReadyz((s, body) => s === 503 && body.includes('42P01'), 30000, 'a fatal stop');
   assert.match(fatal.body, /fatal 42P01/);
   assert.is(await metric(d, 'banking_es_pipeline_stalled{pipeline="commands"}'), 1);
   await sleep(3000);
