@@ -2,7 +2,10 @@
  * `npm run bench` (quick, < 5 min) and `npm run bench -- --full`.
  * Runs banking-es's command pipeline end to end next to the physical limits
  * (binary COPY of the same rows, Kafka produce/consume/round trip of the same
- * messages) and a naive baseline, all in the same run on the same machine.
+ * messages) and a naive baseline, all in the same run on the same machine;
+ * and transfers (commands.mix=0.3, transfers.max, transfers.latency@1000/s,
+ * and @2000/s in --full), whose CPU per
+ * transfer is read against commands.max's per command.
  * Each benchmark runs several times; results are medians with min/max, CPU
  * and peak RSS per process, ratios to the limit and to the baseline. Every
  * run is checked: outcomes against the generator's model and balances in
@@ -27,6 +30,7 @@ import { summarize, median, round, ProcessMeter, pidsMatching, pidsNamed, type S
 import { encodedEventBatches, copyLimit, produceLimit, consumeLimit, commandMessages } from './lib/limits';
 import { startService, cli, benchEntry, type Service } from './lib/service';
 import { lineChart } from './lib/svg';
+import { checkStore } from '../dev/loadgen/store-check';
 import { eventHistory } from './lib/events';
 import { formatStages, metricsPortFromLog, scrapeStages, stageFigures, type StageFigures, type StageSnapshot } from './lib/stages';
 import Kafka from 'node-rdkafka';
@@ -37,13 +41,17 @@ const full = argv.includes('--full');
 const runs = Number(argv[argv.indexOf('--runs') + 1]) || (full ? 5 : 3);
 const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1].split(',') : null;
 const want = (name: string) => !only || only.some((o) => name.startsWith(o));
-const size = full ? { cmds: 300_000, baseline: 20_000, latencySecs: 20, copyRows: 300_000 } : { cmds: 100_000, baseline: 6_000, latencySecs: 8, copyRows: 100_000 };
+const size = full
+  ? { cmds: 300_000, baseline: 20_000, latencySecs: 20, copyRows: 300_000, transfers: 100_000, transferRates: [1000, 2000] }
+  : { cmds: 100_000, baseline: 6_000, latencySecs: 8, copyRows: 100_000, transfers: 30_000, transferRates: [1000] };
 
 interface Result {
   name: string; unit: string; value: Summary; limit?: string; ofLimit?: number; vsBaseline?: number;
   latencyMs?: { p50: Summary; p95: Summary; p99: Summary };
   /** at a fixed rate: p50 and p99 over those of limit.e2e at the same rate (1 = the floor) */
   latencyOverFloor?: { p50: number; p99: number };
+  /** a transfer case: its daemon CPU (service + Postgres) per transfer over that per command of commands.max */
+  cpuVsCommands?: number;
   /** CPU and peak RSS per process group, of the last run */
   procs?: Record<string, ProcUsage>;
   /** CPU µs per command (or event) per process group: the median over the runs */
@@ -86,6 +94,7 @@ class CaseCosts {
 
 /** The runs of one driven command case (a limit service or banking-es) at one rate: rate, latency, costs, verdict. */
 class DrivenRuns extends CaseCosts {
+  constructor(private readonly unit = 'commands/s') { super(); }
   private readonly rates: number[] = [];
   private readonly p50: number[] = [];
   private readonly p95: number[] = [];
@@ -93,12 +102,12 @@ class DrivenRuns extends CaseCosts {
   private procs: Record<string, ProcUsage> | undefined;
   private notes = '';
 
-  /** Adds a run; says what was wrong with it (appended to the notes) when `wrong` is not empty. */
+  /** Adds a run of `ops` operations (commands, or transfers); says what was wrong with it (appended to the notes) when `wrong` is not empty. */
   override add(procs: Record<string, ProcUsage>, ops: number, stages?: Record<string, StageFigures>, r?: DriveResult, wrong = ''): void {
     super.add(procs, ops, stages);
     this.procs = procs;
     if (!r) return;
-    this.rates.push(r.answered / (r.elapsedMs / 1000));
+    this.rates.push(ops / (r.elapsedMs / 1000));
     this.p50.push(percentile(r.latenciesMs, 50)); this.p95.push(percentile(r.latenciesMs, 95)); this.p99.push(percentile(r.latenciesMs, 99));
     if (wrong) this.notes += `run ${this.rates.length}: ${wrong}. `;
   }
@@ -106,12 +115,12 @@ class DrivenRuns extends CaseCosts {
   /** "N commands/s, p50 / p95 / p99 … ms" of the latest run */
   latest(): string {
     const i = this.rates.length - 1;
-    return `${Math.round(this.rates[i])} commands/s, p50 / p95 / p99 ${this.p50[i].toFixed(0)} / ${this.p95[i].toFixed(0)} / ${this.p99[i].toFixed(0)} ms`;
+    return `${Math.round(this.rates[i])} ${this.unit}, p50 / p95 / p99 ${this.p50[i].toFixed(0)} / ${this.p95[i].toFixed(0)} / ${this.p99[i].toFixed(0)} ms`;
   }
 
   result(name: string): Result {
     return {
-      name, unit: 'commands/s', value: summarize(this.rates), latencyMs: { p50: summarize(this.p50), p95: summarize(this.p95), p99: summarize(this.p99) },
+      name, unit: this.unit, value: summarize(this.rates), latencyMs: { p50: summarize(this.p50), p95: summarize(this.p95), p99: summarize(this.p99) },
       procs: this.procs, cpuUsPerOp: this.cpuUsPerOp(), stagesMs: this.stagesMs(), ok: this.notes === '', notes: this.notes || undefined,
     };
   }
@@ -188,22 +197,22 @@ async function main() {
       }
       results.push({ name: 'limit.consume', unit: 'msgs/s', value: summarize(xs), ok: true });
     }
-    const driveRun = async (svc: Service, topics: { cmd: string; res: string }, commands: number, rate: number, window = 20_000, skew: 'uniform' | number = 'uniform'): Promise<{ r: DriveResult; procs: Record<string, ProcUsage>; w: Workload }> => {
-      const w = new Workload({ accounts: Math.max(100, Math.floor(commands / 40)), commands, seed: Math.floor(Math.random() * 1e9), skew });
+    const driveRun = async (svc: Service, topics: { cmd: string; res: string }, commands: number, rate: number, window = 20_000, skew: 'uniform' | number = 'uniform', transferRatio = 0): Promise<{ r: DriveResult; procs: Record<string, ProcUsage>; w: Workload }> => {
+      const w = new Workload({ accounts: Math.max(100, Math.floor(commands / 40)), commands, seed: Math.floor(Math.random() * 1e9), skew, transferRatio });
       const meter = new ProcessMeter({ service: () => [svc.pid], postgres: pgPids, 'kafka-mock': mockPids, driver: () => [process.pid] });
       meter.begin();
       const r = await drive(w, { brokers, commandsTopic: topics.cmd, resultsTopic: topics.res, rate, window, timeoutMs: 600_000,
         onProgress: (p) => progress(`  ${svc.name}: ${p.answered}/${p.total} answered, ${Math.round(p.answered / (p.elapsedMs / 1000))}/s`) });
       return { r, procs: meter.end(), w };
     };
+    /** Balances that differ from the model, plus failed transfer checks (counts, in flight, conservation). */
     const balancesOk = async (w: Workload): Promise<number> => {
-      const { rows } = await pool.query<{ account_id: string; b: string }>(`SELECT DISTINCT ON (account_id) account_id, payload->'data'->>'balanceAfter' AS b FROM events WHERE account_id = ANY($1::uuid[]) ORDER BY account_id, version DESC`, [w.accountIds]);
-      const got = new Map(rows.map((x) => [x.account_id, Number(x.b)]));
-      return w.accountIds.filter((id) => got.get(id) !== w.expected.get(id)).length;
+      const c = await checkStore(pool, w);
+      return c.wrongBalances + c.transfersWrong;
     };
     const topicsFor = async (tag: string) => {
       const t = { cmd: `bench.${tag}.cmd.${randomUUID().slice(0, 6)}`, res: `bench.${tag}.res.${randomUUID().slice(0, 6)}` };
-      await ensureTopics(brokers, [t.cmd, t.res, `${t.cmd}.dlq`]);
+      await ensureTopics(brokers, [t.cmd, t.res, `${t.cmd}.dlq`, `${t.cmd}.transfers`, `${t.cmd}.transfers.dlq`]);
       return t;
     };
 
@@ -241,7 +250,8 @@ async function main() {
 
     const daemonEnv = (t: { cmd: string; res: string }, extra: Record<string, string> = {}) => ({
       NODE_ENV: 'production', BANKING_ES_STACK_DIR: dir, KAFKA_BROKERS: brokers, DATABASE_URL: dbUrl, ROLES: 'commands', METRICS_PORT: '0', METRICS_HOST: '127.0.0.1', LOG_LEVEL: 'info',
-      KAFKA_TOPIC_COMMANDS: t.cmd, KAFKA_TOPIC_RESULTS: t.res, KAFKA_TOPIC_COMMANDS_DLQ: `${t.cmd}.dlq`, KAFKA_GROUP_ID: `bench-${randomUUID().slice(0, 8)}`, REDIS_URL: '', ...extra,
+      KAFKA_TOPIC_COMMANDS: t.cmd, KAFKA_TOPIC_RESULTS: t.res, KAFKA_TOPIC_COMMANDS_DLQ: `${t.cmd}.dlq`, KAFKA_GROUP_ID: `bench-${randomUUID().slice(0, 8)}`, REDIS_URL: '',
+      KAFKA_TOPIC_TRANSFERS: `${t.cmd}.transfers`, KAFKA_TOPIC_TRANSFERS_DLQ: `${t.cmd}.transfers.dlq`, KAFKA_TRANSFER_GROUP_ID: `bench-tr-${randomUUID().slice(0, 8)}`, ...extra,
     });
 
     /**
@@ -250,10 +260,11 @@ async function main() {
      * later fetch slower (p99 at 10k/s grew 95 -> 157 -> 385 -> 1,722 ms over four runs on one topic).
      * A short unmeasured warm-up on the same topics comes first.
      */
-    const runDaemonCase = async (name: string, extra: Record<string, string>, commands: number, rates: number[], skew: 'uniform' | number = 'uniform') => {
-      say(`\n${name}: banking-es end to end (${Object.entries(extra).map(([k, v]) => `${k}=${v}`).join(' ') || 'defaults'})`);
+    const runDaemonCase = async (name: string, extra: Record<string, string>, commands: number, rates: number[], skew: 'uniform' | number = 'uniform', transferRatio = 0, unit: 'commands/s' | 'transfers/s' = transferRatio ? 'transfers/s' : 'commands/s') => {
+      say(`\n${name}: banking-es end to end (${Object.entries(extra).map(([k, v]) => `${k}=${v}`).join(' ') || 'defaults'}${transferRatio ? `, ${Math.round(transferRatio * 100)}% transfers` : ''})`);
+      const perTransfer = unit === 'transfers/s';
       for (const rate of rates) {
-        const runsOf = new DrivenRuns();
+        const runsOf = new DrivenRuns(unit);
         for (let i = 0; i < runs; i++) {
           const t = await topicsFor(name.replace(/[^a-z0-9]/gi, ''));
           const logFile = path.join(logs, `bench-${name}.log`);
@@ -261,14 +272,16 @@ async function main() {
           try {
             const n = rate ? Math.round(rate * size.latencySecs) : commands;
             // warm-up, not measured: JIT, worker start, first batches (a fresh daemon otherwise pays them inside a 4 s run)
-            await driveRun(svc, t, rate ? rate : 10_000, rate, 20_000, skew);
+            await driveRun(svc, t, rate ? rate : 10_000, rate, 20_000, skew, transferRatio);
             const before = await stagesOf(logFile, 'commands');
-            const { r, procs: p, w } = await driveRun(svc, t, n, rate, 20_000, skew);
+            const { r, procs: p, w } = await driveRun(svc, t, n, rate, 20_000, skew, transferRatio);
             const after = await stagesOf(logFile, 'commands');
             const stages = before && after ? stageFigures(before, after) : undefined;
             const wrong = await balancesOk(w);
-            runsOf.add(p, r.answered, stages, r, r.mismatches || r.timedOut || wrong ? `${r.mismatches} outcome mismatches, ${r.sent - r.answered} unanswered, ${wrong} wrong balances` : '');
-            say(`  run ${i + 1}/${runs}: ${runsOf.latest()}, daemon ${round((p.service.cpuSeconds * 1e6) / r.answered)} µs CPU per command`);
+            // a transfer case counts its transfers (first sends): the opens and re-sends around them are part of its cost
+            const ops = perTransfer ? Math.round(w.transferCommands * (r.answered / r.sent)) : r.answered;
+            runsOf.add(p, ops, stages, r, r.mismatches || r.timedOut || wrong ? `${r.mismatches} outcome mismatches, ${r.sent - r.answered} unanswered, ${wrong} wrong balances or transfer checks` : '');
+            say(`  run ${i + 1}/${runs}: ${runsOf.latest()}, daemon ${round((p.service.cpuSeconds * 1e6) / ops)} µs CPU per ${perTransfer ? 'transfer' : 'command'}`);
             say(`    stages, mean ms: ${formatStages(stages)}`);
             if (i === 0 && !rate && name === 'commands.max') timelines['banking-es'] = r.perSecond.map((v, s) => [s, v]);
           } finally { await svc.stop(); }
@@ -283,6 +296,12 @@ async function main() {
     if (full && want('commands.batch')) for (const [b, tms] of [[1000, 5], [5000, 10], [10000, 20]]) await runDaemonCase(`commands.batch=${b}/${tms}ms`, { PIPELINE_BATCH_SIZE: String(b), PIPELINE_BATCH_TIME_MS: String(tms) }, size.cmds, [0]);
     // hot accounts: Zipf(1.1) over the same number of accounts vs the uniform commands.max above
     if (full && want('commands.zipf')) await runDaemonCase('commands.zipf=1.1', {}, size.cmds, [0], 1.1);
+    // transfers: every command after the opens is a Transfer (a few to closed or missing accounts, or across
+    // currencies), with the transfers role in the same daemon; CPU per transfer is read against commands.max.
+    // commands.mix: a third of them transfers among deposits and withdrawals, as the demo sends
+    if (want('commands.mix')) await runDaemonCase('commands.mix=0.3', { ROLES: 'commands,transfers' }, size.transfers, [0], 'uniform', 0.3, 'commands/s');
+    if (want('transfers.max')) await runDaemonCase('transfers.max', { ROLES: 'commands,transfers' }, size.transfers, [0], 'uniform', 1);
+    if (want('transfers.latency')) await runDaemonCase('transfers.latency', { ROLES: 'commands,transfers' }, 0, size.transferRates, 'uniform', 1);
     if (full && want('commands.redis')) {
       const s = readStack(dir);
       if (s?.redis) await runDaemonCase('commands.redis=on', { REDIS_URL: s.redis.url }, size.cmds, [0]);
@@ -409,6 +428,9 @@ async function main() {
     const rate = r.name.match(/^commands\.latency(@\d+\/s)$/)?.[1];
     const floor = rate ? byName.get(`limit.e2e${rate}`)?.latencyMs : undefined;
     if (r.latencyMs && floor) r.latencyOverFloor = { p50: round(r.latencyMs.p50.median / floor.p50.median, 1), p99: round(r.latencyMs.p99.median / floor.p99.median, 1) };
+    const perCommand = byName.get('commands.max')?.cpuUsPerOp;
+    const daemonCpu = (c: Record<string, number>) => (c.service ?? 0) + (c.postgres ?? 0);
+    if (r.name.startsWith('transfers') && r.cpuUsPerOp && perCommand) r.cpuVsCommands = round(daemonCpu(r.cpuUsPerOp) / daemonCpu(perCommand), 1);
   }
   writeReport(results, timelines, (Date.now() - started) / 1000);
   if (results.some((r) => !r.ok)) process.exitCode = 1;
@@ -432,6 +454,12 @@ function writeReport(rs: Result[], tl: Record<string, Array<[number, number]>>, 
     '|---|---:|---|---|---|---|---:|---:|---|---|---:|---|',
     ...rs.map((r) => `| ${r.name} | ${fmt(r.value.median)} | ${fmt(r.value.min)}–${fmt(r.value.max)} | ${r.unit} | ${r.latencyMs ? `${r.latencyMs.p50.median.toFixed(0)} / ${r.latencyMs.p95.median.toFixed(0)} / ${r.latencyMs.p99.median.toFixed(0)}` : ''} | ${r.latencyOverFloor ? `${r.latencyOverFloor.p50} / ${r.latencyOverFloor.p99}` : ''} | ${r.ofLimit !== undefined ? `${r.ofLimit} (${r.limit!.replace('limit.', '')})` : ''} | ${r.vsBaseline ?? ''} | ${cost(r)} | ${r.procs ? `${r.procs.service?.cpuCores} / ${r.procs.postgres?.cpuCores} / ${r.procs['kafka-mock']?.cpuCores} / ${r.procs.driver?.cpuCores}` : ''} | ${r.procs?.service?.peakRssMb ?? ''} | ${r.ok ? 'yes' : `NO: ${r.notes}`} |`),
     '',
+    ...(rs.some((r) => r.cpuVsCommands) ? [
+      '## Transfers against commands', '',
+      'A transfer is three writes (the debit, the credit or refund, the settlement) on two accounts, by two roles; a command of commands.max (a deposit or a withdrawal) is one. Daemon CPU is the service\'s and Postgres\'s.', '',
+      ...rs.filter((r) => r.cpuVsCommands).map((r) => `- ${r.name}: ${r.cpuVsCommands}× the daemon CPU per command of commands.max`),
+      '',
+    ] : []),
     ...(staged.length ? [
       '## Where the time goes (banking_es_pipeline_stage_seconds over the measured part)', '',
       'Mean ms per stage, and p50 / p99 as histogram bucket bounds (≤); medians over the runs. fetch: produced → consumed; batch: consumed → batch sealed; prepare: state and workers (worker: the workers\' part); wait: behind the commit before; write: COPY and checks; commit: offsets and COMMIT; publish: committed → outcomes acknowledged.', '',

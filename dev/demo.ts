@@ -11,6 +11,7 @@ import { Client } from 'pg';
 import { stackUp, stackDown, readStack, stackStatus, stackPaths } from './stack/stack';
 import { Workload } from './loadgen/generator';
 import { drive, ensureTopics, percentile, type Progress } from './loadgen/driver';
+import { checkStore } from './loadgen/store-check';
 import { distDir } from '../src/paths';
 import { waitForExitCode } from './stack/process';
 
@@ -70,23 +71,14 @@ export async function runDemo(o: DemoOptions, say: (s: string) => void): Promise
     let projWrong = 0;
     let transfersWrong = 0;
     try {
-      const { rows } = await db.query<{ account_id: string; balance: string }>(
-        `SELECT DISTINCT ON (account_id) account_id, payload->'data'->>'balanceAfter' AS balance FROM events WHERE account_id = ANY($1::uuid[]) ORDER BY account_id, version DESC`, [w.accountIds]);
-      const got = new Map(rows.map((x) => [x.account_id, Number(x.balance)]));
-      for (const id of w.accountIds) if (got.get(id) !== w.expected.get(id)) wrong++;
+      const c = await checkStore(db, w);
+      const got = c.balances;
+      wrong = c.wrongBalances;
+      transfersWrong = c.transfersWrong;
       const sample = w.accountIds.slice(0, 3).map((id) => `${id.slice(0, 8)}… ${((got.get(id) ?? NaN) / 100).toFixed(2)} (expected ${((w.expected.get(id) ?? NaN) / 100).toFixed(2)})`);
       say(`balances     ${w.accountIds.length - wrong}/${w.accountIds.length} accounts in the event store match the generator's model; e.g. ${sample.join(', ')}`);
       // transfers: every one settled as the model says, nothing left in flight, and each currency conserved
-      const { rows: [t] } = await db.query<{ credited: number; refunded: number; open: number }>(
-        `SELECT count(*) FILTER (WHERE settled = 'credited')::int AS credited, count(*) FILTER (WHERE settled = 'refunded')::int AS refunded,
-                count(*) FILTER (WHERE settled IS NULL)::int AS open FROM transfers WHERE source_id = ANY($1::uuid[])`, [w.accountIds]);
-      transfersWrong = Number(t.credited !== w.transfers.credited) + Number(t.refunded !== w.transfers.refunded) + t.open;
-      const conserved = ['USD', 'EUR'].map((c) => {
-        const ids = w.accountIds.filter((id) => w.currencyOf.get(id) === c);
-        const store = ids.reduce((sum, id) => sum + (got.get(id) ?? 0), 0), model = ids.reduce((sum, id) => sum + w.expected.get(id)!, 0);
-        if (store !== model) transfersWrong++;
-        return `${c} ${store === model ? 'conserved' : `DIFFERS: store ${store}, model ${model}`}`;
-      });
+      const t = c.transfers, conserved = c.conservation;
       say(`transfers    ${t.credited} credited, ${t.refunded} refused at the destination and refunded, ${t.open} in flight (model: ${w.transfers.credited} / ${w.transfers.refunded} / 0); ${conserved.join(', ')}`);
       // the read model trails the event store by the relay and the projector: wait for it to catch up
       const projDeadline = Date.now() + 60_000;

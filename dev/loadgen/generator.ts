@@ -67,6 +67,8 @@ export class Workload {
   readonly missingIds: string[] = [];
   /** Transfers expected to be credited, and refused at the destination (then refunded). */
   transfers = { credited: 0, refunded: 0 };
+  /** Transfers generated (first sends, re-sends not counted), whatever their outcome. */
+  transferCommands = 0;
   private readonly openAndClose: string[] = [];
   private readonly rand: () => number;
   private readonly sent: GenCommand[] = [];
@@ -174,6 +176,7 @@ export class Workload {
 
   /** A transfer out of `from`: to an open account in its currency mostly; some refused at the destination. */
   private transfer(from: string): GenCommand {
+    this.transferCommands++;
     const y = this.rand();
     const currency = this.currencyOf.get(from)!;
     let to: string;
