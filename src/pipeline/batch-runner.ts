@@ -97,86 +97,103 @@ export class BatchRunner<Item, B extends Batch, P, L> {
     let prepared = first;
     let learned: L | undefined;
     let cause: unknown;
-    for (;;) {
-      if (this.abandoned) run.abandon();
-      switch (run.state) {
-        case 'prepare':
-          try {
-            prepared = await role.prepare(batch, seq, { careful: run.careful, learned, committedNext: this.offsets.committed });
-            run.prepared();
-          } catch (e) {
-            cause = e;
-            role.abandon(seq);
-            run.attempted({ kind: 'failed', errorClass: classifyError(e) }, this.stopping);
-          }
-          break;
-        case 'commit': {
-          const p = prepared!;
-          let t = await this.commit(p, batch.next);
-          if (t.kind === 'committed') {
-            this.ctx.metrics.stage.observe({ pipeline: role.settings.name, stage: 'write' }, t.writeSeconds);
-            this.ctx.metrics.stage.observe({ pipeline: role.settings.name, stage: 'commit' }, t.commitSeconds);
-            this.committed(p, seq, batch.next);
-          } else {
-            role.abandon(seq, p);
-            prepared = undefined;
-          }
-          if (t.kind === 'redo') {
-            cause = t.error ?? new KeyConflict();
-            if (t.error !== undefined) {
-              this.ctx.metrics.occConflicts.inc();
-              this.ctx.log.info({ err: coerceError(t.error) }, `rows of ${what} already written by another writer; redoing it carefully, from what Postgres holds`);
+    /** the role's write lock while held: from a careful preparation to its commit, or for a commit */
+    let release: (() => void) | undefined;
+    try {
+      for (;;) {
+        if (this.abandoned) run.abandon();
+        switch (run.state) {
+          case 'prepare':
+            if (run.careful) release = await role.writeLock?.acquire();
+            try {
+              prepared = await role.prepare(batch, seq, { careful: run.careful, learned, committedNext: this.offsets.committed });
+              run.prepared();
+            } catch (e) {
+              release?.();
+              release = undefined;
+              cause = e;
+              role.abandon(seq);
+              run.attempted({ kind: 'failed', errorClass: classifyError(e) }, this.stopping);
             }
-            if (role.learn) {
-              try {
-                learned = await role.learn(p, learned);
-              } catch (e) {
-                t = { kind: 'failed', error: e, errorClass: classifyError(e) };
+            break;
+          case 'commit': {
+            const p = prepared!;
+            release ??= await role.writeLock?.acquire();
+            let t: TransactionResult;
+            try {
+              t = await this.commit(p, batch.next);
+            } finally {
+              release?.();
+              release = undefined;
+            }
+            if (t.kind === 'committed') {
+              this.ctx.metrics.stage.observe({ pipeline: role.settings.name, stage: 'write' }, t.writeSeconds);
+              this.ctx.metrics.stage.observe({ pipeline: role.settings.name, stage: 'commit' }, t.commitSeconds);
+              this.committed(p, seq, batch.next);
+            } else {
+              role.abandon(seq, p);
+              prepared = undefined;
+            }
+            if (t.kind === 'redo') {
+              cause = t.error ?? new KeyConflict();
+              if (t.error !== undefined) {
+                this.ctx.metrics.occConflicts.inc();
+                this.ctx.log.info({ err: coerceError(t.error) }, `rows of ${what} already written by another writer; redoing it carefully, from what Postgres holds`);
+              }
+              if (role.learn) {
+                try {
+                  learned = await role.learn(p, learned);
+                } catch (e) {
+                  t = { kind: 'failed', error: e, errorClass: classifyError(e) };
+                }
               }
             }
+            if (t.kind === 'failed') cause = t.error;
+            if (t.kind === 'gated' && this.gateLogged !== t.gate) {
+              this.ctx.log.warn({ gate: t.gate }, t.why);
+              this.gateLogged = t.gate;
+            }
+            run.attempted(attemptOf(t), this.stopping);
+            break;
           }
-          if (t.kind === 'failed') cause = t.error;
-          if (t.kind === 'gated' && this.gateLogged !== t.gate) {
-            this.ctx.log.warn({ gate: t.gate }, t.why);
-            this.gateLogged = t.gate;
-          }
-          run.attempted(attemptOf(t), this.stopping);
-          break;
+          case 'wait':
+            if (run.waitFor === 'gate') {
+              this.ctx.metrics.retries.inc({ component: role.settings.name, code: this.gateLogged ?? 'gate' });
+              await sleep(250 + backoffMs(Math.min(run.gatesInARow - 1, 4), 100, 2000));
+            } else {
+              await sleep(this.budget.failed(cause, run.errorClass!, what));
+            }
+            run.waited();
+            break;
+          case 'isolate':
+            run.finished(await this.isolate(batch, seq, cause));
+            break;
+          case 'canary':
+            run.canary(await this.canaryCommits(seq));
+            break;
+          case 'dead-letter':
+            run.finished(await this.deadLetterPoison(batch, seq, cause));
+            break;
+          case 'halted':
+            this.budget.failed(cause, 'fatal', what);
+            this.pause();
+            await this.stopRequested;
+            run.finished(this.giveUp(cause, 'stopped by a fatal error; the batch and every later one are redone on restart'));
+            break;
+          case 'done':
+            return run.clean ? 'clean' : 'committed';
+          case 'abandoned':
+            if (!this.abandoned) {
+              const err = cause === undefined ? undefined : coerceError(cause);
+              this.ctx.log.warn({ err, errorClass: cause === undefined ? undefined : classifyError(cause) }, 'giving up on a batch at shutdown; its offsets and every later batch\'s were not committed, so they are redone on restart');
+            }
+            this.abandoned = true;
+            return 'abandoned';
         }
-        case 'wait':
-          if (run.waitFor === 'gate') {
-            this.ctx.metrics.retries.inc({ component: role.settings.name, code: this.gateLogged ?? 'gate' });
-            await sleep(250 + backoffMs(Math.min(run.gatesInARow - 1, 4), 100, 2000));
-          } else {
-            await sleep(this.budget.failed(cause, run.errorClass!, what));
-          }
-          run.waited();
-          break;
-        case 'isolate':
-          run.finished(await this.isolate(batch, seq, cause));
-          break;
-        case 'canary':
-          run.canary(await this.canaryCommits(seq));
-          break;
-        case 'dead-letter':
-          run.finished(await this.deadLetterPoison(batch, seq, cause));
-          break;
-        case 'halted':
-          this.budget.failed(cause, 'fatal', what);
-          this.pause();
-          await this.stopRequested;
-          run.finished(this.giveUp(cause, 'stopped by a fatal error; the batch and every later one are redone on restart'));
-          break;
-        case 'done':
-          return run.clean ? 'clean' : 'committed';
-        case 'abandoned':
-          if (!this.abandoned) {
-            const err = cause === undefined ? undefined : coerceError(cause);
-            this.ctx.log.warn({ err, errorClass: cause === undefined ? undefined : classifyError(cause) }, 'giving up on a batch at shutdown; its offsets and every later batch\'s were not committed, so they are redone on restart');
-          }
-          this.abandoned = true;
-          return 'abandoned';
       }
+    } finally {
+      // a batch that ends (done, abandoned) with the lock in hand lets it go
+      release?.();
     }
   }
 

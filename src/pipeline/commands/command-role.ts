@@ -17,6 +17,7 @@ import type { DaemonContext } from '../../daemon';
 import type { Message } from '../../kafka/consumer';
 import { copyIn } from '../../db/sql/copy-in';
 import { decidedOtherwise, findKnownOutcomes, type RefusedOnState } from '../../db/sql/find-known-outcomes';
+import type { ExclusiveLock } from '../exclusive-lock';
 import { isUuid } from '../../codec/command';
 import { shardOf } from '../../codec/hash';
 import { coerceError } from '../../errors';
@@ -167,6 +168,7 @@ const deadMessage = (m: Message): DeadMessage => ({ key: m.key ?? null, value: m
 export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedBatch, Learned> {
   readonly settings: RoleSettings;
   readonly workers: WorkerPool<ShardTask, ShardResult>;
+  readonly writeLock: ExclusiveLock | undefined;
   private readonly states: AccountStates;
   private readonly resent: ResentCommands;
   private readonly publisher: OutcomePublisher;
@@ -175,6 +177,8 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     const { config, log, metrics, redis, pool } = ctx;
     const p = config.pipeline;
     this.settings = kind.settings;
+    // the command and transfer pipelines both append to accounts
+    this.writeLock = ctx.accountWrites;
     this.workers = createWorkerPool(p.workers, kind.workerFile, kind.decide);
     this.states = new AccountStates(p.stateCacheSize, log, redis, config.redis.stateTtlMs, metrics);
     this.resent = new ResentCommands(pool, redis, config.redis.dedupWindowMs);
