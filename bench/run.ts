@@ -205,11 +205,13 @@ async function main() {
         onProgress: (p) => progress(`  ${svc.name}: ${p.answered}/${p.total} answered, ${Math.round(p.answered / (p.elapsedMs / 1000))}/s`) });
       return { r, procs: meter.end(), w };
     };
-    /** Balances that differ from the model, plus failed transfer checks (counts, in flight, conservation). */
-    const balancesOk = async (w: Workload): Promise<number> => {
+    /** Balances that differ from the model, plus failed transfer checks (counts, in flight, conservation), and what they are. */
+    const storeProblems = async (w: Workload): Promise<{ n: number; why: string }> => {
       const c = await checkStore(pool, w);
-      return c.wrongBalances + c.transfersWrong;
+      const n = c.wrongBalances + c.transfersWrong, t = c.transfers, m = w.transfers;
+      return { n, why: n ? `${c.wrongBalances} balances differ; transfers ${t.credited} credited / ${t.refunded} refunded / ${t.open} in flight (model ${m.credited} / ${m.refunded} / 0); ${c.conservation.join(', ')}` : '' };
     };
+    const balancesOk = async (w: Workload): Promise<number> => (await storeProblems(w)).n;
     const topicsFor = async (tag: string) => {
       const t = { cmd: `bench.${tag}.cmd.${randomUUID().slice(0, 6)}`, res: `bench.${tag}.res.${randomUUID().slice(0, 6)}` };
       await ensureTopics(brokers, [t.cmd, t.res, `${t.cmd}.dlq`, `${t.cmd}.transfers`, `${t.cmd}.transfers.dlq`]);
@@ -277,10 +279,13 @@ async function main() {
             const { r, procs: p, w } = await driveRun(svc, t, n, rate, 20_000, skew, transferRatio);
             const after = await stagesOf(logFile, 'commands');
             const stages = before && after ? stageFigures(before, after) : undefined;
-            const wrong = await balancesOk(w);
+            const store = await storeProblems(w);
             // a transfer case counts its transfers (first sends): the opens and re-sends around them are part of its cost
             const ops = perTransfer ? Math.round(w.transferCommands * (r.answered / r.sent)) : r.answered;
-            runsOf.add(p, ops, stages, r, r.mismatches || r.timedOut || wrong ? `${r.mismatches} outcome mismatches, ${r.sent - r.answered} unanswered, ${wrong} wrong balances or transfer checks` : '');
+            const wrong = r.mismatches || r.timedOut || store.n
+              ? `${r.mismatches} outcome mismatches (${r.mismatchSamples.join('; ')}), ${r.sent - r.answered} unanswered, ${store.n} wrong balances or transfer checks (${store.why})` : '';
+            if (wrong) say(`  WRONG: ${wrong}`);
+            runsOf.add(p, ops, stages, r, wrong);
             say(`  run ${i + 1}/${runs}: ${runsOf.latest()}, daemon ${round((p.service.cpuSeconds * 1e6) / ops)} µs CPU per ${perTransfer ? 'transfer' : 'command'}`);
             say(`    stages, mean ms: ${formatStages(stages)}`);
             if (i === 0 && !rate && name === 'commands.max') timelines['banking-es'] = r.perSecond.map((v, s) => [s, v]);
@@ -411,7 +416,9 @@ async function main() {
     }
   } finally {
     await pool.end();
-    await dropDatabase?.().catch((e) => say(`could not drop the bench database: ${(e as Error).message}`));
+    // BENCH_KEEP_DB=1 (with a stack already up, which the bench then leaves up): look into a failed run's rows
+    if (process.env.BENCH_KEEP_DB === '1') say(`kept the bench database: ${dbUrl}`);
+    else await dropDatabase?.().catch((e) => say(`could not drop the bench database: ${(e as Error).message}`));
     if (!external && !wasUp) await stackDown(dir);
   }
 

@@ -28,6 +28,8 @@ export interface DriveResult {
   byStatus: Record<string, number>;
   expectedByStatus: Record<string, number>;
   mismatches: number;
+  /** the first few differences from the model */
+  mismatchSamples: string[];
   /** copies of an outcome already received (re-published after a hand-over or crash: at-least-once), not answers */
   republished: number;
   elapsedMs: number;
@@ -143,6 +145,6 @@ export async function drive(w: Workload, o: DriveOptions): Promise<DriveResult> 
     await new Promise<void>((r) => consumer.disconnect(() => r()));
   }
   const latencies = Float64Array.from(lat).sort();
-  const { answered, mismatches, republished } = checker;
-  return { sent, answered, byStatus, expectedByStatus, mismatches, republished, elapsedMs: performance.now() - t0, latenciesMs: latencies, timedOut: answered < sent, perSecond: Array.from(perSecond, (x) => x ?? 0) };
+  const { answered, mismatches, republished, mismatchSamples } = checker;
+  return { sent, answered, byStatus, expectedByStatus, mismatches, mismatchSamples, republished, elapsedMs: performance.now() - t0, latenciesMs: latencies, timedOut: answered < sent, perSecond: Array.from(perSecond, (x) => x ?? 0) };
 }

@@ -11,9 +11,10 @@
  * transfer process gets to it, so the model keeps two balances per account:
  * `surely` (without the credits and refunds still on their way) and
  * `expected` (with them: what the account holds once all have landed). A
- * command is only generated when its outcome is the same wherever between
- * the two the real balance is: a withdrawal or a transfer out of at most
- * `surely` is accepted, of more than `expected` refused.
+ * command is only generated when its outcome is the same whenever it is
+ * decided: a withdrawal or a transfer out of at most `surely` is accepted;
+ * one is refused only for more than any balance can ever reach, since a
+ * credit generated later (on another partition) may land before it.
  */
 import { randomUUID } from 'node:crypto';
 
@@ -153,9 +154,19 @@ export class Workload {
       this.set(accountId, sure + amount, balance + amount);
       return this.remember({ accountId, expect: 'accepted', body: { type: 'Deposit', amount: cents(amount) } });
     }
-    if (amount > balance) return this.remember({ accountId, expect: 'rejected', body: { type: 'Withdraw', amount: cents(amount) } });
+    if (amount > balance) return this.remember({ accountId, expect: 'rejected', body: { type: 'Withdraw', amount: cents(this.opts.transferRatio ? this.beyondAnyBalance : amount) } });
     this.set(accountId, sure - amount, balance - amount);
     return this.remember({ accountId, expect: 'accepted', body: { type: 'Withdraw', amount: cents(amount) } });
+  }
+
+  /**
+   * More than every account of the run together can ever hold (every opening and every deposit): a
+   * withdrawal or transfer of it is refused whenever it is decided. `expected` is no such bound: a
+   * credit from a transfer generated later, out of an account on another partition, may land before
+   * this command is decided (test/dev/generator-transfers.unit.test.ts interleaves the partitions).
+   */
+  private get beyondAnyBalance(): number {
+    return this.opts.accounts * 100_000 + this.opts.commands * 5_000 + 1;
   }
 
   private set(accountId: string, surely: number, expected: number): void {
@@ -188,8 +199,8 @@ export class Workload {
     }
     const sure = this.surely.get(from)!, balance = this.expected.get(from)!;
     let amount = 1 + Math.floor(this.rand() * 5_000);
-    // never decided by timing: what is surely there, or more than will ever be
-    if (amount > sure && amount <= balance) amount = sure >= 1 ? Math.max(1, Math.floor(sure / 2)) : balance + 1;
+    // never decided by timing: what is surely there, or more than any balance can ever reach
+    if (amount > sure) amount = amount <= balance && sure >= 1 ? Math.max(1, Math.floor(sure / 2)) : this.beyondAnyBalance;
     const body = { type: 'Transfer', toAccountId: to, amount: cents(amount) };
     if (amount > sure) return this.remember({ accountId: from, expect: 'rejected', body, transfer: true }); // INSUFFICIENT_FUNDS
     const refused = !this.expected.has(to) || this.closedIds.includes(to) || this.currencyOf.get(to) !== currency;

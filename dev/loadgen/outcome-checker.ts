@@ -22,6 +22,8 @@ export class OutcomeChecker {
   private readonly owed = new Map<string, Owed>();
   answered = 0;
   mismatches = 0;
+  /** the first few differences, "<commandId>: expected <status>, got <outcome>" */
+  readonly mismatchSamples: string[] = [];
   republished = 0;
   /** outcomes of commands this run never sent (another producer on the same topics) */
   foreign = 0;
@@ -45,7 +47,9 @@ export class OutcomeChecker {
     // echo) answers a re-send with the same bytes, and that answer is owed
     if (out.processedAt !== undefined && o.expect[0] !== out.status && o.received?.has(same)) { this.republished++; return { kind: 'republished' }; }
     const latencyMs = now - o.sentAt.shift()!;
-    const matches = o.expect.shift() === out.status;
+    const expected = o.expect.shift();
+    const matches = expected === out.status;
+    if (!matches && this.mismatchSamples.length < 5) this.mismatchSamples.push(`${out.commandId}: expected ${expected}, got ${JSON.stringify(out)}`);
     if (o.sentAt.length === 0) { this.owed.delete(out.commandId); this.done.add(out.commandId); }
     else (o.received ??= new Set()).add(same);
     this.answered++;
