@@ -3,9 +3,9 @@
  * Runs banking-es's command pipeline end to end next to the physical limits
  * (binary COPY of the same rows, Kafka produce/consume/round trip of the same
  * messages) and a naive baseline, all in the same run on the same machine;
- * and transfers (commands.mix=0.3, transfers.max, transfers.latency@1000/s,
- * and @2000/s in --full), whose CPU per
- * transfer is read against commands.max's per command.
+ * and transfers: commands.mix=0.3 (the demo's mix), and transfers.max and
+ * transfers.latency@1000/s (and @2000/s in --full), whose CPU per transfer is
+ * read against commands.max's per command.
  * Each benchmark runs several times; results are medians with min/max, CPU
  * and peak RSS per process, ratios to the limit and to the baseline. Every
  * run is checked: outcomes against the generator's model and balances in
@@ -211,7 +211,6 @@ async function main() {
       const n = c.wrongBalances + c.transfersWrong, t = c.transfers, m = w.transfers;
       return { n, why: n ? `${c.wrongBalances} balances differ; transfers ${t.credited} credited / ${t.refunded} refunded / ${t.open} in flight (model ${m.credited} / ${m.refunded} / 0); ${c.conservation.join(', ')}` : '' };
     };
-    const balancesOk = async (w: Workload): Promise<number> => (await storeProblems(w)).n;
     const topicsFor = async (tag: string) => {
       const t = { cmd: `bench.${tag}.cmd.${randomUUID().slice(0, 6)}`, res: `bench.${tag}.res.${randomUUID().slice(0, 6)}` };
       await ensureTopics(brokers, [t.cmd, t.res, `${t.cmd}.dlq`, `${t.cmd}.transfers`, `${t.cmd}.transfers.dlq`]);
@@ -404,7 +403,7 @@ async function main() {
         const svc = await startService('baseline', [benchEntry('baseline-service.js'), brokers, t.cmd, t.res, dbUrl, `baseline-${randomUUID().slice(0, 8)}`], {}, path.join(logs, 'bench-baseline.log'));
         try {
           const { r, procs: p, w } = await driveRun(svc, t, size.baseline, 0, 2000);
-          const wrong = await balancesOk(w);
+          const wrong = (await storeProblems(w)).n;
           if (r.mismatches || r.timedOut || wrong) { ok = false; notes += `run ${i + 1}: ${r.mismatches} mismatches, ${wrong} wrong balances. `; }
           xs.push(r.answered / (r.elapsedMs / 1000));
           procs = p;

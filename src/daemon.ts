@@ -19,7 +19,7 @@ import { ping } from './db/sql/ping';
 import { redactUrl } from './logger';
 import { startRoles } from './roles';
 import { Topics } from './kafka/topics';
-import { ExclusiveLock } from './pipeline/exclusive-lock';
+import { WriteLock } from './pipeline/write-lock';
 
 export interface DaemonContext {
   config: Config;
@@ -32,8 +32,8 @@ export interface DaemonContext {
   lifecycle: Lifecycle;
   /** provisions or reports the topics each role uses (absent in tests that build a pipeline by hand) */
   topics?: Topics;
-  /** held by the pipelines that append to accounts while they commit (exclusive-lock.ts); absent: none is */
-  accountWrites?: ExclusiveLock;
+  /** held by the pipelines that append to accounts while they commit (write-lock.ts); absent: none is */
+  accountWrites?: WriteLock;
 }
 
 async function untilPostgresReady(pool: Pool, log: Logger, lifecycle: Lifecycle): Promise<void> {
@@ -96,7 +96,7 @@ export async function runDaemon(config: Config, log: Logger, lifecycle: Lifecycl
       health.add('redis', async () => { await pingRedis(client); return 'optional: the daemon runs without it'; }, { required: false });
     }
 
-    const ctx: DaemonContext = { config, log, metrics, health, pool, producer, redis, lifecycle, topics, accountWrites: new ExclusiveLock() };
+    const ctx: DaemonContext = { config, log, metrics, health, pool, producer, redis, lifecycle, topics, accountWrites: new WriteLock() };
     await startRoles(ctx);
     lifecycle.checkpoint();
     started = true;

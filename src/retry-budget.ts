@@ -25,20 +25,25 @@ export interface Stall {
 export class RetryBudget {
   private failures = 0;
   private stall: Stall | null = null;
+  private waitingSince: { at: number; what: string } | null = null;
 
   /**
    * @param name the pipeline label and the readiness probe `<name>-pipeline`
    * @param maxRetries failures in a row before the role reports itself stalled
+   * @param waitingReadyMs waiting longer than this for something another holds (the write lock) is not ready
    */
   constructor(
     private readonly name: string,
     private readonly ctx: { health: Health; metrics: Metrics; log: Logger },
     private readonly maxRetries: number,
+    private readonly waitingReadyMs = 30_000,
   ) {
     ctx.metrics.pipelineStalled.set({ pipeline: name }, 0);
     ctx.health.add(`${name}-pipeline`, async () => {
       const s = this.stall;
       if (s) throw new Error(`stalled since ${s.since} after ${s.attempts} failed attempts: ${s.errorClass} ${s.code}: ${s.message}`);
+      const waited = this.waitingSince === null ? 0 : Date.now() - this.waitingSince.at;
+      if (waited > this.waitingReadyMs) throw new Error(`waiting ${Math.round(waited / 1000)} s for ${this.waitingSince!.what}`);
       if (this.failures > 0) return `retrying (${this.failures} failed attempts in a row)`;
     });
   }
@@ -88,6 +93,14 @@ export class RetryBudget {
         await new Promise((r) => setTimeout(r, this.failed(e, errorClass, what)));
       }
     }
+  }
+
+  /**
+   * The role waits for `what` (null: no longer), e.g. the write lock another pipeline holds while
+   * Postgres blocks it: past waitingReadyMs its readiness probe fails and says so.
+   */
+  waiting(what: string | null): void {
+    this.waitingSince = what === null ? null : { at: Date.now(), what };
   }
 
   /** An attempt succeeded: the failure streak, and any stall, ends. */

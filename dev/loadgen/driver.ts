@@ -108,15 +108,18 @@ export async function drive(w: Workload, o: DriveOptions): Promise<DriveResult> 
   })();
 
   const deadline = Date.now() + o.timeoutMs;
+  let rateFrom = { at: t0, sent: 0 };
   const progressTimer = setInterval(() => o.onProgress?.({ sent, answered: checker.answered, total: w.total, elapsedMs: performance.now() - t0 }), 200);
   try {
     while (!w.done && Date.now() < deadline) {
       const now = performance.now();
-      const allowedByRate = o.rate > 0 ? Math.floor(((now - t0) / 1000) * o.rate) - sent : Infinity;
-      const allowedByWindow = o.window - (sent - checker.answered);
       // the accounts exist before traffic that needs them elsewhere (a transfer's destination is on another partition)
       const setup = w.setupCommands;
       const allowedBySetup = sent < setup ? setup - sent : checker.answered < setup ? 0 : Infinity;
+      // the rate's clock starts again once the setup is answered: no burst to make up for the wait
+      if (allowedBySetup === Infinity && rateFrom.sent < setup) rateFrom = { at: now, sent };
+      const allowedByRate = o.rate > 0 ? Math.floor(((now - rateFrom.at) / 1000) * o.rate) - (sent - rateFrom.sent) : Infinity;
+      const allowedByWindow = o.window - (sent - checker.answered);
       let n = Math.min(allowedByRate, allowedByWindow, allowedBySetup, 2000);
       if (n <= 0) { await new Promise((r) => setTimeout(r, o.rate > 0 ? 1 : 2)); continue; }
       const ts = performance.now();

@@ -19,6 +19,7 @@ import { inTransaction, type TransactionResult } from './batch-transaction';
 import type { DeadLetterSender } from './dead-letter';
 import type { PartitionOffsets } from './partition-offsets';
 import type { Batch, PipelineRole } from './role';
+import type { WriteLock } from './write-lock';
 
 /** The cause a redo streak past maxRedos is reported with, when no unique violation named one. */
 class KeyConflict extends Error {
@@ -104,7 +105,11 @@ export class BatchRunner<Item, B extends Batch, P, L> {
         if (this.abandoned) run.abandon();
         switch (run.state) {
           case 'prepare':
-            if (run.careful) release = await role.writeLock?.acquire();
+            if (run.careful && role.writeLock) {
+              if (release !== undefined) throw new Error('the write lock is held already: it is not reentrant');
+              release = await this.locked(role.writeLock, 'exclusive');
+              if (this.abandoned) continue; // given up while waiting (shutdown): abandoned at the loop's top
+            }
             try {
               prepared = await role.prepare(batch, seq, { careful: run.careful, learned, committedNext: this.offsets.committed });
               run.prepared();
@@ -118,16 +123,25 @@ export class BatchRunner<Item, B extends Batch, P, L> {
             break;
           case 'commit': {
             const p = prepared!;
-            release ??= await role.writeLock?.acquire();
             let t: TransactionResult;
+            let lockSeconds = 0;
             try {
-              t = await this.commit(p, batch.next);
+              // shared, for the transaction only: not while dead letters wait for Kafka (a careful redo holds
+              // it exclusively already, from its preparation on, dead letters included)
+              t = await this.commit(p, batch.next, false, async () => {
+                if (release !== undefined || !role.writeLock) return true;
+                const asked = performance.now();
+                release = await this.locked(role.writeLock, 'shared');
+                lockSeconds = (performance.now() - asked) / 1000;
+                return !this.abandoned;
+              });
             } finally {
               release?.();
               release = undefined;
             }
             if (t.kind === 'committed') {
-              this.ctx.metrics.stage.observe({ pipeline: role.settings.name, stage: 'write' }, t.writeSeconds);
+              // waiting for the other account writer's commit is part of writing (docs/metrics.md)
+              this.ctx.metrics.stage.observe({ pipeline: role.settings.name, stage: 'write' }, lockSeconds + t.writeSeconds);
               this.ctx.metrics.stage.observe({ pipeline: role.settings.name, stage: 'commit' }, t.commitSeconds);
               this.committed(p, seq, batch.next);
             } else {
@@ -197,8 +211,12 @@ export class BatchRunner<Item, B extends Batch, P, L> {
     }
   }
 
-  /** Sends the preparation's dead letters (acknowledged before their offsets commit, so none is lost), then writes it with its offsets. */
-  private async commit(p: P, next: ReadonlyMap<number, number>, dryRun = false): Promise<TransactionResult> {
+  /**
+   * Sends the preparation's dead letters (acknowledged before their offsets commit, so none is lost), then
+   * writes it with its offsets. `beforeWrite` runs between the two (the runner takes the role's write lock);
+   * false: the batch was given up meanwhile, nothing is written (redone after the restart).
+   */
+  private async commit(p: P, next: ReadonlyMap<number, number>, dryRun = false, beforeWrite?: () => Promise<boolean>): Promise<TransactionResult> {
     const { role } = this;
     if (role.mustRedo?.(p)) return { kind: 'redo' };
     try {
@@ -207,8 +225,19 @@ export class BatchRunner<Item, B extends Batch, P, L> {
       return { kind: 'failed', error, errorClass: classifyError(error) };
     }
     const { group, topic } = role.settings;
+    if (beforeWrite && !(await beforeWrite())) return { kind: 'redo' };
     const rows = [...next].map(([partition, n]) => ({ partition, next: n, published: role.publishedOffset?.(partition) ?? null }));
     return inTransaction(this.ctx.pool, (client) => role.write(client, p), { group, topic, rows }, dryRun);
+  }
+
+  /** The write lock in `mode`; a wait past 30 s makes the role not ready (RetryBudget.waiting). */
+  private async locked(lock: WriteLock, mode: 'shared' | 'exclusive'): Promise<() => void> {
+    this.budget.waiting(`the write lock (${mode}) another pipeline of this process holds`);
+    try {
+      return await lock.acquire(mode);
+    } finally {
+      this.budget.waiting(null);
+    }
   }
 
   private committed(p: P, seq: number, next: ReadonlyMap<number, number>): void {

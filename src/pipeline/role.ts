@@ -8,7 +8,7 @@
 import type { PoolClient } from 'pg';
 import type { Message } from '../kafka/consumer';
 import type { DeadMessage } from './dead-letter';
-import type { ExclusiveLock } from './exclusive-lock';
+import type { WriteLock } from './write-lock';
 
 /** The canary's messages claim a partition no topic has (partitions are int32 and counted from 0); its transaction is rolled back. */
 export const CANARY_PARTITION = 0x7fffffff;
@@ -57,11 +57,12 @@ export interface PipelineRole<Item, B extends Batch, P, L = never> {
   readonly settings: RoleSettings;
   readonly workers: { utilization(): number; queueSize(): number; close(): Promise<void> };
   /**
-   * Shared with the other pipelines of this process that write the same rows (commands, transfers): every
-   * commit holds it, and a careful redo holds it from its preparation to its commit, so what it read from
-   * Postgres cannot be overtaken by the other pipeline's commit in this process (exclusive-lock.ts).
+   * Shared with the other pipelines of this process that write the same rows (commands, transfers): a
+   * batch's commit transaction holds it shared, and a careful redo exclusively from its preparation to its
+   * commit, so what it read from Postgres cannot be overtaken by the other pipeline's commit in this
+   * process (write-lock.ts). The canary's rolled-back transaction and a dead letter's offsets take none.
    */
-  readonly writeLock?: ExclusiveLock;
+  readonly writeLock?: WriteLock;
 
   /** What the batch sink holds for one consume call's messages. */
   itemsOf(msgs: Message[]): Item[];

@@ -27,14 +27,16 @@ test.after(async () => {
   await rig?.release();
 });
 
-test(`two instances share both topics, one is SIGKILLed mid-stream: ${COMMANDS} commands, every balance, outcome and transfer exact`, async () => {
+test(`two instances share both topics, one is SIGKILLed mid-stream: at least ${COMMANDS} commands, every balance, outcome and transfer exact`, async () => {
   const t0 = Date.now();
   rig = await Rig.create({ name: 'xfertwo', env: { ROLES: 'commands,transfers', KAFKA_CREATE_TOPICS: 'true' } });
   const r = rig;
   const l = ledger = await TransferLedger.open(r, 7777);
   const first = await r.start();
   await l.openAccounts();
-  const stream = l.stream(COMMANDS, 250);
+  let killed = 0;
+  // at least COMMANDS, and on for 4 s after the kill, however long the partitions took to be shared
+  const stream = l.stream(COMMANDS, 250, () => killed === 0 || Date.now() - killed < 4000);
   await sleep(2000);
 
   const second = await r.start({}, { partitions: null });
@@ -51,10 +53,9 @@ test(`two instances share both topics, one is SIGKILLed mid-stream: ${COMMANDS} 
   const before = l.answered();
   await sleep(4000);
   assert.ok(l.answered() > before, 'outcomes flow while both share the partitions');
-  assert.ok(l.produced < COMMANDS, 'the stream is still going when the first instance dies');
 
   await first.kill();
-  const killedAt = Date.now();
+  const killedAt = killed = Date.now();
   const since = (p: Promise<unknown>) => p.then(() => Date.now() - killedAt);
   const [commandsMs, transfersMs] = await Promise.all([since(second.assigned(4, 45000)), since(second.assigned(4, 45000, 'transfers'))]);
   await stream;

@@ -21,7 +21,7 @@
  * (two daemons sharing the partitions, one SIGKILLed).
  */
 import * as assert from 'uvu/assert';
-import { rng } from './oracle';
+import { cents, rng } from './oracle';
 import { OutcomeTap, type Rig, sleep } from './reliability';
 import { uuidFrom } from './event-history';
 
@@ -29,8 +29,6 @@ const DESTINATION_REASONS = new Set(['DESTINATION_NOT_FOUND', 'DESTINATION_CLOSE
 
 interface Sent { type: string; accountId: string; to?: string; amount: number; json: string }
 interface Out { commandId: string; type: string; status: string; originalStatus?: string; reason?: string; version?: number; balance?: string; toAccountId?: string; transferId?: string; processedAt?: string }
-
-const cents = (n: number) => `${Math.floor(n / 100)}.${String(n % 100).padStart(2, '0')}`;
 
 export class TransferLedger {
   private readonly next: () => number;
@@ -115,14 +113,15 @@ export class TransferLedger {
   /**
    * Produces `commands` in chunks of 100, `paceMs` apart, never more than 6,000 ahead of the outcomes:
    * 25% deposits, 20% withdrawals, 52% transfers, 3% closes of the empty accounts, and 3% re-sends.
+   * Goes on past `commands` while `more()` says so.
    */
-  async stream(commands: number, paceMs: number): Promise<void> {
+  async stream(commands: number, paceMs: number, more: () => boolean = () => false): Promise<void> {
     const ids: string[] = [];
     const all = this.usd.concat(this.eur);
-    while (this.produced < commands) {
+    while (this.produced < commands || more()) {
       while (this.produced - this.answered() + this.opens > 6000) await sleep(20);
       const sends: Array<Promise<unknown>> = [];
-      for (let i = 0; i < 100 && this.produced < commands; i++, this.produced++) {
+      for (let i = 0; i < 100 && (this.produced < commands || more()); i++, this.produced++) {
         const x = this.next();
         const commandId = this.id();
         if (x < 0.03 && ids.length) {

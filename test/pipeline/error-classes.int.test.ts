@@ -47,7 +47,6 @@ async function metric(d: Daemon, line: string): Promise<number> {
   return found.reduce((s, l) => s + Number(l.split(' ').pop()), 0);
 }
 
-
 test('transient, conflict and fatal failures are each acted on by their class', async () => {
   f = await PipelineFixture.create('errclass');
   const fx = f;

@@ -4,7 +4,7 @@
  * Postgres, decides, and writes; if the other pipeline commits to the same
  * account in between, the redo conflicts again, and again: a writer that
  * commits often starves one whose preparation takes a while. With their
- * shared write lock (src/pipeline/exclusive-lock.ts) a careful redo holds it
+ * shared write lock (src/pipeline/write-lock.ts) a careful redo holds it
  * from its preparation to its commit, and commits at its first careful try.
  *
  * Real Postgres and the real batch runner; the roles are the smallest that
@@ -23,7 +23,7 @@ import { RetryBudget } from '../../src/retry-budget';
 import { BatchRunner } from '../../src/pipeline/batch-runner';
 import { PartitionOffsets } from '../../src/pipeline/partition-offsets';
 import { DeadLetterSender } from '../../src/pipeline/dead-letter';
-import { ExclusiveLock } from '../../src/pipeline/exclusive-lock';
+import { WriteLock } from '../../src/pipeline/write-lock';
 import type { Batch, PipelineRole, RoleSettings } from '../../src/pipeline/role';
 import type { ProducerClient } from '../../src/kafka/producer';
 import { createTestDatabase, type TestDb } from '../helpers/stack';
@@ -54,7 +54,7 @@ class VersionRole implements PipelineRole<never, Batch, Decided> {
   readonly workers = { utilization: () => 0, queueSize: () => 0, close: async () => undefined };
   carefulPrepares = 0;
   committedCount = 0;
-  constructor(name: string, private readonly account: string, private readonly thinkMs: number, readonly writeLock?: ExclusiveLock) {
+  constructor(name: string, private readonly account: string, private readonly thinkMs: number, readonly writeLock?: WriteLock) {
     this.settings = { name, noun: 'row', topic: `t.${name}`, group: `g.${name}`, dlqTopic: `t.${name}.dlq`, batchTimeMs: 10, batchSize: 1, maxInFlight: 1, maxRedos: 3 };
   }
   itemsOf(): never[] { return []; }
@@ -78,10 +78,10 @@ class VersionRole implements PipelineRole<never, Batch, Decided> {
   abandon(): void { /* nothing cached */ }
 }
 
-function runnerFor(role: VersionRole): BatchRunner<never, Batch, Decided, never> {
+function runnerFor(role: VersionRole, health?: Health): BatchRunner<never, Batch, Decided, never> {
   const log = createLogger({ level: 'silent' });
   const metrics = createMetrics();
-  const budget = new RetryBudget(role.settings.name, { health: new Health(metrics), metrics, log }, 1000);
+  const budget = new RetryBudget(role.settings.name, { health: health ?? new Health(metrics), metrics, log }, 1000, 300);
   // no dead letters in this test: the sender's producer is never reached
   const letters = new DeadLetterSender(null as unknown as ProducerClient, role.settings.dlqTopic, role.settings.topic, () => undefined);
   return new BatchRunner(role, { pool, log, metrics }, budget, new PartitionOffsets(role.settings.group, role.settings.topic, 'earliest'), letters, () => undefined, () => undefined);
@@ -91,7 +91,7 @@ function runnerFor(role: VersionRole): BatchRunner<never, Batch, Decided, never>
  * The slow role commits one batch decided on a stale version (so it is redone carefully) while the fast
  * role commits a batch every few milliseconds to the same account, for `busyMs`.
  */
-async function race(account: string, lock: ExclusiveLock | undefined, busyMs: number) {
+async function race(account: string, lock: WriteLock | undefined, busyMs: number) {
   const slow = new VersionRole(`slow_${account}`, account, 120, lock);
   const fast = new VersionRole(`fast_${account}`, account, 0, lock);
   const fastRunner = runnerFor(fast);
@@ -102,7 +102,7 @@ async function race(account: string, lock: ExclusiveLock | undefined, busyMs: nu
       await sleep(5);
     }
   })();
-  await sleep(50);
+  while ((await latest(account)) < 1) await sleep(5); // the fast writer has committed: the stale batch conflicts
   const stale: Decided = { account, version: 1 }; // decided before the fast role's rows: a conflict
   const t0 = Date.now();
   const stopAt = setTimeout(() => { stop = true; }, busyMs);
@@ -114,7 +114,7 @@ async function race(account: string, lock: ExclusiveLock | undefined, busyMs: nu
 }
 
 test('sharing the write lock, a careful redo commits at its first try while the other writer keeps committing', async () => {
-  const r = await race('locked', new ExclusiveLock(), 1500);
+  const r = await race('locked', new WriteLock(), 1500);
   assert.is(r.result, 'committed');
   assert.is(r.slowCareful, 1, 'one careful preparation: nothing overtook it');
   assert.ok(r.fastCommitted > 20, `the other writer went on: ${r.fastCommitted} commits`);
@@ -130,8 +130,8 @@ test('without it, the same redo is overtaken again and again (what the lock is f
   assert.is(r.versions, r.fastCommitted + 1);
 });
 
-test('the lock is first come, first served, and a release is idempotent', async () => {
-  const lock = new ExclusiveLock();
+test('exclusive requests are first come, first served, and a release is idempotent', async () => {
+  const lock = new WriteLock();
   const order: number[] = [];
   const first = await lock.acquire();
   const waiters = [1, 2, 3].map((i) => lock.acquire().then((release) => { order.push(i); return release; }));
@@ -147,6 +147,45 @@ test('the lock is first come, first served, and a release is idempotent', async 
   (await waiters[1])();
   (await waiters[2])();
   assert.equal(order, [1, 2, 3]);
+  assert.is(lock.queued, 0);
+});
+
+test('a commit waiting for the lock past the bound makes its role not ready, and says why', async () => {
+  const lock = new WriteLock();
+  const health = new Health();
+  const role = new VersionRole('waiter', 'waiting', 0, lock);
+  const holder = await lock.acquire('exclusive'); // the other pipeline's careful redo, blocked in Postgres
+  const run = runnerFor(role, health).run({ count: 1, next: new Map([[0, 1]]) }, 1, { account: 'waiting', version: 1 });
+  await sleep(100);
+  assert.ok((await health.check()).ready, 'a short wait is not a problem');
+  await sleep(400);
+  const waiting = await health.check();
+  assert.not.ok(waiting.ready);
+  assert.match(JSON.stringify(waiting.checks['waiter-pipeline']), /waiting \d+ s for the write lock \(shared\)/);
+  holder();
+  assert.is(await run, 'clean');
+  assert.ok((await health.check()).ready, 'ready again once it got the lock');
+});
+
+test('shared holders run side by side; an exclusive request waits for them, and holds up later shared ones', async () => {
+  const lock = new WriteLock();
+  const a = await lock.acquire('shared');
+  const b = await lock.acquire('shared'); // granted at once: commits of both pipelines run side by side
+  let exclusiveAt = 0, laterSharedAt = 0;
+  const x = lock.acquire('exclusive').then((release) => { exclusiveAt = Date.now(); return release; });
+  const later = lock.acquire('shared').then((release) => { laterSharedAt = Date.now(); return release; });
+  await sleep(20);
+  assert.equal([exclusiveAt, laterSharedAt, lock.queued], [0, 0, 2], 'the careful redo waits for the commits in flight; a new commit waits behind it');
+  a();
+  await sleep(10);
+  assert.is(exclusiveAt, 0, 'one shared holder left');
+  b();
+  const releaseX = await x;
+  await sleep(10);
+  assert.is(laterSharedAt, 0, 'not while the exclusive holder holds it');
+  releaseX();
+  (await later)();
+  assert.ok(laterSharedAt >= exclusiveAt);
   assert.is(lock.queued, 0);
 });
 

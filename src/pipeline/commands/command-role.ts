@@ -17,7 +17,7 @@ import type { DaemonContext } from '../../daemon';
 import type { Message } from '../../kafka/consumer';
 import { copyIn } from '../../db/sql/copy-in';
 import { decidedOtherwise, findKnownOutcomes, type RefusedOnState } from '../../db/sql/find-known-outcomes';
-import type { ExclusiveLock } from '../exclusive-lock';
+import type { WriteLock } from '../write-lock';
 import { isUuid } from '../../codec/command';
 import { shardOf } from '../../codec/hash';
 import { coerceError } from '../../errors';
@@ -168,7 +168,7 @@ const deadMessage = (m: Message): DeadMessage => ({ key: m.key ?? null, value: m
 export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedBatch, Learned> {
   readonly settings: RoleSettings;
   readonly workers: WorkerPool<ShardTask, ShardResult>;
-  readonly writeLock: ExclusiveLock | undefined;
+  readonly writeLock: WriteLock | undefined;
   private readonly states: AccountStates;
   private readonly resent: ResentCommands;
   private readonly publisher: OutcomePublisher;
