@@ -152,7 +152,7 @@ function accountOf(m: Message): string {
  * (decidedOtherwise). An account the batch wrote to is covered by the
  * events key instead. The accounts are validated UUIDs.
  */
-function refusedOnState(p: DecidedBatch): RefusedOnState {
+function refusalsToRecheck(p: DecidedBatch): RefusedOnState {
   const accounts: string[] = [], versions: number[] = [];
   const wrote = new Set(p.accepted.accounts);
   for (const a of new Set(p.results.flatMap((r) => r.refusedOnState))) {
@@ -290,7 +290,7 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     // decided now, decided before: accepted now but rejected earlier, or the reverse (the unique keys catch the rest);
     // and, as two roles write to accounts (the transfer role runs wherever it is configured, whatever
     // transfers.enabled says here), a refusal decided on a state another writer moved on from
-    if (await decidedOtherwise(client, p.accepted, p.rejected, refusedOnState(p))) {
+    if (await decidedOtherwise(client, p.accepted, p.rejected, refusalsToRecheck(p))) {
       this.ctx.metrics.occConflicts.inc();
       return 'redo';
     }
