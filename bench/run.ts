@@ -58,6 +58,8 @@ interface Result {
   cpuUsPerOp?: Record<string, number>;
   /** the daemon's stage histograms over the measured part (medians over the runs of each figure), ms */
   stagesMs?: Record<string, StageFigures>;
+  /** the same for the transfers pipeline, in a transfer case */
+  transferStagesMs?: Record<string, StageFigures>;
   ok: boolean; notes?: string;
 }
 const results: Result[] = [];
@@ -94,6 +96,7 @@ class CaseCosts {
 
 /** The runs of one driven command case (a limit service or banking-es) at one rate: rate, latency, costs, verdict. */
 class DrivenRuns extends CaseCosts {
+  /** `unit` transfers/s: latencies are the Transfers' own (produce → final outcome), not the opens' around them */
   constructor(private readonly unit = 'commands/s') { super(); }
   private readonly rates: number[] = [];
   private readonly p50: number[] = [];
@@ -101,6 +104,8 @@ class DrivenRuns extends CaseCosts {
   private readonly p99: number[] = [];
   private procs: Record<string, ProcUsage> | undefined;
   private notes = '';
+  /** the transfers pipeline's stages (a transfer case) */
+  readonly steps = new CaseCosts();
 
   /** Adds a run of `ops` operations (commands, or transfers); says what was wrong with it (appended to the notes) when `wrong` is not empty. */
   override add(procs: Record<string, ProcUsage>, ops: number, stages?: Record<string, StageFigures>, r?: DriveResult, wrong = ''): void {
@@ -108,7 +113,8 @@ class DrivenRuns extends CaseCosts {
     this.procs = procs;
     if (!r) return;
     this.rates.push(ops / (r.elapsedMs / 1000));
-    this.p50.push(percentile(r.latenciesMs, 50)); this.p95.push(percentile(r.latenciesMs, 95)); this.p99.push(percentile(r.latenciesMs, 99));
+    const lat = this.unit === 'transfers/s' ? r.transferLatenciesMs : r.latenciesMs;
+    this.p50.push(percentile(lat, 50)); this.p95.push(percentile(lat, 95)); this.p99.push(percentile(lat, 99));
     if (wrong) this.notes += `run ${this.rates.length}: ${wrong}. `;
   }
 
@@ -121,7 +127,7 @@ class DrivenRuns extends CaseCosts {
   result(name: string): Result {
     return {
       name, unit: this.unit, value: summarize(this.rates), latencyMs: { p50: summarize(this.p50), p95: summarize(this.p95), p99: summarize(this.p99) },
-      procs: this.procs, cpuUsPerOp: this.cpuUsPerOp(), stagesMs: this.stagesMs(), ok: this.notes === '', notes: this.notes || undefined,
+      procs: this.procs, cpuUsPerOp: this.cpuUsPerOp(), stagesMs: this.stagesMs(), transferStagesMs: this.steps.stagesMs(), ok: this.notes === '', notes: this.notes || undefined,
     };
   }
 }
@@ -275,9 +281,12 @@ async function main() {
             // warm-up, not measured: JIT, worker start, first batches (a fresh daemon otherwise pays them inside a 4 s run)
             await driveRun(svc, t, rate ? rate : 10_000, rate, 20_000, skew, transferRatio);
             const before = await stagesOf(logFile, 'commands');
+            const stepsBefore = transferRatio ? await stagesOf(logFile, 'transfers') : undefined;
             const { r, procs: p, w } = await driveRun(svc, t, n, rate, 20_000, skew, transferRatio);
             const after = await stagesOf(logFile, 'commands');
+            const stepsAfter = transferRatio ? await stagesOf(logFile, 'transfers') : undefined;
             const stages = before && after ? stageFigures(before, after) : undefined;
+            if (stepsBefore && stepsAfter) runsOf.steps.add({}, 1, stageFigures(stepsBefore, stepsAfter));
             const store = await storeProblems(w);
             // a transfer case counts its transfers (first sends): the opens and re-sends around them are part of its cost
             const ops = perTransfer ? Math.round(w.transferCommands * (r.answered / r.sent)) : r.answered;
@@ -287,6 +296,7 @@ async function main() {
             runsOf.add(p, ops, stages, r, wrong);
             say(`  run ${i + 1}/${runs}: ${runsOf.latest()}, daemon ${round((p.service.cpuSeconds * 1e6) / ops)} µs CPU per ${perTransfer ? 'transfer' : 'command'}`);
             say(`    stages, mean ms: ${formatStages(stages)}`);
+            if (stepsBefore && stepsAfter) say(`    transfers role, mean ms: ${formatStages(stageFigures(stepsBefore, stepsAfter))}`);
             if (i === 0 && !rate && name === 'commands.max') timelines['banking-es'] = r.perSecond.map((v, s) => [s, v]);
           } finally { await svc.stop(); }
         }
@@ -470,7 +480,8 @@ function writeReport(rs: Result[], tl: Record<string, Array<[number, number]>>, 
       '## Where the time goes (banking_es_pipeline_stage_seconds over the measured part)', '',
       'Mean ms per stage, and p50 / p99 as histogram bucket bounds (≤); medians over the runs. fetch: produced → consumed; batch: consumed → batch sealed; prepare: state and workers (worker: the workers\' part); wait: behind the commit before; write: COPY and checks; commit: offsets and COMMIT; publish: committed → outcomes acknowledged.', '',
       `| benchmark | ${STAGES.join(' | ')} |`, `|---|${STAGES.map(() => '---').join('|')}|`,
-      ...staged.map((r) => `| ${r.name} | ${STAGES.map((s) => { const f = r.stagesMs![s]; return f ? `${f.meanMs} (${f.p50Ms} / ${f.p99Ms})` : ''; }).join(' | ')} |`),
+      ...staged.flatMap((r) => [[r.name, r.stagesMs!], ...(r.transferStagesMs ? [[`${r.name} (transfers role)`, r.transferStagesMs]] : [])] as Array<[string, Record<string, StageFigures>]>)
+        .map(([name, st]) => `| ${name} | ${STAGES.map((s) => { const f = st[s]; return f ? `${f.meanMs} (${f.p50Ms} / ${f.p99Ms})` : ''; }).join(' | ')} |`),
       '',
     ] : []),
     `![throughput over time](${stamp}.svg)`, '', `Total ${round(seconds)} s. JSON: ${stamp}.json`,

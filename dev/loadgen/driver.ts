@@ -34,6 +34,8 @@ export interface DriveResult {
   republished: number;
   elapsedMs: number;
   latenciesMs: Float64Array;
+  /** the same, of Transfers only (first sends and re-sends): produce → final outcome */
+  transferLatenciesMs: Float64Array;
   timedOut: boolean;
   /** [seconds since start, outcomes in that second] for charts */
   perSecond: number[];
@@ -81,6 +83,9 @@ export async function drive(w: Workload, o: DriveOptions): Promise<DriveResult> 
   const expectedByStatus: Record<string, number> = {};
   const byStatus: Record<string, number> = {};
   const lat: number[] = [];
+  const transferLat: number[] = [];
+  /** commandIds of the Transfers sent: their latencies are also reported on their own */
+  const transfers = new Set<string>();
   const perSecond: number[] = [];
   let sent = 0;
   const checker = new OutcomeChecker();
@@ -100,6 +105,7 @@ export async function drive(w: Workload, o: DriveOptions): Promise<DriveResult> 
         const r = checker.received(out, now);
         if (r.kind !== 'answer') continue;
         lat.push(r.latencyMs);
+        if (transfers.has(out.commandId)) transferLat.push(r.latencyMs);
         byStatus[out.status] = (byStatus[out.status] ?? 0) + 1;
         const sec = Math.floor((now - t0) / 1000);
         perSecond[sec] = (perSecond[sec] ?? 0) + 1;
@@ -128,6 +134,7 @@ export async function drive(w: Workload, o: DriveOptions): Promise<DriveResult> 
         if (!c) break;
         expectedByStatus[c.expect] = (expectedByStatus[c.expect] ?? 0) + 1;
         checker.sent(c.commandId, c.expect, ts);
+        if (c.transfer) transfers.add(c.commandId);
         for (;;) {
           try { producer.produce(o.commandsTopic, null, Buffer.from(c.value), c.key, Date.now()); break; }
           catch { producer.poll(); await new Promise((r) => setTimeout(r, 1)); }
@@ -149,5 +156,5 @@ export async function drive(w: Workload, o: DriveOptions): Promise<DriveResult> 
   }
   const latencies = Float64Array.from(lat).sort();
   const { answered, mismatches, republished, mismatchSamples } = checker;
-  return { sent, answered, byStatus, expectedByStatus, mismatches, mismatchSamples, republished, elapsedMs: performance.now() - t0, latenciesMs: latencies, timedOut: answered < sent, perSecond: Array.from(perSecond, (x) => x ?? 0) };
+  return { sent, answered, byStatus, expectedByStatus, mismatches, mismatchSamples, republished, elapsedMs: performance.now() - t0, latenciesMs: latencies, transferLatenciesMs: Float64Array.from(transferLat).sort(), timedOut: answered < sent, perSecond: Array.from(perSecond, (x) => x ?? 0) };
 }
