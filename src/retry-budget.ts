@@ -1,8 +1,9 @@
 /**
  * How one role lives with failures it retries (docs/architecture.md §4: no error is retried
  * forever unseen). Each failed attempt is classified once (src/errors.ts),
- * counted, logged once (one line per backoff step, never per loop) and given
- * its backoff. After `maxRetries` failures in a row, or at once for a fatal
+ * counted, logged once (one line per backoff step, never per loop: a warning
+ * while transient or a conflict, an error for anything else and once
+ * stalled) and given its backoff. After `maxRetries` failures in a row, or at once for a fatal
  * error, the role is stalled: its readiness probe fails with the class,
  * SQLSTATE and message, and `banking_es_pipeline_stalled{pipeline}` is 1.
  * The next success clears it.
@@ -73,6 +74,8 @@ export class RetryBudget {
     if (errorClass === 'fatal') log.error(fields, `${what} failed with a fatal error; the ${this.name} role stops and is not ready until the cause is fixed and it is restarted`);
     else if (this.stall) log.error(fields, `${what} keeps failing; the ${this.name} role is stalled (not ready) and retries with backoff`);
     else if (errorClass === 'transient') log.warn(fields, `${what} failed (transient); retrying with backoff`);
+    // another writer holds the rows (a second instance during a hand-over, the other account writer): contention, not yet a fault
+    else if (errorClass === 'conflict') log.warn(fields, `${what} keeps meeting rows another writer holds; retrying with backoff (nothing was committed)`);
     else log.error(fields, `${what} failed; retrying with backoff (nothing was committed)`);
     return wait;
   }

@@ -75,11 +75,18 @@ test('RetryBudget: stalled past maxRetries, at once on a fatal error, cleared by
   assert.is((await health.check()).ready, true);
   assert.ok(lines.some((l) => l.msg === 'commands recovered; ready again'));
 
+  // a conflict (another writer holds the rows) is contention: a warning until it stalls the role
+  const before = lines.length;
+  budget.failed(pg('23505', 'duplicate key value violates unique constraint "events_pkey"'), 'conflict', 'a batch');
+  assert.equal(lines.slice(before).map((l) => l.level), [40]);
+  assert.match(lines[before].msg, /another writer holds/);
+  budget.succeeded();
+
   budget.failed(pg('42P01', 'relation "events" does not exist'), 'fatal', 'a batch');
   assert.is(budget.stalled?.errorClass, 'fatal', 'a fatal error stalls at once');
   assert.match((await health.check()).checks['commands-pipeline'].detail ?? '', /fatal 42P01/);
   const retries = (await metrics.retries.get()).values.filter((v) => v.labels.component === 'commands').reduce((s, v) => s + v.value, 0);
-  assert.is(retries, 5);
+  assert.is(retries, 6);
 });
 
 test.run();
