@@ -112,6 +112,7 @@ const schema = {
       keyPassword: { doc: 'Client key password.', format: String, default: '', env: 'KAFKA_SSL_KEY_PASSWORD', sensitive: true },
     },
     queuedMaxMessagesKbytes: { doc: 'librdkafka queued.max.messages.kbytes per partition: bounds prefetch memory.', format: 'positive-int', default: 16384, env: 'KAFKA_QUEUED_MAX_KBYTES' },
+    messageTimeoutMs: { doc: 'How long the producer keeps retrying one message before its delivery fails (librdkafka message.timeout.ms). An outcome or transfer step that fails is published again by consuming its partition again from there (docs/reliability.md).', format: 'positive-int', default: 300000, env: 'KAFKA_MESSAGE_TIMEOUT_MS' },
     fetchMaxBytes: { doc: 'librdkafka fetch.max.bytes.', format: 'positive-int', default: 16777216, env: 'KAFKA_FETCH_MAX_BYTES' },
     statisticsIntervalMs: { doc: 'librdkafka statistics.interval.ms feeding metrics; 0 disables.', format: 'non-negative-int', default: 5000, env: 'KAFKA_STATISTICS_INTERVAL_MS' },
     metadataRefreshMs: { doc: 'How often the clients refresh cluster metadata (librdkafka topic.metadata.refresh.interval.ms, 5 minutes by default there): a topic created, or partitions added, after a consumer subscribed are consumed within this long; missing topics are looked for again this often.', format: 'positive-int', default: 3000, env: 'KAFKA_METADATA_REFRESH_MS' },

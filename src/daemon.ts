@@ -83,7 +83,7 @@ export async function runDaemon(config: Config, log: Logger, lifecycle: Lifecycl
     }
     lifecycle.checkpoint();
 
-    const producer = new ProducerClient(config, log, metrics);
+    const producer = new ProducerClient(config, log, metrics, {}, { 'message.timeout.ms': config.kafka.messageTimeoutMs });
     lifecycle.defer('kafka-producer', () => producer.close(Math.max(1000, config.shutdown.timeoutMs / 5)));
     await producer.connect();
     health.add('kafka', () => producer.probe());

@@ -273,6 +273,16 @@ export class GroupConsumer {
     }
   }
 
+  /** Fetches an assigned partition again from `offset` (what was fetched past it and not yet consumed is dropped). */
+  seek(tp: Tp & { offset: number }): Promise<void> {
+    if (!this.assigned.some((a) => a.topic === tp.topic && a.partition === tp.partition)) {
+      return Promise.reject(new Error(`${tp.topic}/${tp.partition} is not assigned to this consumer`));
+    }
+    return new Promise((resolve, reject) => {
+      this.raw.seek(tp, 5000, (err) => (err ? reject(coerceError(err)) : resolve()));
+    });
+  }
+
   /** Commits offsets to Kafka too, only for lag tooling: Postgres holds the truth. */
   commitToKafka(offsets: Array<Tp & { offset: number }>): void {
     if (offsets.length === 0 || !this.raw.isConnected()) return;

@@ -57,6 +57,7 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
       metrics.workerUtilization.set({ pipeline: s.name }, role.workers.utilization());
       metrics.workerQueue.set({ pipeline: s.name }, role.workers.queueSize());
       this.updateLag();
+      this.rewind();
     }, 1000);
     this.utilTimer.unref();
   }
@@ -168,6 +169,20 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
     metrics.batchSize.observe({ sink: name }, batch.count);
     metrics.flushDuration.observe({ sink: name }, Number(process.hrtime.bigint() - started) / 1e9);
     if (this.inFlight <= maxInFlight / 2 && !this.runner.isAbandoned) this.setPaused(false);
+  }
+
+  /** Consumes again the partitions the role asks for (outcomes that never reached Kafka), from where it says. */
+  private rewind(): void {
+    for (const r of this.role.dueRewinds?.() ?? []) {
+      const tp = { topic: this.role.settings.topic, partition: r.partition, offset: r.offset };
+      this.consumer.seek(tp).then(
+        () => this.ctx.log.warn(tp, `outcomes of the ${this.role.settings.name} pipeline never reached Kafka; consuming the partition again from the first of them, to publish them again`),
+        (e: unknown) => {
+          this.ctx.log.warn({ err: coerceError(e), ...tp }, 'could not rewind the partition to publish lost outcomes again; retrying later');
+          this.role.rewindFailed?.(r.partition);
+        },
+      );
+    }
   }
 
   /** Offsets up to `next` committed in Postgres: Kafka's copy for lag tooling, and the lag gauge. */

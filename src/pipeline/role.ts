@@ -97,6 +97,12 @@ export interface PipelineRole<Item, B extends Batch, P, L = never> {
   committedPast?(seq: number, next: ReadonlyMap<number, number>): void;
   /** Batch `seq` and every later one will not commit as prepared; `discarded` is the failed preparation. */
   abandon(seq: number, discarded?: P): void;
+  /**
+   * Partitions to consume again from `offset` now (commands: outcomes Kafka never acknowledged, published
+   * again by the replay); polled every second. The core seeks the consumer there, or reports rewindFailed.
+   */
+  dueRewinds?(): Array<{ partition: number; offset: number }>;
+  rewindFailed?(partition: number): void;
   /** The offset up to which outcomes reached Kafka, stored beside the committed offset (commands). */
   publishedOffset?(partition: number): number | null;
   /** Everything consumed has committed (at stop, and before partitions are revoked), up to `committed`: flush what the role still holds. */

@@ -100,6 +100,8 @@ export class CommandOracle {
   duplicates = 0;
   readonly mismatches: string[] = [];
   mismatchCount = 0;
+  /** of mismatchCount: a command's first outcome arriving after a later command's on the same account */
+  reorderCount = 0;
 
   constructor(opts: OracleOptions) {
     this.tag = randomBytes(4).toString('hex');
@@ -246,7 +248,10 @@ export class CommandOracle {
     if (o.status === 'duplicate') this.duplicates++;
     if (seen === 1) {
       if (o.status === 'duplicate' && this.a.u16b[i] === 0) this.mismatch(`first outcome of #${i} (never re-sent) is a duplicate: ${JSON.stringify(o)}`);
-      if (i < acc.lastFirstOutcome) this.mismatch(`outcome of #${i} arrived after that of #${acc.lastFirstOutcome} on the same account (reordered)`);
+      if (i < acc.lastFirstOutcome) {
+        this.reorderCount++;
+        this.mismatch(`outcome of #${i} arrived after that of #${acc.lastFirstOutcome} on the same account (reordered)`);
+      }
       acc.lastFirstOutcome = Math.max(acc.lastFirstOutcome, i);
     }
     if (seen <= 1 + this.a.u16b[i]) this.satisfied++;

@@ -37,8 +37,13 @@ import { ResentCommands, scanCommandId, type Pairs } from './resent-commands';
 /** A batch of consumed commands, in consume order. */
 export class CommandBatch implements Batch {
   readonly next = new Map<number, number>();
+  /** partition -> the batch's first offset there */
+  readonly from = new Map<number, number>();
   constructor(readonly msgs: Message[]) {
-    for (const m of msgs) if ((this.next.get(m.partition) ?? -1) < m.offset + 1) this.next.set(m.partition, m.offset + 1);
+    for (const m of msgs) {
+      if ((this.next.get(m.partition) ?? -1) < m.offset + 1) this.next.set(m.partition, m.offset + 1);
+      if ((this.from.get(m.partition) ?? Infinity) > m.offset) this.from.set(m.partition, m.offset);
+    }
   }
   get count(): number { return this.msgs.length; }
 }
@@ -319,7 +324,7 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     }
     metrics.eventsAppended.inc(events);
     this.kind.committed?.(p);
-    const outcomes = this.publisher.beginBatch(p.batch.next);
+    const outcomes = this.publisher.beginBatch(p.batch.next, p.batch.from);
     for (const r of p.results) forEachRecord(r.outcomes, (key, value) => outcomes.add(key, value));
     // the transfer steps to go on with: acknowledged before the published offset passes the batch, like the outcomes
     const steps = this.ctx.config.kafka.topics.transfers;
@@ -329,7 +334,7 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
 
   committedPast(_seq: number, next: ReadonlyMap<number, number>): void {
     // nothing to publish for a dead-lettered message, but the published offsets move past it
-    this.publisher.beginBatch(new Map(next)).end();
+    this.publisher.beginBatch(new Map(next), new Map([...next].map(([partition, n]) => [partition, n - 1]))).end();
   }
 
   abandon(seq: number, discarded?: DecidedBatch): void {
@@ -337,6 +342,14 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     this.resent.abandon(seq);
     // a failed attempt may have been decided on stale cached states: read them again
     if (discarded) this.states.forget(discarded.accountIds);
+  }
+
+  dueRewinds(): Array<{ partition: number; offset: number }> {
+    return this.publisher.dueRewinds();
+  }
+
+  rewindFailed(partition: number): void {
+    this.publisher.rewindFailed(partition);
   }
 
   publishedOffset(partition: number): number | null {

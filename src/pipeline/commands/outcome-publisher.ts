@@ -4,6 +4,14 @@
  * Kafka ("published"). That offset is stored with the next batch's commit, so
  * after a crash only the unacknowledged tail is re-published (at-least-once,
  * docs/architecture.md §2.2) and nothing is re-published twice in the normal case.
+ *
+ * An outcome (or transfer step) Kafka never acknowledged, after librdkafka's
+ * own retries up to message.timeout.ms, freezes its partition's published
+ * offset; the pipeline then rewinds the partition's consumer to the first
+ * offset whose outcome may be lost (dueRewinds), with backoff, and the
+ * replayed messages publish their outcomes again as Postgres has them. The
+ * partition thaws once the replay's first batch is acknowledged. Without the
+ * rewind, a lost outcome or step waited for the next assignment (a restart).
  */
 import type { ProducerClient } from '../../kafka/producer';
 import type { Metrics } from '../../metrics';
@@ -13,6 +21,8 @@ interface BatchTrack {
   /** the publisher that produced it: roles share one producer, and every listener hears every report */
   owner: OutcomePublisher;
   next: Map<number, number>;
+  /** partition -> the batch's first offset there */
+  from: ReadonlyMap<number, number>;
   remaining: number;
   ended: boolean;
   failed: boolean;
@@ -23,16 +33,32 @@ interface BatchTrack {
   outcomes: number;
 }
 
+/** A partition with an outcome Kafka never acknowledged, at offset `from` or above. */
+interface Frozen {
+  /** every outcome below it was acknowledged: the replay starts here */
+  from: number;
+  /** failed deliveries and rewinds in a row, for the backoff */
+  failures: number;
+  /** when the partition is to be rewound (performance.now()) */
+  dueAt: number;
+  /** the consumer was rewound to `from`: the next acknowledged batch starting at or below it thaws the partition */
+  rewound: boolean;
+}
+
+/** Backoff between rewinds of a partition whose outcomes keep failing: 1 s, doubling, at most a minute. */
+const rewindBackoffMs = (failures: number) => Math.min(60_000, 1000 * 2 ** Math.min(failures - 1, 6));
+
 export class OutcomePublisher {
   private readonly inOrder: BatchTrack[] = [];
   private readonly published = new Map<number, number>();
   /**
    * Partitions with an outcome Kafka never acknowledged (delivery failed after
-   * librdkafka's own retries): their published offset stays below it until the
-   * partition is assigned again, so the next owner (or this process after a
-   * restart) re-publishes from there. Other partitions go on advancing.
+   * librdkafka's own retries): their published offset stays below it until
+   * the rewound replay is acknowledged, or the partition is assigned again (the
+   * next owner, or this process after a restart, re-publishes from the stored
+   * published offset). Other partitions go on advancing.
    */
-  private readonly frozen = new Set<number>();
+  private readonly frozen = new Map<number, Frozen>();
   private waiters: Array<() => void> = [];
 
   constructor(private readonly producer: ProducerClient, private readonly topic: string, private readonly metrics: Metrics, private readonly log: Logger, private readonly pipeline = 'commands') {
@@ -40,16 +66,18 @@ export class OutcomePublisher {
       const t = report.opaque as BatchTrack | undefined;
       if (t?.owner !== this) return;
       if (err) {
+        // logged once per failure episode and partition (freeze), not per message
+        if (!t.failed) this.log.debug({ err }, 'an outcome of a batch failed to reach Kafka');
         t.failed = true;
-        this.log.error({ err }, 'outcome delivery failed; it is re-published after restart');
       } else this.metrics.outcomesPublished.inc();
       t.remaining--;
       this.settle();
     });
   }
 
-  beginBatch(next: Map<number, number>) {
-    const t: BatchTrack = { owner: this, next, remaining: 0, ended: false, failed: false, stale: false, since: performance.now(), outcomes: 0 };
+  /** A committed batch's outcomes follow; `from` and `next`: its first offset and the offset after its last, per partition. */
+  beginBatch(next: Map<number, number>, from: ReadonlyMap<number, number>) {
+    const t: BatchTrack = { owner: this, next, from, remaining: 0, ended: false, failed: false, stale: false, since: performance.now(), outcomes: 0 };
     this.inOrder.push(t);
     return {
       /** An outcome, or (with `topic`) a transfer step: the published offset passes the batch once all are acknowledged. */
@@ -85,14 +113,67 @@ export class OutcomePublisher {
       const t = this.inOrder.shift()!;
       if (t.outcomes > 0 && !t.failed) this.metrics.stage.observe({ pipeline: this.pipeline, stage: 'publish' }, (performance.now() - t.since) / 1000);
       if (t.stale) continue;
-      if (t.failed) for (const p of t.next.keys()) this.frozen.add(p);
-      for (const [p, n] of t.next) if (!this.frozen.has(p)) this.published.set(p, Math.max(n, this.published.get(p) ?? 0));
+      if (t.failed) {
+        for (const p of t.next.keys()) this.freeze(p, t.from.get(p) ?? 0);
+        continue;
+      }
+      for (const [p, n] of t.next) {
+        const f = this.frozen.get(p);
+        // acknowledged while frozen: it thaws only with the replay's first batch (every outcome from f.from on is then acknowledged)
+        if (f !== undefined && !(f.rewound && (t.from.get(p) ?? Infinity) <= f.from)) continue;
+        if (f !== undefined) {
+          this.frozen.delete(p);
+          this.log.info({ partition: p, pipeline: this.pipeline }, 'outcomes that had failed to reach Kafka were published again; the partition\'s published offset moves on');
+        }
+        this.published.set(p, Math.max(n, this.published.get(p) ?? 0));
+      }
     }
     if (this.inOrder.length === 0) {
       const w = this.waiters;
       this.waiters = [];
       for (const f of w) f();
     }
+  }
+
+  /**
+   * A batch with outcomes from `from` on failed on `partition`. A failure episode starts (logged once) when the
+   * partition was not frozen, or again when the replay after a rewind failed too (backed off further); more
+   * failed batches of the same episode only lower `from`.
+   */
+  private freeze(partition: number, from: number): void {
+    const f = this.frozen.get(partition);
+    if (f !== undefined && !f.rewound) {
+      f.from = Math.min(f.from, from);
+      return;
+    }
+    const failures = (f?.failures ?? 0) + 1;
+    const next: Frozen = { from: Math.min(from, f?.from ?? from), failures, dueAt: performance.now() + rewindBackoffMs(failures), rewound: false };
+    this.frozen.set(partition, next);
+    this.log.error({ partition, pipeline: this.pipeline, from: next.from, failures, rewindInMs: rewindBackoffMs(failures) },
+      'outcome delivery failed (Kafka did not acknowledge within message.timeout.ms); the partition is consumed again from the first lost outcome to publish it again');
+  }
+
+  /**
+   * The frozen partitions due to be rewound now, with the offset to rewind to; each is marked rewound.
+   * The caller seeks the partition's consumer there (or calls rewindFailed).
+   */
+  dueRewinds(now = performance.now()): Array<{ partition: number; offset: number }> {
+    const due: Array<{ partition: number; offset: number }> = [];
+    for (const [partition, f] of this.frozen) {
+      if (f.rewound || f.dueAt > now) continue;
+      f.rewound = true;
+      due.push({ partition, offset: f.from });
+    }
+    return due;
+  }
+
+  /** The consumer could not be rewound: try again after the backoff. */
+  rewindFailed(partition: number): void {
+    const f = this.frozen.get(partition);
+    if (f === undefined) return;
+    f.failures++;
+    f.dueAt = performance.now() + rewindBackoffMs(f.failures);
+    f.rewound = false;
   }
 
   publishedOffsets(): Map<number, number> {

@@ -5,6 +5,8 @@
  * when later batches are acknowledged, so a restart (or the next owner)
  * re-publishes it. Before, one failed delivery cleared the in-order list and
  * the next acknowledged batch moved published_offset past the lost outcomes.
+ * Then the rewind: when it is due, to which offset, that only the replay's
+ * first batch thaws the partition, and the backoff of a rewind that failed.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -34,7 +36,7 @@ async function until(pred: () => boolean, ms: number, what: string): Promise<voi
   }
 }
 
-test('a failed delivery freezes its partition\'s published offset until the partition is assigned again', async () => {
+test('a failed delivery freezes its partition\'s published offset until the rewound replay is acknowledged, or the partition is assigned again', async () => {
   kafka = await startMockKafka();
   const { config } = loadConfig({ env: { NODE_ENV: 'test', KAFKA_BROKERS: kafka.brokers, DATABASE_URL: 'postgres://unused@127.0.0.1:1/unused' } });
   const log = createLogger({ level: 'fatal' });
@@ -44,8 +46,9 @@ test('a failed delivery freezes its partition\'s published offset until the part
   const topic = 'publisher-freeze.results';
   await producer.send({ topic, key: 'warm', value: Buffer.from('{}') }); // the topic exists and its leaders are known
   const publisher = new OutcomePublisher(producer, topic, metrics, log);
-  const batch = (next: Array<[number, number]>, outcomes: number) => {
-    const b = publisher.beginBatch(new Map(next));
+  // each batch covers the 10 offsets below its next (partition 1: 5 below)
+  const batch = (next: Array<[number, number]>, outcomes: number, from?: Array<[number, number]>) => {
+    const b = publisher.beginBatch(new Map(next), new Map(from ?? next.map(([p, n]) => [p, Math.max(0, n - 10)])));
     for (let i = 0; i < outcomes; i++) b.add(Buffer.from(`k${i}`), Buffer.from(`{"i":${i}}`));
     b.end();
   };
@@ -68,13 +71,37 @@ test('a failed delivery freezes its partition\'s published offset until the part
   assert.is(publisher.publishedOffsets().get(0), 10, 'partition 0 stays below the outcomes that never reached Kafka');
   assert.is(publisher.publishedOffsets().get(1), 8, 'partition 1 goes on');
 
+  // the rewind: due after its backoff (1 s), at the first offset whose outcome was lost, once
+  assert.equal(publisher.dueRewinds(performance.now() - 5000), [], 'not before its backoff');
+  await sleep(1100);
+  assert.equal(publisher.dueRewinds(), [{ partition: 0, offset: 10 }]);
+  assert.equal(publisher.dueRewinds(), [], 'asked once');
+  // a batch consumed before the rewind took effect (it starts above 10) is acknowledged: no thaw, the lost outcomes are not yet out again
+  batch([[0, 50]], 3);
+  await publisher.flushed(15000);
+  assert.is(publisher.publishedOffsets().get(0), 10, 'still held below the lost outcomes');
+  // the replay's first batch (from 10 on) is acknowledged: the partition thaws and moves on
+  batch([[0, 35]], 5, [[0, 10]]);
+  await until(() => publisher.publishedOffsets().get(0) === 35, 15000, 'partition 0 to thaw with the replay');
+  // a rewind that could not be done is asked for again after the backoff
+  process.kill(kafka.pid, 'SIGSTOP');
+  failed = 0;
+  batch([[0, 45]], 5);
+  await until(() => failed >= 5, 10000, 'a batch to fail again');
+  process.kill(kafka.pid, 'SIGCONT');
+  await sleep(1100);
+  assert.equal(publisher.dueRewinds(), [{ partition: 0, offset: 35 }]);
+  publisher.rewindFailed(0);
+  assert.equal(publisher.dueRewinds(), [], 'backed off');
+  assert.equal(publisher.dueRewinds(performance.now() + 60_000), [{ partition: 0, offset: 35 }]);
+
   // a new assignment starts again from the stored offsets: partition 0 advances again, partition 2 is no longer owned
   publisher.assigned([0, 1]);
-  batch([[0, 40]], 5);
-  await until(() => publisher.publishedOffsets().get(0) === 40, 15000, 'partition 0 to advance after the new assignment');
+  batch([[0, 60]], 5);
+  await until(() => publisher.publishedOffsets().get(0) === 60, 15000, 'partition 0 to advance after the new assignment');
   publisher.assigned([1]);
   assert.equal([...publisher.publishedOffsets().keys()], [1], 'a partition no longer owned is forgotten');
-  console.log(`${failed} deliveries failed while Kafka was stopped; partition 0 held at 10 until assigned again`);
+  console.log(`${failed} deliveries failed while Kafka was stopped; partition 0 held at 10 until its replay was acknowledged`);
 });
 
 test('two publishers on one producer (the command and transfer roles) each count only their own deliveries', async () => {
@@ -92,7 +119,7 @@ test('two publishers on one producer (the command and transfer roles) each count
     const b = new OutcomePublisher(shared, topic, metrics, log, 'transfers');
     for (let round = 1; round <= 5; round++) {
       for (const [p, n] of [[a, 3], [b, 7]] as const) {
-        const batch = p.beginBatch(new Map([[0, round * 10], [1, round * 10 + 1]]));
+        const batch = p.beginBatch(new Map([[0, round * 10], [1, round * 10 + 1]]), new Map([[0, round * 10 - 10], [1, round * 10 - 9]]));
         for (let i = 0; i < n; i++) batch.add(Buffer.from(`k${i}`), Buffer.from('{}'), i % 2 ? topic : 'publisher-shared.steps');
         batch.end();
       }
