@@ -30,6 +30,9 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
   private readonly utilTimer: NodeJS.Timeout;
   private readonly arrivals = new Arrivals();
   private inFlight = 0;
+  /** consumption is held while what was consumed drains, before a partition is rewound */
+  private rewinding = false;
+  private stopping = false;
   /** label sets of banking_es_consumer_lag_messages this instance reports */
   private lagSeries = new Set<string>();
 
@@ -57,7 +60,7 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
       metrics.workerUtilization.set({ pipeline: s.name }, role.workers.utilization());
       metrics.workerQueue.set({ pipeline: s.name }, role.workers.queueSize());
       this.updateLag();
-      this.rewind();
+      void this.rewind();
     }, 1000);
     this.utilTimer.unref();
   }
@@ -76,6 +79,7 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
   async stop(): Promise<void> {
     const { name } = this.role.settings;
     const budgetMs = this.ctx.config.shutdown.timeoutMs;
+    this.stopping = true;
     this.runner.stop();
     clearInterval(this.utilTimer);
     await this.consumer.stop();
@@ -168,20 +172,44 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
     metrics.inFlight.set({ pipeline: name }, this.inFlight);
     metrics.batchSize.observe({ sink: name }, batch.count);
     metrics.flushDuration.observe({ sink: name }, Number(process.hrtime.bigint() - started) / 1e9);
-    if (this.inFlight <= maxInFlight / 2 && !this.runner.isAbandoned) this.setPaused(false);
+    if (this.inFlight <= maxInFlight / 2 && !this.runner.isAbandoned && !this.rewinding) this.setPaused(false);
   }
 
-  /** Consumes again the partitions the role asks for (outcomes that never reached Kafka), from where it says. */
-  private rewind(): void {
-    for (const r of this.role.dueRewinds?.() ?? []) {
-      const tp = { topic: this.role.settings.topic, partition: r.partition, offset: r.offset };
-      this.consumer.seek(tp).then(
-        () => this.ctx.log.warn(tp, `outcomes of the ${this.role.settings.name} pipeline never reached Kafka; consuming the partition again from the first of them, to publish them again`),
-        (e: unknown) => {
+  /**
+   * Consumes again the partitions the role asks for (outcomes that never reached Kafka), from where it says.
+   * Consumption is held and what was consumed drains first: every replayed message then lies below the
+   * committed offset, so it is decided from what Postgres holds, never on a batch still committing (a copy of
+   * an original decided on a pending batch would be answered `duplicate`, not with its own status).
+   */
+  private async rewind(): Promise<void> {
+    if (this.rewinding || this.stopping) return;
+    const due = this.role.dueRewinds?.() ?? [];
+    if (due.length === 0) return;
+    const { name, topic, batchTimeMs } = this.role.settings;
+    this.rewinding = true;
+    this.setPaused(true);
+    try {
+      // a consume call already under way when the pause came delivers within its 50 ms wait; then the drain
+      await new Promise((r) => setTimeout(r, 100 + batchTimeMs));
+      await this.drain(30_000);
+      for (const r of due) {
+        const tp = { topic, partition: r.partition, offset: r.offset };
+        try {
+          if (this.inFlight > 0) throw new Error(`${this.inFlight} consumed messages did not commit within 30 s`);
+          const { lowOffset } = await this.consumer.watermarks(topic, r.partition);
+          const offset = this.role.rewinding ? this.role.rewinding(r.partition, lowOffset) : Math.max(r.offset, lowOffset);
+          if (offset === undefined) continue; // no longer frozen: assigned again meanwhile
+          tp.offset = offset;
+          await this.consumer.seek(tp);
+          this.ctx.log.warn(tp, `outcomes of the ${name} pipeline never reached Kafka; consuming the partition again from the first of them, to publish them again`);
+        } catch (e) {
           this.ctx.log.warn({ err: coerceError(e), ...tp }, 'could not rewind the partition to publish lost outcomes again; retrying later');
           this.role.rewindFailed?.(r.partition);
-        },
-      );
+        }
+      }
+    } finally {
+      this.rewinding = false;
+      if (this.inFlight <= this.role.settings.maxInFlight / 2 && !this.runner.isAbandoned && !this.stopping) this.setPaused(false);
     }
   }
 

@@ -99,9 +99,15 @@ export interface PipelineRole<Item, B extends Batch, P, L = never> {
   abandon(seq: number, discarded?: P): void;
   /**
    * Partitions to consume again from `offset` now (commands: outcomes Kafka never acknowledged, published
-   * again by the replay); polled every second. The core seeks the consumer there, or reports rewindFailed.
+   * again by the replay); polled every second. The core holds consumption, lets what was consumed commit,
+   * then seeks the consumer there (reporting rewinding before, or rewindFailed).
    */
   dueRewinds?(): Array<{ partition: number; offset: number }>;
+  /**
+   * Consumption is held and drained, and the consumer is sought next: to the offset this returns (not below
+   * `logStart`, the partition's first offset Kafka still holds), or not at all when undefined.
+   */
+  rewinding?(partition: number, logStart: number): number | undefined;
   rewindFailed?(partition: number): void;
   /** The offset up to which outcomes reached Kafka, stored beside the committed offset (commands). */
   publishedOffset?(partition: number): number | null;

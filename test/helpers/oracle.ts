@@ -102,6 +102,8 @@ export class CommandOracle {
   mismatchCount = 0;
   /** of mismatchCount: a command's first outcome arriving after a later command's on the same account */
   reorderCount = 0;
+  /** outcomes `duplicate` of a command never re-sent, after its first outcome (an original is answered again with its own status) */
+  duplicateOfOriginal = 0;
 
   constructor(opts: OracleOptions) {
     this.tag = randomBytes(4).toString('hex');
@@ -246,6 +248,7 @@ export class CommandOracle {
     }
     const seen = ++this.a.u16[i];
     if (o.status === 'duplicate') this.duplicates++;
+    if (o.status === 'duplicate' && this.a.u16b[i] === 0 && seen > 1) this.duplicateOfOriginal++;
     if (seen === 1) {
       if (o.status === 'duplicate' && this.a.u16b[i] === 0) this.mismatch(`first outcome of #${i} (never re-sent) is a duplicate: ${JSON.stringify(o)}`);
       if (i < acc.lastFirstOutcome) {

@@ -348,6 +348,10 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     return this.publisher.dueRewinds();
   }
 
+  rewinding(partition: number, logStart: number): number | undefined {
+    return this.publisher.rewinding(partition, logStart);
+  }
+
   rewindFailed(partition: number): void {
     this.publisher.rewindFailed(partition);
   }

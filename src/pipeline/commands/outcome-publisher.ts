@@ -20,6 +20,8 @@ import type { Logger } from '../../logger';
 interface BatchTrack {
   /** the publisher that produced it: roles share one producer, and every listener hears every report */
   owner: OutcomePublisher;
+  /** in beginBatch order */
+  id: number;
   next: Map<number, number>;
   /** partition -> the batch's first offset there */
   from: ReadonlyMap<number, number>;
@@ -37,16 +39,22 @@ interface BatchTrack {
 interface Frozen {
   /** every outcome below it was acknowledged: the replay starts here */
   from: number;
-  /** failed deliveries and rewinds in a row, for the backoff */
+  /** failure episodes and rewinds in a row, for the backoff */
   failures: number;
   /** when the partition is to be rewound (performance.now()) */
   dueAt: number;
-  /** the consumer was rewound to `from`: the next acknowledged batch starting at or below it thaws the partition */
-  rewound: boolean;
+  /**
+   * Set when the consumer is rewound to `from` (rewinding): batches begun after track `afterTrack` were
+   * consumed after the seek, and the first of them acknowledged that starts at or below `from` thaws the
+   * partition. A batch begun before it may hold offsets above a gap (the replay not yet done): never.
+   */
+  rewound: { afterTrack: number; at: number } | null;
 }
 
 /** Backoff between rewinds of a partition whose outcomes keep failing: 1 s, doubling, at most a minute. */
 const rewindBackoffMs = (failures: number) => Math.min(60_000, 1000 * 2 ** Math.min(failures - 1, 6));
+/** A rewound partition not thawed within this is rewound again (the replay failed unseen, or the seek did not take). */
+const THAW_WITHIN_MS = 60_000;
 
 export class OutcomePublisher {
   private readonly inOrder: BatchTrack[] = [];
@@ -59,6 +67,7 @@ export class OutcomePublisher {
    * published offset). Other partitions go on advancing.
    */
   private readonly frozen = new Map<number, Frozen>();
+  private began = 0;
   private waiters: Array<() => void> = [];
 
   constructor(private readonly producer: ProducerClient, private readonly topic: string, private readonly metrics: Metrics, private readonly log: Logger, private readonly pipeline = 'commands') {
@@ -77,7 +86,7 @@ export class OutcomePublisher {
 
   /** A committed batch's outcomes follow; `from` and `next`: its first offset and the offset after its last, per partition. */
   beginBatch(next: Map<number, number>, from: ReadonlyMap<number, number>) {
-    const t: BatchTrack = { owner: this, next, from, remaining: 0, ended: false, failed: false, stale: false, since: performance.now(), outcomes: 0 };
+    const t: BatchTrack = { owner: this, id: ++this.began, next, from, remaining: 0, ended: false, failed: false, stale: false, since: performance.now(), outcomes: 0 };
     this.inOrder.push(t);
     return {
       /** An outcome, or (with `topic`) a transfer step: the published offset passes the batch once all are acknowledged. */
@@ -120,7 +129,7 @@ export class OutcomePublisher {
       for (const [p, n] of t.next) {
         const f = this.frozen.get(p);
         // acknowledged while frozen: it thaws only with the replay's first batch (every outcome from f.from on is then acknowledged)
-        if (f !== undefined && !(f.rewound && (t.from.get(p) ?? Infinity) <= f.from)) continue;
+        if (f !== undefined && !(f.rewound !== null && t.id > f.rewound.afterTrack && (t.from.get(p) ?? Infinity) <= f.from)) continue;
         if (f !== undefined) {
           this.frozen.delete(p);
           this.log.info({ partition: p, pipeline: this.pipeline }, 'outcomes that had failed to reach Kafka were published again; the partition\'s published offset moves on');
@@ -142,29 +151,45 @@ export class OutcomePublisher {
    */
   private freeze(partition: number, from: number): void {
     const f = this.frozen.get(partition);
-    if (f !== undefined && !f.rewound) {
+    if (f !== undefined && f.rewound === null) {
       f.from = Math.min(f.from, from);
       return;
     }
     const failures = (f?.failures ?? 0) + 1;
-    const next: Frozen = { from: Math.min(from, f?.from ?? from), failures, dueAt: performance.now() + rewindBackoffMs(failures), rewound: false };
+    const next: Frozen = { from: Math.min(from, f?.from ?? from), failures, dueAt: performance.now() + rewindBackoffMs(failures), rewound: null };
     this.frozen.set(partition, next);
     this.log.error({ partition, pipeline: this.pipeline, from: next.from, failures, rewindInMs: rewindBackoffMs(failures) },
       'outcome delivery failed (Kafka did not acknowledge within message.timeout.ms); the partition is consumed again from the first lost outcome to publish it again');
   }
 
   /**
-   * The frozen partitions due to be rewound now, with the offset to rewind to; each is marked rewound.
-   * The caller seeks the partition's consumer there (or calls rewindFailed).
+   * The frozen partitions to rewind now, with the offset to rewind to: due after their backoff, or rewound
+   * a minute ago and still not thawed. The caller holds consumption, lets what was consumed commit, then
+   * calls rewinding() and seeks the consumer (or calls rewindFailed).
    */
   dueRewinds(now = performance.now()): Array<{ partition: number; offset: number }> {
     const due: Array<{ partition: number; offset: number }> = [];
     for (const [partition, f] of this.frozen) {
-      if (f.rewound || f.dueAt > now) continue;
-      f.rewound = true;
-      due.push({ partition, offset: f.from });
+      if (f.rewound === null ? f.dueAt <= now : now - f.rewound.at > THAW_WITHIN_MS) due.push({ partition, offset: f.from });
     }
     return due;
+  }
+
+  /**
+   * The consumer is about to be rewound: to the first lost outcome, or to `logStart` if Kafka no longer holds
+   * the commands below it (their outcomes cannot be published again). Every batch begun from now on was
+   * consumed after the seek. Undefined: the partition is no longer frozen (assigned again meanwhile).
+   */
+  rewinding(partition: number, logStart: number): number | undefined {
+    const f = this.frozen.get(partition);
+    if (f === undefined) return undefined;
+    if (logStart > f.from) {
+      this.log.error({ partition, pipeline: this.pipeline, from: f.from, logStart },
+        'outcomes of commands Kafka no longer holds (retention) never reached Kafka and cannot be published again; consuming the partition again from the log start');
+      f.from = logStart;
+    }
+    f.rewound = { afterTrack: this.began, at: performance.now() };
+    return f.from;
   }
 
   /** The consumer could not be rewound: try again after the backoff. */
@@ -173,7 +198,7 @@ export class OutcomePublisher {
     if (f === undefined) return;
     f.failures++;
     f.dueAt = performance.now() + rewindBackoffMs(f.failures);
-    f.rewound = false;
+    f.rewound = null;
   }
 
   publishedOffsets(): Map<number, number> {
