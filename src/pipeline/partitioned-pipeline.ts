@@ -31,7 +31,7 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
   private readonly arrivals = new Arrivals();
   private inFlight = 0;
   /** consumption is held while what was consumed drains, before a partition is rewound */
-  private rewinding = false;
+  private holdingForRewind = false;
   private stopping = false;
   /** label sets of banking_es_consumer_lag_messages this instance reports */
   private lagSeries = new Set<string>();
@@ -172,7 +172,7 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
     metrics.inFlight.set({ pipeline: name }, this.inFlight);
     metrics.batchSize.observe({ sink: name }, batch.count);
     metrics.flushDuration.observe({ sink: name }, Number(process.hrtime.bigint() - started) / 1e9);
-    if (this.inFlight <= maxInFlight / 2 && !this.runner.isAbandoned && !this.rewinding) this.setPaused(false);
+    if (this.inFlight <= maxInFlight / 2 && !this.runner.isAbandoned && !this.holdingForRewind) this.setPaused(false);
   }
 
   /**
@@ -182,11 +182,12 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
    * an original decided on a pending batch would be answered `duplicate`, not with its own status).
    */
   private async rewind(): Promise<void> {
-    if (this.rewinding || this.stopping) return;
-    const due = this.role.dueRewinds?.() ?? [];
+    const { role } = this;
+    if (this.holdingForRewind || this.stopping || !role.dueRewinds || !role.beginRewind) return;
+    const due = role.dueRewinds();
     if (due.length === 0) return;
     const { name, topic, batchTimeMs } = this.role.settings;
-    this.rewinding = true;
+    this.holdingForRewind = true;
     this.setPaused(true);
     try {
       // a consume call already under way when the pause came delivers within its 50 ms wait; then the drain
@@ -197,7 +198,7 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
         try {
           if (this.inFlight > 0) throw new Error(`${this.inFlight} consumed messages did not commit within 30 s`);
           const { lowOffset } = await this.consumer.watermarks(topic, r.partition);
-          const offset = this.role.rewinding ? this.role.rewinding(r.partition, lowOffset) : Math.max(r.offset, lowOffset);
+          const offset = role.beginRewind(r.partition, lowOffset);
           if (offset === undefined) continue; // no longer frozen: assigned again meanwhile
           tp.offset = offset;
           await this.consumer.seek(tp);
@@ -208,7 +209,7 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
         }
       }
     } finally {
-      this.rewinding = false;
+      this.holdingForRewind = false;
       if (this.inFlight <= this.role.settings.maxInFlight / 2 && !this.runner.isAbandoned && !this.stopping) this.setPaused(false);
     }
   }

@@ -100,14 +100,15 @@ export interface PipelineRole<Item, B extends Batch, P, L = never> {
   /**
    * Partitions to consume again from `offset` now (commands: outcomes Kafka never acknowledged, published
    * again by the replay); polled every second. The core holds consumption, lets what was consumed commit,
-   * then seeks the consumer there (reporting rewinding before, or rewindFailed).
+   * then seeks the consumer there (calling beginRewind before, or rewindFailed).
    */
   dueRewinds?(): Array<{ partition: number; offset: number }>;
   /**
    * Consumption is held and drained, and the consumer is sought next: to the offset this returns (not below
    * `logStart`, the partition's first offset Kafka still holds), or not at all when undefined.
    */
-  rewinding?(partition: number, logStart: number): number | undefined;
+  beginRewind?(partition: number, logStart: number): number | undefined;
+  /** The partition could not be rewound (not assigned, drain or seek failed): ask again after a backoff. */
   rewindFailed?(partition: number): void;
   /** The offset up to which outcomes reached Kafka, stored beside the committed offset (commands). */
   publishedOffset?(partition: number): number | null;

@@ -334,6 +334,7 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
 
   committedPast(_seq: number, next: ReadonlyMap<number, number>): void {
     // nothing to publish for a dead-lettered message, but the published offsets move past it
+    // `next` is one message's (the dead letter's): it starts at next - 1
     this.publisher.beginBatch(new Map(next), new Map([...next].map(([partition, n]) => [partition, n - 1]))).end();
   }
 
@@ -348,8 +349,8 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     return this.publisher.dueRewinds();
   }
 
-  rewinding(partition: number, logStart: number): number | undefined {
-    return this.publisher.rewinding(partition, logStart);
+  beginRewind(partition: number, logStart: number): number | undefined {
+    return this.publisher.beginRewind(partition, logStart);
   }
 
   rewindFailed(partition: number): void {

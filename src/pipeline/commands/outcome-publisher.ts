@@ -28,6 +28,8 @@ interface BatchTrack {
   remaining: number;
   ended: boolean;
   failed: boolean;
+  /** the first delivery error of the batch, for the log */
+  error?: { code?: number; message: string };
   /** produced before the latest assignment: its acknowledgements advance nothing (the new start covers them) */
   stale: boolean;
   /** performance.now() when the batch's outcomes were handed over, and how many */
@@ -44,7 +46,7 @@ interface Frozen {
   /** when the partition is to be rewound (performance.now()) */
   dueAt: number;
   /**
-   * Set when the consumer is rewound to `from` (rewinding): batches begun after track `afterTrack` were
+   * Set when the consumer is rewound to `from` (beginRewind): batches begun after track `afterTrack` were
    * consumed after the seek, and the first of them acknowledged that starts at or below `from` thaws the
    * partition. A batch begun before it may hold offsets above a gap (the replay not yet done): never.
    */
@@ -76,7 +78,7 @@ export class OutcomePublisher {
       if (t?.owner !== this) return;
       if (err) {
         // logged once per failure episode and partition (freeze), not per message
-        if (!t.failed) this.log.debug({ err }, 'an outcome of a batch failed to reach Kafka');
+        t.error ??= { code: err.code, message: err.message };
         t.failed = true;
       } else this.metrics.outcomesPublished.inc();
       t.remaining--;
@@ -123,7 +125,7 @@ export class OutcomePublisher {
       if (t.outcomes > 0 && !t.failed) this.metrics.stage.observe({ pipeline: this.pipeline, stage: 'publish' }, (performance.now() - t.since) / 1000);
       if (t.stale) continue;
       if (t.failed) {
-        for (const p of t.next.keys()) this.freeze(p, t.from.get(p) ?? 0);
+        for (const p of t.next.keys()) this.freeze(p, t.from.get(p) ?? 0, t.error);
         continue;
       }
       for (const [p, n] of t.next) {
@@ -132,6 +134,7 @@ export class OutcomePublisher {
         if (f !== undefined && !(f.rewound !== null && t.id > f.rewound.afterTrack && (t.from.get(p) ?? Infinity) <= f.from)) continue;
         if (f !== undefined) {
           this.frozen.delete(p);
+          this.metrics.outcomePartitionsFrozen.set({ pipeline: this.pipeline }, this.frozen.size);
           this.log.info({ partition: p, pipeline: this.pipeline }, 'outcomes that had failed to reach Kafka were published again; the partition\'s published offset moves on');
         }
         this.published.set(p, Math.max(n, this.published.get(p) ?? 0));
@@ -149,7 +152,7 @@ export class OutcomePublisher {
    * partition was not frozen, or again when the replay after a rewind failed too (backed off further); more
    * failed batches of the same episode only lower `from`.
    */
-  private freeze(partition: number, from: number): void {
+  private freeze(partition: number, from: number, error?: { code?: number; message: string }): void {
     const f = this.frozen.get(partition);
     if (f !== undefined && f.rewound === null) {
       f.from = Math.min(f.from, from);
@@ -158,14 +161,15 @@ export class OutcomePublisher {
     const failures = (f?.failures ?? 0) + 1;
     const next: Frozen = { from: Math.min(from, f?.from ?? from), failures, dueAt: performance.now() + rewindBackoffMs(failures), rewound: null };
     this.frozen.set(partition, next);
-    this.log.error({ partition, pipeline: this.pipeline, from: next.from, failures, rewindInMs: rewindBackoffMs(failures) },
-      'outcome delivery failed (Kafka did not acknowledge within message.timeout.ms); the partition is consumed again from the first lost outcome to publish it again');
+    this.metrics.outcomePartitionsFrozen.set({ pipeline: this.pipeline }, this.frozen.size);
+    this.log.error({ partition, pipeline: this.pipeline, from: next.from, failures, rewindInMs: rewindBackoffMs(failures), kafkaError: error },
+      'outcome delivery failed (Kafka did not acknowledge it, after its own retries up to KAFKA_MESSAGE_TIMEOUT_MS); the partition is consumed again from the first lost outcome to publish it again');
   }
 
   /**
    * The frozen partitions to rewind now, with the offset to rewind to: due after their backoff, or rewound
    * a minute ago and still not thawed. The caller holds consumption, lets what was consumed commit, then
-   * calls rewinding() and seeks the consumer (or calls rewindFailed).
+   * calls beginRewind() and seeks the consumer (or calls rewindFailed).
    */
   dueRewinds(now = performance.now()): Array<{ partition: number; offset: number }> {
     const due: Array<{ partition: number; offset: number }> = [];
@@ -180,7 +184,7 @@ export class OutcomePublisher {
    * the commands below it (their outcomes cannot be published again). Every batch begun from now on was
    * consumed after the seek. Undefined: the partition is no longer frozen (assigned again meanwhile).
    */
-  rewinding(partition: number, logStart: number): number | undefined {
+  beginRewind(partition: number, logStart: number): number | undefined {
     const f = this.frozen.get(partition);
     if (f === undefined) return undefined;
     if (logStart > f.from) {
@@ -217,6 +221,7 @@ export class OutcomePublisher {
     for (const t of this.inOrder) t.stale = true;
     for (const p of [...this.published.keys()]) if (!owned.has(p)) this.published.delete(p);
     this.frozen.clear(); // the new start is the stored published offset, below any failed outcome
+    this.metrics.outcomePartitionsFrozen.set({ pipeline: this.pipeline }, 0);
   }
 
   /** Resolves when every outcome handed over so far was acknowledged, or after timeoutMs in all. */

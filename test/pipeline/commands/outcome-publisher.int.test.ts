@@ -2,8 +2,8 @@
  * The outcome publisher's bookkeeping against a real producer and a real
  * (private, mock) Kafka cluster that stops answering: an outcome Kafka never
  * acknowledged must keep its partition's published offset below it, even
- * when later batches are acknowledged, so a restart (or the next owner)
- * re-publishes it. Before, one failed delivery cleared the in-order list and
+ * when later batches are acknowledged, so it is published again (by a rewind
+ * of its partition, a restart or the next owner). Before, one failed delivery cleared the in-order list and
  * the next acknowledged batch moved published_offset past the lost outcomes.
  * Then the rewind: when it is due, to which offset, that only a batch begun
  * after the seek thaws the partition, the backoff of a rewind that failed,
@@ -79,7 +79,7 @@ test('a failed delivery freezes its partition\'s published offset until the rewo
   // result that arrived late and was batched with replayed messages), never thaws the partition: above a
   // gap in it lie outcomes not yet published again
   const late = publisher.beginBatch(new Map([[0, 50]]), new Map([[0, 5]]));
-  assert.is(publisher.rewinding(0, 0), 10, 'the consumer is sought to the first lost outcome');
+  assert.is(publisher.beginRewind(0, 0), 10, 'the consumer is sought to the first lost outcome');
   assert.equal(publisher.dueRewinds(), [], 'asked once');
   for (let i = 0; i < 3; i++) late.add(Buffer.from(`late${i}`), Buffer.from('{}'));
   late.end();
@@ -101,7 +101,7 @@ test('a failed delivery freezes its partition\'s published offset until the rewo
   assert.equal(publisher.dueRewinds(due), [], 'backed off (2 s after a failed rewind)');
   assert.equal(publisher.dueRewinds(performance.now() + 2100), [{ partition: 0, offset: 35 }]);
   // Kafka no longer holds offsets below 40: rewound to the log start, the outcomes below it are lost for good
-  assert.is(publisher.rewinding(0, 40), 40);
+  assert.is(publisher.beginRewind(0, 40), 40);
   assert.equal(publisher.dueRewinds(performance.now() + 30_000), [], 'the replay has a minute to thaw the partition');
   assert.equal(publisher.dueRewinds(performance.now() + 61_000), [{ partition: 0, offset: 40 }], 'then it is rewound again');
 
