@@ -33,6 +33,8 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
   /** consumption is held while what was consumed drains, before a partition is rewound */
   private holdingForRewind = false;
   private stopping = false;
+  /** a fatal error halted the runner: consumption stays paused until the role is stopped */
+  private halted = false;
   /** label sets of banking_es_consumer_lag_messages this instance reports */
   private lagSeries = new Set<string>();
 
@@ -42,7 +44,10 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
     this.offsets = new PartitionOffsets(s.group, s.topic, config.kafka.autoOffsetReset === 'latest' ? 'latest' : 'earliest');
     this.letters = new DeadLetterSender(ctx.producer, s.dlqTopic, s.topic, (code) => metrics.dlq.inc({ topic: s.dlqTopic, reason: code }));
     const budget = new RetryBudget(s.name, ctx, config.pipeline.maxRetries);
-    this.runner = new BatchRunner(role, ctx, budget, this.offsets, this.letters, (next) => this.committed(next), () => this.setPaused(true));
+    this.runner = new BatchRunner(role, ctx, budget, this.offsets, this.letters, (next) => this.committed(next), () => {
+      this.halted = true;
+      this.setPaused(true);
+    });
     this.chain = new CommitChain<P>((seq) => role.abandon(seq));
     this.sink = new BatchSink<Item>(s.batchTimeMs, s.batchSize, (items) => this.handleBatch(items), role.weight?.bind(role));
     this.consumer = new GroupConsumer(config, log, metrics, { groupId: s.group, topic: s.topic, name: s.name, consumeBatch: s.consumeBatch }, {
@@ -196,8 +201,11 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
       for (const r of due) {
         const tp = { topic, partition: r.partition, offset: r.offset };
         try {
-          if (this.inFlight > 0) throw new Error(`${this.inFlight} consumed messages did not commit within 30 s`);
           const { lowOffset } = await this.consumer.watermarks(topic, r.partition);
+          // a consume result a blocked main thread held back past the wait above arrives in this turn of the loop
+          await new Promise((resolve) => setImmediate(resolve));
+          if (this.inFlight > 0) throw new Error(`${this.inFlight} consumed messages have not committed yet`);
+          // nothing yields from here to the seek call: every batch begun after beginRewind was consumed after the seek
           const offset = role.beginRewind(r.partition, lowOffset);
           if (offset === undefined) continue; // no longer frozen: assigned again meanwhile
           tp.offset = offset;
@@ -210,7 +218,7 @@ export class PartitionedPipeline<Item, B extends Batch, P, L> {
       }
     } finally {
       this.holdingForRewind = false;
-      if (this.inFlight <= this.role.settings.maxInFlight / 2 && !this.runner.isAbandoned && !this.stopping) this.setPaused(false);
+      if (this.inFlight <= this.role.settings.maxInFlight / 2 && !this.runner.isAbandoned && !this.stopping && !this.halted) this.setPaused(false);
     }
   }
 

@@ -188,7 +188,7 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     // the committed states are the process's: what the other account writer committed is decided on here
     this.states = new AccountStates(ctx.accountStates ?? new StateCache(p.stateCacheSize, metrics), log, redis, config.redis.stateTtlMs, metrics);
     this.resent = new ResentCommands(pool, redis, config.redis.dedupWindowMs);
-    this.publisher = new OutcomePublisher(ctx.producer, config.kafka.topics.results, metrics, log, this.settings.name);
+    this.publisher = new OutcomePublisher(ctx.producer, config.kafka.topics.results, metrics, log, this.settings.name, config.kafka.messageTimeoutMs);
   }
 
   itemsOf(msgs: Message[]): Message[] {

@@ -47,7 +47,8 @@ interface Frozen {
   dueAt: number;
   /**
    * Set when the consumer is rewound to `from` (beginRewind): batches begun after track `afterTrack` were
-   * consumed after the seek, and the first of them acknowledged that starts at or below `from` thaws the
+   * consumed after the seek (consumption was held and drained first), so the first of them acknowledged on
+   * this partition starts the replay, at `from` or at the next offset that holds a message: it thaws the
    * partition. A batch begun before it may hold offsets above a gap (the replay not yet done): never.
    */
   rewound: { afterTrack: number; at: number } | null;
@@ -55,8 +56,6 @@ interface Frozen {
 
 /** Backoff between rewinds of a partition whose outcomes keep failing: 1 s, doubling, at most a minute. */
 const rewindBackoffMs = (failures: number) => Math.min(60_000, 1000 * 2 ** Math.min(failures - 1, 6));
-/** A rewound partition not thawed within this is rewound again (the replay failed unseen, or the seek did not take). */
-const THAW_WITHIN_MS = 60_000;
 
 export class OutcomePublisher {
   private readonly inOrder: BatchTrack[] = [];
@@ -72,7 +71,11 @@ export class OutcomePublisher {
   private began = 0;
   private waiters: Array<() => void> = [];
 
-  constructor(private readonly producer: ProducerClient, private readonly topic: string, private readonly metrics: Metrics, private readonly log: Logger, private readonly pipeline = 'commands') {
+  /** a rewound partition not thawed within this is rewound again: the producer's message.timeout.ms and a minute */
+  private readonly thawWithinMs: number;
+
+  constructor(private readonly producer: ProducerClient, private readonly topic: string, private readonly metrics: Metrics, private readonly log: Logger, private readonly pipeline = 'commands', messageTimeoutMs = 300_000) {
+    this.thawWithinMs = messageTimeoutMs + 60_000;
     producer.raw.on('delivery-report', (err, report) => {
       const t = report.opaque as BatchTrack | undefined;
       if (t?.owner !== this) return;
@@ -131,7 +134,7 @@ export class OutcomePublisher {
       for (const [p, n] of t.next) {
         const f = this.frozen.get(p);
         // acknowledged while frozen: it thaws only with the replay's first batch (every outcome from f.from on is then acknowledged)
-        if (f !== undefined && !(f.rewound !== null && t.id > f.rewound.afterTrack && (t.from.get(p) ?? Infinity) <= f.from)) continue;
+        if (f !== undefined && !(f.rewound !== null && t.id > f.rewound.afterTrack)) continue;
         if (f !== undefined) {
           this.frozen.delete(p);
           this.metrics.outcomePartitionsFrozen.set({ pipeline: this.pipeline }, this.frozen.size);
@@ -168,13 +171,13 @@ export class OutcomePublisher {
 
   /**
    * The frozen partitions to rewind now, with the offset to rewind to: due after their backoff, or rewound
-   * a minute ago and still not thawed. The caller holds consumption, lets what was consumed commit, then
+   * and still not thawed a minute after the replay's outcomes could have timed out (the seek did not take). The caller holds consumption, lets what was consumed commit, then
    * calls beginRewind() and seeks the consumer (or calls rewindFailed).
    */
   dueRewinds(now = performance.now()): Array<{ partition: number; offset: number }> {
     const due: Array<{ partition: number; offset: number }> = [];
     for (const [partition, f] of this.frozen) {
-      if (f.rewound === null ? f.dueAt <= now : now - f.rewound.at > THAW_WITHIN_MS) due.push({ partition, offset: f.from });
+      if (f.rewound === null ? f.dueAt <= now : now - f.rewound.at > this.thawWithinMs) due.push({ partition, offset: f.from });
     }
     return due;
   }

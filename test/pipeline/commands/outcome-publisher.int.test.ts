@@ -46,7 +46,7 @@ test('a failed delivery freezes its partition\'s published offset until the rewo
   await producer.connect();
   const topic = 'publisher-freeze.results';
   await producer.send({ topic, key: 'warm', value: Buffer.from('{}') }); // the topic exists and its leaders are known
-  const publisher = new OutcomePublisher(producer, topic, metrics, log);
+  const publisher = new OutcomePublisher(producer, topic, metrics, log, 'commands', 1500);
   // each batch covers the 10 offsets below its next (partition 1: 5 below)
   const batch = (next: Array<[number, number]>, outcomes: number, from?: Array<[number, number]>) => {
     const b = publisher.beginBatch(new Map(next), new Map(from ?? next.map(([p, n]) => [p, Math.max(0, n - 10)])));
@@ -85,8 +85,9 @@ test('a failed delivery freezes its partition\'s published offset until the rewo
   late.end();
   await publisher.flushed(15000);
   assert.is(publisher.publishedOffsets().get(0), 10, 'still held below the lost outcomes');
-  // the replay's first batch (from 10 on) is acknowledged: the partition thaws and moves on
-  batch([[0, 35]], 5, [[0, 10]]);
+  // the replay's first batch is acknowledged: the partition thaws and moves on. It starts at 12: offsets 10
+  // and 11 hold no message (compacted away, or transaction markers), and the seek to 10 delivers 12 first
+  batch([[0, 35]], 5, [[0, 12]]);
   await until(() => publisher.publishedOffsets().get(0) === 35, 15000, 'partition 0 to thaw with the replay');
 
   // again; this time the rewind cannot be done, then the seek is done but nothing thaws the partition
@@ -102,8 +103,8 @@ test('a failed delivery freezes its partition\'s published offset until the rewo
   assert.equal(publisher.dueRewinds(performance.now() + 2100), [{ partition: 0, offset: 35 }]);
   // Kafka no longer holds offsets below 40: rewound to the log start, the outcomes below it are lost for good
   assert.is(publisher.beginRewind(0, 40), 40);
-  assert.equal(publisher.dueRewinds(performance.now() + 30_000), [], 'the replay has a minute to thaw the partition');
-  assert.equal(publisher.dueRewinds(performance.now() + 61_000), [{ partition: 0, offset: 40 }], 'then it is rewound again');
+  assert.equal(publisher.dueRewinds(performance.now() + 30_000), [], 'the replay has message.timeout.ms and a minute to thaw the partition');
+  assert.equal(publisher.dueRewinds(performance.now() + 62_000), [{ partition: 0, offset: 40 }], 'then it is rewound again');
 
   // a new assignment starts again from the stored offsets: partition 0 advances again, partition 2 is no longer owned
   publisher.assigned([0, 1]);
