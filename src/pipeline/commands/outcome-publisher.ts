@@ -171,8 +171,10 @@ export class OutcomePublisher {
 
   /**
    * The frozen partitions to rewind now, with the offset to rewind to: due after their backoff, or rewound
-   * and still not thawed a minute after the replay's outcomes could have timed out (the seek did not take). The caller holds consumption, lets what was consumed commit, then
-   * calls beginRewind() and seeks the consumer (or calls rewindFailed).
+   * and still not thawed a minute after the replay's outcomes could have timed out (the seek did not take).
+   * The caller holds consumption, lets what was consumed commit, then calls beginRewind() and seeks the
+   * consumer (or calls rewindFailed). A batch handed over before beginRewind that fails later starts a new
+   * episode (the rewind under way no longer thaws the partition; another follows from the lower offset).
    */
   dueRewinds(now = performance.now()): Array<{ partition: number; offset: number }> {
     const due: Array<{ partition: number; offset: number }> = [];
