@@ -18,6 +18,7 @@ import * as assert from 'uvu/assert';
 import { CommandOracle } from '../helpers/oracle';
 import { Rig, sleep } from '../helpers/reliability';
 import { TransferLedger } from '../helpers/transfer-ledger';
+import { until } from '../helpers/relay';
 import { releaseMockKafka, startMockKafka, type MockKafka } from '../helpers/faults';
 
 let kafka: MockKafka | undefined;
@@ -43,14 +44,6 @@ async function stopKafka(k: MockKafka): Promise<void> {
 /** the warning of a rewind (the retention error's text also says "consuming the partition again") */
 const REWOUND = 'never reached Kafka; consuming the partition again from the first of them';
 const count = (out: string, text: string) => out.split('\n').filter((l) => l.includes(text)).length;
-
-async function until(pred: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 test('outcomes that time out while Kafka is stopped (three times) reach it without a restart; every command answered once the stream ends', async () => {
   kafka = await startMockKafka();
