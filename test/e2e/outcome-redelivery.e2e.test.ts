@@ -101,7 +101,9 @@ test('transfer steps and final outcomes that time out reach Kafka without a rest
   passed = false;
   kafka = await startMockKafka();
   rig = await Rig.create({ name: 'redeliverxfer', brokers: kafka.brokers, env: { ROLES: 'commands,transfers', KAFKA_CREATE_TOPICS: 'true', KAFKA_MESSAGE_TIMEOUT_MS: '1500' } });
-  const l = ledger = await TransferLedger.open(rig, 4242);
+  // a seed no other test uses: the account ids follow from it, and the test stack's Redis (shared by every
+  // test) would hand this test's account states to another test's database
+  const l = ledger = await TransferLedger.open(rig, 4343);
   const d = await rig.start();
   await l.openAccounts();
   let stopped = 0;
