@@ -20,6 +20,7 @@ import { redactUrl } from './logger';
 import { startRoles } from './roles';
 import { Topics } from './kafka/topics';
 import { WriteLock } from './pipeline/write-lock';
+import { StateCache } from './pipeline/commands/account-states';
 
 export interface DaemonContext {
   config: Config;
@@ -34,6 +35,8 @@ export interface DaemonContext {
   topics?: Topics;
   /** held by the pipelines that append to accounts while they commit (write-lock.ts); absent: none is */
   accountWrites?: WriteLock;
+  /** the committed account states the pipelines that append to accounts share (account-states.ts); absent: each keeps its own */
+  accountStates?: StateCache;
 }
 
 async function untilPostgresReady(pool: Pool, log: Logger, lifecycle: Lifecycle): Promise<void> {
@@ -96,7 +99,7 @@ export async function runDaemon(config: Config, log: Logger, lifecycle: Lifecycl
       health.add('redis', async () => { await pingRedis(client); return 'optional: the daemon runs without it'; }, { required: false });
     }
 
-    const ctx: DaemonContext = { config, log, metrics, health, pool, producer, redis, lifecycle, topics, accountWrites: new WriteLock() };
+    const ctx: DaemonContext = { config, log, metrics, health, pool, producer, redis, lifecycle, topics, accountWrites: new WriteLock(), accountStates: new StateCache(config.pipeline.stateCacheSize, metrics) };
     await startRoles(ctx);
     lifecycle.checkpoint();
     started = true;

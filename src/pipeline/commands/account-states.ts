@@ -12,11 +12,41 @@ import { readCachedStates, redisIsReady, writeCachedStates } from '../../redis';
 import type { Logger } from '../../logger';
 import type { Metrics } from '../../metrics';
 
-export class AccountStates {
+/**
+ * Committed account states, most recently used last, at most `maxSize`. A state never replaces a
+ * newer one: two pipelines' commits may be reported out of their commit order, and versions only grow.
+ */
+export class StateCache {
   private readonly lru = new Map<string, AccountState>();
+
+  constructor(private readonly maxSize: number, private readonly metrics?: Metrics) {}
+
+  get(id: string): AccountState | undefined {
+    return this.lru.get(id);
+  }
+
+  remember(id: string, s: AccountState): void {
+    const held = this.lru.get(id);
+    this.lru.delete(id);
+    this.lru.set(id, held !== undefined && held.version > s.version ? held : s);
+    if (this.lru.size > this.maxSize) {
+      this.lru.delete(this.lru.keys().next().value as string);
+      this.metrics?.stateEvictions.inc();
+    }
+    this.metrics?.stateCached.set(this.lru.size);
+  }
+
+  forget(ids: Iterable<string>): void {
+    for (const id of ids) this.lru.delete(id);
+    this.metrics?.stateCached.set(this.lru.size);
+  }
+}
+
+export class AccountStates {
   private readonly pending = new Map<string, { seq: number; state: AccountState }>();
 
-  constructor(private readonly maxSize: number, private readonly log: Logger, private readonly redis?: RedisClient, private readonly ttlMs = 3_600_000, private readonly metrics?: Metrics) {}
+  /** `lru`: the process's (DaemonContext.accountStates), or one of its own */
+  constructor(private readonly lru: StateCache, private readonly log: Logger, private readonly redis?: RedisClient, private readonly ttlMs = 3_600_000, private readonly metrics?: Metrics) {}
 
   /** States of `ids` that exist (absent = account does not exist) as batch `seq` must see them. `careful` skips the caches (reads Postgres). */
   async load(db: Pool | PoolClient, ids: string[], seq: number, careful = false): Promise<Map<string, AccountState>> {
@@ -51,7 +81,7 @@ export class AccountStates {
       const loaded = await loadLatestStates(db, missing);
       for (const [id, s] of loaded) {
         out.set(id, s);
-        this.remember(id, s);
+        this.lru.remember(id, s);
       }
     }
     return out;
@@ -65,7 +95,7 @@ export class AccountStates {
   /** Batch `seq` committed: its states become the cached truth (write-through to Redis, best effort). */
   committed(seq: number, states: readonly AccountState[]): void {
     for (const s of states) {
-      this.remember(s.accountId, s);
+      this.lru.remember(s.accountId, s);
       if (this.pending.get(s.accountId)?.seq === seq) this.pending.delete(s.accountId);
     }
     if (states.length && redisIsReady(this.redis)) {
@@ -79,17 +109,6 @@ export class AccountStates {
   }
 
   forget(ids: Iterable<string>): void {
-    for (const id of ids) this.lru.delete(id);
-    this.metrics?.stateCached.set(this.lru.size);
-  }
-
-  private remember(id: string, s: AccountState): void {
-    this.lru.delete(id);
-    this.lru.set(id, s);
-    if (this.lru.size > this.maxSize) {
-      this.lru.delete(this.lru.keys().next().value as string);
-      this.metrics?.stateEvictions.inc();
-    }
-    this.metrics?.stateCached.set(this.lru.size);
+    this.lru.forget(ids);
   }
 }

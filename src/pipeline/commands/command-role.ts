@@ -27,7 +27,7 @@ import type { DeadMessage, Headers } from '../dead-letter';
 import { Packer, forEachRecord } from '../pack';
 import { CANARY_PARTITION, type Batch, type DeadLetter, type PipelineRole, type Preparation, type RoleSettings, type WriteResult } from '../role';
 import { createWorkerPool, type WorkerPool } from '../worker-pool';
-import { AccountStates } from './account-states';
+import { AccountStates, StateCache } from './account-states';
 import { EVENT_COLUMNS, REJECTION_COLUMNS, TRANSFER_COLUMNS } from '../../codec/rows';
 import { transfersPending } from '../../db/sql/transfers';
 import { decideShard, type KnownOutcome, type ShardResult, type ShardTask } from './decide-shard';
@@ -185,7 +185,8 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     // the command and transfer pipelines both append to accounts
     this.writeLock = ctx.accountWrites;
     this.workers = createWorkerPool(p.workers, kind.workerFile, kind.decide);
-    this.states = new AccountStates(p.stateCacheSize, log, redis, config.redis.stateTtlMs, metrics);
+    // the committed states are the process's: what the other account writer committed is decided on here
+    this.states = new AccountStates(ctx.accountStates ?? new StateCache(p.stateCacheSize, metrics), log, redis, config.redis.stateTtlMs, metrics);
     this.resent = new ResentCommands(pool, redis, config.redis.dedupWindowMs);
     this.publisher = new OutcomePublisher(ctx.producer, config.kafka.topics.results, metrics, log, this.settings.name, config.kafka.messageTimeoutMs);
   }

@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Registry } from 'prom-client';
 import type { Pool } from 'pg';
-import { AccountStates } from '../../../src/pipeline/commands/account-states';
+import { AccountStates, StateCache } from '../../../src/pipeline/commands/account-states';
 import { createLogger } from '../../../src/logger';
 import { createMetrics } from '../../../src/metrics';
 import type { AccountState } from '../../../src/domain/types';
@@ -22,7 +22,7 @@ async function value(m: ReturnType<typeof createMetrics>, name: string, labels: 
 
 test('memory hits, evictions past the size, and the size', async () => {
   const m = createMetrics(new Registry(), { defaultMetrics: false });
-  const s = new AccountStates(2, createLogger({ level: 'silent' }), undefined, 1000, m);
+  const s = new AccountStates(new StateCache(2, m), createLogger({ level: 'silent' }), undefined, 1000, m);
   s.committed(1, [state('a', 1), state('b', 1)]);
   assert.is(await value(m, 'banking_es_state_cache_accounts'), 2);
   const got = await s.load(noDb, ['a', 'b'], 2);
@@ -34,6 +34,22 @@ test('memory hits, evictions past the size, and the size', async () => {
   s.prepared(3, [state('a', 2)]);
   assert.is((await s.load(noDb, ['a'], 4)).get('a')!.version, 2, 'a batch still committing answers from memory');
   assert.is(await value(m, 'banking_es_state_lookups_total', { answered: 'memory' }), 3);
+});
+
+test('two pipelines share the committed states: what one committed, the other decides on; never an older one', async () => {
+  const m = createMetrics(new Registry(), { defaultMetrics: false });
+  const log = createLogger({ level: 'silent' });
+  const shared = new StateCache(10, m);
+  const commands = new AccountStates(shared, log, undefined, 1000, m);
+  const transfers = new AccountStates(shared, log, undefined, 1000, m);
+  commands.committed(1, [state('a', 3)]);
+  transfers.committed(7, [state('a', 4)]); // a credit
+  assert.is((await commands.load(noDb, ['a'], 2)).get('a')!.version, 4, 'the credit the transfer pipeline committed');
+  commands.committed(2, [state('a', 3)]); // reported late: an older state
+  assert.is((await transfers.load(noDb, ['a'], 8)).get('a')!.version, 4, 'a late report never moves a state back');
+  commands.prepared(3, [state('a', 5)]);
+  assert.is((await transfers.load(noDb, ['a'], 9)).get('a')!.version, 4, 'what one pipeline prepared stays its own until it commits');
+  assert.is((await commands.load(noDb, ['a'], 4)).get('a')!.version, 5);
 });
 
 test.run();
