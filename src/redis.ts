@@ -94,6 +94,11 @@ export async function writeCachedStates(client: Redis, states: readonly AccountS
   await p.exec();
 }
 
+/** Drops cached account states (they are read from Postgres next). Rejects when Redis fails. */
+export async function forgetCachedStates(client: Redis, ids: readonly string[]): Promise<void> {
+  await client.del(...ids.map(stateKey));
+}
+
 /*
  * A lock for singleton jobs (the projection rebuild): `SET key token NX PX ttl`
  * with a random token, kept alive by a compare-and-expire while the job

@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Pool } from 'pg';
 import { copyIn } from '../../src/db/sql/copy-in';
-import { decidedOtherwise, findKnownOutcomes } from '../../src/db/sql/find-known-outcomes';
+import { mustDecideAgain, findKnownOutcomes } from '../../src/db/sql/find-known-outcomes';
 import { loadLatestStates } from '../../src/db/sql/load-latest-states';
 import { createPool } from '../../src/db/pool';
 import { migrate } from '../../src/db/migrate';
@@ -100,19 +100,26 @@ test('the transfers row is in flight until settled, and settles once', async () 
   assert.equal(after.rows, [{ settled: 'refunded', reason: 'DESTINATION_CLOSED' }]);
 });
 
-test('one round trip tells a batch decided the other way, or refused on a state another writer moved past', async () => {
+test('one round trip tells a batch decided the other way, refused on a state another writer moved past, or decided on a state Postgres never held', async () => {
   // A holds the debit at version 6 (first test); C has no event at all
   const C = '0c000000-0000-4000-8000-0000000000cc', X = '7a000000-0000-4000-8000-000000000001';
   const none = { accounts: [], commands: [] };
   const client = await pool.connect();
   try {
-    assert.is(await decidedOtherwise(client, none, none), false, 'nothing to check');
-    assert.is(await decidedOtherwise(client, none, { accounts: [A], commands: [T] }), true, 'refused now, accepted before');
-    assert.is(await decidedOtherwise(client, { accounts: [A], commands: [X] }, none), false, 'a new command');
-    assert.is(await decidedOtherwise(client, none, none, { accounts: [A], versions: [6] }), false, 'refused on the latest state');
-    assert.is(await decidedOtherwise(client, none, none, { accounts: [A], versions: [5] }), true, 'refused on a state moved past');
-    assert.is(await decidedOtherwise(client, none, none, { accounts: [C, A], versions: [0, 6] }), false, 'no account moved');
-    assert.is(await decidedOtherwise(client, none, none, { accounts: [C, A], versions: [0, 4] }), true, 'one of several moved');
+    assert.equal(await mustDecideAgain(client, none, none), false, 'nothing to check');
+    assert.equal(await mustDecideAgain(client, none, { accounts: [A], commands: [T] }), { why: 'decided-otherwise' }, 'refused now, accepted before');
+    assert.equal(await mustDecideAgain(client, { accounts: [A], commands: [X] }, none), false, 'a new command');
+    assert.equal(await mustDecideAgain(client, none, none, { accounts: [A], versions: [6] }), false, 'refused on the latest state');
+    assert.equal(await mustDecideAgain(client, none, none, { accounts: [A], versions: [5] }), { why: 'decided-otherwise' }, 'refused on a state moved past');
+    assert.equal(await mustDecideAgain(client, none, none, { accounts: [C, A], versions: [0, 6] }), false, 'no account moved');
+    assert.equal(await mustDecideAgain(client, none, none, { accounts: [C, A], versions: [0, 4] }), { why: 'decided-otherwise' }, 'one of several moved');
+    // a state decided on must be one Postgres holds: A's latest event is version 6 with balance 3766
+    const on = (versions: number[], balances: string[]) => mustDecideAgain(client, none, none, undefined, { accounts: versions.map(() => A), versions, balances });
+    assert.equal(await on([6], ['3766']), false, 'the latest state');
+    assert.equal(await on([7], ['3766']), { why: 'state-unknown', accounts: [A] }, 'a state newer than Postgres: it would leave a gap');
+    assert.equal(await on([6], ['999999']), { why: 'state-unknown', accounts: [A] }, 'the same version with another balance: another ledger');
+    assert.equal(await on([6, 9], ['3766', '1']), { why: 'state-unknown', accounts: [A] }, 'one of several unknown');
+    assert.equal(await mustDecideAgain(client, none, { accounts: [A], commands: [T] }, undefined, { accounts: [A], versions: [9], balances: ['1'] }), { why: 'decided-otherwise' }, 'decided otherwise is said first');
   } finally {
     client.release();
   }

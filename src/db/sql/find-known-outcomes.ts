@@ -49,27 +49,45 @@ export async function findKnownOutcomes(client: Pool | PoolClient, accounts: rea
 type DecidedPairs = { accounts: readonly string[]; commands: readonly string[] };
 /** Accounts a batch refused a command on because of their state, with the version the refusal saw. */
 export type RefusedOnState = { accounts: readonly string[]; versions: readonly number[] };
+/**
+ * The existing states a batch decided on (accounts it wrote to or refused on
+ * their state): each version with the balance its latest event carries
+ * (minor units, as balanceAfter is stored).
+ */
+export type DecidedOn = { accounts: readonly string[]; versions: readonly number[]; balances: readonly string[] };
+/** Why a batch must be decided again (with the accounts whose state Postgres does not hold); false when it may commit. */
+export type Redo = false | { why: 'decided-otherwise' } | { why: 'state-unknown'; accounts: string[] };
 
 /**
- * True when the batch must be decided again: a command decided now was
- * decided the other way before (an accepted pair already has a rejection
- * row, or a rejected pair an event row; the unique keys catch a pair
- * decided the same way), or a refusal was decided on a state another
- * writer has moved past (an event beyond the version it saw). One round
- * trip for all three; none when there is nothing to check.
+ * Whether the batch must be decided again:
+ * - 'decided-otherwise': a command decided now was decided the other way
+ *   before (an accepted pair already has a rejection row, or a rejected pair
+ *   an event row; the unique keys catch a pair decided the same way), or a
+ *   refusal was decided on a state another writer has moved past (an event
+ *   beyond the version it saw);
+ * - 'state-unknown', with the accounts: a state decided on is not one Postgres holds (no event
+ *   at its version with its balance). The events key catches a cached state
+ *   older than Postgres; this catches one that is newer or from another
+ *   ledger (a Redis shared by two deployments, or one that outlived a restore
+ *   of Postgres), which would otherwise leave a gap in the versions.
+ * One round trip for all; none when there is nothing to check.
  */
-export async function decidedOtherwise(client: PoolClient, accepted: DecidedPairs, rejected: DecidedPairs, refused: RefusedOnState = NONE_REFUSED): Promise<boolean> {
-  if (accepted.accounts.length === 0 && rejected.accounts.length === 0 && refused.accounts.length === 0) return false;
-  const { rows } = await client.query<{ hit: boolean }>(
+export async function mustDecideAgain(client: PoolClient, accepted: DecidedPairs, rejected: DecidedPairs, refused: RefusedOnState = NONE_REFUSED, decidedOn: DecidedOn = NONE_DECIDED_ON): Promise<Redo> {
+  if (accepted.accounts.length === 0 && rejected.accounts.length === 0 && refused.accounts.length === 0 && decidedOn.accounts.length === 0) return false;
+  const { rows } = await client.query<{ otherwise: boolean; unknown: string[] | null }>(
     `SELECT EXISTS (SELECT 1 FROM unnest($1::uuid[], $2::uuid[]) AS c(a, k) JOIN command_rejections t ON t.account_id = c.a AND t.command_id = c.k)
          OR EXISTS (SELECT 1 FROM unnest($3::uuid[], $4::uuid[]) AS c(a, k) JOIN events t ON t.account_id = c.a AND t.command_id = c.k)
-         OR EXISTS (SELECT 1 FROM unnest($5::uuid[], $6::bigint[]) AS c(a, v) JOIN events t ON t.account_id = c.a AND t.version > c.v) AS hit`,
-    [accepted.accounts, accepted.commands, rejected.accounts, rejected.commands, refused.accounts, refused.versions],
+         OR EXISTS (SELECT 1 FROM unnest($5::uuid[], $6::bigint[]) AS c(a, v) JOIN events t ON t.account_id = c.a AND t.version > c.v) AS otherwise,
+            (SELECT array_agg(c.a) FROM unnest($7::uuid[], $8::bigint[], $9::text[]) AS c(a, v, b)
+              WHERE NOT EXISTS (SELECT 1 FROM events t WHERE t.account_id = c.a AND t.version = c.v AND t.payload->'data'->>'balanceAfter' = c.b)) AS unknown`,
+    [accepted.accounts, accepted.commands, rejected.accounts, rejected.commands, refused.accounts, refused.versions, decidedOn.accounts, decidedOn.versions, decidedOn.balances],
   );
-  return rows[0].hit;
+  const { otherwise, unknown } = rows[0];
+  return otherwise ? { why: 'decided-otherwise' } : unknown?.length ? { why: 'state-unknown', accounts: unknown } : false;
 }
 
 const NONE_REFUSED: RefusedOnState = { accounts: [], versions: [] };
+const NONE_DECIDED_ON: DecidedOn = { accounts: [], versions: [], balances: [] };
 
 const COMMAND_OF: Record<string, string> = {
   AccountCreated: 'OpenAccount', MoneyDeposited: 'Deposit', MoneyWithdrawn: 'Withdraw', AccountClosed: 'CloseAccount',

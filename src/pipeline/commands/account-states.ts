@@ -2,13 +2,15 @@
  * Account state for deciding: an in-process LRU, then Redis (shared by
  * instances, so a partition's new owner starts warm), then Postgres (the
  * authority). A state from a cache can be stale; a stale version hits the
- * events primary key at commit, and the batch is retried from Postgres.
+ * events primary key at commit, and the batch is retried from Postgres. A
+ * cached state Postgres never held (newer, or another ledger's) is caught by
+ * the commit's check (mustDecideAgain) and dropped from both caches.
  */
 import type { Pool, PoolClient } from 'pg';
 import type { AccountState } from '../../domain/types';
 import { loadLatestStates } from '../../db/sql/load-latest-states';
 import type { RedisClient } from '../../redis';
-import { readCachedStates, redisIsReady, writeCachedStates } from '../../redis';
+import { forgetCachedStates, readCachedStates, redisIsReady, writeCachedStates } from '../../redis';
 import type { Logger } from '../../logger';
 import type { Metrics } from '../../metrics';
 
@@ -42,15 +44,28 @@ export class StateCache {
   }
 }
 
+export interface LoadedStates {
+  states: Map<string, AccountState>;
+  /** the accounts whose state came from Redis */
+  fromRedis: ReadonlySet<string>;
+}
+
 export class AccountStates {
   private readonly pending = new Map<string, { seq: number; state: AccountState }>();
 
   /** `lru`: the process's (DaemonContext.accountStates), or one of its own */
   constructor(private readonly lru: StateCache, private readonly log: Logger, private readonly redis?: RedisClient, private readonly ttlMs = 3_600_000, private readonly metrics?: Metrics) {}
 
-  /** States of `ids` that exist (absent = account does not exist) as batch `seq` must see them. `careful` skips the caches (reads Postgres). */
-  async load(db: Pool | PoolClient, ids: string[], seq: number, careful = false): Promise<Map<string, AccountState>> {
+  /**
+   * States of `ids` that exist (absent = account does not exist) as batch `seq` must see them, and
+   * which of them came from Redis. `careful` skips the caches (reads Postgres). The in-process
+   * states are this process's commits and Postgres reads, so at worst older than Postgres (the
+   * events key catches that); one from Redis may be a state Postgres never held, and the commit
+   * checks it (mustDecideAgain).
+   */
+  async load(db: Pool | PoolClient, ids: string[], seq: number, careful = false): Promise<LoadedStates> {
     const out = new Map<string, AccountState>();
+    const fromRedis = new Set<string>();
     let missing: string[] = [];
     if (careful) missing = ids;
     else {
@@ -67,8 +82,10 @@ export class AccountStates {
         const cached = await readCachedStates(this.redis!, missing);
         const still: string[] = [];
         cached.forEach((v, i) => {
-          if (v) out.set(missing[i], v);
-          else still.push(missing[i]);
+          if (v) {
+            out.set(missing[i], v);
+            fromRedis.add(missing[i]);
+          } else still.push(missing[i]);
         });
         this.metrics?.stateLookups.inc({ answered: 'redis' }, missing.length - still.length);
         missing = still;
@@ -84,7 +101,7 @@ export class AccountStates {
         this.lru.remember(id, s);
       }
     }
-    return out;
+    return { states: out, fromRedis };
   }
 
   /** Batch `seq` was decided into these states; batches after it see them until it commits or fails. */
@@ -110,5 +127,13 @@ export class AccountStates {
 
   forget(ids: Iterable<string>): void {
     this.lru.forget(ids);
+  }
+
+  /** States of these accounts turned out not to be Postgres's: the next batch reads them there (Redis best effort). */
+  distrust(ids: readonly string[]): void {
+    this.lru.forget(ids);
+    if (ids.length && redisIsReady(this.redis)) {
+      forgetCachedStates(this.redis!, ids).catch((e: unknown) => this.log.debug({ err: e }, 'redis state delete failed'));
+    }
   }
 }

@@ -16,7 +16,7 @@ import type { PoolClient } from 'pg';
 import type { DaemonContext } from '../../daemon';
 import type { Message } from '../../kafka/consumer';
 import { copyIn } from '../../db/sql/copy-in';
-import { decidedOtherwise, findKnownOutcomes, type RefusedOnState } from '../../db/sql/find-known-outcomes';
+import { mustDecideAgain, findKnownOutcomes, type DecidedOn, type RefusedOnState } from '../../db/sql/find-known-outcomes';
 import type { WriteLock } from '../write-lock';
 import { isUuid } from '../../codec/command';
 import { shardOf } from '../../codec/hash';
@@ -67,6 +67,8 @@ export interface DecidedBatch {
   rejected: { accounts: string[]; commands: string[] };
   /** the states the batch was decided on (absent: the account did not exist) */
   states: ReadonlyMap<string, AccountState>;
+  /** the accounts whose state came from Redis: the commit checks Postgres holds them */
+  fromRedis: ReadonlySet<string>;
   workerSeconds: number;
 }
 
@@ -154,7 +156,7 @@ function accountOf(m: Message): string {
  * wrote no event to, with the version each refusal saw. If another writer
  * (the transfer role, or the command role for a credit's destination) has
  * moved one past it since, the refusal is stale and the batch is redone
- * (decidedOtherwise). An account the batch wrote to is covered by the
+ * (mustDecideAgain). An account the batch wrote to is covered by the
  * events key instead. The accounts are validated UUIDs.
  */
 function refusalsToRecheck(p: DecidedBatch): RefusedOnState {
@@ -168,6 +170,30 @@ function refusalsToRecheck(p: DecidedBatch): RefusedOnState {
   return { accounts, versions };
 }
 
+/**
+ * The states from Redis the batch decided on: each account it wrote to or
+ * refused a command on because of its state, at the version and balance it
+ * saw. Postgres must hold each (mustDecideAgain). The in-process states need
+ * no check (AccountStates.load), nor does a careful batch (it read
+ * Postgres). The accounts are validated UUIDs.
+ */
+function statesDecidedOn(p: DecidedBatch): DecidedOn {
+  const accounts: string[] = [], versions: number[] = [], balances: string[] = [];
+  if (p.careful || p.fromRedis.size === 0) return { accounts, versions, balances };
+  const seen = new Set<string>();
+  const add = (id: string) => {
+    const s = p.states.get(id);
+    if (s === undefined || !p.fromRedis.has(id) || seen.has(id)) return;
+    seen.add(id);
+    accounts.push(id);
+    versions.push(s.version);
+    balances.push(String(s.balance));
+  };
+  for (const s of p.changed) add(s.accountId);
+  for (const r of p.results) for (const a of r.refusedOnState) add(a);
+  return { accounts, versions, balances };
+}
+
 const deadMessage = (m: Message): DeadMessage => ({ key: m.key ?? null, value: m.value ?? null, headers: (m.headers as Headers | undefined) ?? [], partition: m.partition, offset: m.offset });
 
 export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedBatch, Learned> {
@@ -177,6 +203,7 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
   private readonly states: AccountStates;
   private readonly resent: ResentCommands;
   private readonly publisher: OutcomePublisher;
+  private unknownSaidAt = -Infinity;
 
   constructor(private readonly ctx: DaemonContext, private readonly kind: DecidingKind = commandKind(ctx)) {
     const { config, log, metrics, redis, pool } = ctx;
@@ -248,10 +275,10 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
       // redone carefully: CloseAccount decides on the transfers in flight as Postgres has them
       pendingCounted ? transfersPending(pool, accountIds) : Promise.resolve(null),
     ]);
-    let states = loaded;
+    let states = loaded.states;
     if (pending?.size) {
-      states = new Map(loaded); // the loaded states are cached: counted copies for this batch only
-      for (const [id, n] of pending) { const s = loaded.get(id); if (s) states.set(id, { ...s, transfersPending: n }); }
+      states = new Map(loaded.states); // the loaded states are cached: counted copies for this batch only
+      for (const [id, n] of pending) { const s = loaded.states.get(id); if (s) states.set(id, { ...s, transfersPending: n }); }
     }
     const known = how.learned ?? early;
     const nowMs = Date.now();
@@ -270,7 +297,7 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     this.states.prepared(seq, changed);
     this.resent.decided(seq, results.map((r) => r.decided));
     return {
-      seq, batch, slices, results, careful: how.careful, replay, accountIds, changed, pairs, workerSeconds, states,
+      seq, batch, slices, results, careful: how.careful, replay, accountIds, changed, pairs, workerSeconds, states, fromRedis: loaded.fromRedis,
       accepted: { accounts: results.flatMap((r) => r.acceptedAccounts), commands: results.flatMap((r) => r.acceptedCommands) },
       rejected: { accounts: results.flatMap((r) => r.rejectedAccounts), commands: results.flatMap((r) => r.rejectedCommands) },
     };
@@ -296,11 +323,29 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     // decided now, decided before: accepted now but rejected earlier, or the reverse (the unique keys catch the rest);
     // and, as two roles write to accounts (the transfer role runs wherever it is configured, whatever
     // transfers.enabled says here), a refusal decided on a state another writer moved on from
-    if (await decidedOtherwise(client, p.accepted, p.rejected, refusalsToRecheck(p))) {
+    // and a state from a cache that Postgres never held (newer, or another ledger's): deciding on it would leave a gap
+    const again = await mustDecideAgain(client, p.accepted, p.rejected, refusalsToRecheck(p), statesDecidedOn(p));
+    if (again && again.why === 'state-unknown') {
+      this.distrusted(again.accounts);
+      return 'redo';
+    }
+    if (again) {
       this.ctx.metrics.occConflicts.inc();
       return 'redo';
     }
     return this.kind.write(client, p);
+  }
+
+  /** Cached states Postgres does not hold: dropped from both caches, counted, and said at most once a minute. */
+  private distrusted(accounts: string[]): void {
+    const { metrics, log } = this.ctx;
+    metrics.statesUnknown.inc(accounts.length);
+    this.states.distrust(accounts);
+    const now = Date.now();
+    if (now - this.unknownSaidAt < 60_000) return;
+    this.unknownSaidAt = now;
+    log.warn({ pipeline: this.settings.name, accounts: accounts.length, example: accounts[0] },
+      'a cached account state is not one Postgres holds (a Redis shared with another ledger, or one older than a restore of Postgres): deciding again from Postgres');
   }
 
   /** What Postgres holds for every command of the batch; the next preparation decides on it. */

@@ -26,13 +26,14 @@ test('memory hits, evictions past the size, and the size', async () => {
   s.committed(1, [state('a', 1), state('b', 1)]);
   assert.is(await value(m, 'banking_es_state_cache_accounts'), 2);
   const got = await s.load(noDb, ['a', 'b'], 2);
-  assert.is(got.size, 2);
+  assert.is(got.states.size, 2);
+  assert.is(got.fromRedis.size, 0, 'in-process states need no check at commit');
   assert.is(await value(m, 'banking_es_state_lookups_total', { answered: 'memory' }), 2);
   s.committed(2, [state('c', 1)]);
   assert.is(await value(m, 'banking_es_state_cache_evictions_total'), 1, 'a, the oldest, made room for c');
   assert.is(await value(m, 'banking_es_state_cache_accounts'), 2);
   s.prepared(3, [state('a', 2)]);
-  assert.is((await s.load(noDb, ['a'], 4)).get('a')!.version, 2, 'a batch still committing answers from memory');
+  assert.is((await s.load(noDb, ['a'], 4)).states.get('a')!.version, 2, 'a batch still committing answers from memory');
   assert.is(await value(m, 'banking_es_state_lookups_total', { answered: 'memory' }), 3);
 });
 
@@ -44,12 +45,12 @@ test('two pipelines share the committed states: what one committed, the other de
   const transfers = new AccountStates(shared, log, undefined, 1000, m);
   commands.committed(1, [state('a', 3)]);
   transfers.committed(7, [state('a', 4)]); // a credit
-  assert.is((await commands.load(noDb, ['a'], 2)).get('a')!.version, 4, 'the credit the transfer pipeline committed');
+  assert.is((await commands.load(noDb, ['a'], 2)).states.get('a')!.version, 4, 'the credit the transfer pipeline committed');
   commands.committed(2, [state('a', 3)]); // reported late: an older state
-  assert.is((await transfers.load(noDb, ['a'], 8)).get('a')!.version, 4, 'a late report never moves a state back');
+  assert.is((await transfers.load(noDb, ['a'], 8)).states.get('a')!.version, 4, 'a late report never moves a state back');
   commands.prepared(3, [state('a', 5)]);
-  assert.is((await transfers.load(noDb, ['a'], 9)).get('a')!.version, 4, 'what one pipeline prepared stays its own until it commits');
-  assert.is((await commands.load(noDb, ['a'], 4)).get('a')!.version, 5);
+  assert.is((await transfers.load(noDb, ['a'], 9)).states.get('a')!.version, 4, 'what one pipeline prepared stays its own until it commits');
+  assert.is((await commands.load(noDb, ['a'], 4)).states.get('a')!.version, 5);
 });
 
 test.run();

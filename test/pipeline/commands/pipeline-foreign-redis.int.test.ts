@@ -1,0 +1,101 @@
+/**
+ * A Redis holding account states Postgres never held (docs/reliability.md §3):
+ * a Redis shared by two deployments, or one that outlived a restore of
+ * Postgres. The daemon runs with a private redis-server; between restarts
+ * (each starts with an empty in-process cache, so it reads Redis) the test
+ * writes there, for accounts the daemon has opened, states newer than
+ * Postgres and states at Postgres's version with another balance. Every
+ * command is still decided on what Postgres holds: outcomes as Postgres
+ * says, versions without gaps, and the forged states dropped from Redis or
+ * replaced by committed ones. Three rounds, interleaved with commands on an
+ * account left alone.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { cmd, PipelineFixture } from '../../helpers/pipeline';
+import { releasePrivateRedis, startPrivateRedis, type PrivateRedis } from '../../helpers/faults';
+
+let redis: PrivateRedis | undefined;
+let client: Redis | undefined;
+let f: PipelineFixture | undefined;
+
+test.before(async () => {
+  redis = await startPrivateRedis();
+  if (!redis) throw new Error('redis-server is not installed (apt-get install redis-server)');
+  client = new Redis(redis.state.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await client.connect();
+  f = await PipelineFixture.create('foreignredis', { REDIS_URL: redis.state.url });
+});
+
+test.after(async () => {
+  await f?.release();
+  client?.disconnect();
+  await releasePrivateRedis(redis);
+});
+
+type Cached = { accountId: string; version: number; balance: number; currency: string; status: string; ownerName: string };
+const cached = async (id: string): Promise<Cached | null> => {
+  const v = await client!.get(`bes:acct:${id}`);
+  return v === null ? null : (JSON.parse(v) as Cached);
+};
+const forge = (id: string, version: number, balance: number) =>
+  client!.set(`bes:acct:${id}`, JSON.stringify({ accountId: id, version, balance, currency: 'USD', status: 'open', ownerName: 'Someone Else' }), 'PX', 3_600_000);
+
+test('states Postgres never held are caught at commit: decided again on Postgres, no gap, no wrong balance', async () => {
+  const fx = f!;
+  const newer = randomUUID(), sameVersion = randomUUID(), refusedOn = randomUUID(), bystander = randomUUID();
+  const opens = [cmd.open(newer, '10.00'), cmd.open(sameVersion, '10.00'), cmd.open(refusedOn, '10.00'), cmd.open(bystander, '0')];
+  let d = await fx.start();
+  await fx.sendAll(opens);
+  await fx.outcomeFor(opens, 45000);
+  assert.is(await d.metric('banking_es_state_cache_unknown_total'), 0, 'states the daemon wrote itself are known');
+  // expected balances (cents) and versions, as Postgres holds them
+  const expect = { newer: { v: 1, b: 1000 }, sameVersion: { v: 1, b: 1000 }, refusedOn: { v: 1, b: 1000 } };
+
+  for (let round = 1; round <= 3; round++) {
+    await fx.stop();
+    if (round === 1) assert.is((await cached(sameVersion))?.version, 1, 'the daemon writes its states through to Redis');
+    await forge(newer, expect.newer.v + 5 * round, 500_000); // newer than Postgres: its next event would leave a gap
+    await forge(sameVersion, expect.sameVersion.v, 100_000_000); // Postgres's version, another ledger's balance
+    await forge(refusedOn, expect.refusedOn.v + 3, 0); // newer and empty: a withdrawal would be refused on it
+    d = await fx.start();
+
+    const cs = [
+      cmd.deposit(bystander, '1.00'),
+      cmd.deposit(newer, '0.05'),
+      cmd.withdraw(sameVersion, '500.00'),
+      cmd.deposit(bystander, '1.00'),
+      cmd.withdraw(refusedOn, '1.00'),
+      cmd.deposit(bystander, '1.00'),
+    ];
+    await fx.sendAll(cs);
+    const os = await fx.outcomeFor(cs, 45000);
+    expect.newer = { v: expect.newer.v + 1, b: expect.newer.b + 5 };
+    expect.refusedOn = { v: expect.refusedOn.v + 1, b: expect.refusedOn.b - 100 };
+    const money = (c: number) => (c / 100).toFixed(2);
+    assert.equal(os.map((o) => [o.status, o.reason ?? o.balance, o.version ?? null]), [
+      ['accepted', money(round * 300 - 200), 3 * round - 1],
+      ['accepted', money(expect.newer.b), expect.newer.v],
+      ['rejected', 'INSUFFICIENT_FUNDS', null],
+      ['accepted', money(round * 300 - 100), 3 * round],
+      ['accepted', money(expect.refusedOn.b), expect.refusedOn.v],
+      ['accepted', money(round * 300), 3 * round + 1],
+    ], `round ${round}`);
+    for (const [id, e] of [[newer, expect.newer], [sameVersion, expect.sameVersion], [refusedOn, expect.refusedOn]] as const) {
+      const events = await fx.events(id);
+      assert.equal(events.map((x) => x.version), Array.from({ length: e.v }, (_, i) => i + 1), `round ${round}: versions without a gap`);
+      assert.is(events.at(-1)?.payload.data.balanceAfter, String(e.b), `round ${round}: the balance Postgres says`);
+    }
+    const unknown = await d.metric('banking_es_state_cache_unknown_total');
+    assert.ok(unknown !== undefined && unknown >= 1, `round ${round}: counted (${unknown})`);
+    // committed states replace the forged ones; a state only refused on is dropped
+    assert.equal([(await cached(newer))?.version, (await cached(refusedOn))?.version], [expect.newer.v, expect.refusedOn.v], `round ${round}`);
+    const same = await cached(sameVersion);
+    assert.ok(same === null || same.balance === expect.sameVersion.b, `round ${round}: the other ledger's state is gone from Redis: ${JSON.stringify(same)}`);
+    assert.ok(d.logs().some((l) => (l.level ?? 0) === 40 && /not one Postgres holds/.test(String(l.msg))), `round ${round}: a warning says so`);
+  }
+});
+
+test.run();
