@@ -70,16 +70,22 @@ export type Redo = false | { why: 'decided-otherwise' } | { why: 'state-unknown'
  *   older than Postgres; this catches one that is newer or from another
  *   ledger (a Redis shared by two deployments, or one that outlived a restore
  *   of Postgres), which would otherwise leave a gap in the versions.
- * One round trip for all; none when there is nothing to check.
+ * One round trip for all; none when there is nothing to check. Every part
+ * probes an index per account: the LIMITs keep the planner from answering
+ * with a hash join over the whole events table, which it chose with
+ * statistics older than the table's growth (17 ms per batch at 96k events,
+ * growing with the table; test/db/hot-path-plans.int.test.ts).
  */
 export async function mustDecideAgain(client: PoolClient, accepted: DecidedPairs, rejected: DecidedPairs, refused: RefusedOnState = NONE_REFUSED, decidedOn: DecidedOn = NONE_DECIDED_ON): Promise<Redo> {
   if (accepted.accounts.length === 0 && rejected.accounts.length === 0 && refused.accounts.length === 0 && decidedOn.accounts.length === 0) return false;
   const { rows } = await client.query<{ otherwise: boolean; unknown: string[] | null }>(
     `SELECT EXISTS (SELECT 1 FROM unnest($1::uuid[], $2::uuid[]) AS c(a, k) JOIN command_rejections t ON t.account_id = c.a AND t.command_id = c.k)
          OR EXISTS (SELECT 1 FROM unnest($3::uuid[], $4::uuid[]) AS c(a, k) JOIN events t ON t.account_id = c.a AND t.command_id = c.k)
-         OR EXISTS (SELECT 1 FROM unnest($5::uuid[], $6::bigint[]) AS c(a, v) JOIN events t ON t.account_id = c.a AND t.version > c.v) AS otherwise,
+         OR EXISTS (SELECT 1 FROM unnest($5::uuid[], $6::bigint[]) AS c(a, v)
+                     CROSS JOIN LATERAL (SELECT 1 FROM events t WHERE t.account_id = c.a AND t.version > c.v LIMIT 1) AS moved) AS otherwise,
             (SELECT array_agg(c.a) FROM unnest($7::uuid[], $8::bigint[], $9::text[]) AS c(a, v, b)
-              WHERE NOT EXISTS (SELECT 1 FROM events t WHERE t.account_id = c.a AND t.version = c.v AND t.payload->'data'->>'balanceAfter' = c.b)) AS unknown`,
+               LEFT JOIN LATERAL (SELECT t.payload->'data'->>'balanceAfter' AS b FROM events t WHERE t.account_id = c.a AND t.version = c.v LIMIT 1) AS held ON true
+              WHERE held.b IS DISTINCT FROM c.b) AS unknown`,
     [accepted.accounts, accepted.commands, rejected.accounts, rejected.commands, refused.accounts, refused.versions, decidedOn.accounts, decidedOn.versions, decidedOn.balances],
   );
   const { otherwise, unknown } = rows[0];
