@@ -81,10 +81,33 @@ export async function claimCommands(client: Redis, accounts: readonly string[], 
 
 const stateKey = (accountId: string) => `bes:acct:${accountId}`;
 
-/** Cached account states, by position in `ids` (null when not cached). Rejects when Redis fails. */
+/**
+ * Cached account states, by position in `ids` (null when not cached, or when
+ * the value is not a state of that account that banking-es could have
+ * written: Postgres is read instead). Rejects when Redis fails.
+ */
 export async function readCachedStates(client: Redis, ids: readonly string[]): Promise<Array<AccountState | null>> {
   const vals = await client.mget(ids.map(stateKey));
-  return vals.map((v) => (v ? (JSON.parse(v) as AccountState) : null));
+  return vals.map((v, i) => (v ? cachedState(v, ids[i]) : null));
+}
+
+/**
+ * A cached value as a state of `id`, only with the fields a decision reads
+ * and each of its type; anything else is null. A value is never trusted for
+ * its shape: Redis may be shared, or written by something else.
+ */
+export function cachedState(value: string, id: string): AccountState | null {
+  let v: Partial<Record<keyof AccountState, unknown>>;
+  try {
+    v = JSON.parse(value) as typeof v;
+  } catch {
+    return null;
+  }
+  if (v === null || typeof v !== 'object' || v.accountId !== id) return null;
+  const { version, balance, currency, status, ownerName } = v;
+  if (!Number.isSafeInteger(version) || (version as number) < 1 || !Number.isSafeInteger(balance) || (balance as number) < 0) return null;
+  if (typeof currency !== 'string' || !/^[A-Z]{3}$/.test(currency) || (status !== 'open' && status !== 'closed')) return null;
+  return { accountId: id, version: version as number, balance: balance as number, currency, status, ownerName: typeof ownerName === 'string' ? ownerName : '' };
 }
 
 /** Writes account states through to the shared cache, each for `ttlMs`. Rejects when Redis fails. */
