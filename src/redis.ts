@@ -9,6 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import Redis from 'ioredis';
 import type { AccountState } from './domain/types';
+import { fractionDigits } from './domain/currency';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
 import { redactUrl } from './logger';
@@ -106,7 +107,8 @@ export function cachedState(value: string, id: string): AccountState | null {
   if (v === null || typeof v !== 'object' || v.accountId !== id) return null;
   const { version, balance, currency, status, ownerName } = v;
   if (!Number.isSafeInteger(version) || (version as number) < 1 || !Number.isSafeInteger(balance) || (balance as number) < 0) return null;
-  if (typeof currency !== 'string' || !/^[A-Z]{3}$/.test(currency) || (status !== 'open' && status !== 'closed')) return null;
+  if (typeof currency !== 'string' || fractionDigits(currency) === undefined || (status !== 'open' && status !== 'closed')) return null;
+  if (status === 'closed' && balance !== 0) return null; // an account is closed only at zero
   return { accountId: id, version: version as number, balance: balance as number, currency, status, ownerName: typeof ownerName === 'string' ? ownerName : '' };
 }
 

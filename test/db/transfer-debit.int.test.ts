@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Pool } from 'pg';
 import { copyIn } from '../../src/db/sql/copy-in';
-import { mustDecideAgain, findKnownOutcomes } from '../../src/db/sql/find-known-outcomes';
+import { checkCommit, findKnownOutcomes } from '../../src/db/sql/find-known-outcomes';
 import { loadLatestStates } from '../../src/db/sql/load-latest-states';
 import { createPool } from '../../src/db/pool';
 import { migrate } from '../../src/db/migrate';
@@ -106,20 +106,30 @@ test('one round trip tells a batch decided the other way, refused on a state ano
   const none = { accounts: [], commands: [] };
   const client = await pool.connect();
   try {
-    assert.equal(await mustDecideAgain(client, none, none), false, 'nothing to check');
-    assert.equal(await mustDecideAgain(client, none, { accounts: [A], commands: [T] }), { why: 'decided-otherwise' }, 'refused now, accepted before');
-    assert.equal(await mustDecideAgain(client, { accounts: [A], commands: [X] }, none), false, 'a new command');
-    assert.equal(await mustDecideAgain(client, none, none, { accounts: [A], versions: [6] }), false, 'refused on the latest state');
-    assert.equal(await mustDecideAgain(client, none, none, { accounts: [A], versions: [5] }), { why: 'decided-otherwise' }, 'refused on a state moved past');
-    assert.equal(await mustDecideAgain(client, none, none, { accounts: [C, A], versions: [0, 6] }), false, 'no account moved');
-    assert.equal(await mustDecideAgain(client, none, none, { accounts: [C, A], versions: [0, 4] }), { why: 'decided-otherwise' }, 'one of several moved');
-    // a state decided on must be one Postgres holds: A's latest event is version 6 with balance 3766
-    const on = (versions: number[], balances: string[]) => mustDecideAgain(client, none, none, undefined, { accounts: versions.map(() => A), versions, balances });
-    assert.equal(await on([6], ['3766']), false, 'the latest state');
-    assert.equal(await on([7], ['3766']), { why: 'state-unknown', accounts: [A] }, 'a state newer than Postgres: it would leave a gap');
-    assert.equal(await on([6], ['999999']), { why: 'state-unknown', accounts: [A] }, 'the same version with another balance: another ledger');
-    assert.equal(await on([6, 9], ['3766', '1']), { why: 'state-unknown', accounts: [A] }, 'one of several unknown');
-    assert.equal(await mustDecideAgain(client, none, { accounts: [A], commands: [T] }, undefined, { accounts: [A], versions: [9], balances: ['1'] }), { why: 'decided-otherwise' }, 'decided otherwise is said first');
+    const no = { otherwise: false, unknown: [] }, otherwise = { otherwise: true, unknown: [] };
+    assert.equal(await checkCommit(client, none, none), no, 'nothing to check');
+    assert.equal(await checkCommit(client, none, { accounts: [A], commands: [T] }), otherwise, 'refused now, accepted before');
+    assert.equal(await checkCommit(client, { accounts: [A], commands: [X] }, none), no, 'a new command');
+    assert.equal(await checkCommit(client, none, none, { accounts: [A], versions: [6] }), no, 'refused on the latest state');
+    assert.equal(await checkCommit(client, none, none, { accounts: [A], versions: [5] }), otherwise, 'refused on a state moved past');
+    assert.equal(await checkCommit(client, none, none, { accounts: [C, A], versions: [0, 6] }), no, 'no account moved');
+    assert.equal(await checkCommit(client, none, none, { accounts: [C, A], versions: [0, 4] }), otherwise, 'one of several moved');
+    // a state from Redis must be one Postgres holds: A's latest event is version 6, a EUR debit leaving 3766
+    type S = { v: number; b: string; cur?: string; closed?: boolean; id?: string };
+    const on = (states: S[]) => checkCommit(client, none, none, undefined, {
+      accounts: states.map((x) => x.id ?? A), versions: states.map((x) => x.v), balances: states.map((x) => x.b),
+      currencies: states.map((x) => x.cur ?? 'EUR'), closed: states.map((x) => x.closed ?? false),
+    });
+    const unknownA = { otherwise: false, unknown: [A] };
+    assert.equal(await on([{ v: 6, b: '3766' }]), no, 'the latest state');
+    assert.equal(await on([{ v: 7, b: '3766' }]), unknownA, 'a state newer than Postgres: it would leave a gap');
+    assert.equal(await on([{ v: 6, b: '999999' }]), unknownA, 'the same version with another balance: another ledger');
+    assert.equal(await on([{ v: 6, b: '3766', cur: 'USD' }]), unknownA, 'another currency: amounts would be read in its digits');
+    assert.equal(await on([{ v: 6, b: '3766', closed: true }]), unknownA, 'closed, where Postgres has it open');
+    assert.equal(await on([{ v: 3, b: '0', id: C }]), { otherwise: false, unknown: [C] }, 'an account Postgres has no event of');
+    assert.equal(await on([{ v: 6, b: '3766' }, { v: 9, b: '1' }]), unknownA, 'one of several unknown');
+    assert.equal(await checkCommit(client, none, { accounts: [A], commands: [T] }, undefined, { accounts: [A], versions: [9], balances: ['1'], currencies: ['EUR'], closed: [false] }),
+      { otherwise: true, unknown: [A] }, 'both at once: both are said');
   } finally {
     client.release();
   }

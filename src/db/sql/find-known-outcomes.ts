@@ -50,50 +50,61 @@ type DecidedPairs = { accounts: readonly string[]; commands: readonly string[] }
 /** Accounts a batch refused a command on because of their state, with the version the refusal saw. */
 export type RefusedOnState = { accounts: readonly string[]; versions: readonly number[] };
 /**
- * The existing states a batch decided on (accounts it wrote to or refused on
- * their state): each version with the balance its latest event carries
- * (minor units, as balanceAfter is stored).
+ * States read from Redis that a batch decided on: each account's version, and
+ * what its event at that version must carry: the balance (minor units, as
+ * balanceAfter is stored), the currency, and whether it closed the account.
  */
-export type DecidedOn = { accounts: readonly string[]; versions: readonly number[]; balances: readonly string[] };
-/** Why a batch must be decided again (with the accounts whose state Postgres does not hold); false when it may commit. */
-export type Redo = false | { why: 'decided-otherwise' } | { why: 'state-unknown'; accounts: string[] };
+export type CachedStates = {
+  accounts: readonly string[]; versions: readonly number[]; balances: readonly string[]; currencies: readonly string[]; closed: readonly boolean[];
+};
+/** What the commit's check found: `otherwise` and `unknown` each make the batch decided again. */
+export interface CommitCheck {
+  /** a command decided the other way before, or a refusal decided on a state another writer moved past */
+  otherwise: boolean;
+  /** accounts whose cached state Postgres does not hold */
+  unknown: string[];
+}
 
 /**
- * Whether the batch must be decided again:
- * - 'decided-otherwise': a command decided now was decided the other way
- *   before (an accepted pair already has a rejection row, or a rejected pair
- *   an event row; the unique keys catch a pair decided the same way), or a
- *   refusal was decided on a state another writer has moved past (an event
- *   beyond the version it saw);
- * - 'state-unknown', with the accounts: a state decided on is not one Postgres holds (no event
- *   at its version with its balance). The events key catches a cached state
- *   older than Postgres; this catches one that is newer or from another
- *   ledger (a Redis shared by two deployments, or one that outlived a restore
- *   of Postgres), which would otherwise leave a gap in the versions.
+ * The commit's one check, in the batch's transaction:
+ * - `otherwise`: a command decided now was decided the other way before (an
+ *   accepted pair already has a rejection row, or a rejected pair an event
+ *   row; the unique keys catch a pair decided the same way), or a refusal
+ *   was decided on a state another writer has moved past (an event beyond
+ *   the version it saw);
+ * - `unknown`: the accounts whose state from Redis is not one Postgres holds
+ *   (no event at its version with its balance, currency and status). The
+ *   events key catches a cached state older than Postgres; this catches one
+ *   that is newer or another ledger's (a Redis shared by two deployments, or
+ *   one that outlived a restore of Postgres), which would otherwise leave a
+ *   gap in the versions, or decide on a balance, currency or status the
+ *   account never had.
  * One round trip for all; none when there is nothing to check. Every part
- * probes an index per account: the LIMITs keep the planner from answering
- * with a hash join over the whole events table, which it chose with
- * statistics older than the table's growth (17 ms per batch at 96k events,
- * growing with the table; test/db/hot-path-plans.int.test.ts).
+ * reads an index per account (the primary key, or the (account_id,
+ * command_id) key); the LIMITs keep the planner from answering with a hash
+ * join over the whole events table, which it chose with statistics older
+ * than the table's growth (17 ms per batch at 96k events, growing with the
+ * table; test/db/hot-path-plans.int.test.ts).
  */
-export async function mustDecideAgain(client: PoolClient, accepted: DecidedPairs, rejected: DecidedPairs, refused: RefusedOnState = NONE_REFUSED, decidedOn: DecidedOn = NONE_DECIDED_ON): Promise<Redo> {
-  if (accepted.accounts.length === 0 && rejected.accounts.length === 0 && refused.accounts.length === 0 && decidedOn.accounts.length === 0) return false;
+export async function checkCommit(client: PoolClient, accepted: DecidedPairs, rejected: DecidedPairs, refused: RefusedOnState = NONE_REFUSED, cached: CachedStates = NONE_CACHED): Promise<CommitCheck> {
+  if (accepted.accounts.length === 0 && rejected.accounts.length === 0 && refused.accounts.length === 0 && cached.accounts.length === 0) return { otherwise: false, unknown: [] };
   const { rows } = await client.query<{ otherwise: boolean; unknown: string[] | null }>(
     `SELECT EXISTS (SELECT 1 FROM unnest($1::uuid[], $2::uuid[]) AS c(a, k) JOIN command_rejections t ON t.account_id = c.a AND t.command_id = c.k)
          OR EXISTS (SELECT 1 FROM unnest($3::uuid[], $4::uuid[]) AS c(a, k) JOIN events t ON t.account_id = c.a AND t.command_id = c.k)
          OR EXISTS (SELECT 1 FROM unnest($5::uuid[], $6::bigint[]) AS c(a, v)
                      CROSS JOIN LATERAL (SELECT 1 FROM events t WHERE t.account_id = c.a AND t.version > c.v LIMIT 1) AS moved) AS otherwise,
-            (SELECT array_agg(c.a) FROM unnest($7::uuid[], $8::bigint[], $9::text[]) AS c(a, v, b)
-               LEFT JOIN LATERAL (SELECT t.payload->'data'->>'balanceAfter' AS b FROM events t WHERE t.account_id = c.a AND t.version = c.v LIMIT 1) AS held ON true
-              WHERE held.b IS DISTINCT FROM c.b) AS unknown`,
-    [accepted.accounts, accepted.commands, rejected.accounts, rejected.commands, refused.accounts, refused.versions, decidedOn.accounts, decidedOn.versions, decidedOn.balances],
+            (SELECT array_agg(c.a) FROM unnest($7::uuid[], $8::bigint[], $9::text[], $10::text[], $11::boolean[]) AS c(a, v, b, cur, closed)
+               LEFT JOIN LATERAL (SELECT t.payload->'data'->>'balanceAfter' AS b, t.payload->'data'->>'currency' AS cur, t.event_type = 'AccountClosed' AS closed
+                                    FROM events t WHERE t.account_id = c.a AND t.version = c.v LIMIT 1) AS held ON true
+              WHERE (held.b, held.cur, held.closed) IS DISTINCT FROM (c.b, c.cur, c.closed)) AS unknown`,
+    [accepted.accounts, accepted.commands, rejected.accounts, rejected.commands, refused.accounts, refused.versions,
+      cached.accounts, cached.versions, cached.balances, cached.currencies, cached.closed],
   );
-  const { otherwise, unknown } = rows[0];
-  return otherwise ? { why: 'decided-otherwise' } : unknown?.length ? { why: 'state-unknown', accounts: unknown } : false;
+  return { otherwise: rows[0].otherwise, unknown: rows[0].unknown ?? [] };
 }
 
 const NONE_REFUSED: RefusedOnState = { accounts: [], versions: [] };
-const NONE_DECIDED_ON: DecidedOn = { accounts: [], versions: [], balances: [] };
+const NONE_CACHED: CachedStates = { accounts: [], versions: [], balances: [], currencies: [], closed: [] };
 
 const COMMAND_OF: Record<string, string> = {
   AccountCreated: 'OpenAccount', MoneyDeposited: 'Deposit', MoneyWithdrawn: 'Withdraw', AccountClosed: 'CloseAccount',

@@ -4,7 +4,7 @@
  * authority). A state from a cache can be stale; a stale version hits the
  * events primary key at commit, and the batch is retried from Postgres. A
  * cached state Postgres never held (newer, or another ledger's) is caught by
- * the commit's check (mustDecideAgain) and dropped from both caches.
+ * the commit's check (checkCommit) and dropped from both caches.
  */
 import type { Pool, PoolClient } from 'pg';
 import type { AccountState } from '../../domain/types';
@@ -61,7 +61,7 @@ export class AccountStates {
    * which of them came from Redis. `careful` skips the caches (reads Postgres). The in-process
    * states are this process's commits and Postgres reads, so at worst older than Postgres (the
    * events key catches that); one from Redis may be a state Postgres never held, and the commit
-   * checks it (mustDecideAgain).
+   * checks it (checkCommit).
    */
   async load(db: Pool | PoolClient, ids: string[], seq: number, careful = false): Promise<LoadedStates> {
     const out = new Map<string, AccountState>();

@@ -16,7 +16,7 @@ import type { PoolClient } from 'pg';
 import type { DaemonContext } from '../../daemon';
 import type { Message } from '../../kafka/consumer';
 import { copyIn } from '../../db/sql/copy-in';
-import { mustDecideAgain, findKnownOutcomes, type DecidedOn, type RefusedOnState } from '../../db/sql/find-known-outcomes';
+import { checkCommit, findKnownOutcomes, type CachedStates, type RefusedOnState } from '../../db/sql/find-known-outcomes';
 import type { WriteLock } from '../write-lock';
 import { isUuid } from '../../codec/command';
 import { shardOf } from '../../codec/hash';
@@ -156,7 +156,7 @@ function accountOf(m: Message): string {
  * wrote no event to, with the version each refusal saw. If another writer
  * (the transfer role, or the command role for a credit's destination) has
  * moved one past it since, the refusal is stale and the batch is redone
- * (mustDecideAgain). An account the batch wrote to is covered by the
+ * (checkCommit). An account the batch wrote to is covered by the
  * events key instead. The accounts are validated UUIDs.
  */
 function refusalsToRecheck(p: DecidedBatch): RefusedOnState {
@@ -171,28 +171,30 @@ function refusalsToRecheck(p: DecidedBatch): RefusedOnState {
 }
 
 /**
- * The states from Redis the batch decided on: each account it wrote to or
- * refused a command on because of its state, at the version and balance it
- * saw. Postgres must hold each (mustDecideAgain). The in-process states need
- * no check (AccountStates.load), nor does a careful batch (it read
- * Postgres). The accounts are validated UUIDs.
+ * The states from Redis the batch decided on, whatever it decided with them
+ * (an event, a refusal, a dead letter): Postgres must hold each (checkCommit).
+ * The in-process states need no check (AccountStates.load), nor does a
+ * careful batch (it read Postgres). A later batch prepared on this one's
+ * states is prepared again if this one is redone (CommitChain). The accounts
+ * are validated UUIDs.
  */
-function statesDecidedOn(p: DecidedBatch): DecidedOn {
-  const accounts: string[] = [], versions: number[] = [], balances: string[] = [];
-  if (p.careful || p.fromRedis.size === 0) return { accounts, versions, balances };
-  const seen = new Set<string>();
-  const add = (id: string) => {
+function redisStatesDecidedOn(p: DecidedBatch): CachedStates {
+  const accounts: string[] = [], versions: number[] = [], balances: string[] = [], currencies: string[] = [], closed: boolean[] = [];
+  if (p.careful) return { accounts, versions, balances, currencies, closed };
+  for (const id of p.fromRedis) {
     const s = p.states.get(id);
-    if (s === undefined || !p.fromRedis.has(id) || seen.has(id)) return;
-    seen.add(id);
+    if (s === undefined) continue;
     accounts.push(id);
     versions.push(s.version);
     balances.push(String(s.balance));
-  };
-  for (const s of p.changed) add(s.accountId);
-  for (const r of p.results) for (const a of r.refusedOnState) add(a);
-  return { accounts, versions, balances };
+    currencies.push(s.currency);
+    closed.push(s.status === 'closed');
+  }
+  return { accounts, versions, balances, currencies, closed };
 }
+
+/** Dead letters that depend on an account's state (a refund its balance cannot take), not on the message. */
+const STATE_DEAD_LETTERS = new Set(['REFUND_IMPOSSIBLE']);
 
 const deadMessage = (m: Message): DeadMessage => ({ key: m.key ?? null, value: m.value ?? null, headers: (m.headers as Headers | undefined) ?? [], partition: m.partition, offset: m.offset });
 
@@ -311,9 +313,13 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     return p.results.flatMap((r, i) => r.dlq.map((d) => ({ message: deadMessage(p.slices[i][d.index]), code: d.code, reason: d.message })));
   }
 
-  /** Replayed offsets: their outcomes are published again as Postgres has them, so the batch is decided from there. */
+  /**
+   * Replayed offsets: their outcomes are published again as Postgres has them, so the batch is decided
+   * from there. So is a batch with a dead letter decided on a state: letters are sent before the commit's
+   * check, so one is sent only on Postgres's state, never on a cached one that may be stale or forged.
+   */
   mustRedo(p: DecidedBatch): boolean {
-    return p.replay && !p.careful;
+    return !p.careful && (p.replay || p.results.some((r) => r.dlq.some((d) => STATE_DEAD_LETTERS.has(d.code))));
   }
 
   async write(client: PoolClient, p: DecidedBatch): Promise<WriteResult> {
@@ -323,16 +329,11 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     // decided now, decided before: accepted now but rejected earlier, or the reverse (the unique keys catch the rest);
     // and, as two roles write to accounts (the transfer role runs wherever it is configured, whatever
     // transfers.enabled says here), a refusal decided on a state another writer moved on from
-    // and a state from a cache that Postgres never held (newer, or another ledger's): deciding on it would leave a gap
-    const again = await mustDecideAgain(client, p.accepted, p.rejected, refusalsToRecheck(p), statesDecidedOn(p));
-    if (again && again.why === 'state-unknown') {
-      this.distrusted(again.accounts);
-      return 'redo';
-    }
-    if (again) {
-      this.ctx.metrics.occConflicts.inc();
-      return 'redo';
-    }
+    // and a state from Redis that Postgres never held (newer, or another ledger's): deciding on it would leave a gap
+    const check = await checkCommit(client, p.accepted, p.rejected, refusalsToRecheck(p), redisStatesDecidedOn(p));
+    if (check.unknown.length) this.distrusted(check.unknown);
+    if (check.otherwise) this.ctx.metrics.occConflicts.inc();
+    if (check.otherwise || check.unknown.length) return 'redo';
     return this.kind.write(client, p);
   }
 
@@ -345,7 +346,7 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     if (now - this.unknownSaidAt < 60_000) return;
     this.unknownSaidAt = now;
     log.warn({ pipeline: this.settings.name, accounts: accounts.length, example: accounts[0] },
-      'a cached account state is not one Postgres holds (a Redis shared with another ledger, or one older than a restore of Postgres): deciding again from Postgres');
+      'a cached account state is not one Postgres holds (a Redis shared with another ledger, or one that outlived a restore of Postgres): deciding again from Postgres');
   }
 
   /** What Postgres holds for every command of the batch; the next preparation decides on it. */

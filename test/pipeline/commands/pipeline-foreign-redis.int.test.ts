@@ -40,16 +40,18 @@ const cached = async (id: string): Promise<Cached | null> => {
   const v = await client!.get(`bes:acct:${id}`);
   return v === null ? null : (JSON.parse(v) as Cached);
 };
-const forge = (id: string, version: number, balance: number) =>
-  client!.set(`bes:acct:${id}`, JSON.stringify({ accountId: id, version, balance, currency: 'USD', status: 'open', ownerName: 'Someone Else' }), 'PX', 3_600_000);
+const forge = (id: string, version: number, balance: number, currency = 'USD') =>
+  client!.set(`bes:acct:${id}`, JSON.stringify({ accountId: id, version, balance, currency, status: 'open', ownerName: 'Someone Else' }), 'PX', 3_600_000);
 
 test('states Postgres never held are caught at commit: decided again on Postgres, no gap, no wrong balance', async () => {
   const fx = f!;
-  const newer = randomUUID(), sameVersion = randomUUID(), refusedOn = randomUUID(), bystander = randomUUID();
-  const opens = [cmd.open(newer, '10.00'), cmd.open(sameVersion, '10.00'), cmd.open(refusedOn, '10.00'), cmd.open(bystander, '0')];
+  const newer = randomUUID(), sameVersion = randomUUID(), refusedOn = randomUUID(), bystander = randomUUID(), closed = randomUUID(), otherCurrency = randomUUID();
+  const opens = [cmd.open(newer, '10.00'), cmd.open(sameVersion, '10.00'), cmd.open(refusedOn, '10.00'), cmd.open(bystander, '0'),
+    cmd.open(closed, '0'), cmd.close(closed), cmd.open(otherCurrency, '10.00')];
   let d = await fx.start();
   await fx.sendAll(opens);
   await fx.outcomeFor(opens, 45000);
+  let otherCurrencyVersion = 1, otherCurrencyBalance = 1000;
   assert.is(await d.metric('banking_es_state_cache_unknown_total'), 0, 'states the daemon wrote itself are known');
   // expected balances (cents) and versions, as Postgres holds them
   const expect = { newer: { v: 1, b: 1000 }, sameVersion: { v: 1, b: 1000 }, refusedOn: { v: 1, b: 1000 } };
@@ -60,6 +62,8 @@ test('states Postgres never held are caught at commit: decided again on Postgres
     await forge(newer, expect.newer.v + 5 * round, 500_000); // newer than Postgres: its next event would leave a gap
     await forge(sameVersion, expect.sameVersion.v, 100_000_000); // Postgres's version, another ledger's balance
     await forge(refusedOn, expect.refusedOn.v + 3, 0); // newer and empty: a withdrawal would be refused on it
+    await forge(closed, 2, 0); // Postgres's version and balance, but open: a deposit would reopen it
+    await forge(otherCurrency, otherCurrencyVersion, otherCurrencyBalance, 'BHD'); // three decimals: 5.00 would be 5000 minor units
     d = await fx.start();
 
     const cs = [
@@ -69,6 +73,8 @@ test('states Postgres never held are caught at commit: decided again on Postgres
       cmd.deposit(bystander, '1.00'),
       cmd.withdraw(refusedOn, '1.00'),
       cmd.deposit(bystander, '1.00'),
+      cmd.deposit(closed, '5.00'),
+      cmd.deposit(otherCurrency, '5.00'),
     ];
     await fx.sendAll(cs);
     const os = await fx.outcomeFor(cs, 45000);
@@ -82,20 +88,48 @@ test('states Postgres never held are caught at commit: decided again on Postgres
       ['accepted', money(round * 300 - 100), 3 * round],
       ['accepted', money(expect.refusedOn.b), expect.refusedOn.v],
       ['accepted', money(round * 300), 3 * round + 1],
+      ['rejected', 'ACCOUNT_CLOSED', null],
+      ['accepted', money(otherCurrencyBalance + 500), otherCurrencyVersion + 1],
     ], `round ${round}`);
+    otherCurrencyVersion++;
+    otherCurrencyBalance += 500;
+    assert.equal((await fx.events(closed)).map((x) => x.event_type), ['AccountCreated', 'AccountClosed'], `round ${round}: the closed account stays closed`);
+    assert.equal((await fx.events(otherCurrency)).map((x) => x.payload.data.currency), Array.from({ length: otherCurrencyVersion }, () => 'USD'), `round ${round}: and in its currency`);
     for (const [id, e] of [[newer, expect.newer], [sameVersion, expect.sameVersion], [refusedOn, expect.refusedOn]] as const) {
       const events = await fx.events(id);
       assert.equal(events.map((x) => x.version), Array.from({ length: e.v }, (_, i) => i + 1), `round ${round}: versions without a gap`);
       assert.is(events.at(-1)?.payload.data.balanceAfter, String(e.b), `round ${round}: the balance Postgres says`);
     }
-    const unknown = await d.metric('banking_es_state_cache_unknown_total');
-    assert.ok(unknown !== undefined && unknown >= 1, `round ${round}: counted (${unknown})`);
+    // each forged state counted once; the bystander's (its own, or none) never
+    assert.is(await d.metric('banking_es_state_cache_unknown_total'), 5, `round ${round}: counted`);
     // committed states replace the forged ones; a state only refused on is dropped
     assert.equal([(await cached(newer))?.version, (await cached(refusedOn))?.version], [expect.newer.v, expect.refusedOn.v], `round ${round}`);
     const same = await cached(sameVersion);
     assert.ok(same === null || same.balance === expect.sameVersion.b, `round ${round}: the other ledger's state is gone from Redis: ${JSON.stringify(same)}`);
     assert.ok(d.logs().some((l) => (l.level ?? 0) === 40 && /not one Postgres holds/.test(String(l.msg))), `round ${round}: a warning says so`);
   }
+});
+
+test('a refund is never dead-lettered on a state from Redis: the transfer role decides it on Postgres first', async () => {
+  const fx = f!;
+  await fx.stop();
+  const d = await fx.start(); // the command role alone: the transfer steps wait in their topic
+  const source = randomUUID(), closedDestination = randomUUID();
+  const setup = [cmd.open(source, '100.00'), cmd.open(closedDestination, '0'), cmd.close(closedDestination)];
+  await fx.sendAll(setup);
+  await fx.outcomeFor(setup, 45000);
+  const transfer = { commandId: randomUUID(), type: 'Transfer', accountId: source, toAccountId: closedDestination, amount: '10.00' };
+  await fx.send(transfer as never);
+  await d.until(async () => (await fx.events(source)).length === 2, 30000, 'the debit');
+  // the source as another ledger has it: at the debit's version, with a balance no refund fits into
+  await forge(source, 2, Number.MAX_SAFE_INTEGER);
+  const steps = fx.join({ ROLES: 'transfers' }); // its own process: its in-process cache is empty, so it reads Redis
+  await steps.assigned(4, 30000, 'transfers');
+  const [o] = await fx.outcomeFor([transfer as never], 45000);
+  assert.equal([o.status, o.reason, o.balance], ['rejected', 'DESTINATION_CLOSED', '100.00']);
+  const events = await fx.events(source);
+  assert.equal(events.map((e) => [e.event_type, e.payload.data.balanceAfter]), [['AccountCreated', '10000'], ['TransferDebited', '9000'], ['TransferRefunded', '10000']]);
+  assert.is(await steps.metric(`banking_es_dlq_messages_total{topic="${fx.topics.commands}.transfers-dlq",reason="REFUND_IMPOSSIBLE"}`) ?? 0, 0, 'no refund dead-lettered');
 });
 
 test.run();
