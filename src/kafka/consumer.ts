@@ -18,7 +18,11 @@ import { closeWithin } from './native-close';
 
 export type Message = Kafka.Message;
 export interface Tp { topic: string; partition: number }
-export interface StartOffset extends Tp { offset: number | 'beginning' | 'end'; stored: boolean }
+/**
+ * Where a partition starts. `applied`: the stored offset below which every message was applied, when
+ * the start is lower (the outcomes between them are published again).
+ */
+export interface StartOffset extends Tp { offset: number | 'beginning' | 'end'; stored: boolean; applied?: number }
 
 export interface ConsumerHooks {
   resolveStart(tps: Tp[]): Promise<StartOffset[]>;
@@ -205,15 +209,29 @@ export class GroupConsumer {
     this.log.info({ consumer: this.opts.name, partitions: tps.map((t) => t.partition) }, 'partitions revoked');
   }
 
-  /** A stored offset below the log start or past its end means commands were lost before we read them: stop that partition. */
+  /**
+   * A stored offset below the log start or past its end means commands were lost before we read them: stop
+   * that partition. A start below the log start only for outcomes to publish again (every command up to
+   * the log start was applied) starts at the log start instead: those outcomes are lost, said once.
+   */
   private async checkStoredInRange(starts: StartOffset[]): Promise<StartOffset[]> {
-    for (const s of starts) {
-      if (!s.stored || typeof s.offset !== 'number') continue;
-      const wm = await this.watermarks(s.topic, s.partition);
-      if (s.offset < wm.lowOffset || s.offset > wm.highOffset) this.stopPartition(s, wm);
-      else this.stopped.delete(`${s.topic}/${s.partition}`);
+    const checked: StartOffset[] = [];
+    for (const start of starts) {
+      let s = start;
+      if (s.stored && typeof s.offset === 'number') {
+        const wm = await this.watermarks(s.topic, s.partition);
+        if (s.offset < wm.lowOffset && s.applied !== undefined && s.applied >= wm.lowOffset && s.applied <= wm.highOffset) {
+          this.log.error({ topic: s.topic, partition: s.partition, from: s.offset, logStart: wm.lowOffset, applied: s.applied },
+            'outcomes of commands Kafka no longer holds (retention) never reached Kafka and cannot be published again; the commands were applied; starting from the log start');
+          s = { ...s, offset: wm.lowOffset };
+        }
+        const offset = s.offset as number;
+        if (offset < wm.lowOffset || offset > wm.highOffset) this.stopPartition(s, wm);
+        else this.stopped.delete(`${s.topic}/${s.partition}`);
+      }
+      checked.push(s);
     }
-    return starts;
+    return checked;
   }
 
   private stopPartition(s: Tp & { offset?: unknown }, wm: { lowOffset: number; highOffset: number }): void {

@@ -23,7 +23,8 @@ export class PartitionOffsets {
     return tps.map((tp) => {
       const s = stored.get(tp.partition);
       if (!s) return { ...tp, offset: this.reset === 'earliest' ? 'beginning' : 'end', stored: false };
-      return { ...tp, offset: startFrom(s), stored: true };
+      const offset = startFrom(s);
+      return { ...tp, offset, stored: true, ...(offset < s.nextOffset ? { applied: s.nextOffset } : {}) };
     });
   }
 
