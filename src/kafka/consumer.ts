@@ -222,7 +222,7 @@ export class GroupConsumer {
         const wm = await this.watermarks(s.topic, s.partition);
         if (s.offset < wm.lowOffset && s.applied !== undefined && s.applied >= wm.lowOffset && s.applied <= wm.highOffset) {
           this.log.error({ topic: s.topic, partition: s.partition, from: s.offset, logStart: wm.lowOffset, applied: s.applied },
-            'outcomes of commands Kafka no longer holds (retention) never reached Kafka and cannot be published again; the commands were applied; starting from the log start');
+            'outcomes (and transfer steps) of commands Kafka no longer holds (retention) never reached Kafka and cannot be published again; the commands were applied; starting from the log start');
           s = { ...s, offset: wm.lowOffset };
         }
         const offset = s.offset as number;

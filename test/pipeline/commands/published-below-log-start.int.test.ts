@@ -64,6 +64,21 @@ test('outcomes below the log start are reported lost; the partition starts at th
   assert.equal(again.map((v) => [v.status, v.version]), [['accepted', 2], ['accepted', 3], ['accepted', 4], ['accepted', 5], ['accepted', 6]]);
   assert.not.ok(fx.outcomes.messages.slice(published).some((m) => m.value.commandId === open.commandId), 'the open is below the log start: lost');
   assert.not.ok(d.logs().some((l) => /OFFSET_OUT_OF_RANGE/.test(String(l.msg))));
+  assert.is(d.logs().filter((l) => /cannot be published again/.test(String(l.msg))).length, 1, 'said once');
+});
+
+test('commands below the log start that were never applied still stop the partition', async () => {
+  const fx = f!;
+  await fx.stop();
+  const { rows: [row] } = await fx.pg.query<{ partition: number }>(
+    `UPDATE consumer_offsets SET next_offset = 0, published_offset = 0 WHERE consumer = $1 AND topic = $2
+      AND partition = (SELECT partition FROM consumer_offsets WHERE consumer = $1 AND topic = $2 ORDER BY next_offset DESC LIMIT 1) RETURNING partition`,
+    [fx.group, fx.topics.commands]);
+  const d = await fx.start();
+  await d.until(async () => (await d.metric(`banking_es_partitions_stopped{topic="${fx.topics.commands}"}`)) === 1, 15000, 'the partition to stop');
+  assert.ok(d.logs().some((l) => /OFFSET_OUT_OF_RANGE/.test(String(l.msg)) && l.partition === row.partition), 'commands were lost: stopped, never reset');
+  assert.not.ok(d.logs().some((l) => /cannot be published again/.test(String(l.msg))));
+  assert.is((await d.get('/readyz')).status, 503);
 });
 
 test.run();
