@@ -33,6 +33,8 @@ test('anything else is a miss', () => {
     ['a lower-case currency', { ...good, currency: 'usd' }],
     ['no currency', { ...good, currency: undefined }],
     ['an unknown status', { ...good, status: 'frozen' }],
+    ['an unknown currency (amounts could not be read in it)', { ...good, currency: 'QQQ' }],
+    ['closed with money (an account is closed only at zero)', { ...good, status: 'closed', balance: 5 }],
   ];
   for (const [why, o] of bad) assert.is(as(o), null, why);
   for (const raw of ['not json', '', 'null', '42', '"a string"', '[1,2]']) assert.is(cachedState(raw, A), null, raw);

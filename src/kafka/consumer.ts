@@ -211,8 +211,9 @@ export class GroupConsumer {
 
   /**
    * A stored offset below the log start or past its end means commands were lost before we read them: stop
-   * that partition. A start below the log start only for outcomes to publish again (every command up to
-   * the log start was applied) starts at the log start instead: those outcomes are lost, said once.
+   * that partition. A start below the log start only for outcomes to publish again (every message up to
+   * the log start was applied) starts at the log start instead: what those messages published is
+   * lost, said once per assignment.
    */
   private async checkStoredInRange(starts: StartOffset[]): Promise<StartOffset[]> {
     const checked: StartOffset[] = [];
@@ -222,7 +223,7 @@ export class GroupConsumer {
         const wm = await this.watermarks(s.topic, s.partition);
         if (s.offset < wm.lowOffset && s.applied !== undefined && s.applied >= wm.lowOffset && s.applied <= wm.highOffset) {
           this.log.error({ topic: s.topic, partition: s.partition, from: s.offset, logStart: wm.lowOffset, applied: s.applied },
-            'outcomes (and transfer steps) of commands Kafka no longer holds (retention) never reached Kafka and cannot be published again; the commands were applied; starting from the log start');
+            'what messages Kafka no longer holds (retention) published (outcomes, transfer steps) never reached Kafka and cannot be published again; the messages were applied; starting from the log start');
           s = { ...s, offset: wm.lowOffset };
         }
         const offset = s.offset as number;

@@ -84,7 +84,7 @@ export interface PipelineRole<Item, B extends Batch, P, L = never> {
   prepare(batch: B, seq: number, how: Preparation<L>): Promise<P>;
   /** Seconds the preparation spent in the worker pool (the `worker` stage of banking_es_pipeline_stage_seconds). */
   workerSeconds(p: P): number;
-  /** A preparation to redo carefully before anything of it is written (commands: it replays offsets). */
+  /** A preparation to redo carefully before anything of it is written, dead letters included (commands: it replays offsets, or has a dead letter decided on a cached state). */
   mustRedo?(p: P): boolean;
   deadLetters(p: P): DeadLetter[];
   /** Writes the preparation's rows inside the core's transaction (the offsets follow it). */

@@ -74,7 +74,7 @@ function recorder(): { client: PoolClient; statements: Array<{ text: string; val
   const statements: Array<{ text: string; values: unknown[] }> = [];
   const query = (text: string, values: unknown[] = []) => {
     statements.push({ text, values });
-    return Promise.resolve({ rows: text.includes('AS otherwise') ? [{ otherwise: false, unknown: null }] : text.includes('count(*)') ? [{ n: 0 }] : [], rowCount: 0 });
+    return Promise.resolve({ rows: text.includes('AS decided_otherwise') ? [{ decided_otherwise: false, unknown_states: null }] : text.includes('count(*)') ? [{ n: 0 }] : [], rowCount: 0 });
   };
   return { client: { query } as unknown as PoolClient, statements };
 }

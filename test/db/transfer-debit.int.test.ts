@@ -106,7 +106,7 @@ test('one round trip tells a batch decided the other way, refused on a state ano
   const none = { accounts: [], commands: [] };
   const client = await pool.connect();
   try {
-    const no = { otherwise: false, unknown: [] }, otherwise = { otherwise: true, unknown: [] };
+    const no = { decidedOtherwise: false, unknownStates: [] }, otherwise = { decidedOtherwise: true, unknownStates: [] };
     assert.equal(await checkCommit(client, none, none), no, 'nothing to check');
     assert.equal(await checkCommit(client, none, { accounts: [A], commands: [T] }), otherwise, 'refused now, accepted before');
     assert.equal(await checkCommit(client, { accounts: [A], commands: [X] }, none), no, 'a new command');
@@ -120,16 +120,16 @@ test('one round trip tells a batch decided the other way, refused on a state ano
       accounts: states.map((x) => x.id ?? A), versions: states.map((x) => x.v), balances: states.map((x) => x.b),
       currencies: states.map((x) => x.cur ?? 'EUR'), closed: states.map((x) => x.closed ?? false),
     });
-    const unknownA = { otherwise: false, unknown: [A] };
+    const unknownA = { decidedOtherwise: false, unknownStates: [A] };
     assert.equal(await on([{ v: 6, b: '3766' }]), no, 'the latest state');
     assert.equal(await on([{ v: 7, b: '3766' }]), unknownA, 'a state newer than Postgres: it would leave a gap');
     assert.equal(await on([{ v: 6, b: '999999' }]), unknownA, 'the same version with another balance: another ledger');
     assert.equal(await on([{ v: 6, b: '3766', cur: 'USD' }]), unknownA, 'another currency: amounts would be read in its digits');
     assert.equal(await on([{ v: 6, b: '3766', closed: true }]), unknownA, 'closed, where Postgres has it open');
-    assert.equal(await on([{ v: 3, b: '0', id: C }]), { otherwise: false, unknown: [C] }, 'an account Postgres has no event of');
+    assert.equal(await on([{ v: 3, b: '0', id: C }]), { decidedOtherwise: false, unknownStates: [C] }, 'an account Postgres has no event of');
     assert.equal(await on([{ v: 6, b: '3766' }, { v: 9, b: '1' }]), unknownA, 'one of several unknown');
     assert.equal(await checkCommit(client, none, { accounts: [A], commands: [T] }, undefined, { accounts: [A], versions: [9], balances: ['1'], currencies: ['EUR'], closed: [false] }),
-      { otherwise: true, unknown: [A] }, 'both at once: both are said');
+      { decidedOtherwise: true, unknownStates: [A] }, 'both at once: both are said');
   } finally {
     client.release();
   }

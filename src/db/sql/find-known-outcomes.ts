@@ -54,25 +54,25 @@ export type RefusedOnState = { accounts: readonly string[]; versions: readonly n
  * what its event at that version must carry: the balance (minor units, as
  * balanceAfter is stored), the currency, and whether it closed the account.
  */
-export type CachedStates = {
+export type RedisStates = {
   accounts: readonly string[]; versions: readonly number[]; balances: readonly string[]; currencies: readonly string[]; closed: readonly boolean[];
 };
-/** What the commit's check found: `otherwise` and `unknown` each make the batch decided again. */
+/** What the commit's check found: either makes the batch decided again. */
 export interface CommitCheck {
   /** a command decided the other way before, or a refusal decided on a state another writer moved past */
-  otherwise: boolean;
-  /** accounts whose cached state Postgres does not hold */
-  unknown: string[];
+  decidedOtherwise: boolean;
+  /** accounts whose state from Redis Postgres does not hold */
+  unknownStates: string[];
 }
 
 /**
  * The commit's one check, in the batch's transaction:
- * - `otherwise`: a command decided now was decided the other way before (an
+ * - `decidedOtherwise`: a command decided now was decided the other way before (an
  *   accepted pair already has a rejection row, or a rejected pair an event
  *   row; the unique keys catch a pair decided the same way), or a refusal
  *   was decided on a state another writer has moved past (an event beyond
  *   the version it saw);
- * - `unknown`: the accounts whose state from Redis is not one Postgres holds
+ * - `unknownStates`: the accounts whose state from Redis is not one Postgres holds
  *   (no event at its version with its balance, currency and status). The
  *   events key catches a cached state older than Postgres; this catches one
  *   that is newer or another ledger's (a Redis shared by two deployments, or
@@ -80,31 +80,31 @@ export interface CommitCheck {
  *   gap in the versions, or decide on a balance, currency or status the
  *   account never had.
  * One round trip for all; none when there is nothing to check. Every part
- * reads an index per account (the primary key, or the (account_id,
- * command_id) key); the LIMITs keep the planner from answering with a hash
+ * reads an index: the (account_id, command_id) key per pair, the primary key
+ * per account; the LIMITs keep the planner from answering with a hash
  * join over the whole events table, which it chose with statistics older
  * than the table's growth (17 ms per batch at 96k events, growing with the
  * table; test/db/hot-path-plans.int.test.ts).
  */
-export async function checkCommit(client: PoolClient, accepted: DecidedPairs, rejected: DecidedPairs, refused: RefusedOnState = NONE_REFUSED, cached: CachedStates = NONE_CACHED): Promise<CommitCheck> {
-  if (accepted.accounts.length === 0 && rejected.accounts.length === 0 && refused.accounts.length === 0 && cached.accounts.length === 0) return { otherwise: false, unknown: [] };
-  const { rows } = await client.query<{ otherwise: boolean; unknown: string[] | null }>(
+export async function checkCommit(client: PoolClient, accepted: DecidedPairs, rejected: DecidedPairs, refused: RefusedOnState = NONE_REFUSED, fromRedis: RedisStates = NONE_FROM_REDIS): Promise<CommitCheck> {
+  if (accepted.accounts.length === 0 && rejected.accounts.length === 0 && refused.accounts.length === 0 && fromRedis.accounts.length === 0) return { decidedOtherwise: false, unknownStates: [] };
+  const { rows } = await client.query<{ decided_otherwise: boolean; unknown_states: string[] | null }>(
     `SELECT EXISTS (SELECT 1 FROM unnest($1::uuid[], $2::uuid[]) AS c(a, k) JOIN command_rejections t ON t.account_id = c.a AND t.command_id = c.k)
          OR EXISTS (SELECT 1 FROM unnest($3::uuid[], $4::uuid[]) AS c(a, k) JOIN events t ON t.account_id = c.a AND t.command_id = c.k)
          OR EXISTS (SELECT 1 FROM unnest($5::uuid[], $6::bigint[]) AS c(a, v)
-                     CROSS JOIN LATERAL (SELECT 1 FROM events t WHERE t.account_id = c.a AND t.version > c.v LIMIT 1) AS moved) AS otherwise,
+                     CROSS JOIN LATERAL (SELECT 1 FROM events t WHERE t.account_id = c.a AND t.version > c.v LIMIT 1) AS moved) AS decided_otherwise,
             (SELECT array_agg(c.a) FROM unnest($7::uuid[], $8::bigint[], $9::text[], $10::text[], $11::boolean[]) AS c(a, v, b, cur, closed)
                LEFT JOIN LATERAL (SELECT t.payload->'data'->>'balanceAfter' AS b, t.payload->'data'->>'currency' AS cur, t.event_type = 'AccountClosed' AS closed
                                     FROM events t WHERE t.account_id = c.a AND t.version = c.v LIMIT 1) AS held ON true
-              WHERE (held.b, held.cur, held.closed) IS DISTINCT FROM (c.b, c.cur, c.closed)) AS unknown`,
+              WHERE (held.b, held.cur, held.closed) IS DISTINCT FROM (c.b, c.cur, c.closed)) AS unknown_states`,
     [accepted.accounts, accepted.commands, rejected.accounts, rejected.commands, refused.accounts, refused.versions,
-      cached.accounts, cached.versions, cached.balances, cached.currencies, cached.closed],
+      fromRedis.accounts, fromRedis.versions, fromRedis.balances, fromRedis.currencies, fromRedis.closed],
   );
-  return { otherwise: rows[0].otherwise, unknown: rows[0].unknown ?? [] };
+  return { decidedOtherwise: rows[0].decided_otherwise, unknownStates: rows[0].unknown_states ?? [] };
 }
 
 const NONE_REFUSED: RefusedOnState = { accounts: [], versions: [] };
-const NONE_CACHED: CachedStates = { accounts: [], versions: [], balances: [], currencies: [], closed: [] };
+const NONE_FROM_REDIS: RedisStates = { accounts: [], versions: [], balances: [], currencies: [], closed: [] };
 
 const COMMAND_OF: Record<string, string> = {
   AccountCreated: 'OpenAccount', MoneyDeposited: 'Deposit', MoneyWithdrawn: 'Withdraw', AccountClosed: 'CloseAccount',

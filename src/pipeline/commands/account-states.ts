@@ -59,9 +59,10 @@ export class AccountStates {
   /**
    * States of `ids` that exist (absent = account does not exist) as batch `seq` must see them, and
    * which of them came from Redis. `careful` skips the caches (reads Postgres). The in-process
-   * states are this process's commits and Postgres reads, so at worst older than Postgres (the
-   * events key catches that); one from Redis may be a state Postgres never held, and the commit
-   * checks it (checkCommit).
+   * states are this process's commits and Postgres reads, so older than Postgres at worst (the
+   * events key catches that) while Postgres is not restored under a running process (restart it
+   * after a restore); one from Redis may be a state Postgres never held, and the commit checks
+   * it (checkCommit).
    */
   async load(db: Pool | PoolClient, ids: string[], seq: number, careful = false): Promise<LoadedStates> {
     const out = new Map<string, AccountState>();

@@ -16,7 +16,7 @@ import type { PoolClient } from 'pg';
 import type { DaemonContext } from '../../daemon';
 import type { Message } from '../../kafka/consumer';
 import { copyIn } from '../../db/sql/copy-in';
-import { checkCommit, findKnownOutcomes, type CachedStates, type RefusedOnState } from '../../db/sql/find-known-outcomes';
+import { checkCommit, findKnownOutcomes, type RedisStates, type RefusedOnState } from '../../db/sql/find-known-outcomes';
 import type { WriteLock } from '../write-lock';
 import { isUuid } from '../../codec/command';
 import { shardOf } from '../../codec/hash';
@@ -178,7 +178,7 @@ function refusalsToRecheck(p: DecidedBatch): RefusedOnState {
  * states is prepared again if this one is redone (CommitChain). The accounts
  * are validated UUIDs.
  */
-function redisStatesDecidedOn(p: DecidedBatch): CachedStates {
+function redisStatesDecidedOn(p: DecidedBatch): RedisStates {
   const accounts: string[] = [], versions: number[] = [], balances: string[] = [], currencies: string[] = [], closed: boolean[] = [];
   if (p.careful) return { accounts, versions, balances, currencies, closed };
   for (const id of p.fromRedis) {
@@ -331,9 +331,9 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     // transfers.enabled says here), a refusal decided on a state another writer moved on from
     // and a state from Redis that Postgres never held (newer, or another ledger's): deciding on it would leave a gap
     const check = await checkCommit(client, p.accepted, p.rejected, refusalsToRecheck(p), redisStatesDecidedOn(p));
-    if (check.unknown.length) this.distrusted(check.unknown);
-    if (check.otherwise) this.ctx.metrics.occConflicts.inc();
-    if (check.otherwise || check.unknown.length) return 'redo';
+    if (check.unknownStates.length) this.distrusted(check.unknownStates);
+    if (check.decidedOtherwise) this.ctx.metrics.occConflicts.inc();
+    if (check.decidedOtherwise || check.unknownStates.length) return 'redo';
     return this.kind.write(client, p);
   }
 

@@ -4,11 +4,13 @@
  * Postgres. The daemon runs with a private redis-server; between restarts
  * (each starts with an empty in-process cache, so it reads Redis) the test
  * writes there, for accounts the daemon has opened, states newer than
- * Postgres and states at Postgres's version with another balance. Every
- * command is still decided on what Postgres holds: outcomes as Postgres
- * says, versions without gaps, and the forged states dropped from Redis or
- * replaced by committed ones. Three rounds, interleaved with commands on an
- * account left alone.
+ * Postgres, at Postgres's version with another balance, a closed account
+ * shown open, and one in another currency. Every command is still decided
+ * on what Postgres holds: outcomes as Postgres says, versions without gaps,
+ * and the forged states dropped from Redis or replaced by committed ones;
+ * genuine states (an open and a closed account never forged) are not
+ * counted. Three rounds. A second case forges a refund's source for a
+ * separate transfer-role process: nothing is dead-lettered.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -46,8 +48,9 @@ const forge = (id: string, version: number, balance: number, currency = 'USD') =
 test('states Postgres never held are caught at commit: decided again on Postgres, no gap, no wrong balance', async () => {
   const fx = f!;
   const newer = randomUUID(), sameVersion = randomUUID(), refusedOn = randomUUID(), bystander = randomUUID(), closed = randomUUID(), otherCurrency = randomUUID();
+  const reallyClosed = randomUUID(); // closed, and never forged: its genuine state in Redis passes the check
   const opens = [cmd.open(newer, '10.00'), cmd.open(sameVersion, '10.00'), cmd.open(refusedOn, '10.00'), cmd.open(bystander, '0'),
-    cmd.open(closed, '0'), cmd.close(closed), cmd.open(otherCurrency, '10.00')];
+    cmd.open(closed, '0'), cmd.close(closed), cmd.open(otherCurrency, '10.00'), cmd.open(reallyClosed, '0'), cmd.close(reallyClosed)];
   let d = await fx.start();
   await fx.sendAll(opens);
   await fx.outcomeFor(opens, 45000);
@@ -59,6 +62,7 @@ test('states Postgres never held are caught at commit: decided again on Postgres
   for (let round = 1; round <= 3; round++) {
     await fx.stop();
     if (round === 1) assert.is((await cached(sameVersion))?.version, 1, 'the daemon writes its states through to Redis');
+    assert.equal([(await cached(reallyClosed))?.status, (await cached(reallyClosed))?.version], ['closed', 2], `round ${round}: the closed account's own state`);
     await forge(newer, expect.newer.v + 5 * round, 500_000); // newer than Postgres: its next event would leave a gap
     await forge(sameVersion, expect.sameVersion.v, 100_000_000); // Postgres's version, another ledger's balance
     await forge(refusedOn, expect.refusedOn.v + 3, 0); // newer and empty: a withdrawal would be refused on it
@@ -75,6 +79,7 @@ test('states Postgres never held are caught at commit: decided again on Postgres
       cmd.deposit(bystander, '1.00'),
       cmd.deposit(closed, '5.00'),
       cmd.deposit(otherCurrency, '5.00'),
+      cmd.deposit(reallyClosed, '1.00'),
     ];
     await fx.sendAll(cs);
     const os = await fx.outcomeFor(cs, 45000);
@@ -90,6 +95,7 @@ test('states Postgres never held are caught at commit: decided again on Postgres
       ['accepted', money(round * 300), 3 * round + 1],
       ['rejected', 'ACCOUNT_CLOSED', null],
       ['accepted', money(otherCurrencyBalance + 500), otherCurrencyVersion + 1],
+      ['rejected', 'ACCOUNT_CLOSED', null],
     ], `round ${round}`);
     otherCurrencyVersion++;
     otherCurrencyBalance += 500;
@@ -100,7 +106,7 @@ test('states Postgres never held are caught at commit: decided again on Postgres
       assert.equal(events.map((x) => x.version), Array.from({ length: e.v }, (_, i) => i + 1), `round ${round}: versions without a gap`);
       assert.is(events.at(-1)?.payload.data.balanceAfter, String(e.b), `round ${round}: the balance Postgres says`);
     }
-    // each forged state counted once; the bystander's (its own, or none) never
+    // each forged state counted once; the genuine ones (the bystander's, the closed account's) never
     assert.is(await d.metric('banking_es_state_cache_unknown_total'), 5, `round ${round}: counted`);
     // committed states replace the forged ones; a state only refused on is dropped
     assert.equal([(await cached(newer))?.version, (await cached(refusedOn))?.version], [expect.newer.v, expect.refusedOn.v], `round ${round}`);
@@ -121,6 +127,8 @@ test('a refund is never dead-lettered on a state from Redis: the transfer role d
   const transfer = { commandId: randomUUID(), type: 'Transfer', accountId: source, toAccountId: closedDestination, amount: '10.00' };
   await fx.send(transfer as never);
   await d.until(async () => (await fx.events(source)).length === 2, 30000, 'the debit');
+  // the daemon writes its state through after the commit: forge only once that write has landed
+  await d.until(async () => (await cached(source))?.version === 2, 10000, 'the debited state in Redis');
   // the source as another ledger has it: at the debit's version, with a balance no refund fits into
   await forge(source, 2, Number.MAX_SAFE_INTEGER);
   const steps = fx.join({ ROLES: 'transfers' }); // its own process: its in-process cache is empty, so it reads Redis
