@@ -87,6 +87,9 @@ test(`${KILLS} SIGKILLs mid-stream: outcomes, event store and projections match 
   assert.equal(problems, [], 'event store agrees with the oracle');
   assert.ok(midBatch >= KILLS / 2 - 2, `only ${midBatch} kills landed while the daemon was working`);
   assert.equal(proj.problems, [], 'account_projections agrees with the oracle, transaction_projections with the events table');
+  const cached = await r.redisStates();
+  assert.ok(cached.read > 0, 'the last instance started on states from Redis');
+  assert.equal(cached.unknown, [], 'every state in Redis is one this ledger wrote: the commit check never redoes for a genuine one');
   const exit = await d.stop();
   assert.is(exit.code, 0, `exit on SIGTERM: ${JSON.stringify(exit)}`);
   assert.is((await r.dropReplicationSlots()).length, 1, 'the relay slot of this database is dropped');

@@ -8,6 +8,7 @@
  * nothing is in flight, each currency is conserved, nothing applied twice.
  */
 import { test } from 'uvu';
+import * as assert from 'uvu/assert';
 import { rng } from '../helpers/oracle';
 import { Rig, sleep } from '../helpers/reliability';
 import { TransferLedger } from '../helpers/transfer-ledger';
@@ -53,6 +54,9 @@ test(`${KILLS} SIGKILLs during ${COMMANDS} commands, half of them transfers (som
   await stream;
   await l.drain();
   const { transfers, credited, refunded } = await l.check();
+  const cached = await r.redisStates();
+  assert.ok(cached.read > 0, 'a restarted instance read states from Redis');
+  assert.equal(cached.unknown, [], 'every state in Redis is one this ledger wrote');
   console.log(`${KILLS} kills, ${l.size} commands (${transfers} transfers: ${credited} credited, ${refunded} refunded at the destination, the rest refused at the source) in ${((Date.now() - t0) / 1000).toFixed(0)} s; every balance, outcome and transfer exact`);
   failed = false;
 });

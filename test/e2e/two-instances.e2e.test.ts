@@ -97,6 +97,9 @@ test('a second instance joins mid-stream, the first is SIGKILLed: partitions and
   assert.equal(await oracle.verifyStore(r.pg), [], 'event store agrees with the oracle');
   assert.equal(proj.problems, [], 'account_projections agrees with the oracle, transaction_projections with the events table');
   assert.equal(r.errorLines(), [], 'no error-level log lines');
+  const cached = await r.redisStates();
+  assert.ok(cached.read > 0, 'the instance that took over read states from Redis');
+  assert.equal(cached.unknown, [], 'every state in Redis is one this ledger wrote');
   const exit = await second.stop();
   assert.is(exit.code, 0);
   assert.is((await r.dropReplicationSlots()).length, 1, 'the relay slot of this database is dropped');

@@ -262,6 +262,19 @@ export class Rig {
     return this.daemons.flatMap((d) => d.logs().filter((l) => (l.level ?? 0) >= 50).map((l) => JSON.stringify(l)));
   }
 
+  /**
+   * What the commit's check said of the states the daemons read from Redis: how many they read there
+   * (over the daemons still answering) and every warning that one was not a state Postgres holds. A
+   * daemon killed and started again reads Redis: under kills and hand-overs every state it finds there
+   * must be one its own ledger wrote (docs/architecture.md §6).
+   */
+  async redisStates(): Promise<{ read: number; unknown: string[] }> {
+    let read = 0;
+    for (const d of this.daemons) read += (await d.metric('banking_es_state_lookups_total{answered="redis"}').catch(() => undefined)) ?? 0;
+    const unknown = this.daemons.flatMap((d) => d.logs().filter((l) => /not one Postgres holds/.test(String(l.msg))).map((l) => JSON.stringify(l)));
+    return { read, unknown };
+  }
+
   /** Writes every daemon's output to <dir>/<name>-<n>.log, for a failed run. */
   dumpLogs(name: string, dir = process.env.RELIABILITY_LOG_DIR ?? os.tmpdir()): string[] {
     return this.daemons.map((d, i) => {
