@@ -23,7 +23,8 @@ import { CONTRACTS, violation, type SchemaName } from './helpers/contracts';
 import { hostileCorpus } from './helpers/hostile-corpus';
 import { generateHistory } from './helpers/event-history';
 import { encodeEnvelope } from '../src/codec/envelope';
-import { decideCredit, decideRefund, decideTransfer, transferStepId, type TransferEvent } from '../src/domain/transfer';
+import { decideCredit, decideRefund, decideTransfer, transferStepId, DESTINATION_REASONS, type TransferEvent } from '../src/domain/transfer';
+import { creditStepJson, decodeStep, refundStepJson } from '../src/codec/transfer-step';
 
 const doc = parse(fs.readFileSync(path.join(CONTRACTS, 'asyncapi.yaml'), 'utf8')) as {
   channels: Record<string, { address: string; messages: Record<string, { $ref: string }> }>;
@@ -40,12 +41,13 @@ test('contracts/asyncapi.yaml is a valid AsyncAPI 3.0.0 document', () => {
   assert.ok(validate(doc), JSON.stringify(validate.errors?.slice(0, 5), null, 1));
 });
 
-test('its five channels are the daemon\'s default topics, and every schema it names exists', () => {
+test('its channels are every topic of the daemon, by default name, and every schema it names exists', () => {
   const topics = configSchema.kafka.topics;
-  const want = [topics.commands.default, topics.results.default, topics.commandsDlq.default, topics.events.default, topics.eventsDlq.default].sort();
+  const want = Object.values(topics).map((t) => t.default).sort();
+  assert.is(want.length, 7);
   assert.equal(Object.values(doc.channels).map((c) => c.address).sort(), want);
   const refs = Object.values(doc.components.messages).flatMap((m) => [m.payload?.schema.$ref, m.headers?.schema.$ref]).filter((r): r is string => r !== undefined);
-  assert.is(refs.length, 5);
+  assert.is(refs.length, 7);
   for (const r of refs) assert.ok(fs.existsSync(path.join(CONTRACTS, r)), `${r} exists`);
 });
 
@@ -119,7 +121,7 @@ function examples(section: string): unknown[] {
 }
 
 test('docs/message-contracts.md: its examples validate, and its lists are the schemas\' enums', () => {
-  const sections: Array<[string, SchemaName]> = [['Command', 'command'], ['Outcome', 'outcome'], ['Event', 'event']];
+  const sections: Array<[string, SchemaName]> = [['Command', 'command'], ['Outcome', 'outcome'], ['Event', 'event'], ['Transfer steps', 'transfer-step']];
   for (const [section, schema] of sections) for (const e of examples(section)) assert.is(violation(schema, e), null, `${section} example ${JSON.stringify(e)}`);
   const md = fs.readFileSync(path.join(packageRoot(), 'docs', 'message-contracts.md'), 'utf8');
   const outcome = JSON.parse(fs.readFileSync(path.join(CONTRACTS, 'schemas', 'outcome.json'), 'utf8')) as { properties: { reason: { enum: string[] } } };
@@ -129,6 +131,33 @@ test('docs/message-contracts.md: its examples validate, and its lists are the sc
   const fields = [...Object.keys(command.properties), ...command.allOf.flatMap((a) => Object.keys(a.then.properties))];
   for (const field of fields) assert.match(md, new RegExp(`^\\| ${field} \\|`, 'm'), `the command table documents ${field}`);
   assert.match(md, /contracts\/asyncapi\.yaml/, 'the page points at the machine-readable contract');
+});
+
+test('the steps banking-es writes on bank.transfers satisfy transfer-step.json; what its reader refuses, the schema refuses', () => {
+  const A = randomUUID(), B = randomUUID(), T = randomUUID();
+  const credit = JSON.parse(creditStepJson({ type: 'CreditTransfer', commandId: transferStepId(A, T, 'credit'), transferId: T, accountId: B, fromAccountId: A, amount: '2.50', currency: 'EUR', sourceVersion: 7, sourceBalance: '10.5' })) as Record<string, unknown>;
+  assert.is(violation('transfer-step', credit), null);
+  for (const reason of DESTINATION_REASONS) {
+    const refund = JSON.parse(refundStepJson({ type: 'RefundTransfer', commandId: transferStepId(A, T, 'refund'), transferId: T, accountId: A, toAccountId: B, amount: '2.50', currency: 'EUR', reason })) as Record<string, unknown>;
+    assert.is(violation('transfer-step', refund), null, reason);
+  }
+  const schema = JSON.parse(fs.readFileSync(path.join(CONTRACTS, 'schemas', 'transfer-step.json'), 'utf8')) as { allOf: Array<{ then: { properties: { reason?: { enum: string[] } } } }> };
+  assert.equal(schema.allOf[1].then.properties.reason?.enum, [...DESTINATION_REASONS], 'the reasons are the decider\'s');
+  const bad: Array<[string, Record<string, unknown>]> = [
+    ['another type', { ...credit, type: 'Transfer' }],
+    ['no sourceVersion', { ...credit, sourceVersion: undefined }],
+    ['a sourceVersion below 2', { ...credit, sourceVersion: 1 }],
+    ['a zero amount', { ...credit, amount: '0.00' }],
+    ['a signed amount', { ...credit, amount: '-1.00' }],
+    ['a lower-case currency', { ...credit, currency: 'eur' }],
+    ['a transferId that is no UUID', { ...credit, transferId: 'x' }],
+    ['a refund reason from the source', { ...credit, type: 'RefundTransfer', toAccountId: A, reason: 'INSUFFICIENT_FUNDS', fromAccountId: undefined, sourceVersion: undefined, sourceBalance: undefined }],
+  ];
+  for (const [what, v] of bad) {
+    const value = JSON.parse(JSON.stringify(v)) as Record<string, unknown>;
+    assert.ok(violation('transfer-step', value), `the schema refuses ${what}`);
+    assert.is(decodeStep(Buffer.from(String(value.accountId)), Buffer.from(JSON.stringify(value))).kind, 'dlq', `the reader refuses ${what}`);
+  }
 });
 
 test.run();

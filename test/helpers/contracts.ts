@@ -9,7 +9,7 @@ import addFormats from 'ajv-formats';
 import { packageRoot } from '../../src/paths';
 
 export const CONTRACTS = path.join(packageRoot(), 'contracts');
-const SCHEMAS = ['command', 'outcome', 'event', 'dead-letter-headers'] as const;
+const SCHEMAS = ['command', 'outcome', 'event', 'dead-letter-headers', 'transfer-step'] as const;
 export type SchemaName = (typeof SCHEMAS)[number];
 
 const ajv = new Ajv2020({ allErrors: true, strict: true, strictRequired: false, allowUnionTypes: true });
