@@ -101,7 +101,7 @@ export async function drive(w: Workload, o: DriveOptions): Promise<DriveResult> 
       idle = msgs.length === 0;
       const now = performance.now();
       for (const m of msgs) {
-        const out = JSON.parse(m.value!.toString()) as { commandId: string; status: string; processedAt?: string };
+        const out = JSON.parse(m.value!.toString()) as { commandId: string; status: string; reason?: string; processedAt?: string };
         const r = checker.received(out, now);
         if (r.kind !== 'answer') continue;
         lat.push(r.latencyMs);
@@ -133,7 +133,7 @@ export async function drive(w: Workload, o: DriveOptions): Promise<DriveResult> 
         const c = w.next();
         if (!c) break;
         expectedByStatus[c.expect] = (expectedByStatus[c.expect] ?? 0) + 1;
-        checker.sent(c.commandId, c.expect, ts);
+        checker.sent(c.commandId, c.expect, ts, c.reason);
         if (c.transfer) transfers.add(c.commandId);
         for (;;) {
           try { producer.produce(o.commandsTopic, null, Buffer.from(c.value), c.key, Date.now()); break; }

@@ -24,6 +24,8 @@ export interface GenCommand {
   commandId: string;
   accountId: string;
   expect: 'accepted' | 'rejected' | 'duplicate';
+  /** the reason a rejection must carry (docs/message-contracts.md) */
+  reason?: string;
   /** a Transfer: a re-send is answered with the final outcome again, not `duplicate` */
   transfer?: boolean;
 }
@@ -138,13 +140,13 @@ export class Workload {
     if (this.sent.length > 0 && r < (this.opts.duplicateRatio ?? 0.01)) {
       const prev = this.sent[Math.floor(this.rand() * this.sent.length)];
       // a Transfer has one final outcome, whoever asks
-      return { ...prev, expect: prev.transfer ? prev.expect : 'duplicate' };
+      return prev.transfer ? { ...prev } : { ...prev, expect: 'duplicate', reason: undefined };
     }
     const accountId = this.pickAccount();
     if (this.opts.transferRatio && this.rand() < this.opts.transferRatio) return this.transfer(accountId);
     if (r < (this.opts.duplicateRatio ?? 0.01) + (this.opts.invalidRatio ?? 0.01)) {
       // three decimals in USD: readable, invalid
-      return this.remember({ accountId, expect: 'rejected', body: { type: 'Deposit', amount: '1.001' } });
+      return this.remember({ accountId, expect: 'rejected', reason: 'INVALID_COMMAND', body: { type: 'Deposit', amount: '1.001' } });
     }
     const balance = this.expected.get(accountId)!;
     const sure = this.surely.get(accountId)!;
@@ -154,7 +156,7 @@ export class Workload {
       this.set(accountId, sure + amount, balance + amount);
       return this.remember({ accountId, expect: 'accepted', body: { type: 'Deposit', amount: cents(amount) } });
     }
-    if (amount > balance) return this.remember({ accountId, expect: 'rejected', body: { type: 'Withdraw', amount: cents(this.opts.transferRatio ? this.beyondAnyBalance : amount) } });
+    if (amount > balance) return this.remember({ accountId, expect: 'rejected', reason: 'INSUFFICIENT_FUNDS', body: { type: 'Withdraw', amount: cents(this.opts.transferRatio ? this.beyondAnyBalance : amount) } });
     this.set(accountId, sure - amount, balance - amount);
     return this.remember({ accountId, expect: 'accepted', body: { type: 'Withdraw', amount: cents(amount) } });
   }
@@ -202,13 +204,15 @@ export class Workload {
     // never decided by timing: what is surely there, or more than any balance can ever reach
     if (amount > sure) amount = amount <= balance && sure >= 1 ? Math.max(1, Math.floor(sure / 2)) : this.beyondAnyBalance;
     const body = { type: 'Transfer', toAccountId: to, amount: cents(amount) };
-    if (amount > sure) return this.remember({ accountId: from, expect: 'rejected', body, transfer: true }); // INSUFFICIENT_FUNDS
-    const refused = !this.expected.has(to) || this.closedIds.includes(to) || this.currencyOf.get(to) !== currency;
+    if (amount > sure) return this.remember({ accountId: from, expect: 'rejected', reason: 'INSUFFICIENT_FUNDS', body, transfer: true });
+    // in the order the destination checks them (decideCredit)
+    const refused = !this.expected.has(to) ? 'DESTINATION_NOT_FOUND' : this.closedIds.includes(to) ? 'DESTINATION_CLOSED'
+      : this.currencyOf.get(to) !== currency ? 'CURRENCY_MISMATCH' : undefined;
     if (refused) {
       // debited now, refunded when the destination has refused: the money is back in the end
       this.surely.set(from, sure - amount);
       this.transfers.refunded++;
-      return this.remember({ accountId: from, expect: 'rejected', body, transfer: true });
+      return this.remember({ accountId: from, expect: 'rejected', reason: refused, body, transfer: true });
     }
     this.set(from, sure - amount, balance - amount);
     this.expected.set(to, this.expected.get(to)! + amount); // surely(to) is unchanged until it lands
@@ -216,9 +220,10 @@ export class Workload {
     return this.remember({ accountId: from, expect: 'accepted', body, transfer: true });
   }
 
-  private remember(c: { accountId: string; expect: GenCommand['expect']; body: Record<string, unknown>; transfer?: boolean }): GenCommand {
+  private remember(c: { accountId: string; expect: GenCommand['expect']; reason?: string; body: Record<string, unknown>; transfer?: boolean }): GenCommand {
     const commandId = randomUUID();
     const cmd: GenCommand = { key: c.accountId, commandId, accountId: c.accountId, expect: c.expect, value: JSON.stringify({ commandId, accountId: c.accountId, ...c.body }) };
+    if (c.reason) cmd.reason = c.reason;
     if (c.transfer) cmd.transfer = true;
     if (this.sent.length < 100_000) this.sent.push(cmd);
     else this.sent[Math.floor(this.rand() * this.sent.length)] = cmd;

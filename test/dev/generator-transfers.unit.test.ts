@@ -33,13 +33,16 @@ function decisionOrder<T extends { accountId: string }>(cmds: T[], setup: number
   return out;
 }
 
+/** What the model owes a command: its status, and the reason when it names one. */
+const owed = (c: { expect: string; reason?: string }): string => (c.reason ? `${c.expect} ${c.reason}` : c.expect);
+
 function simulate(seed: number, transferRatio: number, landing: () => number, partitions = 1) {
   const w = new Workload({ accounts: 200, commands: 20_000, seed, transferRatio, invalidRatio: 0.01, duplicateRatio: 0.02 });
   const generated = [];
   for (let c = w.next(); c; c = w.next()) generated.push(c);
   const order = decisionOrder(generated, w.setupCommands, partitions, prng(seed * 13));
   const states = new Map<string, AccountState>();
-  const final = new Map<string, string>(); // commandId -> status of its first (final) answer
+  const final = new Map<string, string>(); // commandId -> status (and reason) of its first (final) answer
   type Step = { at: number; step: CreditTransfer | RefundTransfer; transferId: string };
   const pending: Step[] = [];
   const mismatches: string[] = [];
@@ -55,7 +58,7 @@ function simulate(seed: number, transferRatio: number, landing: () => number, pa
         pending.push({ at: clock + landing(), step: refund, transferId });
       } else {
         states.set(step.accountId, decideRefund(states.get(step.accountId) ?? null, step).state);
-        final.set(transferId, 'rejected');
+        final.set(transferId, `rejected ${step.reason}`);
       }
     }
   };
@@ -69,17 +72,17 @@ function simulate(seed: number, transferRatio: number, landing: () => number, pa
     const commandId = d.kind === 'ok' ? d.command.commandId : d.commandId;
     if (expects.has(commandId)) {
       // a re-send: duplicate, or (a Transfer) its final outcome again
-      if (c.expect !== (c.transfer ? expects.get(commandId) : 'duplicate')) mismatches.push(`re-send of ${commandId} expects ${c.expect}`);
+      if (owed(c) !== (c.transfer ? expects.get(commandId) : 'duplicate')) mismatches.push(`re-send of ${commandId} expects ${owed(c)}`);
       continue;
     }
-    expects.set(commandId, c.expect);
+    expects.set(commandId, owed(c));
     values.set(commandId, c.value);
-    if (d.kind === 'invalid') { final.set(commandId, 'rejected'); continue; }
+    if (d.kind === 'invalid') { final.set(commandId, 'rejected INVALID_COMMAND'); continue; }
     const cmd = d.command;
     const state = states.get(cmd.accountId) ?? null;
     if (cmd.type === 'Transfer') {
       const t = decideTransfer(state, cmd);
-      if (!t.accepted) { final.set(commandId, 'rejected'); continue; }
+      if (!t.accepted) { final.set(commandId, `rejected ${t.rejected}`); continue; }
       states.set(cmd.accountId, t.state);
       const credit: CreditTransfer = { type: 'CreditTransfer', commandId: transferStepId(cmd.accountId, commandId, 'credit'), transferId: commandId, accountId: cmd.toAccountId, fromAccountId: cmd.accountId, amount: t.event.data.amount, currency: t.event.data.currency };
       pending.push({ at: clock + landing(), step: credit, transferId: commandId });
@@ -87,7 +90,7 @@ function simulate(seed: number, transferRatio: number, landing: () => number, pa
     }
     const r = decide(state, cmd);
     if (r.accepted) states.set(cmd.accountId, r.state);
-    final.set(commandId, r.accepted ? 'accepted' : 'rejected');
+    final.set(commandId, r.accepted ? 'accepted' : `rejected ${r.rejected}`);
   }
   land(Number.POSITIVE_INFINITY);
   for (const [id, want] of expects) if (final.get(id) !== want) mismatches.push(`${values.get(id)}: expected ${want}, decided ${final.get(id)}`);

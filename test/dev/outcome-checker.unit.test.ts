@@ -51,4 +51,16 @@ test('a wrong first answer is a mismatch, not mistaken for a copy', () => {
   assert.is(k.mismatches, 1);
 });
 
+test('a rejection is owed its reason, when the model knows it', () => {
+  const k = new OutcomeChecker();
+  const D = '7b0e5a39-2f2c-4a38-9a51-2d8f3c1e6b10';
+  k.sent(C, 'rejected', 0, 'DESTINATION_CLOSED');
+  k.sent(D, 'rejected', 0);
+  assert.equal(k.received({ commandId: C, status: 'rejected', reason: 'CURRENCY_MISMATCH' }, 1), { kind: 'answer', latencyMs: 1, matches: false });
+  assert.equal(k.received({ commandId: D, status: 'rejected', reason: 'CURRENCY_MISMATCH' }, 1), { kind: 'answer', latencyMs: 1, matches: true }, 'no reason owed: any');
+  assert.match(k.mismatchSamples[0], /expected rejected DESTINATION_CLOSED, got .*CURRENCY_MISMATCH/);
+  k.sent(C, 'rejected', 2, 'DESTINATION_CLOSED');
+  assert.equal(k.received({ commandId: C, status: 'rejected', reason: 'DESTINATION_CLOSED' }, 3), { kind: 'answer', latencyMs: 1, matches: true });
+});
+
 test.run();

@@ -13,6 +13,9 @@
  *    steps on bank.commands sent three times in between.
  * 4. The CLI: `send Transfer` prints the final outcome, `account <id>`
  *    lists transfers in and out (projected) and those in flight.
+ * 5. The read models: account_projections and transaction_projections are
+ *    the fold of the events table, every transfer event with its transfer
+ *    and the other account.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -21,6 +24,7 @@ import { Rig, OutcomeTap, sleep } from '../helpers/reliability';
 import { transferStepId } from '../../src/domain/transfer';
 import type { Daemon } from '../helpers/daemon';
 import { violation } from '../helpers/contracts';
+import { diffProjections } from '../helpers/projections';
 import { spawnCli, waitForExit } from '../helpers/stack';
 import { Client } from 'pg';
 
@@ -221,6 +225,18 @@ test('transfers: pending blocks a close, the process settles every rule exactly 
   assert.is(await both.metric('banking_es_transfers_completed_total{result="credited"}'), 6);
   assert.is(await both.metric('banking_es_transfers_completed_total{result="refunded"}'), 3);
   await both.until(async () => (await both.metric('banking_es_transfers_oldest_seconds')) === 0 && (await both.metric('banking_es_transfers_in_flight{currency="USD"}')) === 0, 15000, 'nothing in flight');
+
+  // the read models, once the projector caught up: every account and every movement (each transfer event with its
+  // transfer and the other account) exactly as the fold of the events table says
+  let diffs: string[] = [];
+  for (const until = Date.now() + 60000; ; await sleep(200)) {
+    diffs = await diffProjections(rig.pg);
+    if (diffs.length === 0 || Date.now() > until) break;
+  }
+  assert.equal(diffs.slice(0, 5), [], 'account_projections and transaction_projections are what the events say');
+  const { rows: moves } = await rig.pg.query<{ event_type: string; n: number }>(
+    'SELECT event_type, count(*)::int AS n FROM transaction_projections WHERE transfer_id IS NOT NULL AND counterparty_id IS NOT NULL GROUP BY 1 ORDER BY 1');
+  assert.equal(moves, [{ event_type: 'TransferCredited', n: 6 }, { event_type: 'TransferDebited', n: 9 }, { event_type: 'TransferRefunded', n: 3 }]);
 
   const off = [...outcomes.values()].flat().map((o) => violation('outcome', o)).filter(Boolean);
   assert.equal(off.slice(0, 3), [], 'every outcome satisfies contracts/schemas/outcome.json');

@@ -166,32 +166,7 @@ export class ProjectionFixture {
 
   /** Every difference between the read models and the fold of the events table (empty = equal). */
   async diffWithEventStore(): Promise<string[]> {
-    const { rows: evs } = await this.pg.query<{ payload: EventEnvelope }>('SELECT payload FROM events ORDER BY account_id, version');
-    const want = foldHistory(evs.map((r) => r.payload));
-    const iso = (d: Date | null) => (d === null ? null : d.toISOString());
-    const { rows: accs } = await this.pg.query('SELECT account_id::text, owner_name, currency, balance::text, status, version::text, opened_at, updated_at, closed_at FROM account_projections');
-    const { rows: txs } = await this.pg.query('SELECT account_id::text, version::text, event_id::text, event_type, amount::text, balance_after::text, currency, command_id::text, recorded_at, transfer_id::text, counterparty_id::text FROM transaction_projections');
-    const diffs: string[] = [];
-    const seenA = new Set<string>();
-    for (const r of accs) {
-      const got: ExpectedAccount = { ...r, opened_at: iso(r.opened_at)!, updated_at: iso(r.updated_at)!, closed_at: iso(r.closed_at) };
-      const w = want.accounts.get(r.account_id);
-      seenA.add(r.account_id);
-      if (!w) diffs.push(`account ${r.account_id} projected but not in the event store`);
-      else if (JSON.stringify(got) !== JSON.stringify(w)) diffs.push(`account ${r.account_id}: got ${JSON.stringify(got)} want ${JSON.stringify(w)}`);
-    }
-    for (const id of want.accounts.keys()) if (!seenA.has(id)) diffs.push(`account ${id} missing`);
-    const seenT = new Set<string>();
-    for (const r of txs) {
-      const k = `${r.account_id}/${r.version}`;
-      const got: ExpectedTransaction = { ...r, recorded_at: iso(r.recorded_at)! };
-      const w = want.transactions.get(k);
-      seenT.add(k);
-      if (!w) diffs.push(`transaction ${k} projected but not in the fold`);
-      else if (JSON.stringify(got) !== JSON.stringify(w)) diffs.push(`transaction ${k}: got ${JSON.stringify(got)} want ${JSON.stringify(w)}`);
-    }
-    for (const k of want.transactions.keys()) if (!seenT.has(k)) diffs.push(`transaction ${k} missing`);
-    return diffs;
+    return diffProjections(this.pg);
   }
 
   async counts(): Promise<{ accounts: number; transactions: number; events: number }> {
@@ -208,4 +183,34 @@ export class ProjectionFixture {
     await this.pg.end().catch(() => undefined);
     await this.db.drop().catch((e: unknown) => console.error('could not drop test database', e));
   }
+}
+
+/** How the read models differ from the fold of the events table (empty when they agree), one line per difference. */
+export async function diffProjections(pg: Client): Promise<string[]> {
+  const { rows: evs } = await pg.query<{ payload: EventEnvelope }>('SELECT payload FROM events ORDER BY account_id, version');
+  const want = foldHistory(evs.map((r) => r.payload));
+  const iso = (d: Date | null) => (d === null ? null : d.toISOString());
+  const { rows: accs } = await pg.query('SELECT account_id::text, owner_name, currency, balance::text, status, version::text, opened_at, updated_at, closed_at FROM account_projections');
+  const { rows: txs } = await pg.query('SELECT account_id::text, version::text, event_id::text, event_type, amount::text, balance_after::text, currency, command_id::text, recorded_at, transfer_id::text, counterparty_id::text FROM transaction_projections');
+  const diffs: string[] = [];
+  const seenA = new Set<string>();
+  for (const r of accs) {
+    const got: ExpectedAccount = { ...r, opened_at: iso(r.opened_at)!, updated_at: iso(r.updated_at)!, closed_at: iso(r.closed_at) };
+    const w = want.accounts.get(r.account_id);
+    seenA.add(r.account_id);
+    if (!w) diffs.push(`account ${r.account_id} projected but not in the event store`);
+    else if (JSON.stringify(got) !== JSON.stringify(w)) diffs.push(`account ${r.account_id}: got ${JSON.stringify(got)} want ${JSON.stringify(w)}`);
+  }
+  for (const id of want.accounts.keys()) if (!seenA.has(id)) diffs.push(`account ${id} missing`);
+  const seenT = new Set<string>();
+  for (const r of txs) {
+    const k = `${r.account_id}/${r.version}`;
+    const got: ExpectedTransaction = { ...r, recorded_at: iso(r.recorded_at)! };
+    const w = want.transactions.get(k);
+    seenT.add(k);
+    if (!w) diffs.push(`transaction ${k} projected but not in the fold`);
+    else if (JSON.stringify(got) !== JSON.stringify(w)) diffs.push(`transaction ${k}: got ${JSON.stringify(got)} want ${JSON.stringify(w)}`);
+  }
+  for (const k of want.transactions.keys()) if (!seenT.has(k)) diffs.push(`transaction ${k} missing`);
+  return diffs;
 }
