@@ -117,6 +117,9 @@ test('transfers: pending blocks a close, the process settles every rule exactly 
   await projected(S);
   const inFlight = await cli(['account', S]);
   assert.match(inFlight, new RegExp(`1 transfer in flight:[\\s\\S]*to ${D}\\s+25\\.00\\s+${t1}`), inFlight);
+  // what the stuck-transfer alert reads, from the instance that debited (no transfers role runs anywhere yet)
+  await commandsOnly.until(async () => (await commandsOnly.metric('banking_es_transfers_in_flight{currency="USD"}')) === 1
+    && ((await commandsOnly.metric('banking_es_transfers_oldest_seconds')) ?? 0) > 0, 15000, 'the transfer in flight, with its age, in /metrics');
 
   // 2. the transfers role settles it; the close then goes through. First it cannot: another session holds
   // the transfer's row, so the settlement waits past statement_timeout (57014), is retried past

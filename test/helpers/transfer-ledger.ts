@@ -14,6 +14,9 @@
  *   refused one moved nothing in the end;
  * - the transfers table has nothing in flight, and its credited and refunded
  *   rows are exactly the accepted and destination-refused transfers;
+ * - a transfer's final outcome reports its source as the events have it: the
+ *   version and balance of its TransferDebited (accepted) or TransferRefunded
+ *   (refused at the destination), for that transfer;
  * - per currency, the balances add up to openings plus deposits minus
  *   withdrawals; no (account, command) has two events; versions are 1..n.
  *
@@ -26,6 +29,9 @@ import { OutcomeTap, type Rig, sleep } from './reliability';
 import { uuidFrom } from './event-history';
 
 const DESTINATION_REASONS = new Set(['DESTINATION_NOT_FOUND', 'DESTINATION_CLOSED', 'CURRENCY_MISMATCH', 'LIMIT_EXCEEDED']);
+
+/** How many accounts the stream uses: funded USD and EUR ones, empty closable ones, ids never opened. */
+export interface LedgerPool { usd: number; eur: number; empty: number; missing: number }
 
 interface Sent { type: string; accountId: string; to?: string; amount: number; json: string }
 interface Out { commandId: string; type: string; status: string; originalStatus?: string; reason?: string; version?: number; balance?: string; toAccountId?: string; transferId?: string; processedAt?: string }
@@ -45,18 +51,18 @@ export class TransferLedger {
   /** commands produced by stream() so far */
   produced = 0;
 
-  private constructor(private readonly rig: Rig, seed: number) {
+  private constructor(private readonly rig: Rig, seed: number, pool: LedgerPool) {
     this.next = rng(seed);
     const id = () => this.id();
-    this.usd = Array.from({ length: 160 }, id);
-    this.eur = Array.from({ length: 40 }, id);
-    this.empty = Array.from({ length: 30 }, id);
-    this.missing = Array.from({ length: 10 }, id);
+    this.usd = Array.from({ length: pool.usd }, id);
+    this.eur = Array.from({ length: pool.eur }, id);
+    this.empty = Array.from({ length: pool.empty }, id);
+    this.missing = Array.from({ length: pool.missing }, id);
   }
 
-  /** Listens to the rig's outcomes from now on. */
-  static async open(rig: Rig, seed: number): Promise<TransferLedger> {
-    const l = new TransferLedger(rig, seed);
+  /** Listens to the rig's outcomes from now on. A small `pool` makes every command race others on the same accounts. */
+  static async open(rig: Rig, seed: number, pool: LedgerPool = { usd: 160, eur: 40, empty: 30, missing: 10 }): Promise<TransferLedger> {
+    const l = new TransferLedger(rig, seed, pool);
     l.tap = await OutcomeTap.open(rig.brokers, rig.topics.results, rig.partitions, (o) => {
       const v = o as Out | undefined;
       if (!v?.commandId) return;
@@ -112,7 +118,8 @@ export class TransferLedger {
 
   /**
    * Produces `commands` in chunks of 100, `paceMs` apart, never more than 6,000 ahead of the outcomes:
-   * 25% deposits, 20% withdrawals, 52% transfers, 3% closes of the empty accounts, and 3% re-sends.
+   * 25% deposits, 20% withdrawals, 52% transfers, 3% closes of the empty accounts, and 3% re-sends;
+   * half the transfers to an empty account have that account's close sent right behind them.
    * Goes on past `commands` while `more()` says so.
    */
   async stream(commands: number, paceMs: number, more: () => boolean = () => false): Promise<void> {
@@ -145,6 +152,12 @@ export class TransferLedger {
           const to = y < 0.8 ? this.pick(same) : y < 0.88 ? this.pick(other) : y < 0.93 ? this.pick(this.missing) : this.pick(this.empty);
           const amount = 1 + Math.floor(this.next() * 5000);
           sends.push(this.send({ commandId, type: 'Transfer', accountId: from, toAccountId: to, amount: cents(amount) }, amount, to));
+          if (this.empty.includes(to) && this.next() < 0.5) {
+            // its destination closed right behind it: the close and the credit race (refunded DESTINATION_CLOSED, or BALANCE_NOT_ZERO)
+            const closeId = this.id();
+            ids.push(closeId);
+            sends.push(this.send({ commandId: closeId, type: 'CloseAccount', accountId: to }));
+          }
         } else {
           // close an empty account: it may have been credited meanwhile (BALANCE_NOT_ZERO) or close under a transfer in flight to it
           sends.push(this.send({ commandId, type: 'CloseAccount', accountId: this.pick(this.empty) }));
@@ -217,6 +230,22 @@ export class TransferLedger {
       const open = accounts.reduce((s, a) => s + this.opening.get(a)!, 0);
       assert.is(sum, open + (moved.get(c) ?? 0), `${c} is conserved`);
     }
+    const { rows: steps } = await pg.query<{ account_id: string; version: string; event_type: string; transfer_id: string; balance: string }>(
+      `SELECT account_id, version, event_type, payload->'data'->>'transferId' AS transfer_id, payload->'data'->>'balanceAfter' AS balance
+         FROM events WHERE event_type IN ('TransferDebited', 'TransferRefunded')`);
+    const stepAt = new Map(steps.map((x) => [`${x.account_id}/${x.version}`, x]));
+    const misreported: string[] = [];
+    for (const [commandId, s] of this.sent) {
+      const o = this.outs.get(commandId)![0];
+      if (s.type !== 'Transfer' || !(o.status === 'accepted' || DESTINATION_REASONS.has(o.reason!))) continue;
+      const e = stepAt.get(`${s.accountId}/${o.version}`);
+      const type = o.status === 'accepted' ? 'TransferDebited' : 'TransferRefunded';
+      // outcome balances are decimal strings, event balances minor units (USD and EUR: cents)
+      if (!e || e.event_type !== type || e.transfer_id !== commandId || Math.round(Number(o.balance) * 100) !== Number(e.balance)) {
+        misreported.push(`${commandId}: outcome version ${o.version} balance ${o.balance}, event ${JSON.stringify(e)}`);
+      }
+    }
+    assert.equal(misreported.slice(0, 5), [], `${misreported.length} transfer outcomes report the source otherwise than its events`);
     const { rows: [dup] } = await pg.query<{ n: number }>('SELECT count(*)::int AS n FROM (SELECT 1 FROM events GROUP BY account_id, command_id HAVING count(*) > 1) x');
     assert.is(dup.n, 0, 'no command or step applied twice');
     return { transfers, credited, refunded };
