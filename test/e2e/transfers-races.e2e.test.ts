@@ -21,9 +21,9 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Rig, sleep } from '../helpers/reliability';
+import { Rig } from '../helpers/reliability';
 import { TransferLedger } from '../helpers/transfer-ledger';
-import { diffProjections } from '../helpers/projections';
+import { diffOnceCaughtUp } from '../helpers/projections';
 
 let rig: Rig | undefined;
 let ledger: TransferLedger | undefined;
@@ -60,12 +60,7 @@ test('transfers race withdrawals, each other, closes and chains on four funded a
   };
   for (const [what, n] of Object.entries(races)) assert.ok(n > 0, `the race happened: ${what} (${JSON.stringify(races)})`);
 
-  let diffs: string[] = [];
-  for (const until = Date.now() + 60000; ; await sleep(200)) {
-    diffs = await diffProjections(r.pg);
-    if (diffs.length === 0 || Date.now() > until) break;
-  }
-  assert.equal(diffs.slice(0, 5), [], 'account_projections and transaction_projections are what the events say');
+  assert.equal((await diffOnceCaughtUp(r.pg)).slice(0, 5), [], 'account_projections and transaction_projections are what the events say');
   assert.is((await daemon.get('/readyz')).status, 200);
   assert.equal(r.errorLines(), [], 'no error-level log lines');
   console.log(`${l.size} commands on 35 accounts (${transfers} transfers: ${credited} credited, ${refunded} refunded); races seen: ${JSON.stringify(races)}`);

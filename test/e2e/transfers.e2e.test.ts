@@ -24,7 +24,7 @@ import { Rig, OutcomeTap, sleep } from '../helpers/reliability';
 import { transferStepId } from '../../src/domain/transfer';
 import type { Daemon } from '../helpers/daemon';
 import { violation } from '../helpers/contracts';
-import { diffProjections } from '../helpers/projections';
+import { diffOnceCaughtUp } from '../helpers/projections';
 import { spawnCli, waitForExit } from '../helpers/stack';
 import { Client } from 'pg';
 
@@ -231,12 +231,7 @@ test('transfers: pending blocks a close, the process settles every rule exactly 
 
   // the read models, once the projector caught up: every account and every movement (each transfer event with its
   // transfer and the other account) exactly as the fold of the events table says
-  let diffs: string[] = [];
-  for (const until = Date.now() + 60000; ; await sleep(200)) {
-    diffs = await diffProjections(rig.pg);
-    if (diffs.length === 0 || Date.now() > until) break;
-  }
-  assert.equal(diffs.slice(0, 5), [], 'account_projections and transaction_projections are what the events say');
+  assert.equal((await diffOnceCaughtUp(rig.pg)).slice(0, 5), [], 'account_projections and transaction_projections are what the events say');
   const { rows: moves } = await rig.pg.query<{ event_type: string; n: number }>(
     'SELECT event_type, count(*)::int AS n FROM transaction_projections WHERE transfer_id IS NOT NULL AND counterparty_id IS NOT NULL GROUP BY 1 ORDER BY 1');
   assert.equal(moves, [{ event_type: 'TransferCredited', n: 6 }, { event_type: 'TransferDebited', n: 9 }, { event_type: 'TransferRefunded', n: 3 }]);

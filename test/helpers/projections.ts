@@ -214,3 +214,11 @@ export async function diffProjections(pg: Client): Promise<string[]> {
   for (const k of want.transactions.keys()) if (!seenT.has(k)) diffs.push(`transaction ${k} missing`);
   return diffs;
 }
+
+/** Waits (up to `timeoutMs`) for the read models to be the fold of the events table; returns what still differs. */
+export async function diffOnceCaughtUp(pg: Client, timeoutMs = 60000): Promise<string[]> {
+  for (const until = Date.now() + timeoutMs; ; await new Promise((r) => setTimeout(r, 200))) {
+    const diffs = await diffProjections(pg);
+    if (diffs.length === 0 || Date.now() > until) return diffs;
+  }
+}
