@@ -5,6 +5,8 @@
  * of valid §2.4 envelopes into `events`. `release()` frees all of it.
  */
 import { randomUUID } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Client, type ClientBase } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { pipeline } from 'node:stream/promises';
@@ -21,6 +23,7 @@ import { ProducerClient, type OutMessage } from '../../src/kafka/producer';
 import { SCHEMA_VERSION, encodeEnvelope, type EventEnvelope } from '../../src/codec/envelope';
 import type { DaemonContext } from '../../src/daemon';
 import { createTestDatabase, testStack, uniqueTopic, type TestDb } from './stack';
+import { packageRoot } from '../../src/paths';
 import { producer as testProducer } from './kafka';
 
 /** A producer whose deliveries can be held back: held sends reach Kafka only on release(). */
@@ -169,4 +172,20 @@ export async function until(pred: () => boolean | Promise<boolean>, timeoutMs: n
 export async function storedPayloads(db: Client): Promise<Map<string, { accountId: string; version: number; payload: string }>> {
   const { rows } = await db.query<{ event_id: string; account_id: string; version: string; payload: string }>('SELECT event_id::text, account_id::text, version::text, payload::text FROM events');
   return new Map(rows.map((r) => [r.event_id, { accountId: r.account_id, version: Number(r.version), payload: r.payload }]));
+}
+
+/**
+ * The envelopes an older release wrote (version 1: no schemaVersion; test/fixtures/events-v1.ndjson), stored
+ * as that release stored them, payload text as written, in one transaction; returns their event ids.
+ */
+export async function insertVersion1Events(db: Client): Promise<string[]> {
+  const lines = fs.readFileSync(path.join(packageRoot(), 'test', 'fixtures', 'events-v1.ndjson'), 'utf8').split('\n').filter(Boolean);
+  const evs = lines.map((l) => JSON.parse(l) as EventEnvelope);
+  if (evs.some((e) => 'schemaVersion' in e)) throw new Error('the fixture holds only version-1 envelopes');
+  await db.query(
+    `INSERT INTO events (account_id, version, event_id, event_type, payload, command_id, recorded_at)
+     SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::text[], $5::jsonb[], $6::uuid[], $7::timestamptz[])`,
+    [evs.map((e) => e.accountId), evs.map((e) => e.version), evs.map((e) => e.eventId), evs.map((e) => e.type), lines, evs.map((e) => e.commandId), evs.map((e) => e.recordedAt)],
+  );
+  return evs.map((e) => e.eventId);
 }

@@ -10,7 +10,7 @@ import { Client } from 'pg';
 import { PollingRelay, POLLER_INDEX, type PollingRelayOptions } from '../../src/relay/poller';
 import { TopicReader } from '../helpers/kafka';
 import { testStack } from '../helpers/stack';
-import { Accounts, commitEvents, copyEvents, insertEvents, relayFixture, storedPayloads, until, type RelayFixture } from '../helpers/relay';
+import { Accounts, commitEvents, copyEvents, insertEvents, insertVersion1Events, relayFixture, storedPayloads, until, type RelayFixture } from '../helpers/relay';
 
 const WAIT_MS = 30000;
 const OPTS: Partial<PollingRelayOptions> = { idleMs: 20 };
@@ -152,6 +152,18 @@ test('stop and restart mid-stream: resumes from the stored checkpoint; nothing l
   for (const a of acc.ids) {
     const versions = reader.messages.filter((m) => m.key === a).map((m) => (m.value as { version: number }).version);
     assert.equal(versions, Array.from({ length: acc.version(a) }, (_, i) => i + 1), `account ${a} in version order`);
+  }
+});
+
+test('envelopes an older release wrote (version 1, no schemaVersion) are published byte for byte as stored', async () => {
+  const ids = await insertVersion1Events(f.pg);
+  await waitForAll(ids, 'every version-1 event on the topic');
+  const stored = await storedPayloads(f.pg);
+  for (const id of ids) {
+    const m = reader.messages.find((x) => (x.value as { eventId?: string } | undefined)?.eventId === id)!;
+    const raw = m.raw!.toString('utf8');
+    assert.is(raw, stored.get(id)!.payload, 'value is the payload exactly as stored');
+    assert.not.match(raw, /schemaVersion/, 'no version added on the way');
   }
 });
 
