@@ -133,14 +133,12 @@ test('docs/message-contracts.md: its examples validate, and its lists are the sc
   assert.match(md, /contracts\/asyncapi\.yaml/, 'the page points at the machine-readable contract');
 });
 
-test('the steps banking-es writes on bank.transfers satisfy transfer-step.json; what its reader refuses, the schema refuses', () => {
+test('the steps banking-es writes on bank.transfers satisfy transfer-step.json; these malformed steps are refused by both the schema and the reader', () => {
   const A = randomUUID(), B = randomUUID(), T = randomUUID();
   const credit = JSON.parse(creditStepJson({ type: 'CreditTransfer', commandId: transferStepId(A, T, 'credit'), transferId: T, accountId: B, fromAccountId: A, amount: '2.50', currency: 'EUR', sourceVersion: 7, sourceBalance: '10.5' })) as Record<string, unknown>;
   assert.is(violation('transfer-step', credit), null);
-  for (const reason of DESTINATION_REASONS) {
-    const refund = JSON.parse(refundStepJson({ type: 'RefundTransfer', commandId: transferStepId(A, T, 'refund'), transferId: T, accountId: A, toAccountId: B, amount: '2.50', currency: 'EUR', reason })) as Record<string, unknown>;
-    assert.is(violation('transfer-step', refund), null, reason);
-  }
+  const refundOf = (reason: (typeof DESTINATION_REASONS)[number]) => JSON.parse(refundStepJson({ type: 'RefundTransfer', commandId: transferStepId(A, T, 'refund'), transferId: T, accountId: A, toAccountId: B, amount: '2.50', currency: 'EUR', reason })) as Record<string, unknown>;
+  for (const reason of DESTINATION_REASONS) assert.is(violation('transfer-step', refundOf(reason)), null, reason);
   const schema = JSON.parse(fs.readFileSync(path.join(CONTRACTS, 'schemas', 'transfer-step.json'), 'utf8')) as { allOf: Array<{ then: { properties: { reason?: { enum: string[] } } } }> };
   assert.equal(schema.allOf[1].then.properties.reason?.enum, [...DESTINATION_REASONS], 'the reasons are the decider\'s');
   const bad: Array<[string, Record<string, unknown>]> = [
@@ -151,8 +149,13 @@ test('the steps banking-es writes on bank.transfers satisfy transfer-step.json; 
     ['a signed amount', { ...credit, amount: '-1.00' }],
     ['a lower-case currency', { ...credit, currency: 'eur' }],
     ['a transferId that is no UUID', { ...credit, transferId: 'x' }],
-    ['a refund reason from the source', { ...credit, type: 'RefundTransfer', toAccountId: A, reason: 'INSUFFICIENT_FUNDS', fromAccountId: undefined, sourceVersion: undefined, sourceBalance: undefined }],
+    ['a sourceBalance with five fraction digits', { ...credit, sourceBalance: '10.50000' }],
+    ['a refund reason from the source', { ...refundOf('DESTINATION_CLOSED'), reason: 'INSUFFICIENT_FUNDS' }],
   ];
+  assert.is(decodeStep(Buffer.from(A), Buffer.from(JSON.stringify(refundOf('DESTINATION_CLOSED')))).kind, 'ok', 'the refund the last case changes is well-formed');
+  for (const e of examples('Transfer steps') as Array<{ accountId: string }>) {
+    assert.is(decodeStep(Buffer.from(e.accountId), Buffer.from(JSON.stringify(e))).kind, 'ok', `the page's example is a step the reader takes: ${JSON.stringify(e)}`);
+  }
   for (const [what, v] of bad) {
     const value = JSON.parse(JSON.stringify(v)) as Record<string, unknown>;
     assert.ok(violation('transfer-step', value), `the schema refuses ${what}`);

@@ -198,7 +198,7 @@ test('a polluted Object.prototype does not leak into commands', () => {
 });
 
 
-test('where transfers are off (transfers.enabled false), Transfer is INVALID_COMMAND, and internal steps always are', () => {
+test('where transfers are off (transfers.enabled false), Transfer and the internal steps are INVALID_COMMAND', () => {
   const T = '1c7e7d2f-9b6e-4d66-8b9f-6b8a5a1a8b22';
   const forged = [
     { commandId: CMD, accountId: ACC, type: 'Transfer', toAccountId: T, amount: '1.00' },
