@@ -145,7 +145,7 @@ export class Workload {
     const accountId = this.pickAccount();
     if (this.opts.transferRatio && this.rand() < this.opts.transferRatio) return this.transfer(accountId);
     if (r < (this.opts.duplicateRatio ?? 0.01) + (this.opts.invalidRatio ?? 0.01)) {
-      // three decimals in USD: readable, invalid
+      // three decimals: readable, and invalid in USD and EUR, the only currencies the model opens
       return this.remember({ accountId, expect: 'rejected', reason: 'INVALID_COMMAND', body: { type: 'Deposit', amount: '1.001' } });
     }
     const balance = this.expected.get(accountId)!;

@@ -4,6 +4,7 @@
  * producer whose deliveries a test can hold back), a pg client, and writers
  * of valid §2.4 envelopes into `events`. `release()` frees all of it.
  */
+import * as assert from 'uvu/assert';
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -176,7 +177,7 @@ export async function storedPayloads(db: Client): Promise<Map<string, { accountI
 
 /**
  * The envelopes an older release wrote (version 1: no schemaVersion; test/fixtures/events-v1.ndjson), stored
- * as that release stored them, payload text as written, in one transaction; returns their event ids.
+ * as that release stored them (the payload as jsonb), in one transaction; returns their event ids.
  */
 export async function insertVersion1Events(db: Client): Promise<string[]> {
   const lines = fs.readFileSync(path.join(packageRoot(), 'test', 'fixtures', 'events-v1.ndjson'), 'utf8').split('\n').filter(Boolean);
@@ -188,4 +189,15 @@ export async function insertVersion1Events(db: Client): Promise<string[]> {
     [evs.map((e) => e.accountId), evs.map((e) => e.version), evs.map((e) => e.eventId), evs.map((e) => e.type), lines, evs.map((e) => e.commandId), evs.map((e) => e.recordedAt)],
   );
   return evs.map((e) => e.eventId);
+}
+
+/** Each of `ids` was published (first copy) with the stored payload's text as its value: no schemaVersion added on the way. */
+export async function assertPublishedAsStored(db: Client, messages: ReadonlyArray<{ value?: unknown; raw?: Buffer | null }>, ids: readonly string[]): Promise<void> {
+  const stored = await storedPayloads(db);
+  for (const id of ids) {
+    const m = messages.find((x) => (x.value as { eventId?: string } | undefined)?.eventId === id);
+    const raw = m?.raw?.toString('utf8');
+    assert.is(raw, stored.get(id)!.payload, `event ${id}: the value is the payload as stored`);
+    assert.not.match(raw!, /schemaVersion/, 'no version added on the way');
+  }
 }

@@ -20,15 +20,17 @@
  * - per currency, the balances add up to openings plus deposits minus
  *   withdrawals; no (account, command) has two events; versions are 1..n.
  *
- * Used by transfers-crash (SIGKILLs of one daemon) and transfers-two-instances
- * (two daemons sharing the partitions, one SIGKILLed).
+ * Used by transfers-crash (SIGKILLs of one daemon), transfers-two-instances
+ * (two daemons sharing the partitions, one SIGKILLed), transfers-races (a few
+ * hot accounts) and outcome-redelivery.
  */
 import * as assert from 'uvu/assert';
 import { cents, rng } from './oracle';
 import { OutcomeTap, type Rig, sleep } from './reliability';
 import { uuidFrom } from './event-history';
+import { DESTINATION_REASONS as DESTINATION_REASON_LIST } from '../../src/domain/transfer';
 
-const DESTINATION_REASONS = new Set(['DESTINATION_NOT_FOUND', 'DESTINATION_CLOSED', 'CURRENCY_MISMATCH', 'LIMIT_EXCEEDED']);
+const DESTINATION_REASONS = new Set<string>(DESTINATION_REASON_LIST);
 
 /** How many accounts the stream uses: funded USD and EUR ones, empty closable ones, ids never opened. */
 export interface LedgerPool { usd: number; eur: number; empty: number; missing: number }

@@ -16,7 +16,7 @@ import { RELAY_SLOT } from '../../src/db/sql/replication-slot';
 import type { EventEnvelope } from '../../src/codec/envelope';
 import { TopicReader } from '../helpers/kafka';
 import { testStack } from '../helpers/stack';
-import { Accounts, commitEvents, copyEvents, insertEvents, insertVersion1Events, relayFixture, storedPayloads, until, type RelayFixture } from '../helpers/relay';
+import { Accounts, commitEvents, copyEvents, assertPublishedAsStored, insertEvents, insertVersion1Events, relayFixture, storedPayloads, until, type RelayFixture } from '../helpers/relay';
 
 const WAIT_MS = 30000;
 const OPTS: Partial<LogicalRelayOptions> = { lagPollMs: 200, feedbackMs: 200 };
@@ -247,16 +247,10 @@ test('stop and restart mid-stream, then a dropped replication connection: nothin
   console.log(`    restart/reconnect: ${committed.length} events in ${written} transactions, ${dups} re-sent`);
 });
 
-test('envelopes an older release wrote (version 1, no schemaVersion) are published byte for byte as stored', async () => {
+test('envelopes an older release wrote (version 1, no schemaVersion) are published as stored', async () => {
   const ids = await insertVersion1Events(f.pg);
   await waitForAll(ids, 'every version-1 event on the topic');
-  const got = byEventId();
-  const stored = await storedPayloads(f.pg);
-  for (const id of ids) {
-    const m = got.get(id)![0];
-    assert.is(m.raw, stored.get(id)!.payload, 'value is the payload exactly as stored');
-    assert.not.match(m.raw, /schemaVersion/, 'no version added on the way');
-  }
+  await assertPublishedAsStored(f.pg, reader.messages, ids);
 });
 
 test('throughput: 100k events written by COPY in 4 transactions while stopped, time until Kafka acknowledged all', async () => {
