@@ -78,6 +78,8 @@ export function decodeStep(key: Buffer | null | undefined, value: Buffer | null 
     const sourceVersion = get('sourceVersion'), sourceBalance = get('sourceBalance');
     if (typeof sourceVersion !== 'number' || !Number.isSafeInteger(sourceVersion) || sourceVersion < 2) return bad('sourceVersion must be an integer of at least 2');
     if (typeof sourceBalance !== 'string' || !DECIMAL.test(sourceBalance)) return bad('sourceBalance must be a decimal string');
+    // the settlement compares it with the debit's balance, in minor units of the currency
+    if (typeof parseMoney(sourceBalance, digits, { allowZero: true }) !== 'number') return bad(`sourceBalance must be a ${currency} amount`);
     return { kind: 'ok', step: { type, commandId, transferId, accountId, fromAccountId, amount, currency, sourceVersion, sourceBalance } };
   }
   const toAccountId = uuid('toAccountId');

@@ -12,7 +12,7 @@ import type { Pool } from 'pg';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import { upsertOffsets } from '../db/sql/consumer-offsets';
-import { backoffMs, classifyError, coerceError, errorCodeOf } from '../errors';
+import { BankingError, backoffMs, classifyError, coerceError, errorCodeOf } from '../errors';
 import type { RetryBudget } from '../retry-budget';
 import { BatchRun, type Attempt } from './batch-run';
 import { inTransaction, type TransactionResult } from './batch-transaction';
@@ -312,7 +312,8 @@ export class BatchRunner<Item, B extends Batch, P, L> {
     const { group, topic } = this.role.settings;
     const next = new Map([[m.partition, m.offset + 1]]);
     const failure = await this.budget.untilDone(`dead-lettering a poison ${this.role.settings.noun}`, async () => {
-      if (!replayed) await this.letters.send(m, { code: 'POISON', message: err.message, sqlstate });
+      // banking-es's own poison (a transfer step no debit backs) says its code; what Postgres refused is POISON
+      if (!replayed) await this.letters.send(m, { code: cause instanceof BankingError ? cause.code : 'POISON', message: err.message, sqlstate });
       await upsertOffsets(this.ctx.pool, group, topic, [{ partition: m.partition, next: m.offset + 1, published: this.role.publishedOffset?.(m.partition) ?? null }]);
     }, () => this.stopping || this.abandoned);
     if (failure !== undefined) return this.giveUp(failure, `could not commit past a dead-lettered ${this.role.settings.noun}; it and every later batch are redone on restart`);

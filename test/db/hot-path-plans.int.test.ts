@@ -115,7 +115,13 @@ test('every statement of a batch, and the polling relay\'s read, probes indexes:
   await findKnownOutcomes(r.client, pairs.accounts, pairs.commands);
   await loadLatestStates(r.client, accounts);
   await transfersPending(r.client, accounts);
-  const settlements: Settlement[] = accounts.map((a, i) => ({ sourceId: a, transferId: pairs.commands[i], settled: 'credited', reason: null, destinationId: accounts[(i + 1) % accounts.length], amount: 100, currency: 'USD' }));
+  // credits (checked against the debit's event) and refunds (against the destination's recorded refusal)
+  const settlements: Settlement[] = accounts.map((a, i) => ({
+    sourceId: a, transferId: pairs.commands[i], destinationId: accounts[(i + 1) % accounts.length], amount: 100, currency: 'USD',
+    ...(i % 2 === 0
+      ? { settled: 'credited' as const, reason: null, sourceVersion: VERSIONS, sourceBalance: VERSIONS * 100, creditStepId: null }
+      : { settled: 'refunded' as const, reason: 'DESTINATION_CLOSED' as const, sourceVersion: null, sourceBalance: null, creditStepId: pairs.commands[i] }),
+  }));
   await settleTransfers(r.client, settlements);
   await unbackedTransfers(r.client, settlements);
   await loadProjectedVersions(r.client, accounts);

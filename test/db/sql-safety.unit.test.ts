@@ -34,6 +34,9 @@ const ALLOWED_INTERPOLATIONS: Record<string, Record<string, string>> = {
   'db/sql/poller-index.ts': {
     POLLER_INDEX: 'index-name constant',
   },
+  'db/sql/transfers.ts': {
+    BACKED: 'a constant condition shared by the settlement and its check; it holds no value',
+  },
   'db/sql/replication-slot.ts': {
     'quoteIdent(name)': 'publication name, quoted as an identifier (identifiers cannot be bound)',
   },

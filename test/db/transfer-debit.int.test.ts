@@ -15,6 +15,7 @@ import { createPool } from '../../src/db/pool';
 import { migrate } from '../../src/db/migrate';
 import { createLogger } from '../../src/logger';
 import { EVENT_COLUMNS, TRANSFER_COLUMNS } from '../../src/codec/rows';
+import { transferStepId } from '../../src/domain/transfer';
 import { settleTransfers, unbackedTransfers, transfersInFlight, transfersPending } from '../../src/db/sql/transfers';
 import { decideShard, type KnownOutcome } from '../../src/pipeline/commands/decide-shard';
 import { forEachRecord, Packer } from '../../src/pipeline/pack';
@@ -81,14 +82,26 @@ test('the transfers row is in flight until settled, and settles once', async () 
   const client = await pool.connect();
   try {
     const moved = { destinationId: B, amount: 1234, currency: 'EUR' };
-    // a step that moved another amount, destination or currency than the debit settles nothing, and is unbacked
-    for (const wrong of [{ amount: 1235 }, { destinationId: A }, { currency: 'USD' }]) {
-      const forged = [{ sourceId: A, transferId: T, settled: 'credited' as const, reason: null, ...moved, ...wrong }];
+    // what the debit left on the source (version 6, 37.66 EUR): the credit's outcome fields
+    const credit = { sourceId: A, transferId: T, settled: 'credited' as const, reason: null, ...moved, sourceVersion: 6, sourceBalance: 3766, creditStepId: null };
+    const creditStep = transferStepId(A, T, 'credit');
+    const refund = { sourceId: A, transferId: T, settled: 'refunded' as const, reason: 'DESTINATION_CLOSED' as const, ...moved, sourceVersion: null, sourceBalance: null, creditStepId: creditStep };
+    // a step that moved another amount, destination or currency than the debit, or a credit naming another version or
+    // balance of the source after it (a copy or forgery on bank.transfers), settles nothing, and is unbacked
+    for (const wrong of [{ amount: 1235 }, { destinationId: A }, { currency: 'USD' }, { sourceVersion: 7 }, { sourceBalance: 3767 }]) {
+      const forged = [{ ...credit, ...wrong }];
       assert.is(await settleTransfers(client, forged), 0, JSON.stringify(wrong));
       assert.is(await unbackedTransfers(client, forged), 1);
     }
-    assert.is(await settleTransfers(client, [{ sourceId: A, transferId: T, settled: 'refunded', reason: 'DESTINATION_CLOSED', ...moved }]), 1);
-    const again = [{ sourceId: A, transferId: T, settled: 'credited' as const, reason: null, ...moved }];
+    // a refund with no refusal of the credit recorded at the destination, or one for another reason, settles nothing
+    assert.is(await settleTransfers(client, [refund]), 0, 'no refusal recorded yet');
+    assert.is(await unbackedTransfers(client, [refund]), 1);
+    await pool.query(`INSERT INTO command_rejections (account_id, command_id, command_type, reason, rejected_at) VALUES ($1, $2, 'CreditTransfer', 'DESTINATION_NOT_FOUND', now())`, [B, creditStep]);
+    assert.is(await settleTransfers(client, [refund]), 0, 'the destination refused for another reason');
+    await pool.query(`UPDATE command_rejections SET reason = 'DESTINATION_CLOSED' WHERE account_id = $1 AND command_id = $2`, [B, creditStep]);
+    assert.is(await unbackedTransfers(client, [credit, refund]), 0, 'both backed: the credit by the debit, the refund by the refusal');
+    assert.is(await settleTransfers(client, [refund]), 1);
+    const again = [credit];
     assert.is(await settleTransfers(client, again), 0, 'settled once: the first settlement stays, and the caller learns it');
     assert.is(await unbackedTransfers(client, again), 0, 'backed: another writer settled it first, a redo and not poison');
   } finally {

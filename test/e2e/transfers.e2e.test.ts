@@ -8,7 +8,9 @@
  * 1. With only the command role running, a transfer debits its source and
  *    waits in flight: the source cannot be closed (TRANSFERS_PENDING) even
  *    when its cached state says nothing is pending.
- * 2. The transfers role starts and settles it; then the close goes through.
+ * 2. A refund forged on bank.transfers before the credit is dead-lettered
+ *    (no refusal recorded); the transfers role settles the transfer with the
+ *    real credit; then the close goes through.
  * 3. Every rule in one mixed run, every Transfer sent twice, with hostile
  *    steps on bank.commands sent three times in between.
  * 4. The CLI: `send Transfer` prints the final outcome, `account <id>`
@@ -22,6 +24,8 @@ import * as assert from 'uvu/assert';
 import { randomUUID } from 'node:crypto';
 import { Rig, OutcomeTap, sleep } from '../helpers/reliability';
 import { transferStepId } from '../../src/domain/transfer';
+import { refundStepJson } from '../../src/codec/transfer-step';
+import { TopicReader } from '../helpers/kafka';
 import type { Daemon } from '../helpers/daemon';
 import { violation } from '../helpers/contracts';
 import { diffOnceCaughtUp } from '../helpers/projections';
@@ -121,6 +125,12 @@ test('transfers: pending blocks a close, the process settles every rule exactly 
   await commandsOnly.until(async () => (await commandsOnly.metric('banking_es_transfers_in_flight{currency="USD"}')) === 1
     && ((await commandsOnly.metric('banking_es_transfers_oldest_seconds')) ?? 0) > 0, 15000, 'the transfer in flight, with its age, in /metrics');
 
+  // a refund forged on bank.transfers before the credit, as if the destination had refused it, three times: the
+  // destination recorded no refusal, so each is dead-lettered STEP_UNBACKED and the real credit settles the transfer
+  const forgedRefund = refundStepJson({ type: 'RefundTransfer', commandId: transferStepId(S, t1, 'refund'), transferId: t1, accountId: S, toAccountId: D, amount: '25.00', currency: 'USD', reason: 'DESTINATION_CLOSED' });
+  for (let i = 0; i < 3; i++) await rig.producer.send(rig.topics.transfers, S, forgedRefund);
+  const transfersDlq = await TopicReader.open<unknown>(rig.brokers, rig.topics.transfersDlq, 4);
+
   // 2. the transfers role settles it; the close then goes through. First it cannot: another session holds
   // the transfer's row, so the settlement waits past statement_timeout (57014), is retried past
   // pipeline.maxRetries, and the transfers role is stalled: not ready, while the command role goes on
@@ -151,6 +161,11 @@ test('transfers: pending blocks a close, the process settles every rule exactly 
   assert.equal(strip(final1), { commandId: t1, accountId: S, type: 'Transfer', status: 'accepted', transferId: t1, toAccountId: D, version: 2, balance: '0.00' });
   const [closeLate] = await answered([await send({ commandId: randomUUID(), type: 'CloseAccount', accountId: S })]);
   assert.is(closeLate.status, 'accepted', `closed once settled: ${JSON.stringify(closeLate)}`);
+  for (const until = Date.now() + 30000; transfersDlq.messages.length < 3 && Date.now() < until;) await sleep(100);
+  await transfersDlq.close();
+  assert.equal(transfersDlq.messages.map((m) => [m.key, m.headers['error.code']]), [[S, 'STEP_UNBACKED'], [S, 'STEP_UNBACKED'], [S, 'STEP_UNBACKED']], 'each forged refund dead-lettered');
+  const { rows: refunds } = await rig.pg.query('SELECT 1 FROM events WHERE account_id = $1 AND event_type = $2', [S, 'TransferRefunded']);
+  assert.is(refunds.length, 0, 'no forged refund applied');
 
   // 3. every rule, mixed, each Transfer sent twice, hostile steps on bank.commands three times
   const A = randomUUID(), B = randomUUID(), C = randomUUID(), E = randomUUID(), X = randomUUID(), M = randomUUID();

@@ -20,7 +20,7 @@ import { REJECTION_COLUMNS, fieldCount } from '../../codec/rows';
 import { jsonString } from '../../codec/envelope';
 import { decodeStep, refundStepJson, type CreditStep } from '../../codec/transfer-step';
 import { fractionDigits } from '../../domain/currency';
-import { formatMoney } from '../../domain/money';
+import { formatMoney, parseMoney } from '../../domain/money';
 import { DESTINATION_REASONS, decideCredit, decideRefund, transferStepId, type RefundTransfer, type TransferEvent } from '../../domain/transfer';
 import type { AccountState, RejectReason } from '../../domain/types';
 import { Packer, unpackMessages, type PackedMessage } from '../pack';
@@ -33,6 +33,10 @@ import { appendEvent, outcomeKey, type CommandCount, type KnownOutcome, type Sha
 export interface Settlement {
   sourceId: string; transferId: string; settled: 'credited' | 'refunded'; reason: RejectReason | null;
   destinationId: string; amount: number; currency: string;
+  /** a credit's: the source's version and balance (minor units) after the debit, as the step names them */
+  sourceVersion: number | null; sourceBalance: number | null;
+  /** a refund's: the credit step whose refusal the destination recorded */
+  creditStepId: string | null;
 }
 
 export interface StepsResult extends ShardResult { settlements: Settlement[] }
@@ -116,6 +120,7 @@ export function decideSteps(task: ShardTask): StepsResult {
         settlements.push({
           sourceId: step.fromAccountId, transferId: step.transferId, settled: 'credited', reason: null,
           destinationId: step.accountId, amount: decision.state.balance - state!.balance, currency: step.currency,
+          sourceVersion: step.sourceVersion, sourceBalance: sourceBalanceMinor(step), creditStepId: null,
         });
         final(step.transferId, step.fromAccountId, step.accountId, 'accepted', null, step.sourceVersion, step.sourceBalance);
         count('accepted');
@@ -149,6 +154,7 @@ export function decideSteps(task: ShardTask): StepsResult {
     settlements.push({
       sourceId: step.accountId, transferId: step.transferId, settled: 'refunded', reason: step.reason,
       destinationId: step.toAccountId, amount: refund.state.balance - state!.balance, currency: step.currency,
+      sourceVersion: null, sourceBalance: null, creditStepId: transferStepId(step.accountId, step.transferId, 'credit'),
     });
     final(step.transferId, step.accountId, step.toAccountId, 'rejected', step.reason, refund.state.version, balance);
     count('rejected');
@@ -161,4 +167,11 @@ export function decideSteps(task: ShardTask): StepsResult {
     states: [...changed.values()], acceptedAccounts: accA, acceptedCommands: accC, rejectedAccounts: rejA, rejectedCommands: rejC,
     decided, dlq, counts: [...counts.values()], republished, rejectReasons: reasons, settlements, closedAccounts: [], refusedOnState: rejA,
   };
+}
+
+/** A credit's sourceBalance in minor units: what the source's TransferDebited holds (decodeStep checked it is an amount of its currency). */
+function sourceBalanceMinor(step: CreditStep): number {
+  const minor = parseMoney(step.sourceBalance, fractionDigits(step.currency) ?? 0, { allowZero: true });
+  if (typeof minor !== 'number') throw new Error(`sourceBalance ${step.sourceBalance} is not a ${step.currency} amount`);
+  return minor;
 }

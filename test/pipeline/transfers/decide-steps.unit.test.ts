@@ -48,7 +48,8 @@ test('credited: the destination gains, the transfer settles, and the final outco
   const r = decideSteps(task(pack([{ key: B, value: creditStepJson(step) }, { key: B, value: creditStepJson(step) }]), [open(B, 100, 'USD', 2)]));
   assert.equal([r.eventCount, r.rejectionCount], [1, 0], 'the copy in the same slice writes nothing');
   assert.equal(r.states.map((s) => [s.accountId, s.version, s.balance]), [[B, 3, 300]]);
-  assert.equal(r.settlements, [{ sourceId: A, transferId: T1, settled: 'credited', reason: null, destinationId: B, amount: 200, currency: 'USD' }]);
+  // settled only if the source's debit is at that version with that balance (settleTransfers)
+  assert.equal(r.settlements, [{ sourceId: A, transferId: T1, settled: 'credited', reason: null, destinationId: B, amount: 200, currency: 'USD', sourceVersion: 4, sourceBalance: 300, creditStepId: null }]);
   const final = { commandId: T1, accountId: A, type: 'Transfer', status: 'accepted', transferId: T1, toAccountId: B, version: 4, balance: '3.00' };
   assert.equal(records(r.outcomes), [{ key: A, value: final }, { key: A, value: final }], 'identical when repeated');
   assert.equal(r.counts, [{ type: 'Transfer', status: 'accepted', count: 1 }]);
@@ -63,7 +64,8 @@ test('refused at the destination: recorded there, then refunded, and the final o
   assert.equal(refundMsgs.map((m) => [m.key, JSON.parse(m.value).type, JSON.parse(m.value).reason]), [[A, 'RefundTransfer', 'CURRENCY_MISMATCH']]);
   const refund = decideSteps(task(pack([...refundMsgs, ...refundMsgs]), [open(A, 100, 'USD', 7)]));
   assert.equal([refund.eventCount, refund.states[0].balance, refund.states[0].version], [1, 600, 8]);
-  assert.equal(refund.settlements, [{ sourceId: A, transferId: T2, settled: 'refunded', reason: 'CURRENCY_MISMATCH', destinationId: C, amount: 500, currency: 'USD' }]);
+  // settled only if the destination recorded its refusal of this credit step, for this reason (settleTransfers)
+  assert.equal(refund.settlements, [{ sourceId: A, transferId: T2, settled: 'refunded', reason: 'CURRENCY_MISMATCH', destinationId: C, amount: 500, currency: 'USD', sourceVersion: null, sourceBalance: null, creditStepId: step.commandId }]);
   const final = { commandId: T2, accountId: A, type: 'Transfer', status: 'rejected', transferId: T2, toAccountId: C, reason: 'CURRENCY_MISMATCH', version: 8, balance: '6.00' };
   assert.equal(records(refund.outcomes), [{ key: A, value: final }, { key: A, value: final }]);
 });
