@@ -101,7 +101,11 @@ test('the transfers row is in flight until settled, and settles once', async () 
     await pool.query(`UPDATE command_rejections SET reason = 'DESTINATION_CLOSED' WHERE account_id = $1 AND command_id = $2`, [B, creditStep]);
     assert.is(await unbackedTransfers(client, [credit, refund]), 0, 'both backed: the credit by the debit, the refund by the refusal');
     assert.is(await settleTransfers(client, [refund]), 1);
-    const again = [credit];
+    // a copy of the applied refund is checked the same way: backed as it was, not with another reason, and a
+    // credit of this refunded transfer is backed by nothing
+    assert.is(await unbackedTransfers(client, [{ ...refund, reason: 'CURRENCY_MISMATCH' }]), 1);
+    assert.is(await unbackedTransfers(client, [credit]), 1, 'a credit of a refunded transfer: only a forgery can ask');
+    const again = [refund];
     assert.is(await settleTransfers(client, again), 0, 'settled once: the first settlement stays, and the caller learns it');
     assert.is(await unbackedTransfers(client, again), 0, 'backed: another writer settled it first, a redo and not poison');
   } finally {

@@ -10,7 +10,9 @@
  *    when its cached state says nothing is pending.
  * 2. A refund forged on bank.transfers before the credit is dead-lettered
  *    (no refusal recorded); the transfers role settles the transfer with the
- *    real credit; then the close goes through.
+ *    real credit; then the close goes through. Copies of the applied credit
+ *    with another source balance are dead-lettered; a faithful copy is
+ *    answered again, the same.
  * 3. Every rule in one mixed run, every Transfer sent twice, with hostile
  *    steps on bank.commands sent three times in between.
  * 4. The CLI: `send Transfer` prints the final outcome, `account <id>`
@@ -24,7 +26,7 @@ import * as assert from 'uvu/assert';
 import { randomUUID } from 'node:crypto';
 import { Rig, OutcomeTap, sleep } from '../helpers/reliability';
 import { transferStepId } from '../../src/domain/transfer';
-import { refundStepJson } from '../../src/codec/transfer-step';
+import { creditStepJson, refundStepJson } from '../../src/codec/transfer-step';
 import { TopicReader } from '../helpers/kafka';
 import type { Daemon } from '../helpers/daemon';
 import { violation } from '../helpers/contracts';
@@ -161,9 +163,19 @@ test('transfers: pending blocks a close, the process settles every rule exactly 
   assert.equal(strip(final1), { commandId: t1, accountId: S, type: 'Transfer', status: 'accepted', transferId: t1, toAccountId: D, version: 2, balance: '0.00' });
   const [closeLate] = await answered([await send({ commandId: randomUUID(), type: 'CloseAccount', accountId: S })]);
   assert.is(closeLate.status, 'accepted', `closed once settled: ${JSON.stringify(closeLate)}`);
-  for (const until = Date.now() + 30000; transfersDlq.messages.length < 3 && Date.now() < until;) await sleep(100);
+  // copies of t1's credit, which was applied: one as the command role wrote it (answered with the same outcome again), three
+  // with the source's balance changed (each dead-lettered; the outcome never goes out with it)
+  const credit1 = { type: 'CreditTransfer' as const, commandId: transferStepId(S, t1, 'credit'), transferId: t1, accountId: D, fromAccountId: S, amount: '25.00', currency: 'USD', sourceVersion: 2, sourceBalance: '0.00' };
+  const answers = () => (outcomes.get(t1) ?? []).length;
+  const before = answers();
+  await rig.producer.send(rig.topics.transfers, D, creditStepJson(credit1));
+  for (let i = 0; i < 3; i++) await rig.producer.send(rig.topics.transfers, D, creditStepJson({ ...credit1, sourceBalance: '25.00' }));
+  for (const until = Date.now() + 30000; (transfersDlq.messages.length < 6 || answers() === before) && Date.now() < until;) await sleep(100);
   await transfersDlq.close();
-  assert.equal(transfersDlq.messages.map((m) => [m.key, m.headers['error.code']]), [[S, 'STEP_UNBACKED'], [S, 'STEP_UNBACKED'], [S, 'STEP_UNBACKED']], 'each forged refund dead-lettered');
+  assert.equal(transfersDlq.messages.map((m) => [m.key, m.headers['error.code']]).sort(), [...Array(3).fill([D, 'STEP_UNBACKED']), ...Array(3).fill([S, 'STEP_UNBACKED'])].sort(),
+    'each forged refund and each altered copy of the credit dead-lettered');
+  assert.ok(answers() > before, 'the faithful copy answered again');
+  assert.ok((outcomes.get(t1) ?? []).every((o) => JSON.stringify(strip(o)) === JSON.stringify(strip(final1))), `t1 only ever answered as it was settled: ${JSON.stringify(outcomes.get(t1))}`);
   const { rows: refunds } = await rig.pg.query('SELECT 1 FROM events WHERE account_id = $1 AND event_type = $2', [S, 'TransferRefunded']);
   assert.is(refunds.length, 0, 'no forged refund applied');
 

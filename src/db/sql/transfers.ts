@@ -52,11 +52,12 @@ export async function unbackedTransfers(client: PoolClient, settlements: readonl
 }
 
 /**
- * What a step must agree with besides its debit's row (t), for the step (s): a credit, the source's
- * TransferDebited at the version it names with the balance it names (minor units); a refund, the
- * destination's recorded refusal of the credit step, for the reason it names. A constant: no value in it.
+ * What a step must agree with besides its debit's row (t), for the step (s): the row unsettled or settled
+ * the step's way; a credit, the source's TransferDebited at the version it names with the balance it
+ * names (minor units); a refund, the destination's recorded refusal of the credit step, for the reason it
+ * names. A constant: no value in it.
  */
-const BACKED = `CASE WHEN s.settled = 'credited'
+const BACKED = `(t.settled IS NULL OR t.settled = s.settled) AND CASE WHEN s.settled = 'credited'
       THEN t.debited_version = s.source_version AND EXISTS (SELECT 1 FROM events e WHERE e.account_id = t.source_id AND e.version = t.debited_version
                                                              AND e.payload->'data'->>'balanceAfter' = s.source_balance)
       ELSE EXISTS (SELECT 1 FROM command_rejections r WHERE r.account_id = s.destination AND r.command_id = s.credit_step AND r.reason = s.reason) END`;

@@ -39,7 +39,14 @@ export interface Settlement {
   creditStepId: string | null;
 }
 
-export interface StepsResult extends ShardResult { settlements: Settlement[] }
+export interface StepsResult extends ShardResult {
+  settlements: Settlement[];
+  /**
+   * Steps already applied whose final outcome goes out again from the copy's fields: each must agree with
+   * its settled transfer as a settlement would (unbackedTransfers), or the copy is poison.
+   */
+  repeats: Settlement[];
+}
 
 const REJECTION_FIELDS = fieldCount(REJECTION_COLUMNS);
 
@@ -56,6 +63,7 @@ export function decideSteps(task: ShardTask): StepsResult {
   const accA: string[] = [], accC: string[] = [], rejA: string[] = [], rejC: string[] = [];
   const dlq: ShardResult['dlq'] = [];
   const settlements: Settlement[] = [];
+  const repeats: Settlement[] = [];
   const counts = new Map<string, CommandCount>();
   const reasons: Record<string, number> = {};
   const processedAt = new Date(task.nowMs).toISOString();
@@ -101,12 +109,15 @@ export function decideSteps(task: ShardTask): StepsResult {
       continue;
     }
     if (prior) {
-      // done before: its next message goes again, and nothing is written
+      // done before: its next message goes again, and nothing is written; an outcome taken from the copy is checked (repeats)
       if (step.type === 'CreditTransfer') {
-        if (prior.status === 'accepted') final(step.transferId, step.fromAccountId, step.accountId, 'accepted', null, step.sourceVersion, step.sourceBalance);
-        else steps.record(step.fromAccountId, refundStepJson(refundOf(step, prior.reason as RejectReason)));
+        if (prior.status === 'accepted') {
+          final(step.transferId, step.fromAccountId, step.accountId, 'accepted', null, step.sourceVersion, step.sourceBalance);
+          repeats.push(creditSettlement(step, amountMinor(step)));
+        } else steps.record(step.fromAccountId, refundStepJson(refundOf(step, prior.reason as RejectReason)));
       } else if (prior.status === 'accepted') {
         final(step.transferId, step.accountId, step.toAccountId, 'rejected', step.reason, prior.version, prior.balance);
+        repeats.push(refundSettlement(step, amountMinor(step)));
       }
       if (replay) republished++;
       continue;
@@ -117,11 +128,7 @@ export function decideSteps(task: ShardTask): StepsResult {
       if (decision.accepted) {
         const balance = append(m, decision.event, decision.state);
         remember(step.accountId, step.commandId, { status: 'accepted', type: 'CreditTransfer', version: decision.state.version, balance });
-        settlements.push({
-          sourceId: step.fromAccountId, transferId: step.transferId, settled: 'credited', reason: null,
-          destinationId: step.accountId, amount: decision.state.balance - state!.balance, currency: step.currency,
-          sourceVersion: step.sourceVersion, sourceBalance: sourceBalanceMinor(step), creditStepId: null,
-        });
+        settlements.push(creditSettlement(step, decision.state.balance - state!.balance));
         final(step.transferId, step.fromAccountId, step.accountId, 'accepted', null, step.sourceVersion, step.sourceBalance);
         count('accepted');
         continue;
@@ -151,11 +158,7 @@ export function decideSteps(task: ShardTask): StepsResult {
     }
     const balance = append(m, refund.event, refund.state);
     remember(step.accountId, step.commandId, { status: 'accepted', type: 'RefundTransfer', version: refund.state.version, balance });
-    settlements.push({
-      sourceId: step.accountId, transferId: step.transferId, settled: 'refunded', reason: step.reason,
-      destinationId: step.toAccountId, amount: refund.state.balance - state!.balance, currency: step.currency,
-      sourceVersion: null, sourceBalance: null, creditStepId: transferStepId(step.accountId, step.transferId, 'credit'),
-    });
+    settlements.push(refundSettlement(step, refund.state.balance - state!.balance));
     final(step.transferId, step.accountId, step.toAccountId, 'rejected', step.reason, refund.state.version, balance);
     count('rejected');
     reasons[step.reason] = (reasons[step.reason] ?? 0) + 1;
@@ -165,13 +168,31 @@ export function decideSteps(task: ShardTask): StepsResult {
     events: events.finish(), eventCount, rejections: rejections.finish(), rejectionCount,
     outcomes: outcomes.finish(), steps: steps.finish(), transferRows: new Uint8Array(0), transferCount: 0,
     states: [...changed.values()], acceptedAccounts: accA, acceptedCommands: accC, rejectedAccounts: rejA, rejectedCommands: rejC,
-    decided, dlq, counts: [...counts.values()], republished, rejectReasons: reasons, settlements, closedAccounts: [], refusedOnState: rejA,
+    decided, dlq, counts: [...counts.values()], republished, rejectReasons: reasons, settlements, repeats, closedAccounts: [], refusedOnState: rejA,
   };
 }
 
-/** A credit's sourceBalance in minor units: what the source's TransferDebited holds (decodeStep checked it is an amount of its currency). */
-function sourceBalanceMinor(step: CreditStep): number {
-  const minor = parseMoney(step.sourceBalance, fractionDigits(step.currency) ?? 0, { allowZero: true });
-  if (typeof minor !== 'number') throw new Error(`sourceBalance ${step.sourceBalance} is not a ${step.currency} amount`);
+/** What a credit settles: its debit's transfer, and the source after the debit as the step names it. */
+function creditSettlement(step: CreditStep, amount: number): Settlement {
+  return {
+    sourceId: step.fromAccountId, transferId: step.transferId, settled: 'credited', reason: null, destinationId: step.accountId, amount, currency: step.currency,
+    sourceVersion: step.sourceVersion, sourceBalance: minorUnits(step.sourceBalance, step.currency, true), creditStepId: null,
+  };
+}
+
+/** What a refund settles: its debit's transfer, after the destination's refusal of the credit step. */
+function refundSettlement(step: RefundTransfer, amount: number): Settlement {
+  return {
+    sourceId: step.accountId, transferId: step.transferId, settled: 'refunded', reason: step.reason, destinationId: step.toAccountId, amount, currency: step.currency,
+    sourceVersion: null, sourceBalance: null, creditStepId: transferStepId(step.accountId, step.transferId, 'credit'),
+  };
+}
+
+/** A step's amount in minor units (decodeStep checked it is a positive amount of its currency). */
+const amountMinor = (step: CreditStep | RefundTransfer): number => minorUnits(step.amount, step.currency, false);
+
+function minorUnits(text: string, currency: string, allowZero: boolean): number {
+  const minor = parseMoney(text, fractionDigits(currency) ?? 0, { allowZero });
+  if (typeof minor !== 'number') throw new Error(`${text} is not a ${currency} amount`);
   return minor;
 }

@@ -36,6 +36,11 @@ export function transferKind(ctx: DaemonContext): DecidingKind {
       for (const r of d.results) for (const s of (r as StepsResult).settlements) ctx.metrics.transfersCompleted.inc({ result: s.settled });
     },
     async write(client, d) {
+      // a copy of a step already applied sends its final outcome again from its own fields: they must be its transfer's
+      const repeats = d.results.flatMap((r) => (r as StepsResult).repeats);
+      if (repeats.length && (await unbackedTransfers(client, repeats)) > 0) {
+        throw new BankingError('STEP_UNBACKED', 'a copy of a transfer step already applied disagrees with its transfer (destination, amount, currency, the source after the debit, or the refusal)');
+      }
       const settlements = d.results.flatMap((r) => (r as StepsResult).settlements);
       if (settlements.length === 0) return 'written';
       const settled = await settleTransfers(client, settlements);

@@ -85,6 +85,11 @@ test('steps done before (Postgres knows them) are answered again without writing
   assert.equal([r.eventCount, r.rejectionCount, r.settlements.length], [0, 0, 0]);
   assert.equal(records(r.outcomes).map((o) => [o.value.transferId, o.value.status, o.value.version]), [[T1, 'accepted', 4], [T2, 'rejected', 9]]);
   assert.equal(raw(r.steps).map((m) => JSON.parse(m.value).commandId), [transferStepId(A, T2, 'refund')]);
+  // the outcomes came from the copies' fields: each copy must agree with its settled transfer (the role checks these)
+  assert.equal(r.repeats, [
+    { sourceId: A, transferId: T1, settled: 'credited', reason: null, destinationId: B, amount: 200, currency: 'USD', sourceVersion: 4, sourceBalance: 300, creditStepId: null },
+    { sourceId: A, transferId: T2, settled: 'refunded', reason: 'DESTINATION_CLOSED', destinationId: C, amount: 500, currency: 'USD', sourceVersion: null, sourceBalance: null, creditStepId: refusedCredit.commandId },
+  ]);
 });
 
 test('a forged or damaged step is a dead letter, and the slice goes on', () => {
