@@ -178,10 +178,11 @@ export function decideRefund(state: AccountState | null, step: RefundTransfer): 
     { transferId: step.transferId, toAccountId: step.toAccountId, amount: step.amount, currency: state.currency, balanceAfter: String(balance), reason: step.reason });
 }
 
-function stepAmount(text: string, currency: string): number | undefined {
+/** A step's amount (or, with allowZero, a balance it names) in minor units of `currency`; undefined when it is none. */
+export function stepAmount(text: string, currency: string, allowZero = false): number | undefined {
   const digits = fractionDigits(currency);
   if (digits === undefined) return undefined;
-  const minor = parseMoney(text, digits, { allowZero: false });
+  const minor = parseMoney(text, digits, { allowZero });
   return typeof minor === 'number' ? minor : undefined;
 }
 

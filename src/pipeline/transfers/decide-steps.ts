@@ -20,8 +20,8 @@ import { REJECTION_COLUMNS, fieldCount } from '../../codec/rows';
 import { jsonString } from '../../codec/envelope';
 import { decodeStep, refundStepJson, type CreditStep } from '../../codec/transfer-step';
 import { fractionDigits } from '../../domain/currency';
-import { formatMoney, parseMoney } from '../../domain/money';
-import { DESTINATION_REASONS, decideCredit, decideRefund, transferStepId, type RefundTransfer, type TransferEvent } from '../../domain/transfer';
+import { formatMoney } from '../../domain/money';
+import { DESTINATION_REASONS, decideCredit, decideRefund, stepAmount, transferStepId, type RefundTransfer, type TransferEvent } from '../../domain/transfer';
 import type { AccountState, RejectReason } from '../../domain/types';
 import { Packer, unpackMessages, type PackedMessage } from '../pack';
 import { appendEvent, outcomeKey, type CommandCount, type KnownOutcome, type ShardResult, type ShardTask } from '../commands/decide-shard';
@@ -192,7 +192,7 @@ function refundSettlement(step: RefundTransfer, amount: number): Settlement {
 const amountMinor = (step: CreditStep | RefundTransfer): number => minorUnits(step.amount, step.currency, false);
 
 function minorUnits(text: string, currency: string, allowZero: boolean): number {
-  const minor = parseMoney(text, fractionDigits(currency) ?? 0, { allowZero });
-  if (typeof minor !== 'number') throw new Error(`${text} is not a ${currency} amount`);
+  const minor = stepAmount(text, currency, allowZero);
+  if (minor === undefined) throw new Error(`${text} is not a ${currency} amount`);
   return minor;
 }
