@@ -100,6 +100,8 @@ export function decide(state: AccountState | null, cmd: Command): Decision {
   if (cmd.type === 'Deposit') {
     const balance = addMinor(state.balance, amount);
     if (balance === 'TOO_LARGE') return reject('LIMIT_EXCEEDED', 'balance would exceed the largest supported amount');
+    const held = refundsWouldExceed(state, balance);
+    if (held) return held;
     return accept(withState(state, balance, 'open'), 'MoneyDeposited', cmd, {
       amount: formatMoney(amount, digits),
       currency: state.currency,
@@ -121,6 +123,18 @@ export function decide(state: AccountState | null, cmd: Command): Decision {
   });
 }
 
+/**
+ * A balance the account's outgoing transfers in flight could not be refunded
+ * onto: with them back it would pass 2^53 − 1 minor units. Refused, so that a
+ * refund is never refused (docs/transfers.md).
+ */
+export function refundsWouldExceed(state: AccountState, balance: number): Rejection | null {
+  const held = state.transfersPendingAmount ?? 0;
+  if (held === 0 || addMinor(balance, held) !== 'TOO_LARGE') return null;
+  const digits = fractionDigits(state.currency) ?? 2;
+  return reject('LIMIT_EXCEEDED', `balance would exceed the largest supported amount once the ${formatMoney(held, digits)} in outgoing transfers in flight is refunded`);
+}
+
 // decide builds the next state directly instead of re-parsing the event's
 // balanceAfter through evolve; the unit tests check both agree.
 function withState(s: AccountState, balance: number, status: AccountState['status']): AccountState {
@@ -133,6 +147,7 @@ function withState(s: AccountState, balance: number, status: AccountState['statu
     ownerName: s.ownerName,
   };
   if (s.transfersPending !== undefined) next.transfersPending = s.transfersPending;
+  if (s.transfersPendingAmount !== undefined) next.transfersPendingAmount = s.transfersPendingAmount;
   return next;
 }
 

@@ -15,14 +15,16 @@
  * a returned decision; decideRefund alone throws, on what only corruption
  * can bring it (a refund is never refused).
  *
- * `transfersPending` (outgoing transfers in flight) is counted up by a debit
- * and down by a refund here, but a credit settles at the destination, so a
- * state's count is only as good as where it was read: the role must give
- * CloseAccount the count from the `transfers` table (docs/transfers.md).
+ * `transfersPending` (outgoing transfers in flight) and the money they hold
+ * are counted up by a debit and down by a refund here, but a credit settles
+ * at the destination, so a state's count is only as good as where it was
+ * read: the role must give CloseAccount the count, and a deposit or credit
+ * near the balance limit the amount, from the `transfers` table
+ * (docs/transfers.md).
  */
 import { createHash } from 'node:crypto';
 import { fractionDigits } from './currency';
-import { moneyReject, reject } from './decider';
+import { moneyReject, refundsWouldExceed, reject } from './decider';
 import { addMinor, formatMoney, parseMoney } from './money';
 import type { AccountState, EventType, RejectReason } from './types';
 
@@ -140,7 +142,7 @@ export function decideTransfer(state: AccountState | null, cmd: Transfer): Trans
     return reject('INSUFFICIENT_FUNDS', `balance ${formatMoney(state.balance, digits)} is less than ${formatMoney(amount, digits)}`);
   }
   const balance = state.balance - amount;
-  return moved(state, balance, 1, 'TransferDebited', cmd.commandId,
+  return moved(state, balance, 1, amount, 'TransferDebited', cmd.commandId,
     { transferId: cmd.commandId, toAccountId: cmd.toAccountId, amount: formatMoney(amount, digits), currency: state.currency, balanceAfter: String(balance) });
 }
 
@@ -155,16 +157,18 @@ export function decideCredit(state: AccountState | null, step: CreditTransfer): 
   if (amount === undefined) return reject('INVALID_COMMAND', `amount ${step.amount} is not a positive ${state.currency} amount`);
   const balance = addMinor(state.balance, amount);
   if (balance === 'TOO_LARGE') return reject('LIMIT_EXCEEDED', 'balance would exceed the largest supported amount');
-  return moved(state, balance, 0, 'TransferCredited', step.commandId,
+  const held = refundsWouldExceed(state, balance);
+  if (held) return held;
+  return moved(state, balance, 0, 0, 'TransferCredited', step.commandId,
     { transferId: step.transferId, fromAccountId: step.fromAccountId, amount: step.amount, currency: state.currency, balanceAfter: String(balance) });
 }
 
 /**
  * Step 3, on the source: never refused. The source cannot have been closed
- * meanwhile (TRANSFERS_PENDING) and held the amount before its debit; the
- * only refusal left would be a balance past 2^53 − 1 minor units, which
- * deposits since the debit could reach only at amounts no currency has: that
- * is corruption, and it throws.
+ * meanwhile (TRANSFERS_PENDING), and no deposit or credit since the debit
+ * took the balance past 2^53 − 1 minor units less the money in flight
+ * (refundsWouldExceed). A refund that does not fit was debited before that
+ * rule, or the store is corrupt: it throws.
  */
 export function decideRefund(state: AccountState | null, step: RefundTransfer): TransferDecision & { accepted: true } {
   if (state === null) throw new TypeError(`refund of transfer ${step.transferId}: source ${step.accountId} has no events`);
@@ -174,7 +178,7 @@ export function decideRefund(state: AccountState | null, step: RefundTransfer): 
   }
   const balance = addMinor(state.balance, amount);
   if (balance === 'TOO_LARGE') throw new TypeError(`refund of transfer ${step.transferId}: account ${step.accountId} would exceed 2^53 - 1 minor units`);
-  return moved(state, balance, -1, 'TransferRefunded', step.commandId,
+  return moved(state, balance, -1, amount, 'TransferRefunded', step.commandId,
     { transferId: step.transferId, toAccountId: step.toAccountId, amount: step.amount, currency: state.currency, balanceAfter: String(balance), reason: step.reason });
 }
 
@@ -188,11 +192,14 @@ export function stepAmount(text: string, currency: string, allowZero = false): n
 
 /**
  * A transfer event on `s` and the state after it; `pending` is the change in
- * outgoing transfers in flight.
+ * outgoing transfers in flight, `amount` the money one of them holds.
  */
-function moved(s: AccountState, balance: number, pending: -1 | 0 | 1, type: TransferEventType, commandId: string, data: TransferData): { accepted: true; event: TransferEvent; state: AccountState } {
+function moved(s: AccountState, balance: number, pending: -1 | 0 | 1, amount: number, type: TransferEventType, commandId: string, data: TransferData): { accepted: true; event: TransferEvent; state: AccountState } {
   const state: AccountState = { accountId: s.accountId, version: s.version + 1, balance, currency: s.currency, status: s.status, ownerName: s.ownerName };
   const inFlight = Math.max(0, (s.transfersPending ?? 0) + pending);
-  if (inFlight > 0 || s.transfersPending !== undefined) state.transfersPending = inFlight;
+  if (inFlight > 0 || s.transfersPending !== undefined) {
+    state.transfersPending = inFlight;
+    state.transfersPendingAmount = inFlight === 0 ? 0 : Math.max(0, (s.transfersPendingAmount ?? 0) + pending * amount);
+  }
   return { accepted: true, state, event: { type, accountId: s.accountId, version: state.version, commandId, data } };
 }

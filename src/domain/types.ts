@@ -99,6 +99,12 @@ export interface AccountState {
    * Only CloseAccount reads it (TRANSFERS_PENDING).
    */
   transfersPending?: number;
+  /**
+   * The money those transfers hold, minor units; known (and absent) with
+   * `transfersPending`. Deposits and credits keep balance + this amount within
+   * 2^53 − 1, so every refund fits (LIMIT_EXCEEDED).
+   */
+  transfersPendingAmount?: number;
 }
 
 // Event data: amounts are canonical decimal strings in the account's currency,

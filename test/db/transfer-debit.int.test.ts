@@ -16,6 +16,7 @@ import { migrate } from '../../src/db/migrate';
 import { createLogger } from '../../src/logger';
 import { EVENT_COLUMNS, TRANSFER_COLUMNS } from '../../src/codec/rows';
 import { transferStepId } from '../../src/domain/transfer';
+import type { AccountState } from '../../src/domain/types';
 import { settleTransfers, unbackedTransfers, transfersInFlight, transfersPending } from '../../src/db/sql/transfers';
 import { decideShard, type KnownOutcome } from '../../src/pipeline/commands/decide-shard';
 import { forEachRecord, Packer } from '../../src/pipeline/pack';
@@ -74,7 +75,7 @@ test('a debit stored by the worker brings back the same credit step, and restore
 });
 
 test('the transfers row is in flight until settled, and settles once', async () => {
-  assert.equal(await transfersPending(pool, [A, B]), new Map([[A, 1]]));
+  assert.equal(await transfersPending(pool, [A, B]), new Map([[A, { transfers: 1, minor: 1234 }]]));
   const flight = await transfersInFlight(pool);
   assert.equal(flight.map((f) => [f.currency, f.transfers, f.minor]), [['EUR', 1, 1234n]]);
   const { rows } = await pool.query('SELECT source_id, destination_id, debited_version, settled FROM transfers WHERE transfer_id = $1', [T]);
@@ -123,7 +124,7 @@ test('one round trip tells a batch decided the other way, refused on a state ano
   const none = { accounts: [], commands: [] };
   const client = await pool.connect();
   try {
-    const no = { decidedOtherwise: false, unknownStates: [] }, otherwise = { decidedOtherwise: true, unknownStates: [] };
+    const no = { decidedOtherwise: false, unknownStates: [], overLimit: false }, otherwise = { decidedOtherwise: true, unknownStates: [], overLimit: false };
     assert.equal(await checkCommit(client, none, none), no, 'nothing to check');
     assert.equal(await checkCommit(client, none, { accounts: [A], commands: [T] }), otherwise, 'refused now, accepted before');
     assert.equal(await checkCommit(client, { accounts: [A], commands: [X] }, none), no, 'a new command');
@@ -137,16 +138,57 @@ test('one round trip tells a batch decided the other way, refused on a state ano
       accounts: states.map((x) => x.id ?? A), versions: states.map((x) => x.v), balances: states.map((x) => x.b),
       currencies: states.map((x) => x.cur ?? 'EUR'), closed: states.map((x) => x.closed ?? false),
     });
-    const unknownA = { decidedOtherwise: false, unknownStates: [A] };
+    const unknownA = { decidedOtherwise: false, unknownStates: [A], overLimit: false };
     assert.equal(await on([{ v: 6, b: '3766' }]), no, 'the latest state');
     assert.equal(await on([{ v: 7, b: '3766' }]), unknownA, 'a state newer than Postgres: it would leave a gap');
     assert.equal(await on([{ v: 6, b: '999999' }]), unknownA, 'the same version with another balance: another ledger');
     assert.equal(await on([{ v: 6, b: '3766', cur: 'USD' }]), unknownA, 'another currency: amounts would be read in its digits');
     assert.equal(await on([{ v: 6, b: '3766', closed: true }]), unknownA, 'closed, where Postgres has it open');
-    assert.equal(await on([{ v: 3, b: '0', id: C }]), { decidedOtherwise: false, unknownStates: [C] }, 'an account Postgres has no event of');
+    assert.equal(await on([{ v: 3, b: '0', id: C }]), { decidedOtherwise: false, unknownStates: [C], overLimit: false }, 'an account Postgres has no event of');
     assert.equal(await on([{ v: 6, b: '3766' }, { v: 9, b: '1' }]), unknownA, 'one of several unknown');
     assert.equal(await checkCommit(client, none, { accounts: [A], commands: [T] }, undefined, { accounts: [A], versions: [9], balances: ['1'], currencies: ['EUR'], closed: [false] }),
-      { decidedOtherwise: true, unknownStates: [A] }, 'both at once: both are said');
+      { decidedOtherwise: true, unknownStates: [A], overLimit: false }, 'both at once: both are said');
+  } finally {
+    client.release();
+  }
+});
+
+test('a deposit past the room a transfer in flight leaves is caught at commit, and refused when decided on what Postgres holds', async () => {
+  // R is 2.00 short of the largest balance; it sends 1.00 to B, then takes deposits
+  const R = '0d000000-0000-4000-8000-0000000000dd', MAX = Number.MAX_SAFE_INTEGER;
+  const r0: AccountState = { accountId: R, version: 1, balance: MAX - 200, currency: 'USD', status: 'open', ownerName: '' };
+  let offset = 0;
+  const cmd = (o: Record<string, unknown>) => JSON.stringify({ commandId: `72000000-0000-4000-8000-${String(++offset).padStart(12, '0')}`, accountId: R, ...o });
+  const slice = (states: AccountState[], commands: string[], pendingCounted = false) => {
+    const p = new Packer(1024);
+    for (const c of commands) p.message(1, offset, R, Buffer.from(c));
+    return decideShard({ msgs: p.finish(), states, known: null, replayBelow: null, maxMessageBytes: 65536, nowMs: Date.now(), transfers: true, pendingCounted });
+  };
+  const debit = slice([r0], [cmd({ type: 'Transfer', toAccountId: B, amount: '1.00' })]);
+  const r1 = debit.states[0];
+  const client = await pool.connect();
+  try {
+    await copyIn(client, 'transfers', TRANSFER_COLUMNS, [debit.transferRows]);
+    const none = { accounts: [], commands: [] };
+    const check = (r: { raisedAccounts: string[]; raisedTotals: string[] }) => checkCommit(client, none, none, undefined, undefined, { accounts: r.raisedAccounts, totals: r.raisedTotals });
+    // decided on a cached state (the money in flight not counted): 2.01 fits the balance; the commit finds no room for the refund
+    const over = slice([r1], [cmd({ type: 'Deposit', amount: '2.01' })]);
+    assert.equal([over.eventCount, over.raisedAccounts, over.raisedTotals], [1, [R], [String(MAX - 99)]]);
+    assert.equal(await check(over), { decidedOtherwise: false, unknownStates: [], overLimit: true });
+    const fits = slice([r1], [cmd({ type: 'Deposit', amount: '2.00' })]);
+    assert.equal(await check(fits), { decidedOtherwise: false, unknownStates: [], overLimit: false }, 'up to the limit with the refund');
+    // a debit in the same slice is counted by the slice itself: refused at once, and the total the commit checks carries it
+    const both = slice([r1], [cmd({ type: 'Transfer', toAccountId: B, amount: '0.50' }), cmd({ type: 'Deposit', amount: '3.01' }), cmd({ type: 'Deposit', amount: '2.51' })]);
+    assert.equal([both.eventCount, both.rejectReasons, both.raisedTotals], [2, { LIMIT_EXCEEDED: 1 }, [String(MAX - 49)]]);
+    assert.equal((await check(both)).overLimit, true, 'with the 1.00 in flight before the slice');
+    // the careful redo reads the money in flight from `transfers`, as the command role does, and refuses
+    const pending = (await transfersPending(pool, [R])).get(R)!;
+    assert.equal(pending, { transfers: 1, minor: 100 });
+    const careful = slice([{ ...r1, transfersPending: pending.transfers, transfersPendingAmount: pending.minor }], [cmd({ type: 'Deposit', amount: '2.01' }), cmd({ type: 'Deposit', amount: '2.00' })], true);
+    assert.equal([careful.eventCount, careful.rejectReasons, careful.raisedAccounts], [1, { LIMIT_EXCEEDED: 1 }, []], 'counted: refused, and nothing left to check');
+    // a state that carries a count from an earlier slice (cached) is not trusted with it: only a counted task is
+    const cached = slice([{ ...r1, transfersPending: 9, transfersPendingAmount: MAX }], [cmd({ type: 'Deposit', amount: '0.01' })]);
+    assert.equal([cached.eventCount, cached.raisedTotals], [1, [String(MAX - 299)]]);
   } finally {
     client.release();
   }

@@ -41,10 +41,11 @@ test('Transfer debits the source and puts the money in flight', () => {
     type: 'TransferDebited', accountId: A, version: 2, commandId: t.commandId,
     data: { transferId: t.commandId, toAccountId: B, amount: '2.50', currency: 'USD', balanceAfter: '750' },
   });
-  assert.equal(state, { ...open(A, 750), version: 2, transfersPending: 1 });
+  assert.equal(state, { ...open(A, 750), version: 2, transfersPending: 1, transfersPendingAmount: 250 });
   // a second one in flight counts too; the whole balance may leave
   const second = credited(decideTransfer(state, transfer('7.50')));
   assert.is(second.state.transfersPending, 2);
+  assert.is(second.state.transfersPendingAmount, 1000);
   assert.is(second.state.balance, 0);
 });
 
@@ -126,6 +127,33 @@ test('an account with outgoing transfers in flight cannot be closed; once settle
   assert.ok(!r.accepted && r.rejected === 'BALANCE_NOT_ZERO');
 });
 
+test('a deposit or credit that would leave no room to refund the transfers in flight is LIMIT_EXCEEDED, so a refund always fits', () => {
+  const MAX = Number.MAX_SAFE_INTEGER;
+  const deposit = (s: AccountState, amount: string) => decide(s, { type: 'Deposit', commandId: cid(), accountId: A, amount } as Command);
+  // A, 2.00 short of the limit, sends 1.00 to B: 3.00 of room, 1.00 of it held for a refund
+  const debited = credited(decideTransfer(open(A, MAX - 200), transfer('1.00')));
+  assert.equal([debited.state.balance, debited.state.transfersPendingAmount], [MAX - 300, 100]);
+  const over = deposit(debited.state, '2.01');
+  assert.ok(!over.accepted && over.rejected === 'LIMIT_EXCEEDED', 'the balance alone would fit; with the refund it would not');
+  assert.match(over.accepted ? '' : over.detail ?? '', /1\.00 in outgoing transfers in flight/);
+  const fits = deposit(debited.state, '2.00');
+  assert.ok(fits.accepted && fits.state.balance === MAX - 100 && fits.state.transfersPendingAmount === 100, 'up to the limit with the refund');
+  // the refund lands on the raised balance: exactly the limit
+  const refund = decideRefund(fits.accepted ? fits.state : debited.state, refundOf(debited.event, 'DESTINATION_CLOSED'));
+  assert.equal([refund.state.balance, refund.state.transfersPending, refund.state.transfersPendingAmount], [MAX, 0, 0]);
+  // a credit to A from elsewhere is held to the same rule, and the refused credit is refunded to its sender
+  const credit = (s: AccountState, amount: string): TransferDecision => decideCredit(s, { type: 'CreditTransfer', commandId: cid(), transferId: cid(), accountId: A, fromAccountId: B, amount, currency: 'USD' });
+  rejected(credit(debited.state, '2.01'), 'LIMIT_EXCEEDED', /in outgoing transfers in flight/);
+  assert.is(credited(credit(debited.state, '2.00')).state.balance, MAX - 100);
+  // nothing in flight (or not counted): only the balance itself is limited
+  assert.ok(deposit({ ...debited.state, transfersPending: 0, transfersPendingAmount: 0 }, '3.00').accepted);
+  assert.ok(deposit({ ...debited.state, transfersPending: undefined, transfersPendingAmount: undefined }, '3.00').accepted);
+  // a second transfer holds its amount too; a refund gives it back
+  const two = credited(decideTransfer(debited.state, transfer('0.50')));
+  assert.is(two.state.transfersPendingAmount, 150);
+  assert.is(decideRefund(two.state, refundOf(two.event, 'DESTINATION_NOT_FOUND')).state.transfersPendingAmount, 100);
+});
+
 test('step ids are deterministic per source, transfer and step, and valid UUIDs of the reserved version 8', () => {
   const t = '5d3c2b1a-0f9e-4d8c-b7a6-958473625140';
   assert.is(transferStepId(A, t, 'credit'), transferStepId(A, t, 'credit'));
@@ -171,7 +199,8 @@ test('money is conserved: 5,000 random steps over 6 accounts in two currencies',
         if (d.accepted) {
           put(d.state);
           const src = states.get(f.e.accountId)!;
-          put({ ...src, transfersPending: src.transfersPending! - 1 }); // settled: the source's count, as the process records it
+          // settled: the source's count and money in flight, as the process records them
+          put({ ...src, transfersPending: src.transfersPending! - 1, transfersPendingAmount: src.transfersPendingAmount! - Number(f.e.data.amount.replace('.', '')) });
           saw('credited');
         } else { inFlight.push({ e: f.e, step: 'refund', reason: d.rejected }); saw(d.rejected); }
       } else {
@@ -183,7 +212,13 @@ test('money is conserved: 5,000 random steps over 6 accounts in two currencies',
       const held = [...states.values()].reduce((t, s) => t + (s && s.currency === c ? s.balance : 0), 0);
       assert.is(held + flightTotal(c), minted[c], `step ${i}: ${c} balances plus money in flight`);
     }
-    for (const s of states.values()) if (s) assert.ok(s.balance >= 0 && (s.transfersPending ?? 0) >= 0);
+    for (const s of states.values()) {
+      if (!s) continue;
+      assert.ok(s.balance >= 0 && (s.transfersPending ?? 0) >= 0);
+      // the state's money in flight is its share of what is in flight
+      const out = inFlight.reduce((t, f) => t + (f.e.accountId === s.accountId ? Number(f.e.data.amount.replace('.', '')) : 0), 0);
+      assert.is(s.transfersPendingAmount ?? 0, out, `step ${i}: ${s.accountId} money in flight`);
+    }
   }
   // the walk took every path: money moved, came back, and was refused at both ends
   for (const what of ['debited', 'credited', 'refunded', 'SAME_ACCOUNT', 'ACCOUNT_NOT_FOUND', 'INSUFFICIENT_FUNDS', 'DESTINATION_NOT_FOUND', 'CURRENCY_MISMATCH']) {

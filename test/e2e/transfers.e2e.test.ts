@@ -7,7 +7,8 @@
  *
  * 1. With only the command role running, a transfer debits its source and
  *    waits in flight: the source cannot be closed (TRANSFERS_PENDING) even
- *    when its cached state says nothing is pending.
+ *    when its cached state says nothing is pending, nor deposited past the
+ *    room the refund needs (LIMIT_EXCEEDED), so the refund lands later.
  * 2. A refund forged on bank.transfers before the credit is dead-lettered
  *    (no refusal recorded); the transfers role settles the transfer with the
  *    real credit; then the close goes through. Copies of the applied credit
@@ -127,6 +128,23 @@ test('transfers: pending blocks a close, the process settles every rule exactly 
   await commandsOnly.until(async () => (await commandsOnly.metric('banking_es_transfers_in_flight{currency="USD"}')) === 1
     && ((await commandsOnly.metric('banking_es_transfers_oldest_seconds')) ?? 0) > 0, 15000, 'the transfer in flight, with its age, in /metrics');
 
+  // N, 2.00 short of the largest balance, sends 1.00 to an account that does not exist: the refund will land on what
+  // N holds then. A deposit that fits the balance but not the refund (2.01, sent three times) is refused; 2.00 fits
+  const N = randomUUID(), nowhere = randomUUID();
+  await answered([await open(N, '90071992547407.91')]);
+  const tN = await transfer(N, nowhere, '1.00');
+  for (const until = Date.now() + 30000; (await rig.pg.query('SELECT 1 FROM transfers WHERE transfer_id = $1', [tN])).rowCount === 0;) {
+    if (Date.now() > until) throw new Error('the debit of N never committed');
+    await sleep(50);
+  }
+  const tooMuch = { commandId: randomUUID(), type: 'Deposit', accountId: N, amount: '2.01' };
+  const upTo = { commandId: randomUUID(), type: 'Deposit', accountId: N, amount: '2.00' };
+  for (const c of [tooMuch, upTo, tooMuch, tooMuch]) await send(c);
+  await answered([tooMuch.commandId], 3);
+  const [fitted] = await answered([upTo.commandId]);
+  assert.ok(outcomes.get(tooMuch.commandId)!.every((o) => o.reason === 'LIMIT_EXCEEDED'), `no room left for the refund: ${JSON.stringify(outcomes.get(tooMuch.commandId))}`);
+  assert.equal([fitted.status, fitted.balance], ['accepted', '90071992547408.91']);
+
   // a refund forged on bank.transfers before the credit, as if the destination had refused it, three times: the
   // destination recorded no refusal, so each is dead-lettered STEP_UNBACKED and the real credit settles the transfer
   const forgedRefund = refundStepJson({ type: 'RefundTransfer', commandId: transferStepId(S, t1, 'refund'), transferId: t1, accountId: S, toAccountId: D, amount: '25.00', currency: 'USD', reason: 'DESTINATION_CLOSED' });
@@ -157,7 +175,8 @@ test('transfers: pending blocks a close, the process settles every rule exactly 
   } finally {
     await holder.end().catch(() => undefined);
   }
-  const [final1] = await answered([t1]);
+  const [final1, finalN] = await answered([t1, tN]);
+  assert.equal([finalN.status, finalN.reason, finalN.balance], ['rejected', 'DESTINATION_NOT_FOUND', '90071992547409.91'], 'refunded onto the raised balance: exactly the limit');
   await both.untilReadyz((st) => st === 200, 15000, 'ready again once the transfers role settles');
   assert.is(await both.metric('banking_es_pipeline_stalled{pipeline="transfers"}'), 0);
   assert.equal(strip(final1), { commandId: t1, accountId: S, type: 'Transfer', status: 'accepted', transferId: t1, toAccountId: D, version: 2, balance: '0.00' });
@@ -232,10 +251,11 @@ test('transfers: pending blocks a close, the process settles every rule exactly 
   assert.is(bal.get(B)?.balance, '1300'); // 50 + 10 - 7 + 20 - 60
   assert.is(bal.get(C)?.balance, '6000');
   assert.is(bal.get(E)?.balance, '0');
+  assert.is(bal.get(N)?.balance, String(Number.MAX_SAFE_INTEGER), 'N: opened 2.00 short, +2.00, the 1.00 out and back');
   const { rows: [open_] } = await rig.pg.query<{ n: number }>('SELECT count(*)::int AS n FROM transfers WHERE settled IS NULL');
   assert.is(open_.n, 0, 'every transfer settled');
   const { rows: settled } = await rig.pg.query<{ settled: string; n: number }>('SELECT settled, count(*)::int AS n FROM transfers GROUP BY settled ORDER BY settled');
-  assert.equal(settled, [{ settled: 'credited', n: 5 }, { settled: 'refunded', n: 3 }]);
+  assert.equal(settled, [{ settled: 'credited', n: 5 }, { settled: 'refunded', n: 4 }]);
   const usd = [S, D, A, B, C, X].reduce((sum, id) => sum + Number(bal.get(id)?.balance ?? 0), 0);
   assert.is(usd, (25 + 100 + 50) * 100, 'USD balances add up to what was opened');
   const { rows: dup } = await rig.pg.query<{ n: number }>(
@@ -253,7 +273,7 @@ test('transfers: pending blocks a close, the process settles every rule exactly 
 
   // the metrics an SRE watches: completions by result, nothing in flight once settled (read every 5 s)
   assert.is(await both.metric('banking_es_transfers_completed_total{result="credited"}'), 6);
-  assert.is(await both.metric('banking_es_transfers_completed_total{result="refunded"}'), 3);
+  assert.is(await both.metric('banking_es_transfers_completed_total{result="refunded"}'), 4); // with N's
   await both.until(async () => (await both.metric('banking_es_transfers_oldest_seconds')) === 0 && (await both.metric('banking_es_transfers_in_flight{currency="USD"}')) === 0, 15000, 'nothing in flight');
 
   // the read models, once the projector caught up: every account and every movement (each transfer event with its
@@ -261,7 +281,7 @@ test('transfers: pending blocks a close, the process settles every rule exactly 
   assert.equal((await diffOnceCaughtUp(rig.pg)).slice(0, 5), [], 'account_projections and transaction_projections are what the events say');
   const { rows: moves } = await rig.pg.query<{ event_type: string; n: number }>(
     'SELECT event_type, count(*)::int AS n FROM transaction_projections WHERE transfer_id IS NOT NULL AND counterparty_id IS NOT NULL GROUP BY 1 ORDER BY 1');
-  assert.equal(moves, [{ event_type: 'TransferCredited', n: 6 }, { event_type: 'TransferDebited', n: 9 }, { event_type: 'TransferRefunded', n: 3 }]);
+  assert.equal(moves, [{ event_type: 'TransferCredited', n: 6 }, { event_type: 'TransferDebited', n: 10 }, { event_type: 'TransferRefunded', n: 4 }]);
 
   const off = [...outcomes.values()].flat().map((o) => violation('outcome', o)).filter(Boolean);
   assert.equal(off.slice(0, 3), [], 'every outcome satisfies contracts/schemas/outcome.json');

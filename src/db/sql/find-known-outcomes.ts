@@ -57,12 +57,21 @@ export type RefusedOnState = { accounts: readonly string[]; versions: readonly n
 export type RedisStates = {
   accounts: readonly string[]; versions: readonly number[]; balances: readonly string[]; currencies: readonly string[]; closed: readonly boolean[];
 };
-/** What the commit's check found: either makes the batch decided again. */
+/**
+ * Accounts a deposit or credit raised, decided without the money their
+ * outgoing transfers in flight hold: each with its balance after the batch
+ * plus what the batch itself put in flight (debits) or brought back
+ * (refunds), minor units as text.
+ */
+export type RaisedTotals = { accounts: readonly string[]; totals: readonly string[] };
+/** What the commit's check found: any makes the batch decided again. */
 export interface CommitCheck {
   /** a command decided the other way before, or a refusal decided on a state another writer moved past */
   decidedOtherwise: boolean;
   /** accounts whose state from Redis Postgres does not hold */
   unknownStates: string[];
+  /** a raised account whose transfers in flight could no longer be refunded onto it (above 2^53 − 1 minor units) */
+  overLimit: boolean;
 }
 
 /**
@@ -79,6 +88,11 @@ export interface CommitCheck {
  *   one that outlived a restore of Postgres), which would otherwise leave a
  *   gap in the versions, or decide on a balance, currency or status the
  *   account never had.
+ * - `overLimit`: a raised account's total plus the money its transfers
+ *   recorded in flight before this batch passes 2^53 − 1 minor units, so one
+ *   of them could not be refunded (docs/transfers.md). Decided again
+ *   carefully, on that money read from `transfers`, the deposit or credit is
+ *   refused LIMIT_EXCEEDED.
  * One round trip for all; none when there is nothing to check. Every part
  * reads an index: the (account_id, command_id) key per pair, the primary key
  * per account; the LIMITs keep the planner from answering with a hash
@@ -86,9 +100,11 @@ export interface CommitCheck {
  * than the table's growth (17 ms per batch at 96k events, growing with the
  * table; test/db/hot-path-plans.int.test.ts).
  */
-export async function checkCommit(client: PoolClient, accepted: DecidedPairs, rejected: DecidedPairs, refused: RefusedOnState = NONE_REFUSED, fromRedis: RedisStates = NONE_FROM_REDIS): Promise<CommitCheck> {
-  if (accepted.accounts.length === 0 && rejected.accounts.length === 0 && refused.accounts.length === 0 && fromRedis.accounts.length === 0) return { decidedOtherwise: false, unknownStates: [] };
-  const { rows } = await client.query<{ decided_otherwise: boolean; unknown_states: string[] | null }>(
+export async function checkCommit(client: PoolClient, accepted: DecidedPairs, rejected: DecidedPairs, refused: RefusedOnState = NONE_REFUSED, fromRedis: RedisStates = NONE_FROM_REDIS, raised: RaisedTotals = NONE_RAISED): Promise<CommitCheck> {
+  if (accepted.accounts.length === 0 && rejected.accounts.length === 0 && refused.accounts.length === 0 && fromRedis.accounts.length === 0 && raised.accounts.length === 0) {
+    return { decidedOtherwise: false, unknownStates: [], overLimit: false };
+  }
+  const { rows } = await client.query<{ decided_otherwise: boolean; unknown_states: string[] | null; over_limit: boolean }>(
     `SELECT EXISTS (SELECT 1 FROM unnest($1::uuid[], $2::uuid[]) AS c(a, k) JOIN command_rejections t ON t.account_id = c.a AND t.command_id = c.k)
          OR EXISTS (SELECT 1 FROM unnest($3::uuid[], $4::uuid[]) AS c(a, k) JOIN events t ON t.account_id = c.a AND t.command_id = c.k)
          OR EXISTS (SELECT 1 FROM unnest($5::uuid[], $6::bigint[]) AS c(a, v)
@@ -96,13 +112,16 @@ export async function checkCommit(client: PoolClient, accepted: DecidedPairs, re
             (SELECT array_agg(c.a) FROM unnest($7::uuid[], $8::bigint[], $9::text[], $10::text[], $11::boolean[]) AS c(a, v, b, cur, closed)
                LEFT JOIN LATERAL (SELECT t.payload->'data'->>'balanceAfter' AS b, t.payload->'data'->>'currency' AS cur, t.event_type = 'AccountClosed' AS closed
                                     FROM events t WHERE t.account_id = c.a AND t.version = c.v LIMIT 1) AS held ON true
-              WHERE (held.b, held.cur, held.closed) IS DISTINCT FROM (c.b, c.cur, c.closed)) AS unknown_states`,
+              WHERE (held.b, held.cur, held.closed) IS DISTINCT FROM (c.b, c.cur, c.closed)) AS unknown_states,
+            EXISTS (SELECT 1 FROM unnest($12::uuid[], $13::numeric[]) AS c(a, total)
+                     WHERE c.total + (SELECT coalesce(sum(t.amount), 0) FROM transfers t WHERE t.source_id = c.a AND t.settled IS NULL) > 9007199254740991) AS over_limit`,
     [accepted.accounts, accepted.commands, rejected.accounts, rejected.commands, refused.accounts, refused.versions,
-      fromRedis.accounts, fromRedis.versions, fromRedis.balances, fromRedis.currencies, fromRedis.closed],
+      fromRedis.accounts, fromRedis.versions, fromRedis.balances, fromRedis.currencies, fromRedis.closed, raised.accounts, raised.totals],
   );
-  return { decidedOtherwise: rows[0].decided_otherwise, unknownStates: rows[0].unknown_states ?? [] };
+  return { decidedOtherwise: rows[0].decided_otherwise, unknownStates: rows[0].unknown_states ?? [], overLimit: rows[0].over_limit };
 }
 
+const NONE_RAISED: RaisedTotals = { accounts: [], totals: [] };
 const NONE_REFUSED: RefusedOnState = { accounts: [], versions: [] };
 const NONE_FROM_REDIS: RedisStates = { accounts: [], versions: [], balances: [], currencies: [], closed: [] };
 

@@ -84,8 +84,6 @@ export interface DecidingKind {
   decide: (task: ShardTask) => ShardResult;
   /** ShardTask.transfers: Transfer is a command */
   transfers: boolean;
-  /** it decides CloseAccount: a careful redo reads the transfers in flight from Postgres (ShardTask.pendingCounted) */
-  closes: boolean;
   canary(topic: string): CommandBatch;
   /** Writes the kind's own rows after events and rejections, in the same transaction. */
   write(client: PoolClient, p: DecidedBatch): Promise<WriteResult>;
@@ -107,8 +105,6 @@ export function commandKind(ctx: DaemonContext): DecidingKind {
     workerFile: 'command-worker.js',
     decide: decideShard,
     transfers: config.transfers.enabled,
-    // transfers debited before they were turned off may still be in flight
-    closes: true,
     canary: commandCanary,
     async write(client, d) {
       if (d.results.some((r) => r.transferCount)) await copyIn(client, 'transfers', TRANSFER_COLUMNS, d.results.map((r) => r.transferRows));
@@ -270,17 +266,18 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
       if (m.offset < (how.committedNext.get(m.partition) ?? -1)) replay = true;
     }
     const accountIds = accountsByShard.flatMap((s) => [...s]);
-    const pendingCounted = how.careful && this.kind.closes;
+    // redone carefully: CloseAccount, and a deposit or credit near the balance limit, decide on the transfers
+    // in flight as Postgres has them (transfers debited before they were turned off may still be in flight)
+    const pendingCounted = how.careful;
     const [loaded, early, pending] = await Promise.all([
       this.states.load(pool, accountIds, seq, how.careful),
       how.careful ? Promise.resolve(null) : this.resent.knownBefore(seq, pairs),
-      // redone carefully: CloseAccount decides on the transfers in flight as Postgres has them
       pendingCounted ? transfersPending(pool, accountIds) : Promise.resolve(null),
     ]);
     let states = loaded.states;
     if (pending?.size) {
       states = new Map(loaded.states); // the loaded states are cached: counted copies for this batch only
-      for (const [id, n] of pending) { const s = loaded.states.get(id); if (s) states.set(id, { ...s, transfersPending: n }); }
+      for (const [id, n] of pending) { const s = loaded.states.get(id); if (s) states.set(id, { ...s, transfersPending: n.transfers, transfersPendingAmount: n.minor }); }
     }
     const known = how.learned ?? early;
     const nowMs = Date.now();
@@ -330,10 +327,12 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     // and, as two roles write to accounts (the transfer role runs wherever it is configured, whatever
     // transfers.enabled says here), a refusal decided on a state another writer moved on from
     // and a state from Redis that Postgres never held (newer, or another ledger's): deciding on it would leave a gap
-    const check = await checkCommit(client, p.accepted, p.rejected, refusalsToRecheck(p), redisStatesDecidedOn(p));
+    // and an account raised past what its transfers in flight leave room for (decided without them)
+    const raised = { accounts: results.flatMap((r) => r.raisedAccounts), totals: results.flatMap((r) => r.raisedTotals) };
+    const check = await checkCommit(client, p.accepted, p.rejected, refusalsToRecheck(p), redisStatesDecidedOn(p), raised);
     if (check.unknownStates.length) this.distrusted(check.unknownStates);
     if (check.decidedOtherwise) this.ctx.metrics.occConflicts.inc();
-    if (check.decidedOtherwise || check.unknownStates.length) return 'redo';
+    if (check.decidedOtherwise || check.unknownStates.length || check.overLimit) return 'redo';
     return this.kind.write(client, p);
   }
 

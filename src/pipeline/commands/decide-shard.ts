@@ -45,10 +45,11 @@ export interface ShardTask {
   /** Transfer is a command (docs/transfers.md; transfers.enabled): otherwise it is INVALID_COMMAND */
   transfers?: boolean;
   /**
-   * The states' `transfersPending` were read from the `transfers` table for this task. Otherwise
-   * they are ignored: a cached count is never brought down by a credit (it settles at the
-   * destination), so CloseAccount counts only this slice's debits, and the commit checks the
-   * accounts it closed against the table (closedAccounts).
+   * The states' `transfersPending` and `transfersPendingAmount` were read from the `transfers`
+   * table for this task. Otherwise they are ignored: a cached count is never brought down by a
+   * credit (it settles at the destination), so the decisions count only this slice's debits and
+   * refunds, and the commit checks the accounts closed (closedAccounts) and raised
+   * (raisedAccounts) against the table.
    */
   pendingCounted?: boolean;
 }
@@ -94,6 +95,39 @@ export interface ShardResult {
    * the commit checks no other writer moved them past the state the refusal saw.
    */
   refusedOnState: string[];
+  /**
+   * Unless the task's states were counted (pendingCounted): the accounts a deposit or credit
+   * raised, each with its balance after the slice plus the money the slice's own debits put in
+   * flight, less its refunds brought back (minor units, text). The commit checks that with the
+   * money in flight before the batch it stays within 2^53 − 1 (checkCommit's overLimit).
+   */
+  raisedAccounts: string[];
+  raisedTotals: string[];
+}
+
+/** The task's states by account; counts of transfers in flight only where they were read from Postgres for it. */
+export function taskStates(task: ShardTask): Map<string, AccountState> {
+  const states = new Map<string, AccountState>();
+  for (const st of task.states) {
+    states.set(st.accountId, task.pendingCounted || (st.transfersPending === undefined && st.transfersPendingAmount === undefined)
+      ? st : { ...st, transfersPending: undefined, transfersPendingAmount: undefined });
+  }
+  return states;
+}
+
+/**
+ * The raised accounts of a slice decided without counted states (ShardResult.raisedAccounts):
+ * `raised` the accounts a deposit or credit raised, `held` the change the slice made to the
+ * money each account has in flight.
+ */
+export function raisedTotals(task: ShardTask, raised: ReadonlySet<string>, held: ReadonlyMap<string, number>, changed: ReadonlyMap<string, AccountState>): { raisedAccounts: string[]; raisedTotals: string[] } {
+  const raisedAccounts: string[] = [], totals: string[] = [];
+  if (task.pendingCounted) return { raisedAccounts, raisedTotals: totals };
+  for (const a of raised) {
+    raisedAccounts.push(a);
+    totals.push(String(changed.get(a)!.balance + (held.get(a) ?? 0)));
+  }
+  return { raisedAccounts, raisedTotals: totals };
 }
 
 /** Refusals that do not depend on the account's state: no other writer can make them wrong. */
@@ -130,8 +164,7 @@ function outcomeJson(commandId: string, accountId: string, type: string, status:
 }
 
 export function decideShard(task: ShardTask): ShardResult {
-  const states = new Map<string, AccountState>();
-  for (const st of task.states) states.set(st.accountId, task.pendingCounted || st.transfersPending === undefined ? st : { ...st, transfersPending: undefined });
+  const states = taskStates(task);
   const known = task.known;
   const events = new CopyWriter(task.msgs.byteLength * 3 + 1024);
   const rejections = new CopyWriter(1024);
@@ -146,6 +179,8 @@ export function decideShard(task: ShardTask): ShardResult {
   const dlq: DlqEntry[] = [];
   const closedAccounts: string[] = [];
   const refusedOnState: string[] = [];
+  const raised = new Set<string>();
+  const held = new Map<string, number>();
   const counts = new Map<string, CommandCount>();
   const reasons: Record<string, number> = {};
   const processedAt = new Date(task.nowMs).toISOString();
@@ -227,9 +262,11 @@ export function decideShard(task: ShardTask): ShardResult {
     const ev = decision.event;
     appendEvent(events, ev, m, processedAt, task.nowMs);
     eventCount++;
-    transferRows.row(TRANSFER_FIELDS).uuid(accountId).uuid(commandId).uuid(cmd.toAccountId).int8(state!.balance - decision.state.balance)
+    const amount = state!.balance - decision.state.balance;
+    transferRows.row(TRANSFER_FIELDS).uuid(accountId).uuid(commandId).uuid(cmd.toAccountId).int8(amount)
       .text(decision.state.currency).int8(ev.version).timestamptz(task.nowMs);
     transferCount++;
+    held.set(accountId, (held.get(accountId) ?? 0) + amount);
     changed.set(accountId, decision.state);
     accA.push(accountId); accC.push(commandId);
     const debit: TransferDebit = { toAccountId: cmd.toAccountId, amount: ev.data.amount, currency: ev.data.currency };
@@ -298,6 +335,7 @@ export function decideShard(task: ShardTask): ShardResult {
     changed.set(accountId, decision.state);
     accA.push(accountId); accC.push(commandId);
     if (cmd.type === 'CloseAccount') closedAccounts.push(accountId);
+    else if (cmd.type === 'Deposit') raised.add(accountId);
     const balance = balanceText(decision.state);
     outcomes.record(accountId, outcomeJson(commandId, accountId, type, 'accepted', ',"version":' + ev.version + ',"balance":"' + balance + '"', processedAt));
     const outcome: KnownOutcome = { status: 'accepted', type, version: ev.version, balance };
@@ -327,5 +365,6 @@ export function decideShard(task: ShardTask): ShardResult {
     rejectReasons: reasons,
     closedAccounts,
     refusedOnState,
+    ...raisedTotals(task, raised, held, changed),
   };
 }

@@ -24,7 +24,7 @@ import { formatMoney } from '../../domain/money';
 import { DESTINATION_REASONS, decideCredit, decideRefund, stepAmount, transferStepId, type RefundTransfer, type TransferEvent } from '../../domain/transfer';
 import type { AccountState, RejectReason } from '../../domain/types';
 import { Packer, unpackMessages, type PackedMessage } from '../pack';
-import { appendEvent, outcomeKey, type CommandCount, type KnownOutcome, type ShardResult, type ShardTask } from '../commands/decide-shard';
+import { appendEvent, outcomeKey, raisedTotals, taskStates, type CommandCount, type KnownOutcome, type ShardResult, type ShardTask } from '../commands/decide-shard';
 
 /**
  * A transfer that ended in this slice: credited, or refunded with the destination's reason. The
@@ -51,8 +51,7 @@ export interface StepsResult extends ShardResult {
 const REJECTION_FIELDS = fieldCount(REJECTION_COLUMNS);
 
 export function decideSteps(task: ShardTask): StepsResult {
-  const states = new Map<string, AccountState>();
-  for (const st of task.states) states.set(st.accountId, st);
+  const states = taskStates(task);
   const events = new CopyWriter(task.msgs.byteLength * 2 + 1024);
   const rejections = new CopyWriter(1024);
   const outcomes = new Packer(task.msgs.byteLength + 1024);
@@ -64,6 +63,9 @@ export function decideSteps(task: ShardTask): StepsResult {
   const dlq: ShardResult['dlq'] = [];
   const settlements: Settlement[] = [];
   const repeats: Settlement[] = [];
+  /** credited here, and the money refunded here (ShardResult.raisedAccounts) */
+  const raised = new Set<string>();
+  const held = new Map<string, number>();
   const counts = new Map<string, CommandCount>();
   const reasons: Record<string, number> = {};
   const processedAt = new Date(task.nowMs).toISOString();
@@ -129,6 +131,7 @@ export function decideSteps(task: ShardTask): StepsResult {
         const balance = append(m, decision.event, decision.state);
         remember(step.accountId, step.commandId, { status: 'accepted', type: 'CreditTransfer', version: decision.state.version, balance });
         settlements.push(creditSettlement(step, decision.state.balance - state!.balance));
+        raised.add(step.accountId);
         final(step.transferId, step.fromAccountId, step.accountId, 'accepted', null, step.sourceVersion, step.sourceBalance);
         count('accepted');
         continue;
@@ -158,7 +161,9 @@ export function decideSteps(task: ShardTask): StepsResult {
     }
     const balance = append(m, refund.event, refund.state);
     remember(step.accountId, step.commandId, { status: 'accepted', type: 'RefundTransfer', version: refund.state.version, balance });
-    settlements.push(refundSettlement(step, refund.state.balance - state!.balance));
+    const amount = refund.state.balance - state!.balance;
+    settlements.push(refundSettlement(step, amount));
+    held.set(step.accountId, (held.get(step.accountId) ?? 0) - amount);
     final(step.transferId, step.accountId, step.toAccountId, 'rejected', step.reason, refund.state.version, balance);
     count('rejected');
     reasons[step.reason] = (reasons[step.reason] ?? 0) + 1;
@@ -169,6 +174,7 @@ export function decideSteps(task: ShardTask): StepsResult {
     outcomes: outcomes.finish(), steps: steps.finish(), transferRows: new Uint8Array(0), transferCount: 0,
     states: [...changed.values()], acceptedAccounts: accA, acceptedCommands: accC, rejectedAccounts: rejA, rejectedCommands: rejC,
     decided, dlq, counts: [...counts.values()], republished, rejectReasons: reasons, settlements, repeats, closedAccounts: [], refusedOnState: rejA,
+    ...raisedTotals(task, raised, held, changed),
   };
 }
 

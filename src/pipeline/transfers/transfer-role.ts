@@ -30,7 +30,6 @@ export function transferKind(ctx: DaemonContext): DecidingKind {
     workerFile: 'transfer-worker.js',
     decide: decideSteps,
     transfers: true,
-    closes: false,
     canary: transferCanary,
     committed(d) {
       for (const r of d.results) for (const s of (r as StepsResult).settlements) ctx.metrics.transfersCompleted.inc({ result: s.settled });

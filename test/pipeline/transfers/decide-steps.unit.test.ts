@@ -56,6 +56,24 @@ test('credited: the destination gains, the transfer settles, and the final outco
   assert.equal(raw(r.steps), []);
 });
 
+test('a credit onto an account whose transfers in flight need the room: checked at commit uncounted, refused and refunded counted', () => {
+  const MAX = Number.MAX_SAFE_INTEGER, T3 = '73000000-0000-4000-8000-000000000003';
+  // B is 3.00 short of the limit with 1.00 of its own in flight; A sends it 2.50, and B's transfer T3 comes back in the same slice
+  const credit = { type: 'CreditTransfer' as const, commandId: transferStepId(A, T1, 'credit'), transferId: T1, accountId: B, fromAccountId: A, amount: '2.50', currency: 'USD', sourceVersion: 4, sourceBalance: '3.00' };
+  const refund = { type: 'RefundTransfer' as const, commandId: transferStepId(B, T3, 'refund'), transferId: T3, accountId: B, toAccountId: C, amount: '0.40', currency: 'USD', reason: 'DESTINATION_CLOSED' as const };
+  const msgs = pack([{ key: B, value: creditStepJson(credit) }, { key: B, value: refundStepJson(refund) }]);
+  const b = open(B, MAX - 300, 'USD', 5);
+  // uncounted (a cached state, whatever count it carries): the balance fits, so it is credited; the commit gets
+  // the balance less what the slice refunded, to which it adds the 1.00 the table has in flight (0.40 of it refunded here)
+  const uncounted = decideSteps(task(msgs, [{ ...b, transfersPending: 1, transfersPendingAmount: 100 }]));
+  assert.equal([uncounted.eventCount, uncounted.raisedAccounts, uncounted.raisedTotals], [2, [B], [String(MAX - 50)]]);
+  // counted from the transfers table: refused LIMIT_EXCEEDED, recorded, and the money goes back to A
+  const counted = decideSteps({ ...task(msgs, [{ ...b, transfersPending: 1, transfersPendingAmount: 100 }]), pendingCounted: true });
+  assert.equal([counted.eventCount, counted.rejectionCount, counted.raisedAccounts], [1, 1, []]);
+  assert.equal(raw(counted.steps).map((x) => [x.key, (JSON.parse(x.value) as { reason: string }).reason]), [[A, 'LIMIT_EXCEEDED']]);
+  assert.equal(counted.states.map((s) => [s.balance, s.transfersPending, s.transfersPendingAmount]), [[MAX - 260, 0, 0]], 'T3 refunded');
+});
+
 test('refused at the destination: recorded there, then refunded, and the final outcome is the refusal', () => {
   const step = { type: 'CreditTransfer' as const, commandId: transferStepId(A, T2, 'credit'), transferId: T2, accountId: C, fromAccountId: A, amount: '5.00', currency: 'USD', sourceVersion: 7, sourceBalance: '1.00' };
   const credit = decideSteps(task(pack([{ key: C, value: creditStepJson(step) }]), [open(C, 0, 'EUR')]));
