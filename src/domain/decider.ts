@@ -100,8 +100,8 @@ export function decide(state: AccountState | null, cmd: Command): Decision {
   if (cmd.type === 'Deposit') {
     const balance = addMinor(state.balance, amount);
     if (balance === 'TOO_LARGE') return reject('LIMIT_EXCEEDED', 'balance would exceed the largest supported amount');
-    const held = refundsWouldExceed(state, balance);
-    if (held) return held;
+    const noRoom = refundRoomRejection(state, balance);
+    if (noRoom) return noRoom;
     return accept(withState(state, balance, 'open'), 'MoneyDeposited', cmd, {
       amount: formatMoney(amount, digits),
       currency: state.currency,
@@ -124,15 +124,16 @@ export function decide(state: AccountState | null, cmd: Command): Decision {
 }
 
 /**
- * A balance the account's outgoing transfers in flight could not be refunded
- * onto: with them back it would pass 2^53 − 1 minor units. Refused, so that a
- * refund is never refused (docs/transfers.md).
+ * The refusal of a deposit or credit that would leave `balance` with no room
+ * for the refunds of the account's outgoing transfers in flight: with them
+ * back it would pass 2^53 − 1 minor units. Null when there is room. Refused
+ * now, so that a refund is never refused (docs/transfers.md).
  */
-export function refundsWouldExceed(state: AccountState, balance: number): Rejection | null {
-  const held = state.transfersPendingAmount ?? 0;
-  if (held === 0 || addMinor(balance, held) !== 'TOO_LARGE') return null;
+export function refundRoomRejection(state: AccountState, balance: number): Rejection | null {
+  const inFlight = state.transfersPendingAmount ?? 0;
+  if (inFlight === 0 || addMinor(balance, inFlight) !== 'TOO_LARGE') return null;
   const digits = fractionDigits(state.currency) ?? 2;
-  return reject('LIMIT_EXCEEDED', `balance would exceed the largest supported amount once the ${formatMoney(held, digits)} in outgoing transfers in flight is refunded`);
+  return reject('LIMIT_EXCEEDED', `the balance plus the ${formatMoney(inFlight, digits)} ${state.currency} held for outgoing transfers in flight would exceed the largest supported amount`);
 }
 
 // decide builds the next state directly instead of re-parsing the event's

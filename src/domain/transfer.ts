@@ -12,8 +12,10 @@
  * The steps' command ids are derived from the transferId (transferStepId), so
  * a step sent twice is the same command twice: a duplicate, never a second
  * credit or refund. Like decide(), the functions are pure, and a rejection is
- * a returned decision; decideRefund alone throws, on what only corruption
- * can bring it (a refund is never refused).
+ * a returned decision; decideRefund alone throws, on a refund that does not
+ * fit (a refund is never refused): decided on a state that did not count the
+ * money in flight, which the role then decides again on one that does, or
+ * on a store that broke the rules.
  *
  * `transfersPending` (outgoing transfers in flight) and the money they hold
  * are counted up by a debit and down by a refund here, but a credit settles
@@ -24,7 +26,7 @@
  */
 import { createHash } from 'node:crypto';
 import { fractionDigits } from './currency';
-import { moneyReject, refundsWouldExceed, reject } from './decider';
+import { moneyReject, refundRoomRejection, reject } from './decider';
 import { addMinor, formatMoney, parseMoney } from './money';
 import type { AccountState, EventType, RejectReason } from './types';
 
@@ -157,8 +159,8 @@ export function decideCredit(state: AccountState | null, step: CreditTransfer): 
   if (amount === undefined) return reject('INVALID_COMMAND', `amount ${step.amount} is not a positive ${state.currency} amount`);
   const balance = addMinor(state.balance, amount);
   if (balance === 'TOO_LARGE') return reject('LIMIT_EXCEEDED', 'balance would exceed the largest supported amount');
-  const held = refundsWouldExceed(state, balance);
-  if (held) return held;
+  const noRoom = refundRoomRejection(state, balance);
+  if (noRoom) return noRoom;
   return moved(state, balance, 0, 0, 'TransferCredited', step.commandId,
     { transferId: step.transferId, fromAccountId: step.fromAccountId, amount: step.amount, currency: state.currency, balanceAfter: String(balance) });
 }
@@ -167,7 +169,7 @@ export function decideCredit(state: AccountState | null, step: CreditTransfer): 
  * Step 3, on the source: never refused. The source cannot have been closed
  * meanwhile (TRANSFERS_PENDING), and no deposit or credit since the debit
  * took the balance past 2^53 − 1 minor units less the money in flight
- * (refundsWouldExceed). A refund that does not fit was debited before that
+ * (refundRoomRejection). A refund that does not fit was debited before that
  * rule, or the store is corrupt: it throws.
  */
 export function decideRefund(state: AccountState | null, step: RefundTransfer): TransferDecision & { accepted: true } {

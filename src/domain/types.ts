@@ -100,9 +100,10 @@ export interface AccountState {
    */
   transfersPending?: number;
   /**
-   * The money those transfers hold, minor units; known (and absent) with
-   * `transfersPending`. Deposits and credits keep balance + this amount within
-   * 2^53 − 1, so every refund fits (LIMIT_EXCEEDED).
+   * The money those transfers hold in flight, minor units: set whenever
+   * `transfersPending` is, and read where it is read. Deposits and credits
+   * keep balance + this amount within 2^53 − 1, so every refund fits
+   * (LIMIT_EXCEEDED).
    */
   transfersPendingAmount?: number;
 }

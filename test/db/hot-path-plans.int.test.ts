@@ -111,7 +111,7 @@ test('every statement of a batch, and the polling relay\'s read, probes indexes:
   await checkCommit(r.client, pairs, pairs, { accounts: refused, versions: refused.map(() => VERSIONS) }, {
     accounts, versions: accounts.map(() => VERSIONS), balances: accounts.map(() => String(VERSIONS * 100)),
     currencies: accounts.map(() => 'USD'), closed: accounts.map(() => false),
-  }, { accounts, totals: accounts.map(() => String(VERSIONS * 100)) }); // each raised by a deposit: the room its transfers in flight need
+  }, { accounts, peaks: accounts.map(() => String(VERSIONS * 100)) }); // each raised by a deposit: the room its transfers in flight need
   await findKnownOutcomes(r.client, pairs.accounts, pairs.commands);
   await loadLatestStates(r.client, accounts);
   await transfersPending(r.client, accounts);

@@ -19,6 +19,8 @@ import { transferStepId } from '../../src/domain/transfer';
 import type { AccountState } from '../../src/domain/types';
 import { settleTransfers, unbackedTransfers, transfersInFlight, transfersPending } from '../../src/db/sql/transfers';
 import { decideShard, type KnownOutcome } from '../../src/pipeline/commands/decide-shard';
+import { decideSteps } from '../../src/pipeline/transfers/decide-steps';
+import { creditStepJson } from '../../src/codec/transfer-step';
 import { forEachRecord, Packer } from '../../src/pipeline/pack';
 import { createTestDatabase, type TestDb } from '../helpers/stack';
 
@@ -75,7 +77,7 @@ test('a debit stored by the worker brings back the same credit step, and restore
 });
 
 test('the transfers row is in flight until settled, and settles once', async () => {
-  assert.equal(await transfersPending(pool, [A, B]), new Map([[A, { transfers: 1, minor: 1234 }]]));
+  assert.equal(await transfersPending(pool, [A, B]), new Map([[A, { transfers: 1, amount: 1234 }]]));
   const flight = await transfersInFlight(pool);
   assert.equal(flight.map((f) => [f.currency, f.transfers, f.minor]), [['EUR', 1, 1234n]]);
   const { rows } = await pool.query('SELECT source_id, destination_id, debited_version, settled FROM transfers WHERE transfer_id = $1', [T]);
@@ -170,25 +172,34 @@ test('a deposit past the room a transfer in flight leaves is caught at commit, a
   try {
     await copyIn(client, 'transfers', TRANSFER_COLUMNS, [debit.transferRows]);
     const none = { accounts: [], commands: [] };
-    const check = (r: { raisedAccounts: string[]; raisedTotals: string[] }) => checkCommit(client, none, none, undefined, undefined, { accounts: r.raisedAccounts, totals: r.raisedTotals });
+    const check = (r: { raisedAccounts: string[]; raisedPeaks: string[] }) => checkCommit(client, none, none, undefined, undefined, { accounts: r.raisedAccounts, peaks: r.raisedPeaks });
     // decided on a cached state (the money in flight not counted): 2.01 fits the balance; the commit finds no room for the refund
     const over = slice([r1], [cmd({ type: 'Deposit', amount: '2.01' })]);
-    assert.equal([over.eventCount, over.raisedAccounts, over.raisedTotals], [1, [R], [String(MAX - 99)]]);
+    assert.equal([over.eventCount, over.raisedAccounts, over.raisedPeaks], [1, [R], [String(MAX - 99)]]);
     assert.equal(await check(over), { decidedOtherwise: false, unknownStates: [], overLimit: true });
+    // the rule holds at the deposit, not at the end of the slice: a withdrawal after it does not make it fit
+    const drawn = slice([r1], [cmd({ type: 'Deposit', amount: '2.01' }), cmd({ type: 'Withdraw', amount: '1.00' })]);
+    assert.equal([drawn.eventCount, drawn.raisedPeaks, (await check(drawn)).overLimit], [2, [String(MAX - 99)], true]);
     const fits = slice([r1], [cmd({ type: 'Deposit', amount: '2.00' })]);
     assert.equal(await check(fits), { decidedOtherwise: false, unknownStates: [], overLimit: false }, 'up to the limit with the refund');
     // a debit in the same slice is counted by the slice itself: refused at once, and the total the commit checks carries it
     const both = slice([r1], [cmd({ type: 'Transfer', toAccountId: B, amount: '0.50' }), cmd({ type: 'Deposit', amount: '3.01' }), cmd({ type: 'Deposit', amount: '2.51' })]);
-    assert.equal([both.eventCount, both.rejectReasons, both.raisedTotals], [2, { LIMIT_EXCEEDED: 1 }, [String(MAX - 49)]]);
+    assert.equal([both.eventCount, both.rejectReasons, both.raisedPeaks], [2, { LIMIT_EXCEEDED: 1 }, [String(MAX - 49)]]);
     assert.equal((await check(both)).overLimit, true, 'with the 1.00 in flight before the slice');
     // the careful redo reads the money in flight from `transfers`, as the command role does, and refuses
     const pending = (await transfersPending(pool, [R])).get(R)!;
-    assert.equal(pending, { transfers: 1, minor: 100 });
-    const careful = slice([{ ...r1, transfersPending: pending.transfers, transfersPendingAmount: pending.minor }], [cmd({ type: 'Deposit', amount: '2.01' }), cmd({ type: 'Deposit', amount: '2.00' })], true);
+    assert.equal(pending, { transfers: 1, amount: 100 });
+    const careful = slice([{ ...r1, transfersPending: pending.transfers, transfersPendingAmount: pending.amount }], [cmd({ type: 'Deposit', amount: '2.01' }), cmd({ type: 'Deposit', amount: '2.00' })], true);
     assert.equal([careful.eventCount, careful.rejectReasons, careful.raisedAccounts], [1, { LIMIT_EXCEEDED: 1 }, []], 'counted: refused, and nothing left to check');
     // a state that carries a count from an earlier slice (cached) is not trusted with it: only a counted task is
     const cached = slice([{ ...r1, transfersPending: 9, transfersPendingAmount: MAX }], [cmd({ type: 'Deposit', amount: '0.01' })]);
-    assert.equal([cached.eventCount, cached.raisedTotals], [1, [String(MAX - 299)]]);
+    assert.equal([cached.eventCount, cached.raisedPeaks], [1, [String(MAX - 299)]]);
+    // a transfer's credit to R, decided by the transfer role's worker on a cached state, is checked the same way
+    const credit = creditStepJson({ type: 'CreditTransfer', commandId: transferStepId(B, T, 'credit'), transferId: T, accountId: R, fromAccountId: B, amount: '2.01', currency: 'USD', sourceVersion: 3, sourceBalance: '0.00' });
+    const p = new Packer(1024);
+    p.message(0, 7, R, Buffer.from(credit));
+    const credited = decideSteps({ msgs: p.finish(), states: [r1], known: null, replayBelow: null, maxMessageBytes: 65536, nowMs: Date.now(), transfers: true });
+    assert.equal([credited.eventCount, credited.raisedPeaks, (await check(credited)).overLimit], [1, [String(MAX - 99)], true]);
   } finally {
     client.release();
   }

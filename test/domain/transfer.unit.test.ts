@@ -135,7 +135,7 @@ test('a deposit or credit that would leave no room to refund the transfers in fl
   assert.equal([debited.state.balance, debited.state.transfersPendingAmount], [MAX - 300, 100]);
   const over = deposit(debited.state, '2.01');
   assert.ok(!over.accepted && over.rejected === 'LIMIT_EXCEEDED', 'the balance alone would fit; with the refund it would not');
-  assert.match(over.accepted ? '' : over.detail ?? '', /1\.00 in outgoing transfers in flight/);
+  assert.match(over.accepted ? '' : over.detail ?? '', /balance plus the 1\.00 USD held for outgoing transfers in flight would exceed/);
   const fits = deposit(debited.state, '2.00');
   assert.ok(fits.accepted && fits.state.balance === MAX - 100 && fits.state.transfersPendingAmount === 100, 'up to the limit with the refund');
   // the refund lands on the raised balance: exactly the limit
@@ -143,7 +143,7 @@ test('a deposit or credit that would leave no room to refund the transfers in fl
   assert.equal([refund.state.balance, refund.state.transfersPending, refund.state.transfersPendingAmount], [MAX, 0, 0]);
   // a credit to A from elsewhere is held to the same rule, and the refused credit is refunded to its sender
   const credit = (s: AccountState, amount: string): TransferDecision => decideCredit(s, { type: 'CreditTransfer', commandId: cid(), transferId: cid(), accountId: A, fromAccountId: B, amount, currency: 'USD' });
-  rejected(credit(debited.state, '2.01'), 'LIMIT_EXCEEDED', /in outgoing transfers in flight/);
+  rejected(credit(debited.state, '2.01'), 'LIMIT_EXCEEDED', /held for outgoing transfers in flight/);
   assert.is(credited(credit(debited.state, '2.00')).state.balance, MAX - 100);
   // nothing in flight (or not counted): only the balance itself is limited
   assert.ok(deposit({ ...debited.state, transfersPending: 0, transfersPendingAmount: 0 }, '3.00').accepted);

@@ -137,13 +137,20 @@ test('transfers: pending blocks a close, the process settles every rule exactly 
     if (Date.now() > until) throw new Error('the debit of N never committed');
     await sleep(50);
   }
-  const tooMuch = { commandId: randomUUID(), type: 'Deposit', accountId: N, amount: '2.01' };
+  // three deposits of 2.01 under their own ids (each decided, before the one that fits), then a re-send of the first
+  const tooMuch = Array.from({ length: 3 }, () => ({ commandId: randomUUID(), type: 'Deposit', accountId: N, amount: '2.01' }));
   const upTo = { commandId: randomUUID(), type: 'Deposit', accountId: N, amount: '2.00' };
-  for (const c of [tooMuch, upTo, tooMuch, tooMuch]) await send(c);
-  await answered([tooMuch.commandId], 3);
+  for (const c of [...tooMuch, upTo, tooMuch[0]]) await send(c);
+  const refused = await answered(tooMuch.map((c) => c.commandId));
+  for (const o of refused) {
+    assert.equal([o.status, o.reason], ['rejected', 'LIMIT_EXCEEDED'], JSON.stringify(o));
+    assert.match(String(o.detail), /1\.00 USD held for outgoing transfers in flight/);
+  }
+  const [, again] = await answered([tooMuch[0].commandId], 2).then(() => outcomes.get(tooMuch[0].commandId)!);
+  assert.equal([again.status, again.originalStatus, again.reason], ['duplicate', 'rejected', 'LIMIT_EXCEEDED'], JSON.stringify(again));
   const [fitted] = await answered([upTo.commandId]);
-  assert.ok(outcomes.get(tooMuch.commandId)!.every((o) => o.reason === 'LIMIT_EXCEEDED'), `no room left for the refund: ${JSON.stringify(outcomes.get(tooMuch.commandId))}`);
   assert.equal([fitted.status, fitted.balance], ['accepted', '90071992547408.91']);
+  assert.ok(((await commandsOnly.metric('banking_es_refund_room_redos_total{pipeline="commands"}')) ?? 0) >= 1, 'decided on the cached state first, then redone');
 
   // a refund forged on bank.transfers before the credit, as if the destination had refused it, three times: the
   // destination recorded no refusal, so each is dead-lettered STEP_UNBACKED and the real credit settles the transfer

@@ -59,11 +59,12 @@ export type RedisStates = {
 };
 /**
  * Accounts a deposit or credit raised, decided without the money their
- * outgoing transfers in flight hold: each with its balance after the batch
- * plus what the batch itself put in flight (debits) or brought back
- * (refunds), minor units as text.
+ * outgoing transfers in flight hold: each with the highest its balance
+ * reached at one of them, plus what the batch itself had put in flight by
+ * then (debits) or brought back (refunds), minor units as text
+ * (ShardResult.raisedPeaks).
  */
-export type RaisedTotals = { accounts: readonly string[]; totals: readonly string[] };
+export type RaisedPeaks = { accounts: readonly string[]; peaks: readonly string[] };
 /** What the commit's check found: any makes the batch decided again. */
 export interface CommitCheck {
   /** a command decided the other way before, or a refusal decided on a state another writer moved past */
@@ -88,19 +89,21 @@ export interface CommitCheck {
  *   one that outlived a restore of Postgres), which would otherwise leave a
  *   gap in the versions, or decide on a balance, currency or status the
  *   account never had.
- * - `overLimit`: a raised account's total plus the money its transfers
- *   recorded in flight before this batch passes 2^53 − 1 minor units, so one
- *   of them could not be refunded (docs/transfers.md). Decided again
- *   carefully, on that money read from `transfers`, the deposit or credit is
- *   refused LIMIT_EXCEEDED.
+ * - `overLimit`: a raised account's peak plus the money its transfers
+ *   recorded in flight before this batch passes 2^53 − 1 minor units: a
+ *   deposit or credit left no room for their refunds (docs/transfers.md).
+ *   Decided again carefully, on that money read from `transfers`, it is
+ *   refused LIMIT_EXCEEDED. The careful decider sees at least that much in
+ *   flight (settlements since only lower it), so what it accepts passes.
  * One round trip for all; none when there is nothing to check. Every part
  * reads an index: the (account_id, command_id) key per pair, the primary key
- * per account; the LIMITs keep the planner from answering with a hash
- * join over the whole events table, which it chose with statistics older
- * than the table's growth (17 ms per batch at 96k events, growing with the
- * table; test/db/hot-path-plans.int.test.ts).
+ * per account, the in-flight index of `transfers` per raised account. The
+ * LIMITs keep the planner from answering with a hash join over the whole
+ * events table, which it chose with statistics older than the table's
+ * growth (17 ms per batch at 96k events, growing with the table;
+ * test/db/hot-path-plans.int.test.ts).
  */
-export async function checkCommit(client: PoolClient, accepted: DecidedPairs, rejected: DecidedPairs, refused: RefusedOnState = NONE_REFUSED, fromRedis: RedisStates = NONE_FROM_REDIS, raised: RaisedTotals = NONE_RAISED): Promise<CommitCheck> {
+export async function checkCommit(client: PoolClient, accepted: DecidedPairs, rejected: DecidedPairs, refused: RefusedOnState = NONE_REFUSED, fromRedis: RedisStates = NONE_FROM_REDIS, raised: RaisedPeaks = NONE_RAISED): Promise<CommitCheck> {
   if (accepted.accounts.length === 0 && rejected.accounts.length === 0 && refused.accounts.length === 0 && fromRedis.accounts.length === 0 && raised.accounts.length === 0) {
     return { decidedOtherwise: false, unknownStates: [], overLimit: false };
   }
@@ -113,15 +116,15 @@ export async function checkCommit(client: PoolClient, accepted: DecidedPairs, re
                LEFT JOIN LATERAL (SELECT t.payload->'data'->>'balanceAfter' AS b, t.payload->'data'->>'currency' AS cur, t.event_type = 'AccountClosed' AS closed
                                     FROM events t WHERE t.account_id = c.a AND t.version = c.v LIMIT 1) AS held ON true
               WHERE (held.b, held.cur, held.closed) IS DISTINCT FROM (c.b, c.cur, c.closed)) AS unknown_states,
-            EXISTS (SELECT 1 FROM unnest($12::uuid[], $13::numeric[]) AS c(a, total)
-                     WHERE c.total + (SELECT coalesce(sum(t.amount), 0) FROM transfers t WHERE t.source_id = c.a AND t.settled IS NULL) > 9007199254740991) AS over_limit`,
+            EXISTS (SELECT 1 FROM unnest($12::uuid[], $13::numeric[]) AS c(a, peak)
+                     WHERE c.peak + (SELECT coalesce(sum(t.amount), 0) FROM transfers t WHERE t.source_id = c.a AND t.settled IS NULL) > 9007199254740991) AS over_limit`,
     [accepted.accounts, accepted.commands, rejected.accounts, rejected.commands, refused.accounts, refused.versions,
-      fromRedis.accounts, fromRedis.versions, fromRedis.balances, fromRedis.currencies, fromRedis.closed, raised.accounts, raised.totals],
+      fromRedis.accounts, fromRedis.versions, fromRedis.balances, fromRedis.currencies, fromRedis.closed, raised.accounts, raised.peaks],
   );
   return { decidedOtherwise: rows[0].decided_otherwise, unknownStates: rows[0].unknown_states ?? [], overLimit: rows[0].over_limit };
 }
 
-const NONE_RAISED: RaisedTotals = { accounts: [], totals: [] };
+const NONE_RAISED: RaisedPeaks = { accounts: [], peaks: [] };
 const NONE_REFUSED: RefusedOnState = { accounts: [], versions: [] };
 const NONE_FROM_REDIS: RedisStates = { accounts: [], versions: [], balances: [], currencies: [], closed: [] };
 

@@ -70,22 +70,23 @@ const settlementArrays = (list: readonly Settlement[]) => [
 ];
 
 /** Outgoing transfers in flight and the money they hold. */
-export interface Pending { transfers: number; minor: number }
+export interface Pending { transfers: number; amount: number }
 
 /**
  * Outgoing transfers in flight per source, for the sources asked about that
- * have any. Money past 2^53 − 1 minor units reads as that limit: it only
- * ever makes a deposit or credit refused (LIMIT_EXCEEDED).
+ * have any, and the money they hold (minor units). No source holds more than
+ * 2^53 − 1 in flight (it held it in its balance first); a store that says
+ * otherwise reads as that limit.
  */
 export async function transfersPending(db: Pool | PoolClient, sources: readonly string[]): Promise<Map<string, Pending>> {
   const out = new Map<string, Pending>();
   if (sources.length === 0) return out;
-  const { rows } = await db.query<{ source_id: string; n: number; minor: string }>(
-    `SELECT source_id, count(*)::int AS n, least(sum(amount), 9007199254740991)::text AS minor FROM transfers
+  const { rows } = await db.query<{ source_id: string; n: number; amount: string }>(
+    `SELECT source_id, count(*)::int AS n, least(sum(amount), 9007199254740991)::text AS amount FROM transfers
       WHERE source_id = ANY($1::uuid[]) AND settled IS NULL GROUP BY source_id`,
     [sources],
   );
-  for (const r of rows) out.set(r.source_id, { transfers: r.n, minor: Number(r.minor) });
+  for (const r of rows) out.set(r.source_id, { transfers: r.n, amount: Number(r.amount) });
   return out;
 }
 

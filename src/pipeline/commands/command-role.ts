@@ -266,18 +266,19 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
       if (m.offset < (how.committedNext.get(m.partition) ?? -1)) replay = true;
     }
     const accountIds = accountsByShard.flatMap((s) => [...s]);
-    // redone carefully: CloseAccount, and a deposit or credit near the balance limit, decide on the transfers
-    // in flight as Postgres has them (transfers debited before they were turned off may still be in flight)
+    // Redone carefully, CloseAccount and a deposit or credit decide on the transfers in flight as Postgres has
+    // them. Read after the states: a refund committed between the two reads then moved the account past the
+    // state read, which the commit catches; read before, it would be counted twice (in the balance and in flight)
     const pendingCounted = how.careful;
-    const [loaded, early, pending] = await Promise.all([
+    const [loaded, early] = await Promise.all([
       this.states.load(pool, accountIds, seq, how.careful),
       how.careful ? Promise.resolve(null) : this.resent.knownBefore(seq, pairs),
-      pendingCounted ? transfersPending(pool, accountIds) : Promise.resolve(null),
     ]);
+    const pending = pendingCounted ? await transfersPending(pool, accountIds) : null;
     let states = loaded.states;
     if (pending?.size) {
       states = new Map(loaded.states); // the loaded states are cached: counted copies for this batch only
-      for (const [id, n] of pending) { const s = loaded.states.get(id); if (s) states.set(id, { ...s, transfersPending: n.transfers, transfersPendingAmount: n.minor }); }
+      for (const [id, n] of pending) { const s = loaded.states.get(id); if (s) states.set(id, { ...s, transfersPending: n.transfers, transfersPendingAmount: n.amount }); }
     }
     const known = how.learned ?? early;
     const nowMs = Date.now();
@@ -328,10 +329,11 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
     // transfers.enabled says here), a refusal decided on a state another writer moved on from
     // and a state from Redis that Postgres never held (newer, or another ledger's): deciding on it would leave a gap
     // and an account raised past what its transfers in flight leave room for (decided without them)
-    const raised = { accounts: results.flatMap((r) => r.raisedAccounts), totals: results.flatMap((r) => r.raisedTotals) };
+    const raised = { accounts: results.flatMap((r) => r.raisedAccounts), peaks: results.flatMap((r) => r.raisedPeaks) };
     const check = await checkCommit(client, p.accepted, p.rejected, refusalsToRecheck(p), redisStatesDecidedOn(p), raised);
     if (check.unknownStates.length) this.distrusted(check.unknownStates);
     if (check.decidedOtherwise) this.ctx.metrics.occConflicts.inc();
+    if (check.overLimit) this.ctx.metrics.refundRoomRedos.inc({ pipeline: this.settings.name });
     if (check.decidedOtherwise || check.unknownStates.length || check.overLimit) return 'redo';
     return this.kind.write(client, p);
   }

@@ -97,12 +97,13 @@ export interface ShardResult {
   refusedOnState: string[];
   /**
    * Unless the task's states were counted (pendingCounted): the accounts a deposit or credit
-   * raised, each with its balance after the slice plus the money the slice's own debits put in
-   * flight, less its refunds brought back (minor units, text). The commit checks that with the
-   * money in flight before the batch it stays within 2^53 − 1 (checkCommit's overLimit).
+   * raised, each with the highest its balance reached at one of them plus the money the slice's
+   * own debits had put in flight by then, less its refunds (minor units, text). Whatever the
+   * `transfers` table held in flight before the batch comes on top: the commit checks that sum
+   * stays within 2^53 − 1 (checkCommit's overLimit), as the decider does when it is counted.
    */
   raisedAccounts: string[];
-  raisedTotals: string[];
+  raisedPeaks: string[];
 }
 
 /** The task's states by account; counts of transfers in flight only where they were read from Postgres for it. */
@@ -116,18 +117,31 @@ export function taskStates(task: ShardTask): Map<string, AccountState> {
 }
 
 /**
- * The raised accounts of a slice decided without counted states (ShardResult.raisedAccounts):
- * `raised` the accounts a deposit or credit raised, `held` the change the slice made to the
- * money each account has in flight.
+ * What the commit checks of a slice decided on uncounted states, where the decider knew only the
+ * slice's own transfers in flight (ShardResult.raisedAccounts): the slice's change to each
+ * account's money in flight, and the highest balance plus that change at any deposit or credit.
  */
-export function raisedTotals(task: ShardTask, raised: ReadonlySet<string>, held: ReadonlyMap<string, number>, changed: ReadonlyMap<string, AccountState>): { raisedAccounts: string[]; raisedTotals: string[] } {
-  const raisedAccounts: string[] = [], totals: string[] = [];
-  if (task.pendingCounted) return { raisedAccounts, raisedTotals: totals };
-  for (const a of raised) {
-    raisedAccounts.push(a);
-    totals.push(String(changed.get(a)!.balance + (held.get(a) ?? 0)));
+export class RaisedPeaks {
+  private readonly change = new Map<string, number>();
+  private readonly peak = new Map<string, number>();
+  constructor(private readonly counted: boolean) {}
+
+  /** A debit put `amount` in flight (or, negative, a refund brought it back). */
+  inFlight(accountId: string, amount: number): void {
+    this.change.set(accountId, (this.change.get(accountId) ?? 0) + amount);
   }
-  return { raisedAccounts, raisedTotals: totals };
+
+  /** A deposit or credit was accepted, leaving `balance`. */
+  raised(accountId: string, balance: number): void {
+    const total = balance + (this.change.get(accountId) ?? 0);
+    if (total > (this.peak.get(accountId) ?? -1)) this.peak.set(accountId, total);
+  }
+
+  result(): { raisedAccounts: string[]; raisedPeaks: string[] } {
+    // counted: the decider held every deposit and credit to the rule itself
+    if (this.counted) return { raisedAccounts: [], raisedPeaks: [] };
+    return { raisedAccounts: [...this.peak.keys()], raisedPeaks: [...this.peak.values()].map(String) };
+  }
 }
 
 /** Refusals that do not depend on the account's state: no other writer can make them wrong. */
@@ -179,8 +193,7 @@ export function decideShard(task: ShardTask): ShardResult {
   const dlq: DlqEntry[] = [];
   const closedAccounts: string[] = [];
   const refusedOnState: string[] = [];
-  const raised = new Set<string>();
-  const held = new Map<string, number>();
+  const raised = new RaisedPeaks(task.pendingCounted === true);
   const counts = new Map<string, CommandCount>();
   const reasons: Record<string, number> = {};
   const processedAt = new Date(task.nowMs).toISOString();
@@ -266,7 +279,7 @@ export function decideShard(task: ShardTask): ShardResult {
     transferRows.row(TRANSFER_FIELDS).uuid(accountId).uuid(commandId).uuid(cmd.toAccountId).int8(amount)
       .text(decision.state.currency).int8(ev.version).timestamptz(task.nowMs);
     transferCount++;
-    held.set(accountId, (held.get(accountId) ?? 0) + amount);
+    raised.inFlight(accountId, amount);
     changed.set(accountId, decision.state);
     accA.push(accountId); accC.push(commandId);
     const debit: TransferDebit = { toAccountId: cmd.toAccountId, amount: ev.data.amount, currency: ev.data.currency };
@@ -335,7 +348,7 @@ export function decideShard(task: ShardTask): ShardResult {
     changed.set(accountId, decision.state);
     accA.push(accountId); accC.push(commandId);
     if (cmd.type === 'CloseAccount') closedAccounts.push(accountId);
-    else if (cmd.type === 'Deposit') raised.add(accountId);
+    else if (cmd.type === 'Deposit') raised.raised(accountId, decision.state.balance);
     const balance = balanceText(decision.state);
     outcomes.record(accountId, outcomeJson(commandId, accountId, type, 'accepted', ',"version":' + ev.version + ',"balance":"' + balance + '"', processedAt));
     const outcome: KnownOutcome = { status: 'accepted', type, version: ev.version, balance };
@@ -365,6 +378,6 @@ export function decideShard(task: ShardTask): ShardResult {
     rejectReasons: reasons,
     closedAccounts,
     refusedOnState,
-    ...raisedTotals(task, raised, held, changed),
+    ...raised.result(),
   };
 }

@@ -24,7 +24,7 @@ import { formatMoney } from '../../domain/money';
 import { DESTINATION_REASONS, decideCredit, decideRefund, stepAmount, transferStepId, type RefundTransfer, type TransferEvent } from '../../domain/transfer';
 import type { AccountState, RejectReason } from '../../domain/types';
 import { Packer, unpackMessages, type PackedMessage } from '../pack';
-import { appendEvent, outcomeKey, raisedTotals, taskStates, type CommandCount, type KnownOutcome, type ShardResult, type ShardTask } from '../commands/decide-shard';
+import { appendEvent, outcomeKey, RaisedPeaks, taskStates, type CommandCount, type KnownOutcome, type ShardResult, type ShardTask } from '../commands/decide-shard';
 
 /**
  * A transfer that ended in this slice: credited, or refunded with the destination's reason. The
@@ -64,8 +64,7 @@ export function decideSteps(task: ShardTask): StepsResult {
   const settlements: Settlement[] = [];
   const repeats: Settlement[] = [];
   /** credited here, and the money refunded here (ShardResult.raisedAccounts) */
-  const raised = new Set<string>();
-  const held = new Map<string, number>();
+  const raised = new RaisedPeaks(task.pendingCounted === true);
   const counts = new Map<string, CommandCount>();
   const reasons: Record<string, number> = {};
   const processedAt = new Date(task.nowMs).toISOString();
@@ -131,7 +130,7 @@ export function decideSteps(task: ShardTask): StepsResult {
         const balance = append(m, decision.event, decision.state);
         remember(step.accountId, step.commandId, { status: 'accepted', type: 'CreditTransfer', version: decision.state.version, balance });
         settlements.push(creditSettlement(step, decision.state.balance - state!.balance));
-        raised.add(step.accountId);
+        raised.raised(step.accountId, decision.state.balance);
         final(step.transferId, step.fromAccountId, step.accountId, 'accepted', null, step.sourceVersion, step.sourceBalance);
         count('accepted');
         continue;
@@ -155,7 +154,9 @@ export function decideSteps(task: ShardTask): StepsResult {
     try {
       refund = decideRefund(state, step);
     } catch (e) {
-      // a refund the source cannot take is corruption, not a transfer outcome: the step is dead-lettered, loudly
+      // a refund the source cannot take. Decided on a state that did not count its money in flight (a credit
+      // earlier in this slice took the room), the batch is decided again on one that does (the role's mustRedo),
+      // where the credit is refused instead; decided on one that does, the store broke the rules: dead-lettered, loudly
       if (!replay) dlq.push({ index, code: 'REFUND_IMPOSSIBLE', message: (e as Error).message });
       continue;
     }
@@ -163,7 +164,7 @@ export function decideSteps(task: ShardTask): StepsResult {
     remember(step.accountId, step.commandId, { status: 'accepted', type: 'RefundTransfer', version: refund.state.version, balance });
     const amount = refund.state.balance - state!.balance;
     settlements.push(refundSettlement(step, amount));
-    held.set(step.accountId, (held.get(step.accountId) ?? 0) - amount);
+    raised.inFlight(step.accountId, -amount);
     final(step.transferId, step.accountId, step.toAccountId, 'rejected', step.reason, refund.state.version, balance);
     count('rejected');
     reasons[step.reason] = (reasons[step.reason] ?? 0) + 1;
@@ -174,7 +175,7 @@ export function decideSteps(task: ShardTask): StepsResult {
     outcomes: outcomes.finish(), steps: steps.finish(), transferRows: new Uint8Array(0), transferCount: 0,
     states: [...changed.values()], acceptedAccounts: accA, acceptedCommands: accC, rejectedAccounts: rejA, rejectedCommands: rejC,
     decided, dlq, counts: [...counts.values()], republished, rejectReasons: reasons, settlements, repeats, closedAccounts: [], refusedOnState: rejA,
-    ...raisedTotals(task, raised, held, changed),
+    ...raised.result(),
   };
 }
 

@@ -58,20 +58,27 @@ test('credited: the destination gains, the transfer settles, and the final outco
 
 test('a credit onto an account whose transfers in flight need the room: checked at commit uncounted, refused and refunded counted', () => {
   const MAX = Number.MAX_SAFE_INTEGER, T3 = '73000000-0000-4000-8000-000000000003';
-  // B is 3.00 short of the limit with 1.00 of its own in flight; A sends it 2.50, and B's transfer T3 comes back in the same slice
+  // B is 3.00 short of the limit with 1.00 in flight in two transfers (0.40 and 0.60); A sends it 2.50, and B's 0.40 (T3) comes back in the same slice
   const credit = { type: 'CreditTransfer' as const, commandId: transferStepId(A, T1, 'credit'), transferId: T1, accountId: B, fromAccountId: A, amount: '2.50', currency: 'USD', sourceVersion: 4, sourceBalance: '3.00' };
-  const refund = { type: 'RefundTransfer' as const, commandId: transferStepId(B, T3, 'refund'), transferId: T3, accountId: B, toAccountId: C, amount: '0.40', currency: 'USD', reason: 'DESTINATION_CLOSED' as const };
-  const msgs = pack([{ key: B, value: creditStepJson(credit) }, { key: B, value: refundStepJson(refund) }]);
-  const b = open(B, MAX - 300, 'USD', 5);
-  // uncounted (a cached state, whatever count it carries): the balance fits, so it is credited; the commit gets
-  // the balance less what the slice refunded, to which it adds the 1.00 the table has in flight (0.40 of it refunded here)
-  const uncounted = decideSteps(task(msgs, [{ ...b, transfersPending: 1, transfersPendingAmount: 100 }]));
-  assert.equal([uncounted.eventCount, uncounted.raisedAccounts, uncounted.raisedTotals], [2, [B], [String(MAX - 50)]]);
+  const refund = (amount: string) => ({ type: 'RefundTransfer' as const, commandId: transferStepId(B, T3, 'refund'), transferId: T3, accountId: B, toAccountId: C, amount, currency: 'USD', reason: 'DESTINATION_CLOSED' as const });
+  const msgs = pack([{ key: B, value: creditStepJson(credit) }, { key: B, value: refundStepJson(refund('0.40')) }]);
+  const b = { ...open(B, MAX - 300, 'USD', 5), transfersPending: 2, transfersPendingAmount: 100 };
+  // uncounted (a cached state, whatever count it carries): the balance fits, so it is credited; the commit gets the
+  // balance at the credit, to which it adds the 1.00 the table has in flight
+  const uncounted = decideSteps(task(msgs, [b]));
+  assert.equal([uncounted.eventCount, uncounted.raisedAccounts, uncounted.raisedPeaks], [2, [B], [String(MAX - 50)]]);
   // counted from the transfers table: refused LIMIT_EXCEEDED, recorded, and the money goes back to A
-  const counted = decideSteps({ ...task(msgs, [{ ...b, transfersPending: 1, transfersPendingAmount: 100 }]), pendingCounted: true });
+  const counted = decideSteps({ ...task(msgs, [b]), pendingCounted: true });
   assert.equal([counted.eventCount, counted.rejectionCount, counted.raisedAccounts], [1, 1, []]);
   assert.equal(raw(counted.steps).map((x) => [x.key, (JSON.parse(x.value) as { reason: string }).reason]), [[A, 'LIMIT_EXCEEDED']]);
-  assert.equal(counted.states.map((s) => [s.balance, s.transfersPending, s.transfersPendingAmount]), [[MAX - 260, 0, 0]], 'T3 refunded');
+  assert.equal(counted.states.map((s) => [s.balance, s.transfersPending, s.transfersPendingAmount]), [[MAX - 260, 1, 60]], 'T3 refunded, the 0.60 still in flight');
+  // had B's one transfer in flight been 1.00: uncounted, the credit takes the room and its refund cannot land. The
+  // dead letter is one the role never sends from a state it did not count (mustRedo): counted, the credit is refused
+  const bigger = pack([{ key: B, value: creditStepJson(credit) }, { key: B, value: refundStepJson(refund('1.00')) }]);
+  const one = { ...b, transfersPending: 1 };
+  assert.equal(decideSteps(task(bigger, [one])).dlq.map((d) => d.code), ['REFUND_IMPOSSIBLE']);
+  const redone = decideSteps({ ...task(bigger, [one]), pendingCounted: true });
+  assert.equal([redone.dlq, redone.rejectionCount, redone.states.map((s) => [s.balance, s.transfersPending])], [[], 1, [[MAX - 200, 0]]]);
 });
 
 test('refused at the destination: recorded there, then refunded, and the final outcome is the refusal', () => {
