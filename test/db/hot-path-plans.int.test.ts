@@ -74,7 +74,7 @@ function recorder(): { client: PoolClient; statements: Array<{ text: string; val
   const statements: Array<{ text: string; values: unknown[] }> = [];
   const query = (text: string, values: unknown[] = []) => {
     statements.push({ text, values });
-    return Promise.resolve({ rows: text.includes('AS decided_otherwise') ? [{ decided_otherwise: false, unknown_states: null }] : text.includes('count(*)') ? [{ n: 0 }] : [], rowCount: 0 });
+    return Promise.resolve({ rows: text.includes('AS decided_otherwise') ? [{ decided_otherwise: false, unknown_states: null }] : text.includes('count(*)') && !text.includes('AS data') ? [{ n: 0 }] : [], rowCount: 0 });
   };
   return { client: { query } as unknown as PoolClient, statements };
 }
@@ -114,6 +114,7 @@ test('every statement of a batch, and the polling relay\'s read, probes indexes:
   }, { accounts, peaks: accounts.map(() => String(VERSIONS * 100)) }); // each raised by a deposit: the room its transfers in flight need
   await findKnownOutcomes(r.client, pairs.accounts, pairs.commands);
   await loadLatestStates(r.client, accounts);
+  await loadLatestStates(r.client, accounts, true); // a careful redo's, with the transfers in flight
   await transfersPending(r.client, accounts);
   // credits (checked against the debit's event) and refunds (against the destination's recorded refusal)
   const settlements: Settlement[] = accounts.map((a, i) => ({
@@ -128,7 +129,7 @@ test('every statement of a batch, and the polling relay\'s read, probes indexes:
   // the polling relay, half-way through the table
   const { rows: [mid] } = await pool.query<{ tx_id: string; position: string }>('SELECT tx_id::text, position::text FROM events ORDER BY position OFFSET 100000 LIMIT 1');
   await readCommittedEvents(r.client, { txId: mid.tx_id, position: mid.position }, 5000);
-  assert.is(r.statements.length, 9, 'each function sent its statements');
+  assert.is(r.statements.length, 10, 'each function sent its statements');
   for (const s of r.statements) {
     assert.equal(await wholeTableScans(s.text, s.values), [], s.text.replace(/\s+/g, ' ').slice(0, 160));
   }

@@ -170,6 +170,7 @@ test('a deposit past the room a transfer in flight leaves is caught at commit, a
   const r1 = debit.states[0];
   const client = await pool.connect();
   try {
+    await copyIn(client, 'events', EVENT_COLUMNS, [debit.events]);
     await copyIn(client, 'transfers', TRANSFER_COLUMNS, [debit.transferRows]);
     const none = { accounts: [], commands: [] };
     const check = (r: { raisedAccounts: string[]; raisedPeaks: string[] }) => checkCommit(client, none, none, undefined, undefined, { accounts: r.raisedAccounts, peaks: r.raisedPeaks });
@@ -189,6 +190,11 @@ test('a deposit past the room a transfer in flight leaves is caught at commit, a
     // the careful redo reads the money in flight from `transfers`, as the command role does, and refuses
     const pending = (await transfersPending(pool, [R])).get(R)!;
     assert.equal(pending, { transfers: 1, amount: 100 });
+    // a careful redo reads them with the state, in one statement (and only then: a cached state never carries them)
+    const withCounts = await loadLatestStates(pool, [R, A], true);
+    assert.equal(withCounts.get(R), { ...r1, transfersPending: 1, transfersPendingAmount: 100 });
+    assert.is(withCounts.get(A)?.transfersPending, undefined, 'A has nothing in flight any more');
+    assert.is((await loadLatestStates(pool, [R])).get(R)?.transfersPending, undefined);
     const careful = slice([{ ...r1, transfersPending: pending.transfers, transfersPendingAmount: pending.amount }], [cmd({ type: 'Deposit', amount: '2.01' }), cmd({ type: 'Deposit', amount: '2.00' })], true);
     assert.equal([careful.eventCount, careful.rejectReasons, careful.raisedAccounts], [1, { LIMIT_EXCEEDED: 1 }, []], 'counted: refused, and nothing left to check');
     // a state that carries a count from an earlier slice (cached) is not trusted with it: only a counted task is

@@ -58,7 +58,8 @@ export class AccountStates {
 
   /**
    * States of `ids` that exist (absent = account does not exist) as batch `seq` must see them, and
-   * which of them came from Redis. `careful` skips the caches (reads Postgres). The in-process
+   * which of them came from Redis. `careful` skips the caches: it reads Postgres, with the
+   * transfers in flight counted (loadLatestStates's `counted`). The in-process
    * states are this process's commits and Postgres reads, so older than Postgres at worst (the
    * events key catches that) while Postgres is not restored under a running process (restart it
    * after a restore); one from Redis may be a state Postgres never held, and the commit checks
@@ -96,7 +97,7 @@ export class AccountStates {
     }
     if (missing.length) {
       this.metrics?.stateLookups.inc({ answered: 'postgres' }, missing.length); // a new account is looked up there too
-      const loaded = await loadLatestStates(db, missing);
+      const loaded = await loadLatestStates(db, missing, careful);
       for (const [id, s] of loaded) {
         out.set(id, s);
         this.lru.remember(id, s);

@@ -266,20 +266,14 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
       if (m.offset < (how.committedNext.get(m.partition) ?? -1)) replay = true;
     }
     const accountIds = accountsByShard.flatMap((s) => [...s]);
-    // Redone carefully, CloseAccount and a deposit or credit decide on the transfers in flight as Postgres has
-    // them. Read after the states: a refund committed between the two reads then moved the account past the
-    // state read, which the commit catches; read before, it would be counted twice (in the balance and in flight)
+    // redone carefully, CloseAccount and a deposit or credit decide on the transfers in flight as Postgres has
+    // them: the careful states carry them, read with the states (in one snapshot)
     const pendingCounted = how.careful;
     const [loaded, early] = await Promise.all([
       this.states.load(pool, accountIds, seq, how.careful),
       how.careful ? Promise.resolve(null) : this.resent.knownBefore(seq, pairs),
     ]);
-    const pending = pendingCounted ? await transfersPending(pool, accountIds) : null;
-    let states = loaded.states;
-    if (pending?.size) {
-      states = new Map(loaded.states); // the loaded states are cached: counted copies for this batch only
-      for (const [id, n] of pending) { const s = loaded.states.get(id); if (s) states.set(id, { ...s, transfersPending: n.transfers, transfersPendingAmount: n.amount }); }
-    }
+    const states = loaded.states;
     const known = how.learned ?? early;
     const nowMs = Date.now();
     const t0 = performance.now();
