@@ -22,8 +22,8 @@ export async function loadLatestStates(db: PoolClient | Pool, accountIds: string
            FROM unnest($1::uuid[]) AS a(id)
            CROSS JOIN LATERAL (SELECT account_id, version, event_type, payload FROM events
                                 WHERE account_id = a.id ORDER BY version DESC LIMIT 1) e
-           CROSS JOIN LATERAL (SELECT count(*)::int AS n, least(sum(t.amount), 9007199254740991)::text AS amount
-                                 FROM transfers t WHERE t.source_id = a.id AND t.settled IS NULL) f`
+           LEFT JOIN (SELECT t.source_id, count(*)::int AS n, least(sum(t.amount), 9007199254740991)::text AS amount
+                        FROM transfers t WHERE t.source_id = ANY($1::uuid[]) AND t.settled IS NULL GROUP BY t.source_id) f ON f.source_id = a.id`
       : `SELECT e.account_id, e.version, e.event_type, e.payload->'data' AS data
            FROM unnest($1::uuid[]) AS a(id)
            CROSS JOIN LATERAL (SELECT account_id, version, event_type, payload FROM events
