@@ -20,8 +20,9 @@
  * `transfersPending` (outgoing transfers in flight) and the money they hold
  * are counted up by a debit and down by a refund here, but a credit settles
  * at the destination, so a state's count is only as good as where it was
- * read: the role must give CloseAccount the count, and a deposit or credit
- * near the balance limit the amount, from the `transfers` table
+ * read: the role decides on counts and amounts read from the `transfers`
+ * table (a careful redo), or on none but the slice's own, and then checks
+ * closes and deposits or credits against that table at commit
  * (docs/transfers.md).
  */
 import { createHash } from 'node:crypto';
@@ -169,8 +170,10 @@ export function decideCredit(state: AccountState | null, step: CreditTransfer): 
  * Step 3, on the source: never refused. The source cannot have been closed
  * meanwhile (TRANSFERS_PENDING), and no deposit or credit since the debit
  * took the balance past 2^53 − 1 minor units less the money in flight
- * (refundRoomRejection). A refund that does not fit was debited before that
- * rule, or the store is corrupt: it throws.
+ * (refundRoomRejection). A refund that does not fit follows a deposit or
+ * credit accepted without that rule: earlier in a slice decided on uncounted
+ * states (the role decides it again, counted), by an older release, or in a
+ * damaged store. It throws.
  */
 export function decideRefund(state: AccountState | null, step: RefundTransfer): TransferDecision & { accepted: true } {
   if (state === null) throw new TypeError(`refund of transfer ${step.transferId}: source ${step.accountId} has no events`);
@@ -179,7 +182,9 @@ export function decideRefund(state: AccountState | null, step: RefundTransfer): 
     throw new TypeError(`refund of transfer ${step.transferId}: ${step.amount} ${step.currency} is not what account ${step.accountId} (${state.currency}) sent`);
   }
   const balance = addMinor(state.balance, amount);
-  if (balance === 'TOO_LARGE') throw new TypeError(`refund of transfer ${step.transferId}: account ${step.accountId} would exceed 2^53 - 1 minor units`);
+  if (balance === 'TOO_LARGE') {
+    throw new TypeError(`refund of transfer ${step.transferId}: ${step.amount} ${step.currency} back onto account ${step.accountId} (balance ${formatMoney(state.balance, fractionDigits(state.currency) ?? 2)}) would exceed 2^53 - 1 minor units`);
+  }
   return moved(state, balance, -1, amount, 'TransferRefunded', step.commandId,
     { transferId: step.transferId, toAccountId: step.toAccountId, amount: step.amount, currency: state.currency, balanceAfter: String(balance), reason: step.reason });
 }

@@ -190,7 +190,7 @@ test('a deposit past the room a transfer in flight leaves is caught at commit, a
     // the careful redo reads the money in flight from `transfers`, as the command role does, and refuses
     const pending = (await transfersPending(pool, [R])).get(R)!;
     assert.equal(pending, { transfers: 1, amount: 100 });
-    // a careful redo reads them with the state, in one statement (and only then: a cached state never carries them)
+    // a careful redo reads them with the state, in one statement (and only then: a plain load leaves them out)
     const withCounts = await loadLatestStates(pool, [R, A], true);
     assert.equal(withCounts.get(R), { ...r1, transfersPending: 1, transfersPendingAmount: 100 });
     assert.is(withCounts.get(A)?.transfersPending, undefined, 'A has nothing in flight any more');

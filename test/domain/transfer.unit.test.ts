@@ -141,6 +141,9 @@ test('a deposit or credit that would leave no room to refund the transfers in fl
   // the refund lands on the raised balance: exactly the limit
   const refund = decideRefund(fits.accepted ? fits.state : debited.state, refundOf(debited.event, 'DESTINATION_CLOSED'));
   assert.equal([refund.state.balance, refund.state.transfersPending, refund.state.transfersPendingAmount], [MAX, 0, 0]);
+  // a balance raised without the rule (an older release, or a slice that did not count): the refund throws, and says what an operator needs
+  assert.throws(() => decideRefund({ ...debited.state, balance: MAX - 50 }, refundOf(debited.event, 'DESTINATION_CLOSED')),
+    /1\.00 USD back onto account .* \(balance 90071992547409\.41\) would exceed/);
   // a credit to A from elsewhere is held to the same rule, and the refused credit is refunded to its sender
   const credit = (s: AccountState, amount: string): TransferDecision => decideCredit(s, { type: 'CreditTransfer', commandId: cid(), transferId: cid(), accountId: A, fromAccountId: B, amount, currency: 'USD' });
   rejected(credit(debited.state, '2.01'), 'LIMIT_EXCEEDED', /held for outgoing transfers in flight/);

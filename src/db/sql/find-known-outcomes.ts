@@ -93,8 +93,10 @@ export interface CommitCheck {
  *   recorded in flight before this batch passes 2^53 − 1 minor units: a
  *   deposit or credit left no room for their refunds (docs/transfers.md).
  *   Decided again carefully, on that money read from `transfers`, it is
- *   refused LIMIT_EXCEEDED. The careful decider sees at least that much in
- *   flight (settlements since only lower it), so what it accepts passes.
+ *   refused LIMIT_EXCEEDED (or accepted, if a credit elsewhere settled one
+ *   of the transfers meanwhile). A careful batch is not checked for this:
+ *   its decider counted the money itself, and only a debit of that account
+ *   could add to it since, which meets the events key.
  * One round trip for all; none when there is nothing to check. Every part
  * reads an index: the (account_id, command_id) key per pair, the primary key
  * per account, the in-flight index of `transfers` per raised account. The

@@ -8,8 +8,11 @@
  * A batch is decided on the states and outcomes the batch before it was
  * decided into. It is redone carefully (states and known outcomes read from
  * Postgres) when the commit meets a key someone holds, when it decided now
- * what was decided before, or when it replays offsets whose outcomes may not
- * have been published before a crash.
+ * what was decided before, refused on a state another writer moved past,
+ * decided on a Redis state Postgres never held, closed an account with
+ * transfers in flight or left one no room for their refunds, or when it
+ * replays offsets whose outcomes may not have been published before a
+ * crash.
  */
 import { randomUUID } from 'node:crypto';
 import type { PoolClient } from 'pg';
