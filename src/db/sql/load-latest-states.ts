@@ -16,20 +16,24 @@ import type { AccountState, EventType } from '../../domain/types';
 export async function loadLatestStates(db: PoolClient | Pool, accountIds: string[], counted = false): Promise<Map<string, AccountState>> {
   const out = new Map<string, AccountState>();
   if (accountIds.length === 0) return out;
-  const { rows } = await db.query<{ account_id: string; version: string; event_type: EventType; data: Record<string, unknown>; n: number | null; amount: string | null }>(
-    counted
-      ? `SELECT e.account_id, e.version, e.event_type, e.payload->'data' AS data, f.n, f.amount
-           FROM unnest($1::uuid[]) AS a(id)
-           CROSS JOIN LATERAL (SELECT account_id, version, event_type, payload FROM events
-                                WHERE account_id = a.id ORDER BY version DESC LIMIT 1) e
-           LEFT JOIN (SELECT t.source_id, count(*)::int AS n, least(sum(t.amount), 9007199254740991)::text AS amount
-                        FROM transfers t WHERE t.source_id = ANY($1::uuid[]) AND t.settled IS NULL GROUP BY t.source_id) f ON f.source_id = a.id`
-      : `SELECT e.account_id, e.version, e.event_type, e.payload->'data' AS data
-           FROM unnest($1::uuid[]) AS a(id)
-           CROSS JOIN LATERAL (SELECT account_id, version, event_type, payload FROM events
-                                WHERE account_id = a.id ORDER BY version DESC LIMIT 1) e`,
-    [accountIds],
-  );
+  type Row = { account_id: string; version: string; event_type: EventType; data: Record<string, unknown>; n?: number | null; amount?: string | null };
+  const { rows } = counted
+    ? await db.query<Row>(
+      `SELECT e.account_id, e.version, e.event_type, e.payload->'data' AS data, f.n, f.amount
+         FROM unnest($1::uuid[]) AS a(id)
+         CROSS JOIN LATERAL (SELECT account_id, version, event_type, payload FROM events
+                              WHERE account_id = a.id ORDER BY version DESC LIMIT 1) e
+         LEFT JOIN (SELECT t.source_id, count(*)::int AS n, least(sum(t.amount), 9007199254740991)::text AS amount
+                      FROM transfers t WHERE t.source_id = ANY($1::uuid[]) AND t.settled IS NULL GROUP BY t.source_id) f ON f.source_id = a.id`,
+      [accountIds],
+    )
+    : await db.query<Row>(
+      `SELECT e.account_id, e.version, e.event_type, e.payload->'data' AS data
+         FROM unnest($1::uuid[]) AS a(id)
+         CROSS JOIN LATERAL (SELECT account_id, version, event_type, payload FROM events
+                              WHERE account_id = a.id ORDER BY version DESC LIMIT 1) e`,
+      [accountIds],
+    );
   for (const r of rows) {
     const owner = typeof r.data.ownerName === 'string' ? r.data.ownerName : undefined;
     const state = stateFromLatestEvent(r.account_id, Number(r.version), r.event_type, r.data, owner);
