@@ -11,7 +11,8 @@ import type { AccountState, EventType } from '../../domain/types';
  * from `transfers` (an index probe of the in-flight rows), read in the same statement and so
  * the same snapshot as the event. Read apart, a refund or debit committed between the two
  * reads would be counted twice or not at all, with the account's latest version read, so
- * nothing would catch it.
+ * nothing would catch it. No source holds more than 2^53 − 1 in flight (it held it in its
+ * balance first); a store that says otherwise reads as that limit.
  */
 export async function loadLatestStates(db: PoolClient | Pool, accountIds: string[], counted = false): Promise<Map<string, AccountState>> {
   const out = new Map<string, AccountState>();

@@ -69,24 +69,20 @@ const settlementArrays = (list: readonly Settlement[]) => [
   list.map((s) => (s.settled === 'refunded' ? s.creditStepId : null)),
 ];
 
-/** Outgoing transfers in flight and the money they hold. */
-export interface Pending { transfers: number; amount: number }
-
 /**
- * Outgoing transfers in flight per source, for the sources asked about that
- * have any, and the money they hold (minor units). No source holds more than
- * 2^53 − 1 in flight (it held it in its balance first); a store that says
- * otherwise reads as that limit.
+ * Outgoing transfers in flight per source, for the sources asked about that have any: the close
+ * check at commit. A careful redo reads them, and the money they hold, with the states
+ * (loadLatestStates's `counted`).
  */
-export async function transfersPending(db: Pool | PoolClient, sources: readonly string[]): Promise<Map<string, Pending>> {
-  const out = new Map<string, Pending>();
+export async function transfersPending(db: Pool | PoolClient, sources: readonly string[]): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
   if (sources.length === 0) return out;
-  const { rows } = await db.query<{ source_id: string; n: number; amount: string }>(
-    `SELECT source_id, count(*)::int AS n, least(sum(amount), 9007199254740991)::text AS amount FROM transfers
+  const { rows } = await db.query<{ source_id: string; n: number }>(
+    `SELECT source_id, count(*)::int AS n FROM transfers
       WHERE source_id = ANY($1::uuid[]) AND settled IS NULL GROUP BY source_id`,
     [sources],
   );
-  for (const r of rows) out.set(r.source_id, { transfers: r.n, amount: Number(r.amount) });
+  for (const r of rows) out.set(r.source_id, r.n);
   return out;
 }
 
