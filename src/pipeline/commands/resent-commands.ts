@@ -11,7 +11,6 @@ import { findKnownOutcomes } from '../../db/sql/find-known-outcomes';
 import { claimCommands, redisIsReady, type RedisClient } from '../../redis';
 import { outcomeKey, type KnownOutcome } from './decide-shard';
 import { isUuid } from '../../codec/command';
-import { fnv1a as fnv } from '../../codec/hash';
 
 /*
  * A Bloom filter of the (account, command) pairs this process committed
@@ -26,6 +25,8 @@ import { fnv1a as fnv } from '../../codec/hash';
  */
 const BITS_PER_ENTRY = 16;
 const PROBES = 4;
+const FNV_OFFSET = 2166136261;
+const SECOND_SEED = 0x9e3779b9;
 
 class Bloom {
   private readonly bits: Uint32Array;
@@ -37,30 +38,52 @@ class Bloom {
     this.bits = new Uint32Array(size / 32);
     this.mask = size - 1;
   }
-  add(key: string): void {
-    const h1 = fnv(key, 0), h2 = fnv(key, 0x9e3779b9) | 1;
+  /** `h1`, `h2`: the key's two hashes (PairHash); the probes are h1 + i·h2 */
+  add(h1: number, h2: number): void {
     for (let i = 0; i < PROBES; i++) { const b = (h1 + i * h2) & this.mask; this.bits[b >>> 5] |= 1 << (b & 31); }
     this.count++;
   }
-  has(key: string): boolean {
-    const h1 = fnv(key, 0), h2 = fnv(key, 0x9e3779b9) | 1;
+  has(h1: number, h2: number): boolean {
     for (let i = 0; i < PROBES; i++) { const b = (h1 + i * h2) & this.mask; if ((this.bits[b >>> 5] & (1 << (b & 31))) === 0) return false; }
     return true;
+  }
+}
+
+/**
+ * The two hashes of an (account, command) pair, FNV-1a with two seeds over
+ * `account/command`, taken in ONE pass over the two ids as they are: no key
+ * string is built, and the filter's check and its insertion share them (it
+ * hashed the joined key up to six times per command before: 10% of the main
+ * thread at full load).
+ */
+class PairHash {
+  h1 = 0;
+  h2 = 0;
+  of(accountId: string, commandId: string): this {
+    let a = FNV_OFFSET, b = (FNV_OFFSET ^ SECOND_SEED) >>> 0;
+    for (let i = 0; i < accountId.length; i++) { const c = accountId.charCodeAt(i); a = Math.imul(a ^ c, 16777619); b = Math.imul(b ^ c, 16777619); }
+    a = Math.imul(a ^ 0x2f, 16777619); b = Math.imul(b ^ 0x2f, 16777619); // '/'
+    for (let i = 0; i < commandId.length; i++) { const c = commandId.charCodeAt(i); a = Math.imul(a ^ c, 16777619); b = Math.imul(b ^ c, 16777619); }
+    this.h1 = a >>> 0;
+    this.h2 = (b >>> 0) | 1;
+    return this;
   }
 }
 
 export class RecentCommands {
   private current: Bloom;
   private old: Bloom | undefined;
+  private readonly hash = new PairHash();
   constructor(private readonly capacity = 1_000_000) {
     this.current = new Bloom(capacity);
   }
-  add(key: string): void {
+  /** Records the pair; true when it may have been recorded before (false: it certainly was not, within the window). */
+  record(accountId: string, commandId: string): boolean {
+    const { h1, h2 } = this.hash.of(accountId, commandId);
+    const seen = this.current.has(h1, h2) || (this.old?.has(h1, h2) ?? false);
     if (this.current.count >= this.capacity) { this.old = this.current; this.current = new Bloom(this.capacity); }
-    this.current.add(key);
-  }
-  mightHave(key: string): boolean {
-    return this.current.has(key) || (this.old?.has(key) ?? false);
+    this.current.add(h1, h2);
+    return seen;
   }
 }
 
@@ -100,9 +123,7 @@ export class ResentCommands {
 
   /** Adds one scanned pair; `careful` preparations do not consult the filter (Postgres is read anyway). */
   add(pairs: Pairs, accountId: string, commandId: string, careful: boolean): void {
-    const key = outcomeKey(accountId, commandId);
-    if (!careful && this.recent.mightHave(key)) pairs.bloomHits.push(pairs.accounts.length);
-    this.recent.add(key);
+    if (this.recent.record(accountId, commandId) && !careful) pairs.bloomHits.push(pairs.accounts.length);
     pairs.accounts.push(accountId);
     pairs.commands.push(commandId);
   }
