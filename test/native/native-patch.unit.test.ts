@@ -1,9 +1,9 @@
 /**
- * The postinstall patch of node-rdkafka's message conversion
- * (src/native/patch-node-rdkafka.cjs): after `npm ci` the installed addon is
- * the patched one, built after its source was patched, and running the
- * script again changes nothing. The objects it builds are exercised by every
- * test that consumes from Kafka.
+ * The postinstall patch of node-rdkafka's message conversion and delivery
+ * reports (src/native/patch-node-rdkafka.cjs): after `npm ci` the installed
+ * addon is the patched one, built after its sources were patched, and running
+ * the script again changes nothing. The objects it builds are exercised by
+ * every test that consumes from Kafka or waits for a delivery report.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -15,27 +15,34 @@ import { packageRoot } from '../../src/paths';
 
 const script = path.join(packageRoot(), 'src', 'native', 'patch-node-rdkafka.cjs');
 const dir = path.dirname(require.resolve('node-rdkafka/package.json'));
-const MARK = '// banking-es: property names created once';
+/** each patched file and the line its replacement starts with */
+const PATCHED: Array<[string, string]> = [
+  ['common.cc', '// banking-es: property names created once'],
+  ['callbacks.cc', '// banking-es: delivery report names created once'],
+];
 
-test('the installed node-rdkafka carries the patch, built after it was applied; the original is kept', () => {
+test('the installed node-rdkafka carries both patches, built after they were applied; the originals are kept', () => {
   const version = String(JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).version).replace(/^v/, '');
   assert.is(version, '3.6.1', 'the patch is written for node-rdkafka 3.6.1; review it when upgrading');
-  const source = path.join(dir, 'src', 'common.cc');
-  assert.ok(fs.readFileSync(source, 'utf8').includes(MARK), 'common.cc is patched');
   const addon = path.join(dir, 'build', 'Release', 'node-librdkafka.node');
-  assert.ok(fs.statSync(addon).mtimeMs >= fs.statSync(source).mtimeMs, 'the addon was built from the patched source');
-  assert.not.ok(fs.readFileSync(`${source}.orig`, 'utf8').includes(MARK), 'common.cc.orig is the original');
+  for (const [file, mark] of PATCHED) {
+    const source = path.join(dir, 'src', file);
+    assert.ok(fs.readFileSync(source, 'utf8').includes(mark), `${file} is patched`);
+    assert.ok(fs.statSync(addon).mtimeMs >= fs.statSync(source).mtimeMs, `the addon was built from the patched ${file}`);
+    assert.not.ok(fs.readFileSync(`${source}.orig`, 'utf8').includes(mark), `${file}.orig is the original`);
+  }
 });
 
-test('running the script again finds the patch and leaves everything as it is', () => {
-  const before = fs.readFileSync(path.join(dir, 'src', 'common.cc'), 'utf8');
+test('running the script again finds both patches and leaves everything as it is', () => {
+  const before = PATCHED.map(([file]) => fs.readFileSync(path.join(dir, 'src', file), 'utf8'));
   const out = execFileSync(process.execPath, [script], { encoding: 'utf8' });
-  assert.match(out, /already patched/);
-  assert.is(fs.readFileSync(path.join(dir, 'src', 'common.cc'), 'utf8'), before);
+  assert.match(out, /message conversion already patched/);
+  assert.match(out, /delivery reports already patched/);
+  assert.equal(PATCHED.map(([file]) => fs.readFileSync(path.join(dir, 'src', file), 'utf8')), before);
 });
 
-/** A scratch install: the script beside a node_modules/node-rdkafka holding `version` and `common.cc`. */
-function scratch(version: string, common: string, built: boolean): { run(): string; common(): string } {
+/** A scratch install: the script beside a node_modules/node-rdkafka holding `version`, `common.cc` and `callbacks.cc`. */
+function scratch(version: string, common: string, callbacks: string, built: boolean): { run(): string; common(): string; callbacks(): string } {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'rdkpatch-'));
   fs.mkdirSync(path.join(root, 'src', 'native'), { recursive: true });
   fs.copyFileSync(script, path.join(root, 'src', 'native', 'patch-node-rdkafka.cjs'));
@@ -43,27 +50,39 @@ function scratch(version: string, common: string, built: boolean): { run(): stri
   fs.mkdirSync(path.join(pkg, 'src'), { recursive: true });
   fs.writeFileSync(path.join(pkg, 'package.json'), JSON.stringify({ name: 'node-rdkafka', version }));
   fs.writeFileSync(path.join(pkg, 'src', 'common.cc'), common);
+  fs.writeFileSync(path.join(pkg, 'src', 'callbacks.cc'), callbacks);
   if (built) { fs.mkdirSync(path.join(pkg, 'build')); fs.writeFileSync(path.join(pkg, 'build', 'Makefile'), 'all:\n\tfalse\n'); }
   return {
     run: () => execFileSync(process.execPath, [path.join(root, 'src', 'native', 'patch-node-rdkafka.cjs')], { encoding: 'utf8', env: { ...process.env, npm_config_node_gyp: '' } }),
     common: () => fs.readFileSync(path.join(pkg, 'src', 'common.cc'), 'utf8'),
+    callbacks: () => fs.readFileSync(path.join(pkg, 'src', 'callbacks.cc'), 'utf8'),
   };
 }
 
-test('it never fails an install: another version, other source, no build, or a failed build leave the original', () => {
-  const original = fs.readFileSync(path.join(dir, 'src', 'common.cc.orig'), 'utf8');
-  const cases: Array<[string, string, boolean, RegExp]> = [
-    ['3.7.0', original, true, /node-rdkafka is 3\.7\.0, the patch is for 3\.6\.1/],
-    ['3.6.1', original.replace('Nan::New<v8::Number>(message->offset())', 'Nan::New<v8::Number>(message->offset() + 1)'), true, /source differs/],
-    ['3.6.1', original, false, /not built from source here/],
-    ['3.6.1', original, true, /the rebuild failed/],
+test('it never fails an install: another version, other source, no build, or a failed build leave the originals', () => {
+  const common = fs.readFileSync(path.join(dir, 'src', 'common.cc.orig'), 'utf8');
+  const callbacks = fs.readFileSync(path.join(dir, 'src', 'callbacks.cc.orig'), 'utf8');
+  const otherCommon = common.replace('Nan::New<v8::Number>(message->offset())', 'Nan::New<v8::Number>(message->offset() + 1)');
+  const otherCallbacks = callbacks.replace('Nan::New<v8::Number>(event.offset)', 'Nan::New<v8::Number>(event.offset + 1)');
+  assert.is.not(otherCommon, common);
+  assert.is.not(otherCallbacks, callbacks);
+  // version, common.cc, callbacks.cc, a build directory (whose build fails), why each function is left as it is
+  const cases: Array<[string, string, string, boolean, RegExp, RegExp]> = [
+    ['3.7.0', common, callbacks, true, /node-rdkafka is 3\.7\.0, the patch is for 3\.6\.1/, /node-rdkafka is 3\.7\.0/],
+    // each function is checked on its own: the other one is still tried (and put back when the build fails)
+    ['3.6.1', otherCommon, callbacks, true, /source differs/, /the rebuild failed/],
+    ['3.6.1', common, otherCallbacks, true, /the rebuild failed/, /source differs/],
+    ['3.6.1', common, callbacks, false, /not built from source here/, /not built from source here/],
+    ['3.6.1', common, callbacks, true, /the rebuild failed/, /the rebuild failed/],
   ];
-  for (const [version, common, built, why] of cases) {
-    const s = scratch(version, common, built);
+  for (const [version, c, cb, built, conversion, reports] of cases) {
+    const s = scratch(version, c, cb, built);
     const out = s.run();
-    assert.match(out, why, out);
-    assert.match(out, /left as it is/);
-    assert.is(s.common(), common, 'the source is as it was');
+    const why = (what: string) => out.match(new RegExp(`node-rdkafka's ${what} left as it is \\((.*)\\); everything works`))?.[1] ?? `(no line for ${what}) ${out}`;
+    assert.match(why('message conversion'), conversion, out);
+    assert.match(why('delivery reports'), reports, out);
+    assert.is(s.common(), c, 'common.cc is as it was');
+    assert.is(s.callbacks(), cb, 'callbacks.cc is as it was');
   }
 });
 
