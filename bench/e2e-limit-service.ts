@@ -3,7 +3,12 @@
  * implementation of the contract must do per command, and nothing more.
  * Consume a command, write one event row per command with binary COPY and
  * the consumer offsets in ONE durable transaction per batch, then produce an
- * outcome per command. No parsing beyond the ids, no state, no decision;
+ * outcome per command and learn that Kafka acknowledged it (a delivery
+ * report each, counted per batch; the acknowledged offsets go into the
+ * lane's next transaction as its published offsets). Outcomes are
+ * at-least-once in the contract, and only a delivery report tells an
+ * implementation that an outcome was not lost: librdkafka reports a message
+ * it gave up on in no other way. No parsing beyond the ids, no state, no decision;
  * re-sent commands are recognised by an in-memory set only (no row); the
  * payload is one pre-encoded envelope of realistic size.
  *
@@ -33,13 +38,26 @@ const payload = encodeEnvelope({ eventId: randomUUID(), accountId: randomUUID(),
   data: { amount: '1234.56', balanceAfter: '987654.32', currency: 'USD' }, commandId: randomUUID(), recordedAt: new Date().toISOString() });
 
 const c = new Kafka.KafkaConsumer({ 'bootstrap.servers': brokers, 'group.id': GROUP, 'enable.auto.commit': false, 'fetch.wait.max.ms': 10, 'fetch.queue.backoff.ms': 5, 'rebalance_cb': true } as Kafka.ConsumerGlobalConfig, { 'auto.offset.reset': 'earliest' });
-const p = new Kafka.Producer({ 'bootstrap.servers': brokers, 'linger.ms': 2, 'batch.num.messages': 10000, 'queue.buffering.max.messages': 1_000_000, 'compression.type': 'lz4' } as Kafka.ProducerGlobalConfig, PRODUCER_TOPIC_CONFIG);
+const p = new Kafka.Producer({ 'bootstrap.servers': brokers, 'dr_cb': true, 'linger.ms': 2, 'batch.num.messages': 10000, 'queue.buffering.max.messages': 1_000_000, 'compression.type': 'lz4' } as Kafka.ProducerGlobalConfig, PRODUCER_TOPIC_CONFIG);
 const versions = new Map<string, number>();
 const seen = new Set<string>();
+
+/** One committed batch's outcomes: once all are acknowledged, its offsets are published. */
+interface Sent { lane: Lane; next: Map<number, number>; remaining: number; failed: boolean }
+
+p.on('delivery-report', (err, report) => {
+  const t = report.opaque as Sent;
+  if (err) t.failed = true;
+  if (--t.remaining > 0) return;
+  if (t.failed) { process.stderr.write('an outcome was not acknowledged: its offsets are not published\n'); return; }
+  for (const [partition, n] of t.next) t.lane.published.set(partition, Math.max(n, t.lane.published.get(partition) ?? 0));
+});
 
 class Lane {
   readonly db = new Client({ connectionString: dbUrl });
   batch: Kafka.Message[] = [];
+  /** partition -> the offset below which every outcome was acknowledged */
+  readonly published = new Map<number, number>();
   private committing = false;
 
   /** Commits what has been collected, one transaction at a time; what arrives meanwhile is the next batch. */
@@ -72,11 +90,12 @@ class Lane {
     const client = this.db as unknown as PoolClient;
     await this.db.query('BEGIN');
     await copyIn(client, 'events', COLUMNS, [rows.finish()]);
-    await upsertOffsets(client, GROUP, commands, [...next].map(([partition, n]) => ({ partition, next: n, published: null })));
+    await upsertOffsets(client, GROUP, commands, [...next].map(([partition, n]) => ({ partition, next: n, published: this.published.get(partition) ?? null })));
     await this.db.query('COMMIT');
+    const sent: Sent = { lane: this, next, remaining: msgs.length, failed: false };
     for (const m of msgs) {
       const id = m.value!.toString('latin1', 14, 50);
-      for (;;) { try { p.produce(results, null, Buffer.from(`{"commandId":"${id}","status":"accepted"}`), m.key ?? undefined); break; } catch { p.poll(); } }
+      for (;;) { try { p.produce(results, null, Buffer.from(`{"commandId":"${id}","status":"accepted"}`), m.key ?? undefined, null, sent); break; } catch { p.poll(); } }
     }
   }
 }
