@@ -42,15 +42,14 @@ const p = new Kafka.Producer({ 'bootstrap.servers': brokers, 'dr_cb': true, 'lin
 const versions = new Map<string, number>();
 const seen = new Set<string>();
 
-/** One committed batch's outcomes: once all are acknowledged, its offsets are published. */
+/** One committed batch's outcomes: once all are acknowledged, and every batch before them, its offsets are published. */
 interface Sent { lane: Lane; next: Map<number, number>; remaining: number; failed: boolean }
 
 p.on('delivery-report', (err, report) => {
   const t = report.opaque as Sent;
   if (err) t.failed = true;
-  if (--t.remaining > 0) return;
-  if (t.failed) { process.stderr.write('an outcome was not acknowledged: its offsets are not published\n'); return; }
-  for (const [partition, n] of t.next) t.lane.published.set(partition, Math.max(n, t.lane.published.get(partition) ?? 0));
+  t.remaining--;
+  t.lane.settle();
 });
 
 class Lane {
@@ -58,7 +57,26 @@ class Lane {
   batch: Kafka.Message[] = [];
   /** partition -> the offset below which every outcome was acknowledged */
   readonly published = new Map<number, number>();
+  /** committed batches whose outcomes are not all acknowledged yet, in commit order */
+  readonly sent: Sent[] = [];
+  private stopped = false;
   private committing = false;
+
+  /**
+   * Batches are acknowledged in any order (their outcomes go to several partitions): the published
+   * offsets pass a batch only once it and every batch before it were. A batch that failed stops them
+   * for good here; the daemon would publish its outcomes again (a rewind), which a limit never needs.
+   */
+  settle(): void {
+    while (this.sent.length && this.sent[0].remaining === 0) {
+      if (this.sent[0].failed) {
+        if (!this.stopped) process.stderr.write('an outcome was not acknowledged: the published offsets stop here\n');
+        this.stopped = true;
+        return;
+      }
+      for (const [partition, n] of this.sent.shift()!.next) this.published.set(partition, Math.max(n, this.published.get(partition) ?? 0));
+    }
+  }
 
   /** Commits what has been collected, one transaction at a time; what arrives meanwhile is the next batch. */
   async drain(): Promise<void> {
@@ -93,6 +111,7 @@ class Lane {
     await upsertOffsets(client, GROUP, commands, [...next].map(([partition, n]) => ({ partition, next: n, published: this.published.get(partition) ?? null })));
     await this.db.query('COMMIT');
     const sent: Sent = { lane: this, next, remaining: msgs.length, failed: false };
+    this.sent.push(sent);
     for (const m of msgs) {
       const id = m.value!.toString('latin1', 14, 50);
       for (;;) { try { p.produce(results, null, Buffer.from(`{"commandId":"${id}","status":"accepted"}`), m.key ?? undefined, null, sent); break; } catch { p.poll(); } }
