@@ -50,13 +50,13 @@ class Bloom {
 }
 
 /**
- * The two hashes of an (account, command) pair, FNV-1a with two seeds over
- * `account/command`, taken in ONE pass over the two ids as they are: no key
- * string is built, and the filter's check and its insertion share them (it
- * hashed the joined key up to six times per command before: 10% of the main
- * thread at full load).
+ * The two hashes of an (account, command) pair: FNV-1a with the two seeds
+ * (codec/hash.ts) over `account/command`, taken in ONE pass over the two ids
+ * as they are, so no key string is built and the filter's check and its
+ * insertion share them. The same values as fnv1a over the joined key (a unit
+ * test holds them equal).
  */
-class PairHash {
+export class PairHash {
   h1 = 0;
   h2 = 0;
   of(accountId: string, commandId: string): this {
@@ -121,7 +121,7 @@ export class ResentCommands {
     return { accounts: [], commands: [], bloomHits: [] };
   }
 
-  /** Adds one scanned pair; `careful` preparations do not consult the filter (Postgres is read anyway). */
+  /** Adds one scanned pair to the filter; a `careful` preparation records it but does not count it as a re-send (Postgres is read anyway). */
   add(pairs: Pairs, accountId: string, commandId: string, careful: boolean): void {
     if (this.recent.record(accountId, commandId) && !careful) pairs.bloomHits.push(pairs.accounts.length);
     pairs.accounts.push(accountId);

@@ -7,7 +7,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { randomUUID } from 'node:crypto';
-import { RecentCommands } from '../../../src/pipeline/commands/resent-commands';
+import { PairHash, RecentCommands } from '../../../src/pipeline/commands/resent-commands';
+import { fnv1a } from '../../../src/codec/hash';
 
 const pairs = (n: number): Array<[string, string]> => Array.from({ length: n }, () => [randomUUID(), randomUUID()]);
 
@@ -53,6 +54,15 @@ test('older than two generations, a pair is forgotten (the unique keys catch it 
   let still = 0;
   for (const [a, c] of first) if (recent.record(a, c)) still++;
   assert.ok(still / first.length < 0.05, `${still} of ${first.length} still seen after two full generations`);
+});
+
+test('the pair\'s hashes are fnv1a\'s two seeds over account/command, taken without building that string', () => {
+  const hash = new PairHash();
+  for (const [a, c] of pairs(2000)) {
+    const { h1, h2 } = hash.of(a, c);
+    assert.is(h1, fnv1a(`${a}/${c}`, 0));
+    assert.is(h2, fnv1a(`${a}/${c}`, 0x9e3779b9) | 1);
+  }
 });
 
 test.run();
