@@ -12,7 +12,8 @@
  *    2.3–2.7 µs.
  * 2. Delivery reports (src/callbacks.cc, DeliveryReportDispatcher::Flush):
  *    the same for the report object of every produced message (topic,
- *    partition, offset, key, opaque, timestamp, size). banking-es asks for a
+ *    partition, offset, key, opaque, timestamp, size, and value when asked
+ *    for). banking-es asks for a
  *    report of every outcome it publishes. Measured alone
  *    (bench/delivery-reports-ab.ts: 150,000 messages produced and reported,
  *    6 interleaved rounds), the main thread's time per message went
@@ -300,7 +301,8 @@ function main() {
     const src = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : null;
     if (src !== null && src.includes(patch.mark)) { say(`node-rdkafka ${patch.what} already patched`); continue; }
     if (version !== VERSION) { skip(patch, `node-rdkafka is ${version}, the patch is for ${VERSION}`); continue; }
-    const start = src === null ? -1 : src.indexOf(patch.start);
+    if (src === null) { skip(patch, `its source file src/${patch.file} is missing`); continue; }
+    const start = src.indexOf(patch.start);
     const end = start < 0 ? -1 : src.indexOf(patch.end, start);
     if (end < 0 || createHash('sha256').update(src.slice(start, end)).digest('hex') !== patch.sha256) {
       skip(patch, 'its source differs from the code the patch replaces');
@@ -317,16 +319,25 @@ function main() {
   if (!fs.existsSync(path.join(dir, 'build', 'Makefile')) && !fs.existsSync(path.join(dir, 'build', 'binding.sln'))) {
     return skipTodo('node-rdkafka was not built from source here');
   }
-  for (const t of todo) {
-    fs.writeFileSync(`${t.file}.orig`, t.src); // kept, to diff against or to put back
-    fs.writeFileSync(t.file, t.patched);
-  }
   const args = [gyp, 'build'];
   if (process.env.npm_config_nodedir) args.push(`--nodedir=${process.env.npm_config_nodedir}`);
-  const r = spawnSync(process.execPath, args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
-  if (r.status !== 0) {
+  const putBack = () => {
     for (const t of todo) fs.writeFileSync(t.file, t.src);
     spawnSync(process.execPath, args, { cwd: dir, stdio: 'ignore' });
+  };
+  let r;
+  try {
+    for (const t of todo) {
+      fs.writeFileSync(`${t.file}.orig`, t.src); // kept, to diff against or to put back
+      fs.writeFileSync(t.file, t.patched);
+    }
+    r = spawnSync(process.execPath, args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  } catch (e) {
+    putBack();
+    return skipTodo(`unexpected: ${e && e.message}`);
+  }
+  if (r.status !== 0) {
+    putBack();
     return skipTodo(`the rebuild failed: ${(r.stderr || String(r.error)).split('\n').filter((l) => /error/i.test(l)).slice(0, 3).join(' | ')}`);
   }
   for (const t of todo) say(`node-rdkafka ${t.patch.what} patched and rebuilt (property names created once; see src/native/patch-node-rdkafka.cjs)`);

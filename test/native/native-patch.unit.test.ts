@@ -42,7 +42,7 @@ test('running the script again finds both patches and leaves everything as it is
 });
 
 /** A scratch install: the script beside a node_modules/node-rdkafka holding `version`, `common.cc` and `callbacks.cc`. */
-function scratch(version: string, common: string, callbacks: string, built: boolean): { run(): string; common(): string; callbacks(): string } {
+function scratch(version: string, common: string, callbacks: string | null, built: boolean): { run(): string; common(): string; callbacks(): string | null } {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'rdkpatch-'));
   fs.mkdirSync(path.join(root, 'src', 'native'), { recursive: true });
   fs.copyFileSync(script, path.join(root, 'src', 'native', 'patch-node-rdkafka.cjs'));
@@ -50,12 +50,12 @@ function scratch(version: string, common: string, callbacks: string, built: bool
   fs.mkdirSync(path.join(pkg, 'src'), { recursive: true });
   fs.writeFileSync(path.join(pkg, 'package.json'), JSON.stringify({ name: 'node-rdkafka', version }));
   fs.writeFileSync(path.join(pkg, 'src', 'common.cc'), common);
-  fs.writeFileSync(path.join(pkg, 'src', 'callbacks.cc'), callbacks);
+  if (callbacks !== null) fs.writeFileSync(path.join(pkg, 'src', 'callbacks.cc'), callbacks);
   if (built) { fs.mkdirSync(path.join(pkg, 'build')); fs.writeFileSync(path.join(pkg, 'build', 'Makefile'), 'all:\n\tfalse\n'); }
   return {
     run: () => execFileSync(process.execPath, [path.join(root, 'src', 'native', 'patch-node-rdkafka.cjs')], { encoding: 'utf8', env: { ...process.env, npm_config_node_gyp: '' } }),
     common: () => fs.readFileSync(path.join(pkg, 'src', 'common.cc'), 'utf8'),
-    callbacks: () => fs.readFileSync(path.join(pkg, 'src', 'callbacks.cc'), 'utf8'),
+    callbacks: () => (fs.existsSync(path.join(pkg, 'src', 'callbacks.cc')) ? fs.readFileSync(path.join(pkg, 'src', 'callbacks.cc'), 'utf8') : null),
   };
 }
 
@@ -67,11 +67,12 @@ test('it never fails an install: another version, other source, no build, or a f
   assert.is.not(otherCommon, common);
   assert.is.not(otherCallbacks, callbacks);
   // version, common.cc, callbacks.cc, a build directory (whose build fails), why each function is left as it is
-  const cases: Array<[string, string, string, boolean, RegExp, RegExp]> = [
+  const cases: Array<[string, string, string | null, boolean, RegExp, RegExp]> = [
     ['3.7.0', common, callbacks, true, /node-rdkafka is 3\.7\.0, the patch is for 3\.6\.1/, /node-rdkafka is 3\.7\.0/],
     // each function is checked on its own: the other one is still tried (and put back when the build fails)
     ['3.6.1', otherCommon, callbacks, true, /source differs/, /the rebuild failed/],
     ['3.6.1', common, otherCallbacks, true, /the rebuild failed/, /source differs/],
+    ['3.6.1', common, null, true, /the rebuild failed/, /source file src\/callbacks\.cc is missing/],
     ['3.6.1', common, callbacks, false, /not built from source here/, /not built from source here/],
     ['3.6.1', common, callbacks, true, /the rebuild failed/, /the rebuild failed/],
   ];
@@ -84,6 +85,17 @@ test('it never fails an install: another version, other source, no build, or a f
     assert.is(s.common(), c, 'common.cc is as it was');
     assert.is(s.callbacks(), cb, 'callbacks.cc is as it was');
   }
+});
+
+test('one function already patched: the other is still patched, and a failed build puts back only what this run changed', () => {
+  const patchedCommon = fs.readFileSync(path.join(dir, 'src', 'common.cc'), 'utf8');
+  const callbacks = fs.readFileSync(path.join(dir, 'src', 'callbacks.cc.orig'), 'utf8');
+  const s = scratch('3.6.1', patchedCommon, callbacks, true);
+  const out = s.run();
+  assert.match(out, /message conversion already patched/);
+  assert.match(out, /delivery reports left as it is \(the rebuild failed/);
+  assert.is(s.common(), patchedCommon, 'the patched common.cc stays patched');
+  assert.is(s.callbacks(), callbacks, 'callbacks.cc is as it was');
 });
 
 test.run();
