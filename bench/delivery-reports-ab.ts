@@ -2,11 +2,14 @@
  * `node dist/bench/delivery-reports-ab.js <brokers> <a.node> <b.node> [rounds] [messages]`:
  * the main thread's cost of producing a message and receiving its delivery
  * report, with two builds of node-rdkafka's addon in turn (interleaved, a
- * child process per run, a topic per run). Each run produces `messages`
+ * child process per run, a topic per run), e.g. a = node-rdkafka's own
+ * delivery reports, b = the postinstall patch's. Each run produces `messages`
  * (default 150,000) messages with an opaque, as the outcome publisher does,
  * after 20,000 unmeasured, and waits for every report; it reports the event
  * loop's active time and the process's CPU per message. Prints Markdown and
- * JSON; the installed addon is put back at the end.
+ * JSON; the installed addon is put back at the end. Each build is put in
+ * place by a rename, never by writing over the installed file: a process
+ * that has the addon loaded (another test, the daemon) keeps its copy.
  *
  * To compare node-rdkafka's own delivery reports with the postinstall patch
  * (src/native/patch-node-rdkafka.cjs): keep the patched addon
@@ -17,13 +20,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import Kafka from 'node-rdkafka';
 import { median, round } from './lib/stats';
 
 interface RunResult { mainUsPerMessage: number; cpuUsPerMessage: number }
 
 /** One run, in a process of its own (the addon is loaded once per process). */
 async function child(brokers: string, topic: string, messages: number): Promise<RunResult> {
+  // loaded here, in the child, after the parent put the build under test in place
+  const { default: Kafka } = await import('node-rdkafka');
   const producer = new Kafka.Producer({ 'metadata.broker.list': brokers, dr_cb: true, 'linger.ms': 5, 'queue.buffering.max.messages': 200_000 });
   producer.setPollInterval(5);
   await new Promise<void>((resolve, reject) => producer.connect({}, (err) => (err ? reject(err) : resolve())));
@@ -61,12 +65,18 @@ function main(): void {
   const installed = path.join(path.dirname(require.resolve('node-rdkafka/package.json')), 'build', 'Release', 'node-librdkafka.node');
   const keep = `${installed}.ab-kept`;
   fs.copyFileSync(installed, keep);
+  /** the build at `from` becomes the installed addon: copied beside it, then renamed over it (a new file) */
+  const install = (from: string) => {
+    const next = `${installed}.ab-next`;
+    fs.copyFileSync(from, next);
+    fs.renameSync(next, installed);
+  };
   const results: Record<'a' | 'b', RunResult[]> = { a: [], b: [] };
   try {
     for (let r = 0; r < rounds; r++) {
       // alternate which goes first, so neither always runs on the warmer machine
       for (const v of r % 2 === 0 ? (['a', 'b'] as const) : (['b', 'a'] as const)) {
-        fs.copyFileSync(v === 'a' ? a : b, installed);
+        install(v === 'a' ? a : b);
         const topic = `delivery-reports-ab-${process.pid}-${r}-${v}`;
         const out = spawnSync(process.execPath, [__filename, '--child', brokers, topic, String(messages)], { encoding: 'utf8' });
         if (out.status !== 0) throw new Error(`run ${r} ${v} failed: ${out.stderr}`);
@@ -74,7 +84,7 @@ function main(): void {
       }
     }
   } finally {
-    fs.copyFileSync(keep, installed);
+    install(keep);
     fs.unlinkSync(keep);
   }
   const med = (v: 'a' | 'b', k: keyof RunResult) => round(median(results[v].map((x) => x[k])), 2);

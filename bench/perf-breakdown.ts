@@ -9,7 +9,7 @@
  *   BENCH_NODE_ARGS=--perf-basic-prof node dist/bench/run.js --only limit.e2e,commands.max --runs 1
  *   kill -INT %1
  *   perf script -i /tmp/perf.data -F comm,pid,tid,time,ip,sym > /tmp/perf.txt
- *   node dist/bench/perf-breakdown.js /tmp/perf.txt <pid> [from-seconds to-seconds]
+ *   node dist/bench/perf-breakdown.js /tmp/perf.txt <pid> [from-seconds to-seconds] [--worker <tid>]
  *
  * The pid is the service's (its log names it; `perf script -F pid | sort |
  * uniq -c` shows the busy ones); the window (perf's clock, seconds) keeps the
@@ -23,7 +23,7 @@ interface Sample { comm: string; pid: number; tid: number; time: number; frames:
 /** Innermost match wins: a socket read that ends in our code is our code. */
 const CATEGORIES: Array<[string, RegExp]> = [
   ['Kafka: consumed messages to objects', /HandleOKCallback|ToV8Object|KafkaConsumer\.|kafka-consumer\.js/],
-  ['Kafka: delivery reports', /DeliveryReportDispatcher|delivery-report|outcome-publisher\.js:3\d:/],
+  ['Kafka: delivery reports', /DeliveryReportDispatcher|delivery-report/],
   ['Kafka: produce', /Producer\.produce|NodeProduce|producev/],
   ['hand-off to and from the worker', /ReceiveMessage|ValueDeserializer|ValueSerializer|postTask|_distributeTask|PostMessage|worker_pool/],
   ['re-send filter', /resent-commands/],
@@ -44,7 +44,8 @@ function parse(file: string, pid: number, from: number, to: number): Sample[] {
   const out: Sample[] = [];
   let cur: Sample | null = null;
   for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
-    const h = /^\s*(\S+)\s+(\d+)\/(\d+)\s+([\d.]+):?\s*$/.exec(line);
+    // a thread's name may hold spaces: it is everything before "pid/tid"
+    const h = /^\s*(.+?)\s+(\d+)\/(\d+)\s+([\d.]+):?\s*$/.exec(line);
     if (h) {
       cur = { comm: h[1], pid: Number(h[2]), tid: Number(h[3]), time: Number(h[4]), frames: [] };
       if (cur.pid === pid && cur.time >= from && cur.time < to) out.push(cur);
@@ -57,15 +58,18 @@ function parse(file: string, pid: number, from: number, to: number): Sample[] {
 }
 
 function main(): void {
-  const [file, pidArg, fromArg, toArg] = process.argv.slice(2);
+  const [file, pidArg, fromArg, toArg] = process.argv.slice(2).filter((a, i, all) => a !== '--worker' && all[i - 1] !== '--worker');
   if (!file || !pidArg) throw new Error('usage: perf-breakdown <perf script output> <pid> [from-seconds to-seconds]');
   const pid = Number(pidArg);
   const samples = parse(file, pid, Number(fromArg ?? 0), Number(toArg ?? Infinity));
   if (samples.length === 0) throw new Error(`no samples of pid ${pid} in that window`);
   const perThread = new Map<number, number>();
   for (const s of samples) perThread.set(s.tid, (perThread.get(s.tid) ?? 0) + 1);
-  // Node starts V8's platform threads right after the main thread; the worker is the busiest `node` thread after them
-  const worker = [...perThread].filter(([tid]) => tid > pid + 5 && samples.find((s) => s.tid === tid)!.comm === 'node').sort((a, b) => b[1] - a[1])[0]?.[0];
+  // Node starts V8's platform threads right after the main thread; a worker is the busiest `node` thread after them,
+  // if it did a twentieth of the work (the limit services have none; `--worker <tid>` names it outright)
+  const named = process.argv.indexOf('--worker');
+  const busiest = [...perThread].filter(([tid]) => tid > pid + 5 && samples.find((s) => s.tid === tid)!.comm === 'node').sort((a, b) => b[1] - a[1])[0];
+  const worker = named > 0 ? Number(process.argv[named + 1]) : busiest && busiest[1] >= samples.length / 20 ? busiest[0] : undefined;
   const thread = (s: Sample) => s.tid === pid ? 'main' : s.tid === worker ? 'worker' : s.comm.startsWith('rdk:') ? 'librdkafka threads' : s.tid <= pid + 5 ? 'V8 background' : 'other threads';
   const category = (s: Sample) => {
     for (const f of s.frames) for (const [name, re] of CATEGORIES) if (re.test(f)) return name;
