@@ -20,6 +20,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { PRODUCER_TOPIC_CONFIG } from '../src/kafka/client-config';
 import { median, round } from './lib/stats';
 
 interface RunResult { mainUsPerMessage: number; cpuUsPerMessage: number }
@@ -28,7 +29,7 @@ interface RunResult { mainUsPerMessage: number; cpuUsPerMessage: number }
 async function child(brokers: string, topic: string, messages: number): Promise<RunResult> {
   // loaded here, in the child, after the parent put the build under test in place
   const { default: Kafka } = await import('node-rdkafka');
-  const producer = new Kafka.Producer({ 'metadata.broker.list': brokers, dr_cb: true, 'linger.ms': 5, 'queue.buffering.max.messages': 200_000 });
+  const producer = new Kafka.Producer({ 'metadata.broker.list': brokers, dr_cb: true, 'linger.ms': 5, 'queue.buffering.max.messages': 200_000 }, PRODUCER_TOPIC_CONFIG);
   producer.setPollInterval(5);
   await new Promise<void>((resolve, reject) => producer.connect({}, (err) => (err ? reject(err) : resolve())));
   const key = Buffer.from('0b6e8a4c-1c1e-4c1f-9f3a-4c4b2f1b2c3d');
