@@ -53,8 +53,11 @@ class Bloom {
  * The two hashes of an (account, command) pair: FNV-1a with the two seeds
  * (codec/hash.ts) over `account/command`, taken in ONE pass over the two ids
  * as they are, so no key string is built and the filter's check and its
- * insertion share them. The same values as fnv1a over the joined key (a unit
- * test holds them equal).
+ * insertion share them; then each mixed (murmur3's fmix32). FNV-1a's low bits
+ * depend only on the characters' low bits, and hex digits 1–6 share theirs
+ * with a–f: without the mix, ids a producer varies only that way would all
+ * probe one sixteenth of the filter and be taken for re-sends far more often
+ * (each costing a Postgres lookup, never a wrong answer).
  */
 export class PairHash {
   h1 = 0;
@@ -64,10 +67,20 @@ export class PairHash {
     for (let i = 0; i < accountId.length; i++) { const c = accountId.charCodeAt(i); a = Math.imul(a ^ c, 16777619); b = Math.imul(b ^ c, 16777619); }
     a = Math.imul(a ^ 0x2f, 16777619); b = Math.imul(b ^ 0x2f, 16777619); // '/'
     for (let i = 0; i < commandId.length; i++) { const c = commandId.charCodeAt(i); a = Math.imul(a ^ c, 16777619); b = Math.imul(b ^ c, 16777619); }
-    this.h1 = a >>> 0;
-    this.h2 = (b >>> 0) | 1;
+    this.h1 = fmix32(a);
+    this.h2 = fmix32(b) | 1;
     return this;
   }
+}
+
+/** murmur3's finalizer: every input bit reaches every output bit. */
+export function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
 }
 
 export class RecentCommands {
