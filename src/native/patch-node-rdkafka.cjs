@@ -330,6 +330,11 @@ function main() {
     for (const t of todo) {
       fs.writeFileSync(`${t.file}.orig`, t.src); // kept, to diff against or to put back
       fs.writeFileSync(t.file, t.patched);
+      // make decides by timestamps: an object file dated later than the source (a skewed clock) would not be
+      // rebuilt, and "patched" would be said of the old addon. Without it, make must compile the file.
+      for (const config of ['Release', 'Debug']) {
+        fs.rmSync(path.join(dir, 'build', config, 'obj.target', 'node-librdkafka', 'src', t.patch.file.replace(/\.cc$/, '.o')), { force: true });
+      }
     }
     r = spawnSync(process.execPath, args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
   } catch (e) {

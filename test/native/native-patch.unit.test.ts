@@ -41,9 +41,13 @@ test('running the script again finds both patches and leaves everything as it is
   assert.equal(PATCHED.map(([file]) => fs.readFileSync(path.join(dir, 'src', file), 'utf8')), before);
 });
 
+const scratchRoots: string[] = [];
+test.after(() => { for (const root of scratchRoots) fs.rmSync(root, { recursive: true, force: true }); });
+
 /** A scratch install: the script beside a node_modules/node-rdkafka holding `version`, `common.cc` and `callbacks.cc`. */
 function scratch(version: string, common: string, callbacks: string | null, built: boolean): { run(): string; common(): string; callbacks(): string | null } {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'rdkpatch-'));
+  scratchRoots.push(root);
   fs.mkdirSync(path.join(root, 'src', 'native'), { recursive: true });
   fs.copyFileSync(script, path.join(root, 'src', 'native', 'patch-node-rdkafka.cjs'));
   const pkg = path.join(root, 'node_modules', 'node-rdkafka');
