@@ -111,10 +111,19 @@ class Lane {
     await upsertOffsets(client, GROUP, commands, [...next].map(([partition, n]) => ({ partition, next: n, published: this.published.get(partition) ?? null })));
     await this.db.query('COMMIT');
     const sent: Sent = { lane: this, next, remaining: msgs.length, failed: false };
-    this.sent.push(sent);
+    if (!this.stopped) this.sent.push(sent); // stopped: nothing after the failed batch is ever published, so nothing is kept
     for (const m of msgs) {
       const id = m.value!.toString('latin1', 14, 50);
-      for (;;) { try { p.produce(results, null, Buffer.from(`{"commandId":"${id}","status":"accepted"}`), m.key ?? undefined, null, sent); break; } catch { p.poll(); } }
+      for (;;) {
+        try {
+          p.produce(results, null, Buffer.from(`{"commandId":"${id}","status":"accepted"}`), m.key ?? undefined, null, sent);
+          break;
+        } catch (e) {
+          // only a full local queue is waited out (serving delivery reports drains it); anything else is a bug here
+          if ((e as { code?: number }).code !== Kafka.CODES.ERRORS.ERR__QUEUE_FULL) throw e;
+          p.poll();
+        }
+      }
     }
   }
 }
