@@ -6,7 +6,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { PackReader, Packer, unpackMessages } from '../../src/pipeline/pack';
+import { PackReader, Packer, forEachRecord, recordAt, unpackMessages } from '../../src/pipeline/pack';
 
 const msgs = [
   { partition: 0, offset: 0, key: Buffer.from('3f2504e0-4f89-41d3-9a0c-0305e82c3301'), value: Buffer.from('{"a":1}') },
@@ -59,6 +59,28 @@ test('keyIs compares the key bytes with a string of single-byte characters', () 
   r.next(); // UTF-8 bytes of 'é' are two bytes: as latin1 they read 'Ã©', which is what toString('latin1') gives
   assert.ok(r.keyIs('\u00c3\u00a9'));
   assert.not.ok(r.keyIs('\u00e9'));
+});
+
+test('records of strings are their UTF-8 bytes, whatever the characters, as the buffer grows', () => {
+  // ASCII, two-, three- and four-byte characters, a lone surrogate (written as U+FFFD, three bytes), empty, long
+  const strings = ['3f2504e0-4f89-41d3-9a0c-0305e82c3301', 'é', '€ and ✓', '\ud83d\ude00', 'a\ud800b', '', 'x'.repeat(10_000), '{"detail":"ü\\n"}'];
+  const p = new Packer(8);
+  const starts: number[] = [];
+  for (let i = 0; i < strings.length; i++) {
+    starts.push(p.size);
+    p.record(strings[i], strings[strings.length - 1 - i]);
+  }
+  const bytes = p.finish();
+  const want = strings.map((s, i) => [Buffer.from(s, 'utf8'), Buffer.from(strings[strings.length - 1 - i], 'utf8')]);
+  const got: Array<[Buffer | null, Buffer | null]> = [];
+  forEachRecord(bytes, (k, v) => got.push([k && Buffer.from(k), v && Buffer.from(v)]));
+  assert.equal(got, want);
+  assert.is(p.count, strings.length);
+  // each record read where it started, in any order
+  for (const i of [3, 0, 7, 5]) {
+    const { key, value } = recordAt(bytes, starts[i]);
+    assert.equal([key && Buffer.from(key), value && Buffer.from(value)], want[i]);
+  }
 });
 
 test.run();
