@@ -9,7 +9,8 @@
  */
 import * as v8 from 'node:v8';
 import { randomUUID } from 'node:crypto';
-import { decideShard, type ShardResult } from '../src/pipeline/commands/decide-shard';
+import { decideShard } from '../src/pipeline/commands/decide-shard';
+import { DecidedWriter, decidedEntries } from '../src/pipeline/commands/decided-outcomes';
 import { Packer } from '../src/pipeline/pack';
 import { median } from './lib/stats';
 
@@ -23,10 +24,12 @@ for (let i = 0; i < N; i++) {
 }
 const result = decideShard({ msgs: p.finish(), states, known: null, replayBelow: null, maxMessageBytes: 65_536, nowMs: Date.now() });
 
-const variants: Array<[string, Partial<ShardResult>]> = [
-  ['the whole result', result],
-  ['without `decided` (the outcomes a later batch may meet re-sent)', { ...result, decided: new Map() }],
-  ['without `decided` and the accepted pairs', { ...result, decided: new Map(), acceptedAccounts: [], acceptedCommands: [] }],
+const none = new DecidedWriter().finish();
+const variants: Array<[string, object]> = [
+  ['the whole result (`decided` packed, decided-outcomes.ts)', result],
+  ['the whole result with `decided` a Map of outcome objects (as before 2026-12-03)', { ...result, decided: new Map(decidedEntries(result.decided)) }],
+  ['without `decided` (the outcomes a later batch may meet re-sent)', { ...result, decided: none }],
+  ['without `decided` and the accepted pairs', { ...result, decided: none, acceptedAccounts: [], acceptedCommands: [] }],
   ['the row and outcome buffers alone', { events: result.events, outcomes: result.outcomes }],
 ];
 

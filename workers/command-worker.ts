@@ -1,8 +1,8 @@
 /**
  * piscina worker entry for the command pipeline. Pure: it imports only the
- * domain, the codec and the shard function. The three result buffers are
- * transferred back to the main thread (piscina's Transferable protocol), not
- * copied; each sits in its own ArrayBuffer.
+ * domain, the codec and the shard function. The result's buffers (rows,
+ * outcomes, decided outcomes) are transferred back to the main thread
+ * (piscina's Transferable protocol), not copied; each sits in its own ArrayBuffer.
  */
 import Piscina from 'piscina';
 import { decideShard, type ShardTask } from '../src/pipeline/commands/decide-shard';
@@ -11,7 +11,7 @@ export default function run(task: ShardTask) {
   const r = decideShard(task);
   // Piscina.move marks our Transferable as movable; without the mark the wrapper itself would be cloned
   return Piscina.move({
-    [Piscina.transferableSymbol]: [r.events.buffer, r.rejections.buffer, r.outcomes.buffer],
+    [Piscina.transferableSymbol]: [r.events.buffer, r.rejections.buffer, r.outcomes.buffer, r.decided.records.buffer, r.decided.hashes.buffer, r.decided.offsets.buffer],
     [Piscina.valueSymbol]: r,
   } as never);
 }

@@ -1,7 +1,7 @@
 /**
  * piscina worker entry for the transfer role: decides one shard's slice of
  * bank.transfers steps (src/pipeline/transfers/decide-steps.ts). Like the
- * command worker, its three large result buffers are transferred back, not copied.
+ * command worker, its result's buffers are transferred back, not copied.
  */
 import Piscina from 'piscina';
 import type { ShardTask } from '../src/pipeline/commands/decide-shard';
@@ -10,7 +10,7 @@ import { decideSteps } from '../src/pipeline/transfers/decide-steps';
 export default function run(task: ShardTask) {
   const r = decideSteps(task);
   return Piscina.move({
-    [Piscina.transferableSymbol]: [r.events.buffer, r.rejections.buffer, r.outcomes.buffer],
+    [Piscina.transferableSymbol]: [r.events.buffer, r.rejections.buffer, r.outcomes.buffer, r.decided.records.buffer, r.decided.hashes.buffer, r.decided.offsets.buffer],
     [Piscina.valueSymbol]: r,
   } as never);
 }

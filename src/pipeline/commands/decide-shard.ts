@@ -16,6 +16,7 @@ import { fractionDigits } from '../../domain/currency';
 import { formatMoney } from '../../domain/money';
 import type { AccountState, DomainEvent, RejectReason } from '../../domain/types';
 import { Packer, unpackMessages, type PackedMessage } from '../pack';
+import { DecidedWriter, type DecidedOutcomes } from './decided-outcomes';
 
 /**
  * Where a decided command was read: its partition and offset in the command
@@ -79,10 +80,10 @@ export interface ShardResult {
   rejectedAccounts: string[];
   rejectedCommands: string[];
   /**
-   * What this slice decided now, by outcomeKey(account, command). The next
-   * batch is decided before this one commits; a re-send in it finds its original here.
+   * What this slice decided now, packed (decided-outcomes.ts). The next batch
+   * is decided before this one commits; a re-send in it finds its original here.
    */
-  decided: Map<string, KnownOutcome>;
+  decided: DecidedOutcomes;
   dlq: DlqEntry[];
   counts: CommandCount[];
   /** outcomes published again for replayed offsets (committed before, publication not recorded); not in `counts` */
@@ -189,7 +190,7 @@ export function decideShard(task: ShardTask): ShardResult {
   const changed = new Map<string, AccountState>();
   const seen = new Map<string, KnownOutcome>();
   const accA: string[] = [], accC: string[] = [], rejA: string[] = [], rejC: string[] = [];
-  const decided = new Map<string, KnownOutcome>();
+  const decided = new DecidedWriter();
   const dlq: DlqEntry[] = [];
   const closedAccounts: string[] = [];
   const refusedOnState: string[] = [];
@@ -259,7 +260,7 @@ export function decideShard(task: ShardTask): ShardResult {
     if (detail !== undefined) outcome.detail = detail;
     if (toAccountId !== undefined) outcome.toAccountId = toAccountId;
     seen.set(id, outcome);
-    decided.set(id, outcome);
+    decided.add(accountId, commandId, id, outcome);
     count(type, 'rejected');
     reasons[reason] = (reasons[reason] ?? 0) + 1;
   };
@@ -288,7 +289,7 @@ export function decideShard(task: ShardTask): ShardResult {
     const outcome: KnownOutcome = { status: 'accepted', type: 'Transfer', version: ev.version, balance, transfer: debit };
     const id = outcomeKey(accountId, commandId);
     seen.set(id, outcome);
-    decided.set(id, outcome);
+    decided.add(accountId, commandId, id, outcome);
   };
 
   for (const m of unpackMessages(task.msgs)) {
@@ -353,7 +354,7 @@ export function decideShard(task: ShardTask): ShardResult {
     outcomes.record(accountId, outcomeJson(commandId, accountId, type, 'accepted', ',"version":' + ev.version + ',"balance":"' + balance + '"', processedAt));
     const outcome: KnownOutcome = { status: 'accepted', type, version: ev.version, balance };
     seen.set(id, outcome);
-    decided.set(id, outcome);
+    decided.add(accountId, commandId, id, outcome);
     count(type, 'accepted');
   }
 
@@ -371,7 +372,7 @@ export function decideShard(task: ShardTask): ShardResult {
     acceptedCommands: accC,
     rejectedAccounts: rejA,
     rejectedCommands: rejC,
-    decided,
+    decided: decided.finish(),
     dlq,
     counts: [...counts.values()],
     republished,

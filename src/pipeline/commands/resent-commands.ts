@@ -10,6 +10,8 @@ import type { Pool } from 'pg';
 import { findKnownOutcomes } from '../../db/sql/find-known-outcomes';
 import { claimCommands, redisIsReady, type RedisClient } from '../../redis';
 import { outcomeKey, type KnownOutcome } from './decide-shard';
+import { findDecided, type DecidedOutcomes } from './decided-outcomes';
+import { PairHash } from '../../codec/hash';
 import { isUuid } from '../../codec/command';
 
 /*
@@ -25,8 +27,6 @@ import { isUuid } from '../../codec/command';
  */
 const BITS_PER_ENTRY = 16;
 const PROBES = 4;
-const FNV_OFFSET = 2166136261;
-const SECOND_SEED = 0x9e3779b9;
 
 class Bloom {
   private readonly bits: Uint32Array;
@@ -47,40 +47,6 @@ class Bloom {
     for (let i = 0; i < PROBES; i++) { const b = (h1 + i * h2) & this.mask; if ((this.bits[b >>> 5] & (1 << (b & 31))) === 0) return false; }
     return true;
   }
-}
-
-/**
- * The two hashes of an (account, command) pair: FNV-1a with the two seeds
- * (codec/hash.ts) over `account/command`, taken in ONE pass over the two ids
- * as they are, so no key string is built and the filter's check and its
- * insertion share them; then each mixed (murmur3's fmix32). FNV-1a's low bits
- * depend only on the characters' low bits, and hex digits 1–6 share theirs
- * with a–f: without the mix, ids a producer varies only that way would all
- * probe one sixteenth of the filter and be taken for re-sends far more often
- * (each costing a Postgres lookup, never a wrong answer).
- */
-export class PairHash {
-  h1 = 0;
-  h2 = 0;
-  of(accountId: string, commandId: string): this {
-    let a = FNV_OFFSET, b = (FNV_OFFSET ^ SECOND_SEED) >>> 0;
-    for (let i = 0; i < accountId.length; i++) { const c = accountId.charCodeAt(i); a = Math.imul(a ^ c, 16777619); b = Math.imul(b ^ c, 16777619); }
-    a = Math.imul(a ^ 0x2f, 16777619); b = Math.imul(b ^ 0x2f, 16777619); // '/'
-    for (let i = 0; i < commandId.length; i++) { const c = commandId.charCodeAt(i); a = Math.imul(a ^ c, 16777619); b = Math.imul(b ^ c, 16777619); }
-    this.h1 = fmix32(a);
-    this.h2 = fmix32(b) | 1;
-    return this;
-  }
-}
-
-/** murmur3's finalizer: every input bit reaches every output bit. */
-export function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
 }
 
 export class RecentCommands {
@@ -124,8 +90,8 @@ export interface Pairs { accounts: string[]; commands: string[]; bloomHits: numb
 
 export class ResentCommands {
   private readonly recent = new RecentCommands();
-  /** seq -> what that batch decided, until it commits or is abandoned */
-  private readonly pending = new Map<number, Array<Map<string, KnownOutcome>>>();
+  /** seq -> what that batch decided (one per shard), until it commits or is abandoned */
+  private readonly pending = new Map<number, DecidedOutcomes[]>();
 
   constructor(private readonly pool: Pool, private readonly redis: RedisClient | undefined, private readonly windowMs: number) {}
 
@@ -141,8 +107,8 @@ export class ResentCommands {
     pairs.commands.push(commandId);
   }
 
-  /** Batch `seq` decided these outcomes (one map per shard); later batches may meet re-sends of them. */
-  decided(seq: number, decided: Array<Map<string, KnownOutcome>>): void {
+  /** Batch `seq` decided these outcomes (one per shard); later batches may meet re-sends of them. */
+  decided(seq: number, decided: DecidedOutcomes[]): void {
     this.pending.set(seq, decided);
   }
 
@@ -180,9 +146,10 @@ export class ResentCommands {
     const known = await findKnownOutcomes(this.pool, idx.map((i) => accounts[i]), idx.map((i) => commands[i]));
     for (const i of idx) {
       const key = outcomeKey(accounts[i], commands[i]);
-      if (known.has(key)) continue;
+      if (known.has(key) || earlier.length === 0) continue;
+      const hash = PairHash.first(accounts[i], commands[i]);
       for (const d of earlier) {
-        const o = d.get(key);
+        const o = findDecided(d, key, hash);
         if (o) { known.set(key, o); break; }
       }
     }

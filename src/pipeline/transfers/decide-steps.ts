@@ -24,6 +24,7 @@ import { formatMoney } from '../../domain/money';
 import { DESTINATION_REASONS, decideCredit, decideRefund, stepAmount, transferStepId, type RefundTransfer, type TransferEvent } from '../../domain/transfer';
 import type { AccountState, RejectReason } from '../../domain/types';
 import { Packer, unpackMessages, type PackedMessage } from '../pack';
+import { DecidedWriter } from '../commands/decided-outcomes';
 import { appendEvent, outcomeKey, RaisedPeaks, taskStates, type CommandCount, type KnownOutcome, type ShardResult, type ShardTask } from '../commands/decide-shard';
 
 /**
@@ -58,7 +59,9 @@ export function decideSteps(task: ShardTask): StepsResult {
   const steps = new Packer(1024);
   const changed = new Map<string, AccountState>();
   /** what this slice decided: a later copy in it is a duplicate */
-  const decided = new Map<string, KnownOutcome>();
+  const seen = new Map<string, KnownOutcome>();
+  /** the same, for the next batch (ShardResult.decided) */
+  const decided = new DecidedWriter();
   const accA: string[] = [], accC: string[] = [], rejA: string[] = [], rejC: string[] = [];
   const dlq: ShardResult['dlq'] = [];
   const settlements: Settlement[] = [];
@@ -92,7 +95,11 @@ export function decideSteps(task: ShardTask): StepsResult {
     accA.push(e.accountId); accC.push(e.commandId);
     return formatMoney(state.balance, fractionDigits(state.currency) ?? 2);
   };
-  const remember = (accountId: string, commandId: string, k: KnownOutcome) => decided.set(outcomeKey(accountId, commandId), k);
+  const remember = (accountId: string, commandId: string, k: KnownOutcome) => {
+    const key = outcomeKey(accountId, commandId);
+    seen.set(key, k);
+    decided.add(accountId, commandId, key, k);
+  };
 
   for (const m of unpackMessages(task.msgs)) {
     index++;
@@ -103,7 +110,7 @@ export function decideSteps(task: ShardTask): StepsResult {
       continue;
     }
     const step = d.step;
-    const prior = decided.get(outcomeKey(step.accountId, step.commandId)) ?? task.known?.get(outcomeKey(step.accountId, step.commandId));
+    const prior = seen.get(outcomeKey(step.accountId, step.commandId)) ?? task.known?.get(outcomeKey(step.accountId, step.commandId));
     if (prior && prior.type !== step.type) {
       // the step's id holds another command (ids of version 8 are refused on bank.commands, so this is corruption): stop loudly
       if (!replay) dlq.push({ index, code: 'STEP_ID_TAKEN', message: `${step.type} ${step.commandId} on ${step.accountId} is recorded as a ${prior.type}` });
@@ -174,7 +181,7 @@ export function decideSteps(task: ShardTask): StepsResult {
     events: events.finish(), eventCount, rejections: rejections.finish(), rejectionCount,
     outcomes: outcomes.finish(), steps: steps.finish(), transferRows: new Uint8Array(0), transferCount: 0,
     states: [...changed.values()], acceptedAccounts: accA, acceptedCommands: accC, rejectedAccounts: rejA, rejectedCommands: rejC,
-    decided, dlq, counts: [...counts.values()], republished, rejectReasons: reasons, settlements, repeats, closedAccounts: [], refusedOnState: rejA,
+    decided: decided.finish(), dlq, counts: [...counts.values()], republished, rejectReasons: reasons, settlements, repeats, closedAccounts: [], refusedOnState: rejA,
     ...raised.result(),
   };
 }

@@ -10,6 +10,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { decideShard, type KnownOutcome } from '../../../src/pipeline/commands/decide-shard';
+import { decidedEntries } from '../../../src/pipeline/commands/decided-outcomes';
 import { forEachRecord, Packer } from '../../../src/pipeline/pack';
 import { transferStepId } from '../../../src/domain/transfer';
 
@@ -77,7 +78,7 @@ test('a rejection decided now and re-sent in the same batch: the duplicate repea
   assert.ok(typeof outs[0].detail === 'string' && (outs[0].detail as string).length > 0);
   assert.is(r.rejectionCount, 1);
   // the decided line the next batch may read before this one commits carries the detail too
-  assert.equal([...r.decided.values()].map((o) => o.status === 'rejected' && typeof o.detail === 'string' && o.detail.length > 0), [true]);
+  assert.equal(decidedEntries(r.decided).map(([, o]) => o.status === 'rejected' && typeof o.detail === 'string' && o.detail.length > 0), [true]);
   // the COPY row ends with the source partition (int4 2) and offset (int8 40), then no destination (NULL: -1)
   const row = Buffer.from(r.rejections);
   assert.equal([...row.subarray(row.length - 24)], [0, 0, 0, 4, 0, 0, 0, 2, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 40, 255, 255, 255, 255]);
@@ -112,7 +113,7 @@ test('a Transfer debits the source and sends its credit step; its outcome waits 
     // a re-send, even naming another destination, is answered with the one final outcome
     { commandId: T2, accountId: A, type: 'Transfer', status: 'rejected', transferId: T2, toAccountId: B, reason: 'INSUFFICIENT_FUNDS', detail: 'balance 3.00 is less than 9.00' },
   ]);
-  assert.equal([...r.decided.keys()], [`${A}/${T1}`, `${A}/${T2}`]);
+  assert.equal(decidedEntries(r.decided).map(([k]) => k), [`${A}/${T1}`, `${A}/${T2}`]);
 });
 
 test('a replayed or re-sent debited Transfer sends its credit step again from what Postgres holds', () => {

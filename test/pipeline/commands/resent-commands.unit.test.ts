@@ -7,8 +7,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { randomUUID } from 'node:crypto';
-import { PairHash, RecentCommands, fmix32 } from '../../../src/pipeline/commands/resent-commands';
-import { fnv1a } from '../../../src/codec/hash';
+import { RecentCommands } from '../../../src/pipeline/commands/resent-commands';
+import { PairHash, fmix32, fnv1a } from '../../../src/codec/hash';
 
 const pairs = (n: number): Array<[string, string]> => Array.from({ length: n }, () => [randomUUID(), randomUUID()]);
 
@@ -62,6 +62,7 @@ test('the pair\'s hashes are fnv1a\'s two seeds over account/command, mixed, tak
     const { h1, h2 } = hash.of(a, c);
     assert.is(h1, fmix32(fnv1a(`${a}/${c}`, 0)));
     assert.is(h2, fmix32(fnv1a(`${a}/${c}`, 0x9e3779b9)) | 1);
+    assert.is(PairHash.first(a, c), h1, 'first() is h1 alone');
   }
 });
 

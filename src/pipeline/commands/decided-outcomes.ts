@@ -1,0 +1,109 @@
+/**
+ * What one shard's slice of a batch decided now (new outcomes, not answers
+ * repeated from earlier ones), handed from the worker to the main thread. The
+ * next batch is decided before this one commits, and a re-sent command in it
+ * finds its original here (resent-commands.ts).
+ *
+ * Packed, not a Map of outcome objects: structured clone of such a Map cost
+ * the hand-off ~2.5 µs per command, most of it deserializing on the main
+ * thread (bench/hand-off-clone-micro.ts), for lookups a batch makes only for
+ * the few pairs that look re-sent. Each outcome is one packed record (key
+ * outcomeKey, value its JSON); its pair's hash and where it starts sit in two
+ * parallel arrays, so a lookup scans numbers and reads only a record whose
+ * hash matches.
+ */
+import { jsonString } from '../../codec/envelope';
+import { PairHash } from '../../codec/hash';
+import { Packer, forEachRecord, recordAt } from '../pack';
+import type { KnownOutcome, TransferDebit } from './decide-shard';
+
+export interface DecidedOutcomes {
+  /** PairHash.first of each record's (account, command), in record order */
+  hashes: Uint32Array;
+  /** where each record starts in `records` */
+  offsets: Uint32Array;
+  /** packed records (pack.ts): key outcomeKey(account, command), value the KnownOutcome's JSON (outcomeValue) */
+  records: Uint8Array;
+}
+
+/** Collects a slice's decided outcomes in the worker; one per slice. */
+export class DecidedWriter {
+  private readonly packer = new Packer(16 * 1024);
+  private hashes: Uint32Array = new Uint32Array(1024);
+  private offsets: Uint32Array = new Uint32Array(1024);
+
+  /** `key`: outcomeKey(accountId, commandId), which the decider has made already */
+  add(accountId: string, commandId: string, key: string, outcome: KnownOutcome): void {
+    const n = this.packer.count;
+    if (n === this.hashes.length) {
+      this.hashes = grown(this.hashes);
+      this.offsets = grown(this.offsets);
+    }
+    this.hashes[n] = PairHash.first(accountId, commandId);
+    this.offsets[n] = this.packer.size;
+    this.packer.record(key, outcomeValue(outcome));
+  }
+
+  finish(): DecidedOutcomes {
+    // slice, not subarray: a view would take its whole buffer through the clone
+    const n = this.packer.count;
+    return { hashes: this.hashes.slice(0, n), offsets: this.offsets.slice(0, n), records: this.packer.finish() };
+  }
+}
+
+function grown(a: Uint32Array): Uint32Array {
+  const b = new Uint32Array(a.length * 2);
+  b.set(a);
+  return b;
+}
+
+/*
+ * Every field outcomeValue writes: a field added to KnownOutcome or
+ * TransferDebit fails to compile here until outcomeValue writes it too.
+ */
+type FieldsOf<T> = T extends unknown ? keyof T : never;
+type Written = 'status' | 'type' | 'version' | 'balance' | 'transfer' | 'reason' | 'detail' | 'toAccountId' | 'sourcePartition' | 'sourceOffset';
+type NoneLeft<T extends never> = T;
+export type OutcomeFieldsWritten = NoneLeft<Exclude<FieldsOf<KnownOutcome>, Written>> | NoneLeft<Exclude<keyof TransferDebit, 'toAccountId' | 'amount' | 'currency'>>;
+
+/**
+ * An outcome's JSON, field by field (what JSON.parse reads back as the same
+ * object): JSON.stringify of one cost ~0.85 µs, this ~0.1. Free text (the
+ * type echoed from input, a detail) is escaped by jsonString.
+ */
+export function outcomeValue(o: KnownOutcome): string {
+  let s = '{"status":"' + o.status + '","type":' + jsonString(o.type);
+  if (o.status === 'accepted') {
+    s += ',"version":' + o.version + ',"balance":' + jsonString(o.balance);
+    const t = o.transfer;
+    if (t !== undefined) s += ',"transfer":{"toAccountId":' + jsonString(t.toAccountId) + ',"amount":' + jsonString(t.amount) + ',"currency":' + jsonString(t.currency) + '}';
+  } else {
+    s += ',"reason":' + jsonString(o.reason);
+    if (o.detail !== undefined) s += ',"detail":' + jsonString(o.detail);
+    if (o.toAccountId !== undefined) s += ',"toAccountId":' + jsonString(o.toAccountId);
+  }
+  if (o.sourcePartition !== undefined) s += ',"sourcePartition":' + o.sourcePartition;
+  if (o.sourceOffset !== undefined) s += ',"sourceOffset":' + o.sourceOffset;
+  return s + '}';
+}
+
+/**
+ * The outcome `d` holds under `key` (outcomeKey(account, command)), whose
+ * pair's PairHash.first is `hash`: a scan of the hashes, and a record read only where one
+ * matches (the original of a re-send still committing, or one key in 2^32 by
+ * chance).
+ */
+export function findDecided(d: DecidedOutcomes, key: string, hash: number): KnownOutcome | undefined {
+  for (let i = d.hashes.indexOf(hash); i >= 0; i = d.hashes.indexOf(hash, i + 1)) {
+    const { key: k, value } = recordAt(d.records, d.offsets[i]);
+    if (k !== null && value !== null && k.toString('utf8') === key) return JSON.parse(value.toString('utf8')) as KnownOutcome;
+  }
+  return undefined;
+}
+
+/** Every outcome `d` holds, by key, in the order they were decided. */
+export function decidedEntries(d: DecidedOutcomes): Array<[string, KnownOutcome]> {
+  const out: Array<[string, KnownOutcome]> = [];
+  forEachRecord(d.records, (k, v) => { if (k !== null && v !== null) out.push([k.toString('utf8'), JSON.parse(v.toString('utf8')) as KnownOutcome]); });
+  return out;
+}
