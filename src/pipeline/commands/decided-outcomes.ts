@@ -88,17 +88,37 @@ export function outcomeValue(o: KnownOutcome): string {
 }
 
 /**
- * The outcome `d` holds under `key` (outcomeKey(account, command)), whose
- * pair's PairHash.first is `hash`: a scan of the hashes, and a record read only where one
- * matches (the original of a re-send still committing, or one key in 2^32 by
- * chance).
+ * A slice's decided outcomes on the main thread, found by pair: an index of
+ * the hashes, built on the first lookup (a batch looks up only the pairs that
+ * look re-sent, but when a producer re-sends a whole batch, that is every
+ * pair; a scan of the hashes per lookup then cost ~10 µs per command), and a
+ * record read only where a hash matches, its key compared.
  */
-export function findDecided(d: DecidedOutcomes, key: string, hash: number): KnownOutcome | undefined {
-  for (let i = d.hashes.indexOf(hash); i >= 0; i = d.hashes.indexOf(hash, i + 1)) {
-    const { key: k, value } = recordAt(d.records, d.offsets[i]);
-    if (k !== null && value !== null && k.toString('utf8') === key) return JSON.parse(value.toString('utf8')) as KnownOutcome;
+export class DecidedLookup {
+  /** hash (as int32) -> the first record with it; a later one with the same hash is found by scanning on */
+  private first: Map<number, number> | undefined;
+
+  constructor(private readonly d: DecidedOutcomes) {}
+
+  /** The outcome held under `key` (outcomeKey(account, command)), whose pair's PairHash.first is `hash`. */
+  find(key: string, hash: number): KnownOutcome | undefined {
+    const { hashes, offsets, records } = this.d;
+    this.first ??= this.index();
+    for (let i = this.first.get(hash | 0) ?? -1; i >= 0; i = hashes.indexOf(hash, i + 1)) {
+      if (hashes[i] !== hash) continue;
+      const { key: k, value } = recordAt(records, offsets[i]);
+      if (k !== null && value !== null && k.toString('utf8') === key) return JSON.parse(value.toString('utf8')) as KnownOutcome;
+    }
+    return undefined;
   }
-  return undefined;
+
+  private index(): Map<number, number> {
+    const first = new Map<number, number>();
+    const { hashes } = this.d;
+    // int32 keys stay small integers in the Map; the last write wins, so go backwards to keep the first
+    for (let i = hashes.length - 1; i >= 0; i--) first.set(hashes[i] | 0, i);
+    return first;
+  }
 }
 
 /** Every outcome `d` holds, by key, in the order they were decided. */

@@ -10,7 +10,7 @@ import type { Pool } from 'pg';
 import { findKnownOutcomes } from '../../db/sql/find-known-outcomes';
 import { claimCommands, redisIsReady, type RedisClient } from '../../redis';
 import { outcomeKey, type KnownOutcome } from './decide-shard';
-import { findDecided, type DecidedOutcomes } from './decided-outcomes';
+import { DecidedLookup, type DecidedOutcomes } from './decided-outcomes';
 import { PairHash } from '../../codec/hash';
 import { isUuid } from '../../codec/command';
 
@@ -91,7 +91,7 @@ export interface Pairs { accounts: string[]; commands: string[]; bloomHits: numb
 export class ResentCommands {
   private readonly recent = new RecentCommands();
   /** seq -> what that batch decided (one per shard), until it commits or is abandoned */
-  private readonly pending = new Map<number, DecidedOutcomes[]>();
+  private readonly pending = new Map<number, DecidedLookup[]>();
 
   constructor(private readonly pool: Pool, private readonly redis: RedisClient | undefined, private readonly windowMs: number) {}
 
@@ -109,7 +109,7 @@ export class ResentCommands {
 
   /** Batch `seq` decided these outcomes (one per shard); later batches may meet re-sends of them. */
   decided(seq: number, decided: DecidedOutcomes[]): void {
-    this.pending.set(seq, decided);
+    this.pending.set(seq, decided.map((d) => new DecidedLookup(d)));
   }
 
   committed(seq: number): void {
@@ -149,7 +149,7 @@ export class ResentCommands {
       if (known.has(key) || earlier.length === 0) continue;
       const hash = PairHash.first(accounts[i], commands[i]);
       for (const d of earlier) {
-        const o = findDecided(d, key, hash);
+        const o = d.find(key, hash);
         if (o) { known.set(key, o); break; }
       }
     }

@@ -6,11 +6,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { randomUUID } from 'node:crypto';
-import { DecidedWriter, decidedEntries, findDecided, outcomeValue, type DecidedOutcomes } from '../../../src/pipeline/commands/decided-outcomes';
+import { DecidedLookup, DecidedWriter, decidedEntries, outcomeValue, type DecidedOutcomes } from '../../../src/pipeline/commands/decided-outcomes';
 import { outcomeKey, type KnownOutcome } from '../../../src/pipeline/commands/decide-shard';
 import { PairHash } from '../../../src/codec/hash';
 
-const find = (d: DecidedOutcomes, a: string, c: string) => findDecided(d, outcomeKey(a, c), PairHash.first(a, c));
+const find = (d: DecidedOutcomes, a: string, c: string) => new DecidedLookup(d).find(outcomeKey(a, c), PairHash.first(a, c));
 
 const deposit = (version: number): KnownOutcome => ({ status: 'accepted', type: 'Deposit', version, balance: '12.50' });
 const kinds: KnownOutcome[] = [
@@ -57,16 +57,19 @@ test('nothing is found that was not decided: another pair, the ids swapped, anot
 });
 
 test('pairs that share a hash are told apart by their keys, wherever they sit', () => {
-  const w = new DecidedWriter();
-  const pairs = Array.from({ length: 6 }, () => [randomUUID(), randomUUID()] as const);
-  pairs.forEach(([a, c], i) => w.add(a, c, outcomeKey(a, c), deposit(i)));
-  const d = w.finish();
-  // a collision is one pair in 2^32 by chance: made here by giving records 1, 3 and 5 one hash
-  const same = 12345;
-  d.hashes[1] = d.hashes[3] = d.hashes[5] = same;
-  for (const i of [1, 3, 5]) assert.equal(findDecided(d, outcomeKey(...pairs[i]), same), deposit(i));
-  assert.is(findDecided(d, outcomeKey(randomUUID(), randomUUID()), same), undefined, 'a pair never decided, with the shared hash');
-  assert.is(findDecided(d, outcomeKey(...pairs[2]), same), undefined, 'a decided pair under a hash that is not its own');
+  // a collision is one pair in 2^32 by chance: made here by giving records 1, 3 and 5 one hash (above 2^31 too)
+  for (const same of [12345, 0xfffffff0]) {
+    const w = new DecidedWriter();
+    const pairs = Array.from({ length: 6 }, () => [randomUUID(), randomUUID()] as const);
+    pairs.forEach(([a, c], i) => w.add(a, c, outcomeKey(a, c), deposit(i)));
+    const d = w.finish();
+    d.hashes[1] = d.hashes[3] = d.hashes[5] = same;
+    const lookup = new DecidedLookup(d);
+    for (const i of [5, 1, 3]) assert.equal(lookup.find(outcomeKey(...pairs[i]), same), deposit(i));
+    assert.is(lookup.find(outcomeKey(randomUUID(), randomUUID()), same), undefined, 'a pair never decided, with the shared hash');
+    assert.is(lookup.find(outcomeKey(...pairs[2]), same), undefined, 'a decided pair under a hash that is not its own');
+    for (const i of [0, 2, 4]) assert.equal(lookup.find(outcomeKey(...pairs[i]), PairHash.first(...pairs[i])), deposit(i), 'the others, by their own hashes');
+  }
 });
 
 test.run();
