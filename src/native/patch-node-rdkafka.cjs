@@ -40,6 +40,45 @@ const { spawnSync } = require('node:child_process');
 const VERSION = '3.6.1';
 
 /**
+ * The C++ both replacements share, named with `prefix`: each .cc file is a
+ * translation unit of its own, with no header of ours, so each gets its copy.
+ * `${prefix}Name(slot, "name")` gives a property name created once and
+ * internalized, so V8 does not look it up again per object;
+ * `${prefix}Topic(name)` gives the topic's string, made again only when the
+ * topic changes. The addon is not context-aware (NODE_MODULE), so it lives in
+ * one isolate; the cache is still tied to the isolate that filled it, and any
+ * other gets fresh strings.
+ */
+function nameCache(prefix) {
+  return `static v8::Isolate* ${prefix}NamesIsolate = nullptr;
+static Nan::Persistent<v8::String> ${prefix}LastTopic;
+static std::string ${prefix}LastTopicName;
+
+static v8::Local<v8::String> ${prefix}Name(Nan::Persistent<v8::String>& slot, const char* name) {
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  if (isolate != ${prefix}NamesIsolate) {
+    return v8::String::NewFromUtf8(isolate, name, v8::NewStringType::kInternalized).ToLocalChecked();
+  }
+  if (slot.IsEmpty()) {
+    slot.Reset(v8::String::NewFromUtf8(isolate, name, v8::NewStringType::kInternalized).ToLocalChecked());
+  }
+  return Nan::New(slot);
+}
+
+static v8::Local<v8::String> ${prefix}Topic(const std::string& topic_name) {
+  if (v8::Isolate::GetCurrent() != ${prefix}NamesIsolate) {
+    return Nan::New<v8::String>(topic_name).ToLocalChecked();
+  }
+  if (${prefix}LastTopic.IsEmpty() || topic_name != ${prefix}LastTopicName) {
+    ${prefix}LastTopic.Reset(Nan::New<v8::String>(topic_name).ToLocalChecked());
+    ${prefix}LastTopicName = topic_name;
+  }
+  return Nan::New(${prefix}LastTopic);
+}
+`;
+}
+
+/**
  * Each replaces node-rdkafka 3.6.1's text from `start` up to `end` (not
  * included), whose sha256 must be `sha256`; `mark` starts the replacement.
  */
@@ -53,40 +92,24 @@ const PATCHES = [
     sha256: 'cc76af7ddc5d854b355f69be46462dedc4205e8aebd82ff6c57f174dd54edb25',
     mark: '// banking-es: property names created once (src/native/patch-node-rdkafka.cjs)',
     replacement: `// banking-es: property names created once (src/native/patch-node-rdkafka.cjs)
-// The addon is not context-aware (NODE_MODULE), so it lives in one isolate;
-// the cache is still tied to the isolate that filled it.
-static v8::Isolate* names_isolate = nullptr;
 static Nan::Persistent<v8::String> k_value, k_headers, k_size, k_key, k_topic, k_offset, k_partition, k_timestamp;
-static Nan::Persistent<v8::String> last_topic;
-static std::string last_topic_name;
-
-static v8::Local<v8::String> Name(Nan::Persistent<v8::String>& slot, const char* name) {
-  v8::Isolate* isolate = v8::Isolate::GetCurrent();
-  if (isolate != names_isolate) {
-    return v8::String::NewFromUtf8(isolate, name, v8::NewStringType::kInternalized).ToLocalChecked();
-  }
-  if (slot.IsEmpty()) {
-    slot.Reset(v8::String::NewFromUtf8(isolate, name, v8::NewStringType::kInternalized).ToLocalChecked());
-  }
-  return Nan::New(slot);
-}
-
+${nameCache('Message')}
 v8::Local<v8::Object> ToV8Object(RdKafka::Message *message,
                                 bool include_payload,
                                 bool include_headers) {
-  if (names_isolate == nullptr) names_isolate = v8::Isolate::GetCurrent();
+  if (MessageNamesIsolate == nullptr) MessageNamesIsolate = v8::Isolate::GetCurrent();
   if (message->err() == RdKafka::ERR_NO_ERROR) {
     v8::Local<v8::Object> pack = Nan::New<v8::Object>();
 
     const void* message_payload = message->payload();
 
     if (!include_payload) {
-      Nan::Set(pack, Name(k_value, "value"), Nan::Undefined());
+      Nan::Set(pack, MessageName(k_value, "value"), Nan::Undefined());
     } else if (message_payload) {
-      Nan::Set(pack, Name(k_value, "value"),
+      Nan::Set(pack, MessageName(k_value, "value"),
         Nan::Encode(message_payload, message->len(), Nan::Encoding::BUFFER));
     } else {
-      Nan::Set(pack, Name(k_value, "value"), Nan::Null());
+      Nan::Set(pack, MessageName(k_value, "value"), Nan::Null());
     }
 
     RdKafka::Headers* headers;
@@ -103,39 +126,28 @@ v8::Local<v8::Object> ToV8Object(RdKafka::Message *message,
         Nan::Set(v8headers, index, v8header);
         index++;
       }
-      Nan::Set(pack, Name(k_headers, "headers"), v8headers);
+      Nan::Set(pack, MessageName(k_headers, "headers"), v8headers);
     }
 
-    Nan::Set(pack, Name(k_size, "size"), Nan::New<v8::Number>(message->len()));
+    Nan::Set(pack, MessageName(k_size, "size"), Nan::New<v8::Number>(message->len()));
 
     const void* key_payload = message->key_pointer();
 
     if (key_payload) {
       // We want this to also be a buffer to avoid corruption
       // https://github.com/Blizzard/node-rdkafka/issues/208
-      Nan::Set(pack, Name(k_key, "key"),
+      Nan::Set(pack, MessageName(k_key, "key"),
         Nan::Encode(key_payload, message->key_len(), Nan::Encoding::BUFFER));
     } else {
-      Nan::Set(pack, Name(k_key, "key"), Nan::Null());
+      Nan::Set(pack, MessageName(k_key, "key"), Nan::Null());
     }
 
-    const std::string topic_name = message->topic_name();
-    v8::Local<v8::String> topic;
-    if (v8::Isolate::GetCurrent() != names_isolate) {
-      topic = Nan::New<v8::String>(topic_name).ToLocalChecked();
-    } else {
-      if (last_topic.IsEmpty() || topic_name != last_topic_name) {
-        last_topic.Reset(Nan::New<v8::String>(topic_name).ToLocalChecked());
-        last_topic_name = topic_name;
-      }
-      topic = Nan::New(last_topic);
-    }
-    Nan::Set(pack, Name(k_topic, "topic"), topic);
-    Nan::Set(pack, Name(k_offset, "offset"),
+    Nan::Set(pack, MessageName(k_topic, "topic"), MessageTopic(message->topic_name()));
+    Nan::Set(pack, MessageName(k_offset, "offset"),
       Nan::New<v8::Number>(message->offset()));
-    Nan::Set(pack, Name(k_partition, "partition"),
+    Nan::Set(pack, MessageName(k_partition, "partition"),
       Nan::New<v8::Number>(message->partition()));
-    Nan::Set(pack, Name(k_timestamp, "timestamp"),
+    Nan::Set(pack, MessageName(k_timestamp, "timestamp"),
       Nan::New<v8::Number>(message->timestamp().timestamp));
 
     return pack;
@@ -155,38 +167,11 @@ v8::Local<v8::Object> ToV8Object(RdKafka::Message *message,
     sha256: '94484c82a9ab2ceb9d5721eebe02240fe59a171bf4504039035c5558a6019636',
     mark: '// banking-es: delivery report names created once (src/native/patch-node-rdkafka.cjs)',
     replacement: `// banking-es: delivery report names created once (src/native/patch-node-rdkafka.cjs)
-// As in ToV8Object (common.cc): the report's property names are created once,
-// internalized, and the topic name is reused while it does not change.
-static v8::Isolate* report_names_isolate = nullptr;
 static Nan::Persistent<v8::String> r_topic, r_partition, r_offset, r_key, r_opaque, r_timestamp, r_value, r_size;
-static Nan::Persistent<v8::String> report_last_topic;
-static std::string report_last_topic_name;
-
-static v8::Local<v8::String> ReportName(Nan::Persistent<v8::String>& slot, const char* name) {
-  v8::Isolate* isolate = v8::Isolate::GetCurrent();
-  if (isolate != report_names_isolate) {
-    return v8::String::NewFromUtf8(isolate, name, v8::NewStringType::kInternalized).ToLocalChecked();
-  }
-  if (slot.IsEmpty()) {
-    slot.Reset(v8::String::NewFromUtf8(isolate, name, v8::NewStringType::kInternalized).ToLocalChecked());
-  }
-  return Nan::New(slot);
-}
-
-static v8::Local<v8::String> ReportTopic(const std::string& topic_name) {
-  if (v8::Isolate::GetCurrent() != report_names_isolate) {
-    return Nan::New<v8::String>(topic_name).ToLocalChecked();
-  }
-  if (report_last_topic.IsEmpty() || topic_name != report_last_topic_name) {
-    report_last_topic.Reset(Nan::New<v8::String>(topic_name).ToLocalChecked());
-    report_last_topic_name = topic_name;
-  }
-  return Nan::New(report_last_topic);
-}
-
+${nameCache('Report')}
 void DeliveryReportDispatcher::Flush() {
   Nan::HandleScope scope;
-  if (report_names_isolate == nullptr) report_names_isolate = v8::Isolate::GetCurrent();
+  if (ReportNamesIsolate == nullptr) ReportNamesIsolate = v8::Isolate::GetCurrent();
 
   const unsigned int argc = 2;
 
