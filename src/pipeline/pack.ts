@@ -33,8 +33,10 @@ export class Packer {
     }
     if (typeof b === 'string') {
       // written first and measured by the write, not by Buffer.byteLength beforehand (a second pass over
-      // the string): room for the longest UTF-8 it can be, 3 bytes per UTF-16 code unit
-      this.ensure(4 + b.length * 3);
+      // the string), where there is room for the longest UTF-8 it can be: 3 bytes per UTF-16 code unit.
+      // Where there is not (a packer sized exactly for its messages, event-chunk.ts), measured first, so
+      // the buffer grows only if the string needs it
+      if (this.pos + 4 + b.length * 3 > this.buf.length) this.ensure(4 + Buffer.byteLength(b));
       const len = this.buf.write(b, this.pos + 4, 'utf8');
       this.buf.writeInt32BE(len, this.pos);
       this.pos += 4 + len;

@@ -83,4 +83,22 @@ test('records of strings are their UTF-8 bytes, whatever the characters, as the 
   }
 });
 
+test('a string is written whole wherever it falls: every starting size, and a packer sized exactly does not grow', () => {
+  // Buffer#write cuts a string short rather than overflow: too little room made for one shows as a short record
+  const strings = ['€€€€€', 'aé€\ud83d\ude00', 'a\ud800b', 'plain ascii', ''];
+  for (let size = 1; size <= 64; size++) {
+    const p = new Packer(size);
+    for (const s of strings) p.record(s, s);
+    const got: string[] = [];
+    forEachRecord(p.finish(), (k, v) => got.push(String(k), String(v)));
+    assert.equal(got, strings.flatMap((s) => [Buffer.from(s).toString(), Buffer.from(s).toString()]), `initial size ${size}`);
+  }
+  const exact = strings.reduce((n, s) => n + 8 + 2 * Buffer.byteLength(s), 0);
+  const p = new Packer(exact);
+  for (const s of strings) p.record(s, s);
+  const bytes = p.finish();
+  assert.is(bytes.byteLength, exact);
+  assert.is(bytes.buffer.byteLength, exact, 'sized exactly, it never needed more room');
+});
+
 test.run();
