@@ -16,7 +16,7 @@ export default tseslint.config(
   {
     // pure code: the domain, the codecs and what runs in worker threads decide from their inputs alone
     // (docs/architecture.md §5); Kafka, Postgres, Redis and Node I/O stay on the main thread
-    files: ['src/domain/**/*.ts', 'src/codec/**/*.ts', 'src/pipeline/pack.ts', 'src/pipeline/batch-run.ts', 'src/pipeline/commands/decide-shard.ts', 'src/pipeline/projections/project-shard.ts', 'workers/**/*.ts'],
+    files: ['src/domain/**/*.ts', 'src/codec/**/*.ts', 'src/pipeline/pack.ts', 'src/pipeline/batch-run.ts', 'src/pipeline/commands/decide-shard.ts', 'src/pipeline/commands/decided-outcomes.ts', 'src/pipeline/transfers/decide-steps.ts', 'src/pipeline/projections/project-shard.ts', 'workers/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', {
         paths: ['node-rdkafka', 'pg', 'pg-copy-streams', 'pg-logical-replication', 'ioredis', 'rxjs', 'pino', 'prom-client', 'convict']

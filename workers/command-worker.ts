@@ -1,8 +1,10 @@
 /**
  * piscina worker entry for the command pipeline. Pure: it imports only the
- * domain, the codec and the shard function. The result's buffers (rows,
- * outcomes, decided outcomes) are transferred back to the main thread
- * (piscina's Transferable protocol), not copied; each sits in its own ArrayBuffer.
+ * domain, the codec and the shard function. The result's larger buffers
+ * (event and rejection rows, outcomes, decided outcomes) are transferred back
+ * to the main thread (piscina's Transferable protocol), not copied; each sits
+ * in its own ArrayBuffer. The rest (transfer rows and credit steps, few) is
+ * cloned.
  */
 import Piscina from 'piscina';
 import { decideShard, type ShardTask } from '../src/pipeline/commands/decide-shard';

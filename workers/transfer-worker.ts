@@ -1,7 +1,7 @@
 /**
  * piscina worker entry for the transfer role: decides one shard's slice of
  * bank.transfers steps (src/pipeline/transfers/decide-steps.ts). Like the
- * command worker, its result's buffers are transferred back, not copied.
+ * command worker, its result's larger buffers are transferred back, not copied.
  */
 import Piscina from 'piscina';
 import type { ShardTask } from '../src/pipeline/commands/decide-shard';

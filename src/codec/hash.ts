@@ -21,12 +21,13 @@ const SECOND_SEED = 0x9e3779b9;
  * The two hashes of an (account, command) pair, for the re-send filter's
  * probes (src/pipeline/commands/resent-commands.ts): fnv1a with the two seeds
  * over `account/command`, taken in ONE pass over the two ids as they are, so
- * no key string is built; then each mixed (murmur3's fmix32). h1 alone
- * (first) indexes a batch's decided outcomes (src/pipeline/commands/decided-outcomes.ts). FNV-1a's low bits
- * depend only on the characters' low bits, and hex digits 1–6 share theirs
- * with a–f: without the mix, ids a producer varies only that way would all
- * probe one sixteenth of the filter and be taken for re-sends far more often
- * (each costing a Postgres lookup, never a wrong answer).
+ * no key string is built; then each mixed (murmur3's fmix32). FNV-1a's low
+ * bits depend only on the characters' low bits, and hex digits 1–6 share
+ * theirs with a–f: without the mix, ids a producer varies only that way would
+ * all probe one sixteenth of the filter and be taken for re-sends far more
+ * often (each costing a Postgres lookup, never a wrong answer). h1 alone
+ * (first()) indexes a batch's decided outcomes
+ * (src/pipeline/commands/decided-outcomes.ts).
  */
 export class PairHash {
   h1 = 0;

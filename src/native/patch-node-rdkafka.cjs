@@ -93,6 +93,7 @@ const PATCHES = [
     mark: '// banking-es: property names created once (src/native/patch-node-rdkafka.cjs)',
     replacement: `// banking-es: property names created once (src/native/patch-node-rdkafka.cjs)
 static Nan::Persistent<v8::String> k_value, k_headers, k_size, k_key, k_topic, k_offset, k_partition, k_timestamp;
+// MessageNamesIsolate, MessageLastTopic(Name), MessageName() and MessageTopic(): nameCache('Message') in the script
 ${nameCache('Message')}
 v8::Local<v8::Object> ToV8Object(RdKafka::Message *message,
                                 bool include_payload,
@@ -168,6 +169,7 @@ v8::Local<v8::Object> ToV8Object(RdKafka::Message *message,
     mark: '// banking-es: delivery report names created once (src/native/patch-node-rdkafka.cjs)',
     replacement: `// banking-es: delivery report names created once (src/native/patch-node-rdkafka.cjs)
 static Nan::Persistent<v8::String> r_topic, r_partition, r_offset, r_key, r_opaque, r_timestamp, r_value, r_size;
+// ReportNamesIsolate, ReportLastTopic(Name), ReportName() and ReportTopic(): nameCache('Report') in the script
 ${nameCache('Report')}
 void DeliveryReportDispatcher::Flush() {
   Nan::HandleScope scope;

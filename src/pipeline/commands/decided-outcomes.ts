@@ -9,8 +9,8 @@
  * thread (bench/hand-off-clone-micro.ts), for lookups a batch makes only for
  * the few pairs that look re-sent. Each outcome is one packed record (key
  * outcomeKey, value its JSON); its pair's hash and where it starts sit in two
- * parallel arrays, so a lookup scans numbers and reads only a record whose
- * hash matches.
+ * parallel arrays. The main thread indexes the hashes (DecidedLookup) and
+ * reads only a record whose hash matches.
  */
 import { jsonString } from '../../codec/envelope';
 import { PairHash } from '../../codec/hash';
@@ -45,7 +45,7 @@ export class DecidedWriter {
   }
 
   finish(): DecidedOutcomes {
-    // slice, not subarray: a view would take its whole buffer through the clone
+    // slice, not subarray: transferred, they keep only the used entries, each in a buffer of its own
     const n = this.packer.count;
     return { hashes: this.hashes.slice(0, n), offsets: this.offsets.slice(0, n), records: this.packer.finish() };
   }
@@ -58,13 +58,18 @@ function grown(a: Uint32Array): Uint32Array {
 }
 
 /*
- * Every field outcomeValue writes: a field added to KnownOutcome or
- * TransferDebit fails to compile here until outcomeValue writes it too.
+ * Every field outcomeValue writes, per kind of outcome: a field added to
+ * either kind of KnownOutcome, or to TransferDebit, fails to compile here
+ * until outcomeValue writes it for that kind too.
  */
-type FieldsOf<T> = T extends unknown ? keyof T : never;
-type Written = 'status' | 'type' | 'version' | 'balance' | 'transfer' | 'reason' | 'detail' | 'toAccountId' | 'sourcePartition' | 'sourceOffset';
+type Accepted = Extract<KnownOutcome, { status: 'accepted' }>;
+type Rejected = Extract<KnownOutcome, { status: 'rejected' }>;
+type Place = 'sourcePartition' | 'sourceOffset';
 type NoneLeft<T extends never> = T;
-export type OutcomeFieldsWritten = NoneLeft<Exclude<FieldsOf<KnownOutcome>, Written>> | NoneLeft<Exclude<keyof TransferDebit, 'toAccountId' | 'amount' | 'currency'>>;
+export type OutcomeFieldsWritten =
+  | NoneLeft<Exclude<keyof Accepted, 'status' | 'type' | 'version' | 'balance' | 'transfer' | Place>>
+  | NoneLeft<Exclude<keyof Rejected, 'status' | 'type' | 'reason' | 'detail' | 'toAccountId' | Place>>
+  | NoneLeft<Exclude<keyof TransferDebit, 'toAccountId' | 'amount' | 'currency'>>;
 
 /**
  * An outcome's JSON, field by field (what JSON.parse reads back as the same
