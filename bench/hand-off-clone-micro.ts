@@ -22,9 +22,9 @@ for (let i = 0; i < N; i++) {
   const accountId = accounts[i % accounts.length];
   p.message(0, i, accountId, Buffer.from(JSON.stringify({ commandId: randomUUID(), type: i % 3 ? 'Deposit' : 'Withdraw', accountId, amount: '12.34' })));
 }
-const result = decideShard({ msgs: p.finish(), states, known: null, replayBelow: null, maxMessageBytes: 65_536, nowMs: Date.now() });
+const result = decideShard({ msgs: p.finish(), states, known: null, replayBelow: null, maxMessageBytes: 65_536, nowMs: Date.now(), hashSeed: 0 });
 
-const none = new DecidedWriter().finish();
+const none = new DecidedWriter(0).finish();
 const variants: Array<[string, object]> = [
   ['the whole result (`decided` packed, decided-outcomes.ts)', result],
   ['the whole result with `decided` a Map of outcome objects (as before 2026-12-03)', { ...result, decided: new Map(decidedEntries(result.decided)) }],

@@ -23,7 +23,7 @@ export function encodedEventBatches(rows: number, batch: number): Array<{ rows: 
   const flush = () => {
     const p = new Packer(1 << 20);
     for (const c of pending) p.message(0, 0, Buffer.from(c.key), Buffer.from(c.value));
-    const r = decideShard({ msgs: p.finish(), states: [...states.values()], known: null, replayBelow: null, maxMessageBytes: 65536, nowMs: Date.now() });
+    const r = decideShard({ msgs: p.finish(), states: [...states.values()], known: null, replayBelow: null, maxMessageBytes: 65536, nowMs: Date.now(), hashSeed: 0 });
     for (const st of r.states) states.set(st.accountId, st);
     out.push({ rows: r.eventCount, data: r.events });
     pending = [];

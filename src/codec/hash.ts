@@ -32,8 +32,18 @@ const SECOND_SEED = 0x9e3779b9;
 export class PairHash {
   h1 = 0;
   h2 = 0;
+
+  /**
+   * `seed` starts both hashes (XORed into FNV's offset basis). A process
+   * picks a random one (ResentCommands.seed): FNV-1a collisions are cheap
+   * to make for a known start (chained, thousands of ids with one hash in
+   * seconds), and a producer that could make them could fill the filter or
+   * a decided-outcome index with pairs of one hash.
+   */
+  constructor(private readonly seed = 0) {}
+
   of(accountId: string, commandId: string): this {
-    let a = FNV_OFFSET, b = (FNV_OFFSET ^ SECOND_SEED) >>> 0;
+    let a = (FNV_OFFSET ^ this.seed) >>> 0, b = (FNV_OFFSET ^ SECOND_SEED ^ this.seed) >>> 0;
     for (let i = 0; i < accountId.length; i++) { const c = accountId.charCodeAt(i); a = Math.imul(a ^ c, 16777619); b = Math.imul(b ^ c, 16777619); }
     a = Math.imul(a ^ 0x2f, 16777619); b = Math.imul(b ^ 0x2f, 16777619); // '/'
     for (let i = 0; i < commandId.length; i++) { const c = commandId.charCodeAt(i); a = Math.imul(a ^ c, 16777619); b = Math.imul(b ^ c, 16777619); }
@@ -42,9 +52,9 @@ export class PairHash {
     return this;
   }
 
-  /** h1 alone, for an index that needs one hash: half the work of of(). */
-  static first(accountId: string, commandId: string): number {
-    let a = FNV_OFFSET;
+  /** h1 alone (with `seed` as the constructor's), for an index that needs one hash: half the work of of(). */
+  static first(accountId: string, commandId: string, seed: number): number {
+    let a = (FNV_OFFSET ^ seed) >>> 0;
     for (let i = 0; i < accountId.length; i++) a = Math.imul(a ^ accountId.charCodeAt(i), 16777619);
     a = Math.imul(a ^ 0x2f, 16777619); // '/'
     for (let i = 0; i < commandId.length; i++) a = Math.imul(a ^ commandId.charCodeAt(i), 16777619);

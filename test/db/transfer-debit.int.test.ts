@@ -46,7 +46,7 @@ function decideOne(known: Map<string, KnownOutcome> | null, replayBelow: Map<num
   p.message(3, 42, A, Buffer.from(JSON.stringify({ commandId: T, type: 'Transfer', accountId: A, toAccountId: B, amount: '12.34' })));
   const r = decideShard({
     msgs: p.finish(), states: [{ accountId: A, version: 5, balance: 5000, currency: 'EUR', status: 'open', ownerName: '' }],
-    known, replayBelow, maxMessageBytes: 65536, nowMs: Date.now(), transfers: true,
+    known, replayBelow, maxMessageBytes: 65536, nowMs: Date.now(), hashSeed: 0, transfers: true,
   });
   const steps: string[] = [];
   forEachRecord(r.steps, (k, v) => steps.push(`${k!.toString()} ${v!.toString()}`));
@@ -164,7 +164,7 @@ test('a deposit past the room a transfer in flight leaves is caught at commit, a
   const slice = (states: AccountState[], commands: string[], pendingCounted = false) => {
     const p = new Packer(1024);
     for (const c of commands) p.message(1, offset, R, Buffer.from(c));
-    return decideShard({ msgs: p.finish(), states, known: null, replayBelow: null, maxMessageBytes: 65536, nowMs: Date.now(), transfers: true, pendingCounted });
+    return decideShard({ msgs: p.finish(), states, known: null, replayBelow: null, maxMessageBytes: 65536, nowMs: Date.now(), hashSeed: 0, transfers: true, pendingCounted });
   };
   const debit = slice([r0], [cmd({ type: 'Transfer', toAccountId: B, amount: '1.00' })]);
   const r1 = debit.states[0];
@@ -203,7 +203,7 @@ test('a deposit past the room a transfer in flight leaves is caught at commit, a
     const credit = creditStepJson({ type: 'CreditTransfer', commandId: transferStepId(B, T, 'credit'), transferId: T, accountId: R, fromAccountId: B, amount: '2.01', currency: 'USD', sourceVersion: 3, sourceBalance: '0.00' });
     const p = new Packer(1024);
     p.message(0, 7, R, Buffer.from(credit));
-    const credited = decideSteps({ msgs: p.finish(), states: [r1], known: null, replayBelow: null, maxMessageBytes: 65536, nowMs: Date.now(), transfers: true });
+    const credited = decideSteps({ msgs: p.finish(), states: [r1], known: null, replayBelow: null, maxMessageBytes: 65536, nowMs: Date.now(), hashSeed: 0, transfers: true });
     assert.equal([credited.eventCount, credited.raisedPeaks, (await check(credited)).overLimit], [1, [String(MAX - 99)], true]);
   } finally {
     client.release();

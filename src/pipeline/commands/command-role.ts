@@ -286,7 +286,7 @@ export class CommandRole implements PipelineRole<Message, CommandBatch, DecidedB
       return this.workers.run({
         msgs: p.finish(), states: st, known: known && known.size ? known : null,
         replayBelow: replay ? new Map(how.committedNext) : null, maxMessageBytes: config.limits.maxMessageBytes, nowMs,
-        transfers: this.kind.transfers, pendingCounted,
+        transfers: this.kind.transfers, pendingCounted, hashSeed: this.resent.seed,
       });
     }));
     const workerSeconds = (performance.now() - t0) / 1000;

@@ -53,6 +53,8 @@ export interface ShardTask {
    * (raisedAccounts) against the table.
    */
   pendingCounted?: boolean;
+  /** PairHash's seed for ShardResult.decided's hashes: the main thread's (ResentCommands.seed), which finds them by it */
+  hashSeed: number;
 }
 
 export interface DlqEntry { index: number; code: string; message: string }
@@ -190,7 +192,7 @@ export function decideShard(task: ShardTask): ShardResult {
   const changed = new Map<string, AccountState>();
   const seen = new Map<string, KnownOutcome>();
   const accA: string[] = [], accC: string[] = [], rejA: string[] = [], rejC: string[] = [];
-  const decided = new DecidedWriter();
+  const decided = new DecidedWriter(task.hashSeed);
   const dlq: DlqEntry[] = [];
   const closedAccounts: string[] = [];
   const refusedOnState: string[] = [];

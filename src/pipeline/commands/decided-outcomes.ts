@@ -18,7 +18,7 @@ import { Packer, forEachRecord, recordAt } from '../pack';
 import type { KnownOutcome, TransferDebit } from './decide-shard';
 
 export interface DecidedOutcomes {
-  /** PairHash.first of each record's (account, command), in record order */
+  /** PairHash.first of each record's (account, command) with the task's hashSeed, in record order */
   hashes: Uint32Array;
   /** where each record starts in `records` */
   offsets: Uint32Array;
@@ -32,6 +32,9 @@ export class DecidedWriter {
   private hashes: Uint32Array = new Uint32Array(1024);
   private offsets: Uint32Array = new Uint32Array(1024);
 
+  /** `seed`: ShardTask.hashSeed, the main thread's, so DecidedLookup finds the pairs by their hashes */
+  constructor(private readonly seed: number) {}
+
   /** `key`: outcomeKey(accountId, commandId), which the decider has made already */
   add(accountId: string, commandId: string, key: string, outcome: KnownOutcome): void {
     const n = this.packer.count;
@@ -39,7 +42,7 @@ export class DecidedWriter {
       this.hashes = grown(this.hashes);
       this.offsets = grown(this.offsets);
     }
-    this.hashes[n] = PairHash.first(accountId, commandId);
+    this.hashes[n] = PairHash.first(accountId, commandId, this.seed);
     this.offsets[n] = this.packer.size;
     this.packer.record(key, outcomeValue(outcome));
   }
@@ -92,29 +95,51 @@ export function outcomeValue(o: KnownOutcome): string {
   return s + '}';
 }
 
+/** More records than chance puts under one hash: a lookup that meets them indexes the keys instead. */
+const MAX_SHARED_HASH = 8;
+
 /**
  * A slice's decided outcomes on the main thread, found by pair: an index of
  * the hashes, built on the first lookup (a batch looks up only the pairs that
  * look re-sent, but when a producer re-sends a whole batch, that is every
  * pair; a scan of the hashes per lookup then cost ~10 µs per command), and a
  * record read only where a hash matches, its key compared.
+ *
+ * The hashes are seeded per process, so a producer cannot aim ids at one. If
+ * more than MAX_SHARED_HASH records share one anyway, reading them in turn
+ * would make re-sending them quadratic: the lookup then indexes every key
+ * (V8 seeds its string hashes) once, and finds by key from there on.
  */
 export class DecidedLookup {
   /** hash (as int32) -> the first record with it; a later one with the same hash is found by scanning on */
   private first: Map<number, number> | undefined;
+  /** key -> record, once a hash was found shared by too many */
+  private byKey: Map<string, number> | undefined;
 
   constructor(private readonly d: DecidedOutcomes) {}
 
-  /** The outcome held under `key` (outcomeKey(account, command)), whose pair's PairHash.first is `hash`. */
+  /** The outcome held under `key` (outcomeKey(account, command)), whose pair's PairHash.first (with its seed) is `hash`. */
   find(key: string, hash: number): KnownOutcome | undefined {
-    const { hashes, offsets, records } = this.d;
+    if (this.byKey) return this.at(this.byKey.get(key), key);
+    const { hashes } = this.d;
     this.first ??= this.index();
+    let read = 0;
     for (let i = this.first.get(hash | 0) ?? -1; i >= 0; i = hashes.indexOf(hash, i + 1)) {
-      if (hashes[i] !== hash) continue;
-      const { key: k, value } = recordAt(records, offsets[i]);
-      if (k !== null && value !== null && k.toString('utf8') === key) return JSON.parse(value.toString('utf8')) as KnownOutcome;
+      if (++read > MAX_SHARED_HASH) {
+        this.byKey = this.keyIndex();
+        return this.at(this.byKey.get(key), key);
+      }
+      const o = this.at(i, key);
+      if (o) return o;
     }
     return undefined;
+  }
+
+  /** Record `i`'s outcome if its key is `key`. */
+  private at(i: number | undefined, key: string): KnownOutcome | undefined {
+    if (i === undefined) return undefined;
+    const { key: k, value } = recordAt(this.d.records, this.d.offsets[i]);
+    return k !== null && value !== null && k.toString('utf8') === key ? JSON.parse(value.toString('utf8')) as KnownOutcome : undefined;
   }
 
   private index(): Map<number, number> {
@@ -123,6 +148,16 @@ export class DecidedLookup {
     // int32 keys stay small integers in the Map; the last write wins, so go backwards to keep the first
     for (let i = hashes.length - 1; i >= 0; i--) first.set(hashes[i] | 0, i);
     return first;
+  }
+
+  private keyIndex(): Map<string, number> {
+    const byKey = new Map<string, number>();
+    let i = 0;
+    forEachRecord(this.d.records, (k) => {
+      if (k !== null) byKey.set(k.toString('utf8'), i);
+      i++;
+    });
+    return byKey;
   }
 }
 

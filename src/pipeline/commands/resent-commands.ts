@@ -6,6 +6,7 @@
  * committing in an earlier batch is found among that batch's decided
  * outcomes, kept here until it commits.
  */
+import { randomInt } from 'node:crypto';
 import type { Pool } from 'pg';
 import { findKnownOutcomes } from '../../db/sql/find-known-outcomes';
 import { claimCommands, redisIsReady, type RedisClient } from '../../redis';
@@ -52,9 +53,11 @@ class Bloom {
 export class RecentCommands {
   private current: Bloom;
   private old: Bloom | undefined;
-  private readonly hash = new PairHash();
-  constructor(private readonly capacity = 1_000_000) {
+  private readonly hash: PairHash;
+  /** `seed`: PairHash's; a random one per process in the daemon (ResentCommands) */
+  constructor(private readonly capacity = 1_000_000, seed = 0) {
     this.current = new Bloom(capacity);
+    this.hash = new PairHash(seed);
   }
   /** Records the pair; true when it may have been recorded before (false: it certainly was not, within the window). */
   record(accountId: string, commandId: string): boolean {
@@ -89,11 +92,18 @@ export function scanCommandId(value: Buffer | null | undefined): string | null {
 export interface Pairs { accounts: string[]; commands: string[]; bloomHits: number[] }
 
 export class ResentCommands {
-  private readonly recent = new RecentCommands();
+  private readonly recent: RecentCommands;
   /** seq -> what that batch decided (one per shard), until it commits or is abandoned */
   private readonly pending = new Map<number, DecidedLookup[]>();
 
-  constructor(private readonly pool: Pool, private readonly redis: RedisClient | undefined, private readonly windowMs: number) {}
+  /**
+   * @param seed PairHash's seed for the filter and for the decided outcomes' hashes (the workers get it
+   *   in ShardTask.hashSeed): random per process unless given, so no producer can aim ids at one hash
+   */
+  constructor(private readonly pool: Pool, private readonly redis: RedisClient | undefined, private readonly windowMs: number,
+    readonly seed: number = randomInt(0, 2 ** 32)) {
+    this.recent = new RecentCommands(undefined, seed);
+  }
 
   /** A new, empty set of pairs for one batch's scan. */
   pairs(): Pairs {
@@ -147,7 +157,7 @@ export class ResentCommands {
     for (const i of idx) {
       const key = outcomeKey(accounts[i], commands[i]);
       if (known.has(key) || earlier.length === 0) continue;
-      const hash = PairHash.first(accounts[i], commands[i]);
+      const hash = PairHash.first(accounts[i], commands[i], this.seed);
       for (const d of earlier) {
         const o = d.find(key, hash);
         if (o) { known.set(key, o); break; }

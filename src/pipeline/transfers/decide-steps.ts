@@ -61,7 +61,7 @@ export function decideSteps(task: ShardTask): StepsResult {
   /** what this slice decided: a later copy in it is a duplicate */
   const seen = new Map<string, KnownOutcome>();
   /** the same, for the next batch (ShardResult.decided) */
-  const decided = new DecidedWriter();
+  const decided = new DecidedWriter(task.hashSeed);
   const accA: string[] = [], accC: string[] = [], rejA: string[] = [], rejC: string[] = [];
   const dlq: ShardResult['dlq'] = [];
   const settlements: Settlement[] = [];

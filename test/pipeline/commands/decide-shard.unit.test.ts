@@ -29,7 +29,7 @@ function run(msgs: Array<[number, number, string]>, known: Record<string, KnownO
   const p = new Packer(4096);
   for (const [partition, offset, value] of msgs) p.message(partition, offset, A, Buffer.from(value));
   const state = { accountId: A, version: 3, balance: 500, currency: 'USD', status: 'open' as const, ownerName: 'x' };
-  const r = decideShard({ msgs: p.finish(), states: [state], known: new Map(Object.entries(known)), replayBelow: below, maxMessageBytes: 65536, nowMs: Date.parse('2026-12-01T00:00:00Z'), transfers });
+  const r = decideShard({ msgs: p.finish(), states: [state], known: new Map(Object.entries(known)), replayBelow: below, maxMessageBytes: 65536, nowMs: Date.parse('2026-12-01T00:00:00Z'), hashSeed: 0, transfers });
   const outs: Out[] = [];
   forEachRecord(r.outcomes, (_k, v) => {
     const o = JSON.parse(v!.toString()) as Out;

@@ -5,12 +5,14 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { randomUUID } from 'node:crypto';
+import { randomInt, randomUUID } from 'node:crypto';
 import { DecidedLookup, DecidedWriter, decidedEntries, outcomeValue } from '../../../src/pipeline/commands/decided-outcomes';
 import { outcomeKey, type KnownOutcome } from '../../../src/pipeline/commands/decide-shard';
 import { PairHash } from '../../../src/codec/hash';
 
-const find = (lookup: DecidedLookup, a: string, c: string) => lookup.find(outcomeKey(a, c), PairHash.first(a, c));
+/** the seed a daemon picks at random (ResentCommands.seed) */
+const SEED = randomInt(0, 2 ** 32);
+const find = (lookup: DecidedLookup, a: string, c: string) => lookup.find(outcomeKey(a, c), PairHash.first(a, c, SEED));
 
 const deposit = (version: number): KnownOutcome => ({ status: 'accepted', type: 'Deposit', version, balance: '12.50' });
 const kinds: KnownOutcome[] = [
@@ -35,7 +37,7 @@ test('an outcome\'s value is JSON that reads back as the same outcome', () => {
 });
 
 test('every outcome comes back as it was decided, found by its pair, in the order decided', () => {
-  const w = new DecidedWriter();
+  const w = new DecidedWriter(SEED);
   // more than the writer's first hash array, so it grows
   const written = Array.from({ length: 5000 }, (_, i) => ({ a: randomUUID(), c: randomUUID(), o: kinds[i % kinds.length] }));
   for (const { a, c, o } of written) w.add(a, c, outcomeKey(a, c), o);
@@ -49,19 +51,19 @@ test('every outcome comes back as it was decided, found by its pair, in the orde
 });
 
 test('nothing is found that was not decided: another pair, the ids swapped, another slice', () => {
-  const w = new DecidedWriter();
+  const w = new DecidedWriter(SEED);
   const [a, c] = [randomUUID(), randomUUID()];
   w.add(a, c, outcomeKey(a, c), kinds[0]);
   const lookup = new DecidedLookup(w.finish());
   assert.is(find(lookup, a, randomUUID()), undefined);
   assert.is(find(lookup, c, a), undefined);
-  assert.is(find(new DecidedLookup(new DecidedWriter().finish()), a, c), undefined);
+  assert.is(find(new DecidedLookup(new DecidedWriter(SEED).finish()), a, c), undefined);
 });
 
 test('pairs that share a hash are told apart by their keys, wherever they sit', () => {
   // a collision is one pair in 2^32 by chance: made here by giving records 1, 3 and 5 one hash (above 2^31 too)
   for (const same of [12345, 0xfffffff0]) {
-    const w = new DecidedWriter();
+    const w = new DecidedWriter(SEED);
     const pairs = Array.from({ length: 6 }, () => [randomUUID(), randomUUID()] as const);
     pairs.forEach(([a, c], i) => w.add(a, c, outcomeKey(a, c), deposit(i)));
     const d = w.finish();
@@ -70,8 +72,32 @@ test('pairs that share a hash are told apart by their keys, wherever they sit', 
     for (const i of [5, 1, 3]) assert.equal(lookup.find(outcomeKey(...pairs[i]), same), deposit(i));
     assert.is(lookup.find(outcomeKey(randomUUID(), randomUUID()), same), undefined, 'a pair never decided, with the shared hash');
     assert.is(lookup.find(outcomeKey(...pairs[2]), same), undefined, 'a decided pair under a hash that is not its own');
-    for (const i of [0, 2, 4]) assert.equal(lookup.find(outcomeKey(...pairs[i]), PairHash.first(...pairs[i])), deposit(i), 'the others, by their own hashes');
+    for (const i of [0, 2, 4]) assert.equal(lookup.find(outcomeKey(...pairs[i]), PairHash.first(...pairs[i], SEED)), deposit(i), 'the others, by their own hashes');
   }
+});
+
+test('many records under one hash (a producer that could aim ids at one): every one found, misses too, in any order', () => {
+  const w = new DecidedWriter(SEED);
+  const pairs = Array.from({ length: 300 }, () => [randomUUID(), randomUUID()] as const);
+  pairs.forEach(([a, c], i) => w.add(a, c, outcomeKey(a, c), deposit(i)));
+  const d = w.finish();
+  const same = 0x9e3779b9;
+  for (let i = 0; i < pairs.length; i += 2) d.hashes[i] = same; // 150 of them, past the lookup's limit for one hash
+  const lookup = new DecidedLookup(d);
+  assert.is(lookup.find(outcomeKey(randomUUID(), randomUUID()), same), undefined, 'a miss first, under the shared hash');
+  const order = pairs.map((_, i) => i).sort(() => Math.random() - 0.5);
+  for (const i of order) {
+    const hash = i % 2 === 0 ? same : PairHash.first(...pairs[i], SEED);
+    assert.equal(lookup.find(outcomeKey(...pairs[i]), hash), deposit(i), `record ${i}`);
+  }
+  assert.is(lookup.find(outcomeKey(pairs[1][1], pairs[1][0]), same), undefined, 'a pair never decided, after the keys were indexed');
+});
+
+test('the hashes are the seed\'s: another seed gives other hashes, so ids aimed at one seed miss another', () => {
+  const [a, c] = [randomUUID(), randomUUID()];
+  const seeds = Array.from({ length: 50 }, () => randomInt(0, 2 ** 32));
+  assert.ok(new Set(seeds.map((s) => PairHash.first(a, c, s))).size >= 49, 'one pair, 50 seeds');
+  assert.is(PairHash.first(a, c, SEED), new PairHash(SEED).of(a, c).h1, 'first() is the filter\'s h1 with the same seed');
 });
 
 test.run();

@@ -62,7 +62,14 @@ test('the pair\'s hashes are fnv1a\'s two seeds over account/command, mixed, tak
     const { h1, h2 } = hash.of(a, c);
     assert.is(h1, fmix32(fnv1a(`${a}/${c}`, 0)));
     assert.is(h2, fmix32(fnv1a(`${a}/${c}`, 0x9e3779b9)) | 1);
-    assert.is(PairHash.first(a, c), h1, 'first() is h1 alone');
+    assert.is(PairHash.first(a, c, 0), h1, 'first() is h1 alone');
+  }
+  const seed = 0x5eed1234;
+  const seeded = new PairHash(seed);
+  for (const [a, c] of pairs(200)) {
+    const { h1, h2 } = seeded.of(a, c);
+    assert.is(h1, fmix32(fnv1a(`${a}/${c}`, seed)), 'a seed starts FNV where fnv1a\'s seed does');
+    assert.is(h2, fmix32(fnv1a(`${a}/${c}`, (0x9e3779b9 ^ seed) >>> 0)) | 1);
   }
 });
 

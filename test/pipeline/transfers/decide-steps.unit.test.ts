@@ -41,7 +41,7 @@ function raw(bytes: Uint8Array): Array<{ key: string; value: string }> {
   return out;
 }
 const task = (msgs: Uint8Array, states: AccountState[], known: Map<string, KnownOutcome> | null = null) =>
-  ({ msgs, states, known, replayBelow: null, maxMessageBytes: 65536, nowMs: Date.parse('2026-12-02T00:00:00Z'), transfers: true });
+  ({ msgs, states, known, replayBelow: null, maxMessageBytes: 65536, nowMs: Date.parse('2026-12-02T00:00:00Z'), hashSeed: 0, transfers: true });
 
 test('credited: the destination gains, the transfer settles, and the final outcome reports the source after its debit', () => {
   const step = { type: 'CreditTransfer' as const, commandId: transferStepId(A, T1, 'credit'), transferId: T1, accountId: B, fromAccountId: A, amount: '2.00', currency: 'USD', sourceVersion: 4, sourceBalance: '3.00' };
