@@ -35,10 +35,13 @@ export class PairHash {
 
   /**
    * `seed` starts both hashes (XORed into FNV's offset basis). A process
-   * picks a random one (ResentCommands.seed): FNV-1a collisions are cheap
-   * to make for a known start (chained, thousands of ids with one hash in
-   * seconds), and a producer that could make them could fill the filter or
-   * a decided-outcome index with pairs of one hash.
+   * picks a random one (ResentCommands.seed). It narrows, and does not stop,
+   * ids aimed at one hash: FNV-1a collisions are cheap to make for a known
+   * start (chained, thousands of pairs with one hash in seconds), and with
+   * ASCII ids whether two collide depends on the seed's low 7 bits alone, so
+   * ids made for one seed collide under 1 in 128. What bounds their cost is
+   * the lookup (DecidedLookup); in the filter they cost Postgres lookups,
+   * never wrong answers.
    */
   constructor(private readonly seed = 0) {}
 

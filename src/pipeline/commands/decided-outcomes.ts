@@ -105,14 +105,17 @@ const MAX_SHARED_HASH = 8;
  * pair; a scan of the hashes per lookup then cost ~10 µs per command), and a
  * record read only where a hash matches, its key compared.
  *
- * The hashes are seeded per process, so a producer cannot aim ids at one. If
- * more than MAX_SHARED_HASH records share one anyway, reading them in turn
- * would make re-sending them quadratic: the lookup then indexes every key
- * (V8 seeds its string hashes) once, and finds by key from there on.
+ * A lookup never costs more than MAX_SHARED_HASH record reads, hit or miss:
+ * records sharing a hash are chained, and past that many the lookup indexes
+ * every key instead (V8 seeds its string hashes), once, and finds by key from
+ * there on. That bound is the defence against ids aimed at one hash. The
+ * process's seed (ResentCommands.seed) only narrows them: FNV-1a's
+ * collisions depend on the seed's low 7 bits alone, so ids made for one seed
+ * still collide in 1 process of 128.
  */
 export class DecidedLookup {
-  /** hash (as int32) -> the first record with it; a later one with the same hash is found by scanning on */
-  private first: Map<number, number> | undefined;
+  /** hash (as int32) -> the first record with it, and each record -> the next with its hash (-1: none) */
+  private chains: { first: Map<number, number>; next: Int32Array } | undefined;
   /** key -> record, once a hash was found shared by too many */
   private byKey: Map<string, number> | undefined;
 
@@ -121,10 +124,10 @@ export class DecidedLookup {
   /** The outcome held under `key` (outcomeKey(account, command)), whose pair's PairHash.first (with its seed) is `hash`. */
   find(key: string, hash: number): KnownOutcome | undefined {
     if (this.byKey) return this.at(this.byKey.get(key), key);
-    const { hashes } = this.d;
-    this.first ??= this.index();
+    this.chains ??= this.index();
+    const { first, next } = this.chains;
     let read = 0;
-    for (let i = this.first.get(hash | 0) ?? -1; i >= 0; i = hashes.indexOf(hash, i + 1)) {
+    for (let i = first.get(hash | 0) ?? -1; i >= 0; i = next[i]) {
       if (++read > MAX_SHARED_HASH) {
         this.byKey = this.keyIndex();
         return this.at(this.byKey.get(key), key);
@@ -142,12 +145,19 @@ export class DecidedLookup {
     return k !== null && value !== null && k.toString('utf8') === key ? JSON.parse(value.toString('utf8')) as KnownOutcome : undefined;
   }
 
-  private index(): Map<number, number> {
-    const first = new Map<number, number>();
+  private index(): { first: Map<number, number>; next: Int32Array } {
     const { hashes } = this.d;
-    // int32 keys stay small integers in the Map; the last write wins, so go backwards to keep the first
-    for (let i = hashes.length - 1; i >= 0; i--) first.set(hashes[i] | 0, i);
-    return first;
+    const first = new Map<number, number>();
+    const next = new Int32Array(hashes.length).fill(-1);
+    // backwards, so each record links to the one after it with its hash and `first` ends at the first
+    // (int32 keys stay small integers in the Map)
+    for (let i = hashes.length - 1; i >= 0; i--) {
+      const h = hashes[i] | 0;
+      const later = first.get(h);
+      if (later !== undefined) next[i] = later;
+      first.set(h, i);
+    }
+    return { first, next };
   }
 
   private keyIndex(): Map<string, number> {

@@ -98,7 +98,8 @@ export class ResentCommands {
 
   /**
    * @param seed PairHash's seed for the filter and for the decided outcomes' hashes (the workers get it
-   *   in ShardTask.hashSeed): random per process unless given, so no producer can aim ids at one hash
+   *   in ShardTask.hashSeed): random per process unless given, so ids made to share a hash in one
+   *   process mostly do not in another (PairHash)
    */
   constructor(private readonly pool: Pool, private readonly redis: RedisClient | undefined, private readonly windowMs: number,
     readonly seed: number = randomInt(0, 2 ** 32)) {
@@ -152,10 +153,12 @@ export class ResentCommands {
       }
     }
     if (suspects.size === 0) return null;
-    const idx = [...suspects];
+    // each pair once, however many copies the batch holds (a producer may send one thousands of times)
+    const byKey = new Map<string, number>();
+    for (const i of suspects) byKey.set(outcomeKey(accounts[i], commands[i]), i);
+    const idx = [...byKey.values()];
     const known = await findKnownOutcomes(this.pool, idx.map((i) => accounts[i]), idx.map((i) => commands[i]));
-    for (const i of idx) {
-      const key = outcomeKey(accounts[i], commands[i]);
+    for (const [key, i] of byKey) {
       if (known.has(key) || earlier.length === 0) continue;
       const hash = PairHash.first(accounts[i], commands[i], this.seed);
       for (const d of earlier) {

@@ -93,7 +93,21 @@ test('many records under one hash (a producer that could aim ids at one): every 
   assert.is(lookup.find(outcomeKey(pairs[1][1], pairs[1][0]), same), undefined, 'a pair never decided, after the keys were indexed');
 });
 
-test('the hashes are the seed\'s: another seed gives other hashes, so ids aimed at one seed miss another', () => {
+test('records sharing a hash in small groups, interleaved: each found along its own chain, misses end at its end', () => {
+  const w = new DecidedWriter(SEED);
+  const pairs = Array.from({ length: 60 }, () => [randomUUID(), randomUUID()] as const);
+  pairs.forEach(([a, c], i) => w.add(a, c, outcomeKey(a, c), deposit(i)));
+  const d = w.finish();
+  // three groups of 8 (at the lookup's limit, so no key index) under three hashes, every third record each
+  const group = (i: number) => 1000 + (i % 3);
+  for (let i = 0; i < 24; i++) d.hashes[i * 2] = group(i);
+  const lookup = new DecidedLookup(d);
+  for (let n = 0; n < 3; n++) assert.is(lookup.find(outcomeKey(randomUUID(), randomUUID()), 1000 + n), undefined, `a miss under hash ${1000 + n}`);
+  for (let i = 0; i < 24; i++) assert.equal(lookup.find(outcomeKey(...pairs[i * 2]), group(i)), deposit(i * 2), `record ${i * 2}`);
+  assert.is(lookup.find(outcomeKey(...pairs[0]), 1001), undefined, 'a decided pair on another group\'s chain');
+});
+
+test('the hashes are the seed\'s: another seed gives another hash for a pair', () => {
   const [a, c] = [randomUUID(), randomUUID()];
   const seeds = Array.from({ length: 50 }, () => randomInt(0, 2 ** 32));
   assert.ok(new Set(seeds.map((s) => PairHash.first(a, c, s))).size >= 49, 'one pair, 50 seeds');
