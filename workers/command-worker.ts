@@ -7,13 +7,13 @@
  * cloned.
  */
 import Piscina from 'piscina';
-import { decideShard, type ShardTask } from '../src/pipeline/commands/decide-shard';
+import { decideShard, transferredBuffers, type ShardTask } from '../src/pipeline/commands/decide-shard';
 
 export default function run(task: ShardTask) {
   const r = decideShard(task);
   // Piscina.move marks our Transferable as movable; without the mark the wrapper itself would be cloned
   return Piscina.move({
-    [Piscina.transferableSymbol]: [r.events.buffer, r.rejections.buffer, r.outcomes.buffer, r.decided.records.buffer, r.decided.hashes.buffer, r.decided.offsets.buffer],
+    [Piscina.transferableSymbol]: transferredBuffers(r),
     [Piscina.valueSymbol]: r,
   } as never);
 }

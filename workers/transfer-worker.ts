@@ -4,13 +4,13 @@
  * command worker, its result's larger buffers are transferred back, not copied.
  */
 import Piscina from 'piscina';
-import type { ShardTask } from '../src/pipeline/commands/decide-shard';
+import { transferredBuffers, type ShardTask } from '../src/pipeline/commands/decide-shard';
 import { decideSteps } from '../src/pipeline/transfers/decide-steps';
 
 export default function run(task: ShardTask) {
   const r = decideSteps(task);
   return Piscina.move({
-    [Piscina.transferableSymbol]: [r.events.buffer, r.rejections.buffer, r.outcomes.buffer, r.decided.records.buffer, r.decided.hashes.buffer, r.decided.offsets.buffer],
+    [Piscina.transferableSymbol]: transferredBuffers(r),
     [Piscina.valueSymbol]: r,
   } as never);
 }

@@ -109,6 +109,14 @@ export interface ShardResult {
   raisedPeaks: string[];
 }
 
+/**
+ * The buffers of a result that a worker transfers back rather than clones: the large ones, each in an
+ * ArrayBuffer of its own (transfer rows and credit steps are few, and cloned). Both workers use it.
+ */
+export function transferredBuffers(r: ShardResult): ArrayBuffer[] {
+  return [r.events, r.rejections, r.outcomes, r.decided.records, r.decided.hashes, r.decided.offsets].map((b) => b.buffer as ArrayBuffer);
+}
+
 /** The task's states by account; counts of transfers in flight only where they were read from Postgres for it. */
 export function taskStates(task: ShardTask): Map<string, AccountState> {
   const states = new Map<string, AccountState>();
