@@ -102,22 +102,30 @@ let i = 0;
 let end = 0;
 let strEnd = 0;
 
+// The loops below copy the cursor into locals: a module variable is a context slot, loaded and stored on
+// every byte otherwise (the bench's 320-byte envelopes: 2.65 → 2.29 µs per scan, 6 interleaved rounds).
 function ws(): void {
-  while (i < end && isWs(b[i])) i++;
+  const buf = b, stop = end;
+  let p = i;
+  while (p < stop && isWs(buf[p])) p++;
+  i = p;
 }
 
 /** At a quote: the string's content is [returned, strEnd) and i moves past the closing quote; -1 = not a plain string. */
 function str(): number {
-  if (b[i] !== QUOTE) return -1;
-  const s = ++i;
+  const buf = b, stop = end;
+  let p = i;
+  if (buf[p] !== QUOTE) return -1;
+  const s = ++p;
   for (;;) {
-    if (i >= end) return -1;
-    const c = b[i];
+    if (p >= stop) return -1;
+    const c = buf[p];
     if (c === QUOTE) break;
     if (c < 0x20 || c > 0x7e || c === BACKSLASH) return -1;
-    i++;
+    p++;
   }
-  strEnd = i++;
+  strEnd = p;
+  i = p + 1;
   return s;
 }
 
