@@ -1,6 +1,7 @@
 /**
  * The projector's hot path alone, for interleaved before/after checks:
- * packChunk (main thread, per consume call) and projectShard (worker) over
+ * packChunk (main thread, per consume call), projectShard (worker) and,
+ * within it, scanEnvelope (the envelope's fast path) over
  * 20,000 events of 5,000 accounts as the relays publish them, 30 runs, the
  * median of the last 25 as µs per event.
  *
@@ -16,11 +17,13 @@ import type { Message } from '../src/kafka/consumer';
 
 type Project = typeof import('../src/pipeline/projections/project-shard');
 type Chunk = typeof import('../src/pipeline/projections/event-chunk');
+type Scan = typeof import('../src/codec/envelope-scan');
 
 const dir = path.resolve(process.argv[2] ?? packageRoot());
 /* eslint-disable @typescript-eslint/no-require-imports -- the module under test is loaded from the checkout given */
 const { projectShard } = require(path.join(dir, 'dist/src/pipeline/projections/project-shard')) as Project;
 const { packChunk } = require(path.join(dir, 'dist/src/pipeline/projections/event-chunk')) as Chunk;
+const { scanEnvelope } = require(path.join(dir, 'dist/src/codec/envelope-scan')) as Scan;
 /* eslint-enable @typescript-eslint/no-require-imports */
 
 const N = 20_000;
@@ -33,6 +36,7 @@ function median(xs: number[]): number {
 
 const pack: number[] = [];
 const project: number[] = [];
+const scan: number[] = [];
 for (let r = 0; r < 30; r++) {
   let t0 = process.hrtime.bigint();
   // as consumed: calls of 2,000 messages (projections.consumeBatch), one shard, so one task below
@@ -44,5 +48,10 @@ for (let r = 0; r < 30; r++) {
   const res = projectShard({ msgs: task, projectedIds: [], projectedVersions: [] });
   if (r >= 5) project.push(Number(process.hrtime.bigint() - t0) / 1e3 / N);
   if (res.applied !== N) throw new Error(`applied ${res.applied} of ${N}`);
+  t0 = process.hrtime.bigint();
+  let scanned = 0;
+  for (const e of h.events) if (scanEnvelope(e.value)) scanned++;
+  if (r >= 5) scan.push(Number(process.hrtime.bigint() - t0) / 1e3 / N);
+  if (scanned !== N) throw new Error(`the fast path read ${scanned} of ${N}`);
 }
-process.stdout.write(`packChunk ${median(pack).toFixed(3)} · projectShard ${median(project).toFixed(3)} µs per event (${dir})\n`);
+process.stdout.write(`packChunk ${median(pack).toFixed(3)} · projectShard ${median(project).toFixed(3)} (of it scanEnvelope ${median(scan).toFixed(3)}) µs per event (${dir})\n`);

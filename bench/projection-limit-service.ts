@@ -32,7 +32,7 @@ const [brokers, events, dbUrl, lanesArg] = process.argv.slice(2);
 const LANES = Number(lanesArg ?? 2);
 if (!Number.isInteger(LANES) || LANES < 1) throw new Error(`lanes must be a positive integer, not ${lanesArg}`);
 const GROUP = `projection-limit-${process.pid}`;
-// the projector's own defaults (projections.batchSize / batchTimeMs): a flush is 20,000 events or 50 ms old
+// the projector's own defaults (projections.batchSize / batchTimeMs): a flush is 20,000 events or 50 ms after its first
 const FLUSH = 20_000;
 const FLUSH_MS = 50;
 // event ids are not unique in transaction_projections (its key is account and version): a few suffice
@@ -41,16 +41,18 @@ const COMMAND_ID = randomUUID();
 
 const c = new Kafka.KafkaConsumer({ 'bootstrap.servers': brokers, 'group.id': GROUP, 'enable.auto.commit': false, 'fetch.wait.max.ms': 10, 'fetch.queue.backoff.ms': 5, 'rebalance_cb': true } as Kafka.ConsumerGlobalConfig, { 'auto.offset.reset': 'earliest' });
 
-/** An account seen: its id, its 16 bytes for COPY (made once), the last version counted, and its place in the flush filling. */
-interface Account { id: string; bytes: Buffer; version: number; flush: Flush | null; slot: number }
+/** An account seen: its id, its 16 bytes for COPY (made once), the last version counted, and its place (slot) in flush `flush`. */
+interface Account { id: string; bytes: Buffer; version: number; flush: number; slot: number }
 const known = new Map<string, Account>();
+let flushIds = 0;
 
 /**
  * A flush as it fills: nothing of a message is kept past its arrival (held
  * node-rdkafka messages cost the projector ~8 ms scavenges until it packed
  * them; see event-chunk.ts). An account's events are all in one partition,
  * so one lane, in order: a flush holds a run of consecutive versions per
- * account, `from[slot]` and `count[slot]`.
+ * account, `from[slot]` and `count[slot]`. Versions are counted per account
+ * across flushes, in `known`.
  */
 class Flush {
   readonly accounts: Account[] = [];
@@ -58,14 +60,17 @@ class Flush {
   readonly count: number[] = [];
   readonly next = new Map<number, number>();
   n = 0;
-  readonly started = Date.now();
+  /** when its first event arrived */
+  started = 0;
+  private readonly id = ++flushIds;
 
   add(account: string, partition: number, offset: number): void {
     let a = known.get(account);
-    if (!a) known.set(account, (a = { id: account, bytes: Buffer.from(account.replace(/-/g, ''), 'hex'), version: 0, flush: null, slot: 0 }));
+    if (!a) known.set(account, (a = { id: account, bytes: Buffer.from(account.replace(/-/g, ''), 'hex'), version: 0, flush: 0, slot: 0 }));
     a.version++;
-    if (a.flush !== this) {
-      a.flush = this;
+    if (this.n === 0) this.started = Date.now();
+    if (a.flush !== this.id) {
+      a.flush = this.id;
       a.slot = this.accounts.length;
       this.accounts.push(a);
       this.from.push(a.version);
@@ -126,8 +131,9 @@ class Lane {
   }
 
   /**
-   * Seals flushes (full, or FLUSH_MS old) and encodes each at once, then commits them one transaction at a
-   * time: flush N+1 is encoded while N commits, and what arrives meanwhile is the flush after.
+   * Seals flushes (full, or FLUSH_MS after their first event) and encodes each at once, then commits them
+   * one transaction at a time: flush N+1 is encoded while N commits, and what arrives meanwhile is the flush
+   * after. A flush that fills while the lane waits (out the age, or for a commit) is taken when the wait ends.
    */
   async seal(): Promise<void> {
     if (this.sealing) return;

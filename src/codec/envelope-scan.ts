@@ -3,7 +3,8 @@
  * the plain JSON the relays publish (the envelope as encodeEnvelope writes
  * it, or as Postgres prints the jsonb column: any key order, whitespace
  * between tokens), instead of UTF-8 check, decode, JSON.parse and validate.
- * 20k decider events (microbenchmark): ~2.3 µs each through parseEnvelope, ~1.8 µs here.
+ * 20k decider events (microbenchmark, one hour): ~2.3 µs each through parseEnvelope, ~1.8 µs here;
+ * `node dist/bench/project-shard-micro.js` times this scan on relay-shaped envelopes.
  *
  * It answers only when it can vouch that parseEnvelope would return an equal
  * envelope, and returns undefined otherwise, for the caller to take the
@@ -103,7 +104,7 @@ let end = 0;
 let strEnd = 0;
 
 // The loops below copy the cursor into locals: a module variable is a context slot, loaded and stored on
-// every byte otherwise (the bench's 320-byte envelopes: 2.65 → 2.29 µs per scan, 6 interleaved rounds).
+// every byte otherwise (`node dist/bench/project-shard-micro.js`, 6 interleaved rounds: 2.65 → 2.29 µs per scan).
 function ws(): void {
   const buf = b, stop = end;
   let p = i;
