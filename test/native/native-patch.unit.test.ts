@@ -17,7 +17,7 @@ const script = path.join(packageRoot(), 'src', 'native', 'patch-node-rdkafka.cjs
 const dir = path.dirname(require.resolve('node-rdkafka/package.json'));
 /** each patched file and the line its replacement starts with */
 const PATCHED: Array<[string, string]> = [
-  ['common.cc', '// banking-es: property names created once'],
+  ['common.cc', '// banking-es: property names created once, message objects cloned from their shape'],
   ['callbacks.cc', '// banking-es: delivery report names created once'],
 ];
 
