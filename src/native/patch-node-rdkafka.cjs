@@ -35,8 +35,9 @@
  * source that differs from what it replaces, or a build that fails, it leaves
  * (or puts back) the original and says why; banking-es then works as before,
  * at the unpatched cost. Each function is checked on its own, so one that
- * changed upstream does not hold back the other. Run it again with
- * `node src/native/patch-node-rdkafka.cjs`.
+ * changed upstream does not hold back the other. A source an earlier version
+ * of this script patched is patched again from the original it kept
+ * (`<file>.orig`). Run it again with `node src/native/patch-node-rdkafka.cjs`.
  */
 'use strict';
 const fs = require('node:fs');
@@ -98,6 +99,8 @@ const PATCHES = [
     end: '}  // namespace Message',
     sha256: 'cc76af7ddc5d854b355f69be46462dedc4205e8aebd82ff6c57f174dd54edb25',
     mark: '// banking-es: property names created once, message objects cloned from their shape (src/native/patch-node-rdkafka.cjs)',
+    // what earlier versions of this script wrote: such a source is patched again from its original (.orig)
+    earlierMarks: ['// banking-es: property names created once (src/native/patch-node-rdkafka.cjs)'],
     replacement: `// banking-es: property names created once, message objects cloned from their shape (src/native/patch-node-rdkafka.cjs)
 static Nan::Persistent<v8::String> k_value, k_headers, k_size, k_key, k_topic, k_offset, k_partition, k_timestamp;
 // MessageNamesIsolate, MessageLastTopic(Name), MessageName() and MessageTopic(): nameCache('Message') in the script
@@ -316,8 +319,14 @@ function main() {
   const todo = [];
   for (const patch of PATCHES) {
     const file = path.join(dir, 'src', patch.file);
-    const src = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : null;
+    let src = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : null;
     if (src !== null && src.includes(patch.mark)) { say(`node-rdkafka ${patch.what} already patched`); continue; }
+    if (src !== null && (patch.earlierMarks ?? []).some((m) => src.includes(m))) {
+      // an install patched by an earlier version of this script (npm install over it, a cached node_modules)
+      if (!fs.existsSync(`${file}.orig`)) { skip(patch, `it carries an earlier banking-es patch and its original src/${patch.file}.orig is missing; npm ci reinstalls it`); continue; }
+      say(`node-rdkafka ${patch.what} carries an earlier banking-es patch; patching its original (src/${patch.file}.orig) again`);
+      src = fs.readFileSync(`${file}.orig`, 'utf8');
+    }
     if (version !== VERSION) { skip(patch, `node-rdkafka is ${version}, the patch is for ${VERSION}`); continue; }
     if (src === null) { skip(patch, `its source file src/${patch.file} is missing`); continue; }
     const start = src.indexOf(patch.start);
@@ -363,7 +372,7 @@ function main() {
     putBack();
     return skipTodo(`the rebuild failed: ${(r.stderr || String(r.error)).split('\n').filter((l) => /error/i.test(l)).slice(0, 3).join(' | ')}`);
   }
-  for (const t of todo) say(`node-rdkafka ${t.patch.what} patched and rebuilt (property names created once; see src/native/patch-node-rdkafka.cjs)`);
+  for (const t of todo) say(`node-rdkafka ${t.patch.what} patched and rebuilt (see src/native/patch-node-rdkafka.cjs)`);
 }
 
 try {

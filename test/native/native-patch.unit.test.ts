@@ -45,7 +45,7 @@ const scratchRoots: string[] = [];
 test.after(() => { for (const root of scratchRoots) fs.rmSync(root, { recursive: true, force: true }); });
 
 /** A scratch install: the script beside a node_modules/node-rdkafka holding `version`, `common.cc` and `callbacks.cc`. */
-function scratch(version: string, common: string, callbacks: string | null, built: boolean): { run(): string; common(): string; callbacks(): string | null } {
+function scratch(version: string, common: string, callbacks: string | null, built: boolean): { pkg: string; run(): string; common(): string; callbacks(): string | null } {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'rdkpatch-'));
   scratchRoots.push(root);
   fs.mkdirSync(path.join(root, 'src', 'native'), { recursive: true });
@@ -57,6 +57,7 @@ function scratch(version: string, common: string, callbacks: string | null, buil
   if (callbacks !== null) fs.writeFileSync(path.join(pkg, 'src', 'callbacks.cc'), callbacks);
   if (built) { fs.mkdirSync(path.join(pkg, 'build')); fs.writeFileSync(path.join(pkg, 'build', 'Makefile'), 'all:\n\tfalse\n'); }
   return {
+    pkg,
     run: () => execFileSync(process.execPath, [path.join(root, 'src', 'native', 'patch-node-rdkafka.cjs')], { encoding: 'utf8', env: { ...process.env, npm_config_node_gyp: '' } }),
     common: () => fs.readFileSync(path.join(pkg, 'src', 'common.cc'), 'utf8'),
     callbacks: () => (fs.existsSync(path.join(pkg, 'src', 'callbacks.cc')) ? fs.readFileSync(path.join(pkg, 'src', 'callbacks.cc'), 'utf8') : null),
@@ -100,6 +101,24 @@ test('one function already patched: the other is still patched, and a failed bui
   assert.match(out, /delivery reports left as it is \(the rebuild failed/);
   assert.is(s.common(), patchedCommon, 'the patched common.cc stays patched');
   assert.is(s.callbacks(), callbacks, 'callbacks.cc is as it was');
+});
+
+test('a source an earlier version of the script patched is patched again from its original', () => {
+  const original = fs.readFileSync(path.join(dir, 'src', 'common.cc.orig'), 'utf8');
+  const callbacks = fs.readFileSync(path.join(dir, 'src', 'callbacks.cc'), 'utf8');
+  const earlier = original.replace('v8::Local<v8::Object> ToV8Object(RdKafka::Message *message,\n                                bool include_payload,', '// banking-es: property names created once (src/native/patch-node-rdkafka.cjs)\n$&');
+  assert.is.not(earlier, original);
+  const s = scratch('3.6.1', earlier, callbacks, true);
+  fs.writeFileSync(path.join(s.pkg, 'src', 'common.cc.orig'), original);
+  const out = s.run();
+  assert.match(out, /message conversion carries an earlier banking-es patch; patching its original/);
+  // the scratch build always fails: what this run changed is put back, which is the original, and it says so
+  assert.match(out, /message conversion left as it is \(the rebuild failed/);
+  assert.is(s.common(), original, 'common.cc is its original, never a half-patched mix');
+  // without the original beside it, nothing is touched, and the reason is given
+  const bare = scratch('3.6.1', earlier, callbacks, true);
+  assert.match(bare.run(), /carries an earlier banking-es patch and its original src\/common\.cc\.orig is missing/);
+  assert.is(bare.common(), earlier);
 });
 
 test.run();
