@@ -45,6 +45,20 @@ const size = full
   ? { cmds: 300_000, baseline: 20_000, latencySecs: 20, copyRows: 300_000, transfers: 100_000, transferRates: [1000, 2000] }
   : { cmds: 100_000, baseline: 6_000, latencySecs: 8, copyRows: 100_000, transfers: 30_000, transferRates: [1000] };
 
+/**
+ * The unmeasured warm-up of every driven run, on its own topics: banking-es and the driven limits alike.
+ * At full load: 40,000 commands (the case's own count if smaller). After the 10,000 used before, a
+ * perf profile of commands.max showed V8's compiler threads at up to 0.6 of a core for the first
+ * 3–4 s of the measured part, ~13% of the daemon's samples: at full load a batch holds thousands of
+ * commands, so functions called once per batch or per shard (decideShard, prepare) were still being
+ * optimized. Interleaved, 4 rounds: the service's CPU per command 64.1 / 50.2 / 48.5 / 60.6 →
+ * 51.3 / 48.4 / 40.2 / 47.9 µs, lower in every round. At a fixed rate: one second of it. Four
+ * seconds were tried and made both banking-es and the floor slower (2 rounds): a longer warm-up grows
+ * the topic, and the mock finds each fetch offset by walking the partition's message sets.
+ */
+const WARMUP_COMMANDS = 40_000;
+const warmupOf = (rate: number, commands: number): number => (rate ? rate : Math.min(WARMUP_COMMANDS, commands));
+
 interface Result {
   name: string; unit: string; value: Summary; limit?: string; ofLimit?: number; vsBaseline?: number;
   latencyMs?: { p50: Summary; p95: Summary; p99: Summary };
@@ -235,8 +249,8 @@ async function main() {
           const t = await topicsFor(name.replace('limit.', ''));
           const svc = await startService(name, [benchEntry(entry), brokers, t.cmd, t.res, ...extraArgs], {}, path.join(logs, `bench-${name}.log`));
           try {
-            // at a fixed rate, the same unmeasured second as banking-es gets
-            if (rate) await driveRun(svc, t, rate, rate);
+            // the same unmeasured warm-up as banking-es gets
+            await driveRun(svc, t, warmupOf(rate, size.cmds), rate);
             const { r, procs: p } = await driveRun(svc, t, rate ? Math.round(rate * size.latencySecs) : size.cmds, rate);
             runsOf.add(p, r.answered, undefined, r, r.timedOut || r.answered < r.sent ? `${r.sent - r.answered} unanswered` : '');
             if (rate) say(`  run ${i + 1}/${runs}: ${runsOf.latest()}`);
@@ -278,8 +292,8 @@ async function main() {
           const svc = await startService('banking-es', [cli(), 'start'], daemonEnv(t, extra), logFile);
           try {
             const n = rate ? Math.round(rate * size.latencySecs) : commands;
-            // warm-up, not measured: JIT, worker start, first batches (a fresh daemon otherwise pays them inside a 4 s run)
-            await driveRun(svc, t, rate ? rate : 10_000, rate, 20_000, skew, transferRatio);
+            // warm-up, not measured: JIT, worker start, first batches (a fresh daemon otherwise pays them inside the measured part)
+            await driveRun(svc, t, warmupOf(rate, commands), rate, 20_000, skew, transferRatio);
             const before = await stagesOf(logFile, 'commands');
             const stepsBefore = transferRatio ? await stagesOf(logFile, 'transfers') : undefined;
             const { r, procs: p, w } = await driveRun(svc, t, n, rate, 20_000, skew, transferRatio);
