@@ -1,5 +1,5 @@
 /**
- * `npm run bench` (quick, < 5 min) and `npm run bench -- --full`.
+ * `npm run bench` (quick, ~10 min here) and `npm run bench -- --full`.
  * Runs banking-es's command pipeline end to end next to the physical limits
  * (binary COPY of the same rows, Kafka produce/consume/round trip of the same
  * messages) and a naive baseline, all in the same run on the same machine;
@@ -47,17 +47,23 @@ const size = full
 
 /**
  * The unmeasured warm-up of every driven run, on its own topics: banking-es and the driven limits alike.
- * At full load: 40,000 commands (the case's own count if smaller). After the 10,000 used before, a
- * perf profile of commands.max showed V8's compiler threads at up to 0.6 of a core for the first
- * 3–4 s of the measured part, ~13% of the daemon's samples: at full load a batch holds thousands of
- * commands, so functions called once per batch or per shard (decideShard, prepare) were still being
- * optimized. Interleaved, 4 rounds: the service's CPU per command 64.1 / 50.2 / 48.5 / 60.6 →
- * 51.3 / 48.4 / 40.2 / 47.9 µs, lower in every round. At a fixed rate: one second of it. Four
- * seconds were tried and made both banking-es and the floor slower (2 rounds): a longer warm-up grows
- * the topic, and the mock finds each fetch offset by walking the partition's message sets.
+ * At full load: 40,000 commands. After the 10,000 used before, a perf profile of commands.max showed
+ * V8's compiler threads at up to 0.6 of a core for the first 3–4 s of the measured part, 13.5% of the
+ * daemon's samples: at full load a batch holds thousands of commands, so functions called once per
+ * batch or per shard (decideShard, prepare) were still being optimized. After 40,000: 3–4%.
+ * Interleaved, 4 rounds: the service's CPU per command 64.1 / 50.2 / 48.5 / 60.6 → 51.3 / 48.4 /
+ * 40.2 / 47.9 µs, lower in every round; limit.e2e (no warm-up before) neither slower nor faster
+ * (median 24.3k → 24.7k commands/s, the mock's CPU per command 4.7 → 4.9 µs).
+ * The transfer cases keep 10,000, as before: not profiled, and their workload is 30,000 commands,
+ * so a warm-up as long would double their topics and rows.
+ * At a fixed rate: one second of it. Four seconds made both banking-es and the floor slower
+ * (2 rounds; at 10,000/s the floor's p50 30 → 39–41 ms, the mock's CPU per command 32–35 → 43 µs):
+ * the mock finds each fetch offset by walking the partition's message sets, and at a fixed rate it
+ * is asked for small fetches often.
  */
 const WARMUP_COMMANDS = 40_000;
-const warmupOf = (rate: number, commands: number): number => (rate ? rate : Math.min(WARMUP_COMMANDS, commands));
+const WARMUP_TRANSFER_COMMANDS = 10_000;
+const warmupOf = (rate: number, transfers = false): number => (rate ? rate : transfers ? WARMUP_TRANSFER_COMMANDS : WARMUP_COMMANDS);
 
 interface Result {
   name: string; unit: string; value: Summary; limit?: string; ofLimit?: number; vsBaseline?: number;
@@ -250,7 +256,7 @@ async function main() {
           const svc = await startService(name, [benchEntry(entry), brokers, t.cmd, t.res, ...extraArgs], {}, path.join(logs, `bench-${name}.log`));
           try {
             // the same unmeasured warm-up as banking-es gets
-            await driveRun(svc, t, warmupOf(rate, size.cmds), rate);
+            await driveRun(svc, t, warmupOf(rate), rate);
             const { r, procs: p } = await driveRun(svc, t, rate ? Math.round(rate * size.latencySecs) : size.cmds, rate);
             runsOf.add(p, r.answered, undefined, r, r.timedOut || r.answered < r.sent ? `${r.sent - r.answered} unanswered` : '');
             if (rate) say(`  run ${i + 1}/${runs}: ${runsOf.latest()}`);
@@ -279,7 +285,7 @@ async function main() {
      * Every run gets fresh topics and a fresh daemon: the mock cluster finds a fetch offset by walking
      * a partition's message sets, so a topic that many small produce batches have grown makes every
      * later fetch slower (p99 at 10k/s grew 95 -> 157 -> 385 -> 1,722 ms over four runs on one topic).
-     * A short unmeasured warm-up on the same topics comes first.
+     * An unmeasured warm-up on the same topics comes first (warmupOf).
      */
     const runDaemonCase = async (name: string, extra: Record<string, string>, commands: number, rates: number[], skew: 'uniform' | number = 'uniform', transferRatio = 0, unit: 'commands/s' | 'transfers/s' = transferRatio ? 'transfers/s' : 'commands/s') => {
       say(`\n${name}: banking-es end to end (${Object.entries(extra).map(([k, v]) => `${k}=${v}`).join(' ') || 'defaults'}${transferRatio ? `, ${Math.round(transferRatio * 100)}% transfers` : ''})`);
@@ -293,7 +299,7 @@ async function main() {
           try {
             const n = rate ? Math.round(rate * size.latencySecs) : commands;
             // warm-up, not measured: JIT, worker start, first batches (a fresh daemon otherwise pays them inside the measured part)
-            await driveRun(svc, t, warmupOf(rate, commands), rate, 20_000, skew, transferRatio);
+            await driveRun(svc, t, warmupOf(rate, transferRatio > 0), rate, 20_000, skew, transferRatio);
             const before = await stagesOf(logFile, 'commands');
             const stepsBefore = transferRatio ? await stagesOf(logFile, 'transfers') : undefined;
             const { r, procs: p, w } = await driveRun(svc, t, n, rate, 20_000, skew, transferRatio);
